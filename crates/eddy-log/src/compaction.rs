@@ -1,0 +1,438 @@
+//! Key-based compaction: keep only the newest record per key.
+//!
+//! It runs in three steps so that a caller holding the log behind a lock
+//! only holds it briefly: [`Log::compaction_job`] (needs `&Log`) picks the
+//! sealed segments; [`CompactionJob::run`] (needs no log) reads them, builds
+//! the key map and writes cleaned copies beside them; and
+//! [`Log::install_compaction`] (needs `&mut Log`) swaps the copies in.
+//!
+//! Offsets never change: a kept record keeps its offset, and a batch keeps
+//! its base offset, epoch and producer stamp, so consumers see gaps.
+//! Tombstones (null values) are dropped once they are the newest record for
+//! their key and older than `delete.retention.ms`.
+//!
+//! Crash safety: a cleaned copy is written as `X.log.cleaned` and fsynced,
+//! then renamed to `X.log.swap` (the commit point), then put in place.
+//! [`Log::open`] deletes leftover `.cleaned` files and finishes `.swap` ones.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{Batch, BatchHeader, HEADER_LEN, retain_records};
+use crate::config::BATCH_BYTES_LIMIT;
+use crate::error::{Error, Result};
+use crate::index::{OffsetEntry, TimeEntry, write_index};
+use crate::log::{Log, finish_swap};
+use crate::segment::{Role, Segment, file_name};
+use crate::types::{Offset, Timestamp};
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Sealed segments read.
+    pub segments_read: usize,
+    /// Segments rewritten (those with something to remove).
+    pub segments_cleaned: usize,
+    pub records_removed: u64,
+    pub tombstones_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Source {
+    base: Offset,
+    path: PathBuf,
+    file: Arc<File>,
+    size: u64,
+}
+
+/// A compaction pass over a prefix of the sealed segments, detached from the log.
+#[derive(Debug)]
+pub struct CompactionJob {
+    dir: PathBuf,
+    sources: Vec<Source>,
+    tombstone_horizon: Timestamp,
+    map_bytes_max: usize,
+    index_interval: u64,
+}
+
+#[derive(Debug)]
+struct Cleaned {
+    base: Offset,
+    source: Arc<File>,
+    size: u64,
+}
+
+/// Cleaned segment copies waiting to be installed.
+#[derive(Debug)]
+pub struct CompactionOutput {
+    dir: PathBuf,
+    cleaned: Vec<Cleaned>,
+    stats: CompactionStats,
+}
+
+impl CompactionOutput {
+    /// How many segments have cleaned copies waiting.
+    pub fn cleaned_segments(&self) -> usize {
+        self.cleaned.len()
+    }
+}
+
+impl Log {
+    /// The next compaction pass, or `None` when this log is not compacted
+    /// or has no sealed segment.
+    pub fn compaction_job(&self) -> Option<CompactionJob> {
+        if !self.config.cleanup_policy.compacts() || self.segments.len() < 2 {
+            return None;
+        }
+        let sealed = self.segments.len() - 1;
+        let sources = self
+            .segments
+            .values()
+            .take(sealed)
+            .map(|s| Source {
+                base: s.base,
+                path: s.path.clone(),
+                file: s.file.clone(),
+                size: s.size,
+            })
+            .collect();
+        Some(CompactionJob {
+            dir: self.dir.clone(),
+            sources,
+            tombstone_horizon: Timestamp(
+                self.clock
+                    .now_ms()
+                    .saturating_sub(self.config.delete_retention_ms),
+            ),
+            map_bytes_max: self.config.compaction_map_bytes_max,
+            index_interval: u64::from(self.config.index_interval_bytes),
+        })
+    }
+
+    /// Puts cleaned segments in place. Copies of segments that retention
+    /// deleted meanwhile are discarded.
+    pub fn install_compaction(&mut self, output: CompactionOutput) -> Result<CompactionStats> {
+        for cleaned in output.cleaned {
+            let current = self.segments.get(&cleaned.base);
+            let is_source = current.is_some_and(|s| Arc::ptr_eq(&s.file, &cleaned.source));
+            let is_sealed = self.segments.keys().next_back() != Some(&cleaned.base);
+            if !is_source || !is_sealed {
+                discard(&output.dir, cleaned.base)?;
+                continue;
+            }
+            if cleaned.size == 0 {
+                // Nothing left: drop the segment; readers skip the offset gap.
+                if let Some(s) = self.segments.remove(&cleaned.base) {
+                    s.delete_files(&self.dir)?;
+                }
+                discard(&output.dir, cleaned.base)?;
+                continue;
+            }
+            let swap = PathBuf::from(format!(
+                "{}.swap",
+                output.dir.join(file_name(cleaned.base, "log")).display()
+            ));
+            rename(&cleaned_path(&output.dir, cleaned.base, "log"), &swap)?;
+            finish_swap(&output.dir, cleaned.base)?;
+            for ext in ["index", "timeindex"] {
+                rename(
+                    &cleaned_path(&output.dir, cleaned.base, ext),
+                    &output.dir.join(file_name(cleaned.base, ext)),
+                )?;
+            }
+            sync_dir(&output.dir)?;
+            let next_offset = self
+                .segments
+                .range(cleaned.base..)
+                .nth(1)
+                .map_or(cleaned.base, |(&b, _)| b);
+            let now = self.clock.now_ms();
+            let interval = self.config.index_interval_bytes;
+            let role = Role::Sealed { next_offset };
+            let (segment, _) = Segment::open(&self.dir, cleaned.base, role, interval, now)?;
+            self.segments.insert(cleaned.base, segment);
+        }
+        if self.epochs.trim_before(self.start_offset()) {
+            self.epochs.save()?;
+        }
+        Ok(output.stats)
+    }
+
+    /// One whole compaction pass in place; see the module docs.
+    pub fn compact(&mut self) -> Result<CompactionStats> {
+        match self.compaction_job() {
+            Some(job) => {
+                let output = job.run()?;
+                self.install_compaction(output)
+            }
+            None => Ok(CompactionStats::default()),
+        }
+    }
+}
+
+impl CompactionJob {
+    /// Reads the segments, decides what to keep, and writes cleaned copies.
+    pub fn run(self) -> Result<CompactionOutput> {
+        let (newest, covered) = self.key_map()?;
+        let mut output = CompactionOutput {
+            dir: self.dir.clone(),
+            cleaned: Vec::new(),
+            stats: CompactionStats {
+                segments_read: covered,
+                ..Default::default()
+            },
+        };
+        for source in &self.sources[..covered] {
+            output.stats.bytes_before += source.size;
+            match self.clean(source, &newest, &mut output.stats) {
+                Ok(Some(cleaned)) => {
+                    output.stats.bytes_after += cleaned.size;
+                    output.stats.segments_cleaned += 1;
+                    output.cleaned.push(cleaned);
+                }
+                Ok(None) => output.stats.bytes_after += source.size,
+                Err(e) => {
+                    for c in &output.cleaned {
+                        discard(&self.dir, c.base)?;
+                    }
+                    discard(&self.dir, source.base)?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(output)
+    }
+
+    /// Newest offset per key over as many leading segments as fit in the
+    /// memory budget; returns the map and how many segments it covers.
+    fn key_map(&self) -> Result<(HashMap<Vec<u8>, Offset>, usize)> {
+        let mut newest: HashMap<Vec<u8>, Offset> = HashMap::new();
+        let mut bytes = 0usize;
+        let mut covered = 0;
+        for source in &self.sources {
+            if covered > 0 && bytes >= self.map_bytes_max {
+                break;
+            }
+            scan(source, |batch| {
+                for record in batch.records() {
+                    let record =
+                        record.map_err(|e| corrupt(source, batch.header, e.to_string()))?;
+                    if let Some(key) = record.key
+                        && newest.insert(key.to_vec(), record.offset).is_none()
+                    {
+                        bytes += key.len() + 64;
+                    }
+                }
+                Ok(())
+            })?;
+            covered += 1;
+        }
+        Ok((newest, covered))
+    }
+
+    /// Writes the cleaned copy of one segment, or nothing when every record stays.
+    fn clean(
+        &self,
+        source: &Source,
+        newest: &HashMap<Vec<u8>, Offset>,
+        stats: &mut CompactionStats,
+    ) -> Result<Option<Cleaned>> {
+        let horizon = self.tombstone_horizon;
+        let mut removed = 0u64;
+        let mut tombstones = 0u64;
+        let keep =
+            |offset: Offset, key: Option<&[u8]>, tombstone: bool, ts: Timestamp| -> (bool, bool) {
+                let Some(key) = key else { return (true, false) };
+                if newest.get(key) != Some(&offset) {
+                    return (false, false);
+                }
+                if tombstone && ts <= horizon {
+                    return (false, true);
+                }
+                (true, false)
+            };
+        // First a dry run: most passes find most segments already clean.
+        scan(source, |batch| {
+            for record in batch.records().flatten() {
+                let (kept, tomb) = keep(
+                    record.offset,
+                    record.key,
+                    record.is_tombstone(),
+                    record.timestamp,
+                );
+                removed += u64::from(!kept);
+                tombstones += u64::from(tomb);
+            }
+            Ok(())
+        })?;
+        if removed == 0 {
+            return Ok(None);
+        }
+        stats.records_removed += removed;
+        stats.tombstones_removed += tombstones;
+        let path = cleaned_path(&self.dir, source.base, "log");
+        let file = File::create(&path).map_err(Error::io("creating", &path))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut writer = IndexBuilder::new(source.base, self.index_interval);
+        scan(source, |batch| {
+            let kept = retain_records(batch, |r| {
+                keep(r.offset, r.key, r.is_tombstone(), r.timestamp).0
+            })
+            .map_err(|e| corrupt(source, batch.header, e.to_string()))?;
+            if let Some(bytes) = kept {
+                writer.add(batch.header, bytes.len());
+                out.write_all(&bytes).map_err(Error::io("writing", &path))?;
+            }
+            Ok(())
+        })?;
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io("writing", &path)(e.into_error()))?;
+        file.sync_all().map_err(Error::io("syncing", &path))?;
+        write_index(
+            &cleaned_path(&self.dir, source.base, "index"),
+            &writer.offsets,
+        )?;
+        write_index(
+            &cleaned_path(&self.dir, source.base, "timeindex"),
+            &writer.times,
+        )?;
+        Ok(Some(Cleaned {
+            base: source.base,
+            source: source.file.clone(),
+            size: writer.position,
+        }))
+    }
+}
+
+/// Builds index entries for a segment written from scratch, with the same
+/// rule appends use.
+struct IndexBuilder {
+    base: Offset,
+    interval: u64,
+    position: u64,
+    since_entry: u64,
+    max_ts: Timestamp,
+    offsets: Vec<OffsetEntry>,
+    times: Vec<TimeEntry>,
+}
+
+impl IndexBuilder {
+    fn new(base: Offset, interval: u64) -> IndexBuilder {
+        IndexBuilder {
+            base,
+            interval,
+            position: 0,
+            since_entry: 0,
+            max_ts: Timestamp::MIN,
+            offsets: Vec::new(),
+            times: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, header: BatchHeader, len: usize) {
+        if self.since_entry >= self.interval {
+            let relative_offset = (header.base_offset.0 - self.base.0) as u32;
+            self.offsets.push(OffsetEntry {
+                relative_offset,
+                position: self.position as u32,
+            });
+            self.times.push(TimeEntry {
+                max_timestamp_before: self.max_ts,
+                relative_offset,
+            });
+            self.since_entry = 0;
+        }
+        self.since_entry += len as u64;
+        self.position += len as u64;
+        self.max_ts = self.max_ts.max(header.max_timestamp);
+    }
+}
+
+/// Calls `f` with every batch of a segment, CRC-checked, in order.
+fn scan(source: &Source, mut f: impl FnMut(&Batch<'_>) -> Result<()>) -> Result<()> {
+    const WINDOW: usize = 1 << 20;
+    let mut buf = Vec::new();
+    let mut buf_pos = 0u64;
+    let mut pos = 0u64;
+    while pos < source.size {
+        let need_header = (pos + HEADER_LEN as u64).min(source.size);
+        if pos < buf_pos || need_header > buf_pos + buf.len() as u64 {
+            fill(source, &mut buf, &mut buf_pos, pos, WINDOW)?;
+        }
+        let at = (pos - buf_pos) as usize;
+        let header = BatchHeader::parse(&buf[at..]).map_err(|e| Error::Corrupt {
+            path: source.path.clone(),
+            position: pos,
+            reason: e.to_string(),
+        })?;
+        let total = header.total_len();
+        if total > BATCH_BYTES_LIMIT || pos + total as u64 > source.size {
+            return Err(corrupt(
+                source,
+                header,
+                format!("impossible batch length {total}"),
+            ));
+        }
+        if at + total > buf.len() {
+            fill(source, &mut buf, &mut buf_pos, pos, WINDOW.max(total))?;
+        }
+        let at = (pos - buf_pos) as usize;
+        let batch = Batch::parse(&buf[at..at + total], BATCH_BYTES_LIMIT)
+            .map_err(|e| corrupt(source, header, e.to_string()))?;
+        f(&batch)?;
+        pos += total as u64;
+    }
+    Ok(())
+}
+
+fn fill(source: &Source, buf: &mut Vec<u8>, buf_pos: &mut u64, pos: u64, len: usize) -> Result<()> {
+    let len = len.min((source.size - pos) as usize);
+    buf.resize(len, 0);
+    source
+        .file
+        .read_exact_at(buf, pos)
+        .map_err(Error::io("reading", &source.path))?;
+    *buf_pos = pos;
+    Ok(())
+}
+
+fn corrupt(source: &Source, header: BatchHeader, reason: String) -> Error {
+    Error::Corrupt {
+        path: source.path.clone(),
+        position: 0,
+        reason: format!("batch at offset {}: {reason}", header.base_offset),
+    }
+}
+
+fn cleaned_path(dir: &Path, base: Offset, ext: &str) -> PathBuf {
+    dir.join(format!("{}.cleaned", file_name(base, ext)))
+}
+
+fn discard(dir: &Path, base: Offset) -> Result<()> {
+    for ext in ["log", "index", "timeindex"] {
+        let p = cleaned_path(dir, base, ext);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", p)(e)),
+        }
+    }
+    Ok(())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(Error::io("renaming", from))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing", dir))
+}

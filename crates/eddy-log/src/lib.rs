@@ -1,0 +1,39 @@
+//! `eddy-log`: everything about one partition's data on disk.
+//!
+//! A [`Log`] is a directory of segments. Each segment is a `.log` file of
+//! record batches in Kafka's v2 layout ([`batch`]) named by its 20-digit
+//! base offset, with a sparse offset index (`.index`) and time index
+//! (`.timeindex`). Appends assign offsets and stamp the leader epoch; reads
+//! return whole batches as stored, checked (CRC, offsets, epoch) on the way
+//! out. Opening a log after a crash scans only the active segment's tail.
+//! Old data goes by retention (time, size) or compaction (newest per key).
+//!
+//! Architecture invariant: this crate knows nothing about networking, gRPC
+//! or async runtimes; it is plain blocking file I/O behind `&mut self` for
+//! writes and `&self` for reads, and time comes from a [`Clock`].
+
+pub mod batch;
+mod clock;
+mod compaction;
+mod config;
+mod epoch;
+mod error;
+mod index;
+mod log;
+mod segment;
+mod types;
+pub mod varint;
+
+pub use batch::{
+    Batch, BatchBuilder, BatchError, BatchHeader, ProducerStamp, RecordRef, RecordView, batches,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use compaction::{CompactionJob, CompactionOutput, CompactionStats};
+pub use config::{
+    BATCH_BYTES_LIMIT, CONFIG_KEYS, CleanupPolicy, FsyncPolicy, LogConfig, SEGMENT_BYTES_LIMIT,
+};
+pub use error::{Error, Result};
+pub use log::{
+    AppendInfo, Log, MARKER_FILE, ReadResult, RecoveryReport, RetentionReport, SegmentInfo,
+};
+pub use types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId, Sequence, Timestamp};

@@ -1,0 +1,575 @@
+//! A partition's log: an ordered set of segments in one directory, the last
+//! of which takes appends.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::batch::{
+    ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TRANSACTIONAL, Batch, BatchError, BatchHeader,
+    set_base_offset, set_leader_epoch,
+};
+use crate::clock::Clock;
+use crate::config::{FsyncPolicy, LogConfig};
+use crate::epoch::EpochCache;
+use crate::error::{Error, Result};
+use crate::segment::{Role, Segment, file_name};
+use crate::types::{LeaderEpoch, Offset, Timestamp};
+
+/// Name of the file that marks a directory as an Eddy partition.
+pub const MARKER_FILE: &str = "eddy-partition";
+const MARKER_TEXT: &str = "eddy-log format 1\n";
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub max_timestamp: Timestamp,
+    pub record_count: u32,
+}
+
+/// Whole batches read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Concatenated batches exactly as stored; empty when nothing is there yet.
+    pub bytes: Bytes,
+    /// The offset to read from next.
+    pub next_offset: Offset,
+}
+
+/// What [`Log::open`] found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Batches checked after the last good index entries.
+    pub batches_scanned: u64,
+    pub bytes_scanned: u64,
+    /// Bytes cut off the end of the active segment (a torn or corrupt tail).
+    pub truncated_bytes: u64,
+    /// Why the tail was cut.
+    pub truncation_reason: Option<String>,
+    pub index_entries_dropped: usize,
+    /// Sealed segments that failed their check: (base, position, reason).
+    /// They stay on disk; reads that reach the damage return an error.
+    pub corrupt_segments: Vec<(Offset, u64, String)>,
+    /// Compactions interrupted after their output was complete, now finished.
+    pub swaps_completed: usize,
+    /// Whether the leader-epoch checkpoint was missing and rebuilt from the log.
+    pub epochs_rebuilt: bool,
+}
+
+/// What [`Log::apply_retention`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+}
+
+/// A segment, as seen from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base_offset: Offset,
+    pub next_offset: Offset,
+    pub size_bytes: u64,
+    pub max_timestamp: Timestamp,
+    pub compacted: bool,
+}
+
+/// One partition's data on disk.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// By base offset; the last one is active. Never empty.
+    pub(crate) segments: BTreeMap<Offset, Segment>,
+    pub(crate) epochs: EpochCache,
+    last_sync_ms: i64,
+    recovery: RecoveryReport,
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if the directory is missing or
+    /// empty, and recovers from an unclean stop: only the batches after
+    /// the active segment's last good index entry are scanned; a torn or
+    /// corrupt tail is truncated.
+    pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Log> {
+        config.validate()?;
+        claim_dir(dir)?;
+        let mut recovery = RecoveryReport::default();
+        let bases = tidy_files(dir, &mut recovery)?;
+        let now = clock.now_ms();
+        let mut segments = BTreeMap::new();
+        if bases.is_empty() {
+            let s = Segment::create(dir, Offset::ZERO, config.index_interval_bytes, now)?;
+            segments.insert(Offset::ZERO, s);
+        }
+        for (i, &base) in bases.iter().enumerate() {
+            let role = match bases.get(i + 1) {
+                Some(&next_offset) => Role::Sealed { next_offset },
+                None => Role::Active,
+            };
+            let (segment, r) = Segment::open(dir, base, role, config.index_interval_bytes, now)?;
+            recovery.batches_scanned += r.batches_scanned;
+            recovery.bytes_scanned += r.bytes_scanned;
+            recovery.truncated_bytes += r.truncated_bytes;
+            recovery.index_entries_dropped += r.index_entries_dropped;
+            if let Some((_, reason)) = r.truncation {
+                recovery.truncation_reason = Some(reason);
+            }
+            if let Some((pos, reason)) = r.corruption {
+                recovery.corrupt_segments.push((base, pos, reason));
+            }
+            segments.insert(base, segment);
+        }
+        recovery.segments = segments.len();
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            epochs: EpochCache::empty(dir),
+            config,
+            clock,
+            segments,
+            last_sync_ms: now,
+            recovery,
+        };
+        log.load_epochs()?;
+        Ok(log)
+    }
+
+    fn load_epochs(&mut self) -> Result<()> {
+        let end = self.end_offset();
+        let (mut epochs, rebuilt) = match EpochCache::load(&self.dir) {
+            Some(e) => (e, false),
+            None => (self.rebuild_epochs()?, true),
+        };
+        let changed = epochs.truncate_from(end) | epochs.trim_before(self.start_offset());
+        if rebuilt || changed {
+            epochs.save()?;
+        }
+        self.recovery.epochs_rebuilt = rebuilt;
+        self.epochs = epochs;
+        Ok(())
+    }
+
+    /// Reads every batch header to recover which epoch wrote what.
+    fn rebuild_epochs(&self) -> Result<EpochCache> {
+        let mut epochs = EpochCache::empty(&self.dir);
+        for segment in self.segments.values() {
+            for item in segment.headers_from(0) {
+                let Ok((_, h)) = item else { break };
+                if epochs.latest().is_none_or(|e| h.leader_epoch > e) {
+                    epochs.assign(h.leader_epoch, h.base_offset);
+                }
+            }
+        }
+        Ok(epochs)
+    }
+
+    fn active(&self) -> &Segment {
+        match self.segments.values().next_back() {
+            Some(s) => s,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        match self.segments.values_mut().next_back() {
+            Some(s) => s,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    /// The first offset still in the log.
+    pub fn start_offset(&self) -> Offset {
+        self.segments
+            .first_key_value()
+            .map_or(Offset::ZERO, |(&b, _)| b)
+    }
+
+    /// The offset the next appended record will get ("log end offset").
+    pub fn end_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.segments
+            .values()
+            .map(|s| SegmentInfo {
+                base_offset: s.base,
+                next_offset: s.next_offset,
+                size_bytes: s.size,
+                max_timestamp: s.max_timestamp,
+                compacted: s.compacted,
+            })
+            .collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the settings (a topic's configs were altered); they apply
+    /// from the next append, roll or retention pass.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The newest leader epoch that wrote to this log.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest()
+    }
+
+    /// Which leader epoch started writing at which offset, oldest first.
+    pub fn leader_epochs(&self) -> &[(LeaderEpoch, Offset)] {
+        self.epochs.entries()
+    }
+
+    /// The leader epoch that wrote `offset`.
+    pub fn epoch_for(&self, offset: Offset) -> Option<LeaderEpoch> {
+        self.epochs.epoch_for(offset)
+    }
+
+    /// Appends one batch as the leader in `epoch`: checks it (size, magic,
+    /// CRC, record structure, timestamps), gives it the next offsets and
+    /// the epoch, and writes it. `batch` is modified in place (base offset
+    /// and epoch sit outside the CRC) and written without re-encoding.
+    pub fn append(&mut self, batch: &mut [u8], epoch: LeaderEpoch) -> Result<AppendInfo> {
+        let header = check_client_batch(batch, self.config.batch_bytes_max)?;
+        if epoch.0 < 0 || self.epochs.latest().is_some_and(|latest| epoch < latest) {
+            return Err(Error::StaleEpoch {
+                epoch,
+                latest: self.epochs.latest(),
+            });
+        }
+        self.maybe_roll(header.total_len(), header.last_offset_delta)?;
+        let base_offset = self.end_offset();
+        set_base_offset(batch, base_offset);
+        set_leader_epoch(batch, epoch);
+        let header = BatchHeader {
+            base_offset,
+            leader_epoch: epoch,
+            ..header
+        };
+        if self.epochs.assign(epoch, base_offset)
+            && let Err(e) = self.epochs.save()
+        {
+            self.epochs.truncate_from(base_offset);
+            return Err(e);
+        }
+        self.active_mut().append(batch, &header)?;
+        self.sync_per_policy()?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
+            record_count: header.record_count,
+        })
+    }
+
+    fn maybe_roll(&mut self, batch_len: usize, last_offset_delta: u32) -> Result<()> {
+        let now = self.clock.now_ms();
+        let a = self.active();
+        if a.size == 0 {
+            return Ok(());
+        }
+        let full = a.size + batch_len as u64 > self.config.segment_bytes;
+        let old = now - a.created_ms >= self.config.segment_ms;
+        let offsets_overflow =
+            a.next_offset.0 + u64::from(last_offset_delta) - a.base.0 > u64::from(u32::MAX);
+        if full || old || offsets_overflow {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end; no-op
+    /// while the active segment is empty.
+    pub fn roll(&mut self) -> Result<()> {
+        if self.active().size == 0 {
+            return Ok(());
+        }
+        let sync = self.config.fsync != FsyncPolicy::Never;
+        let active = self.active_mut();
+        active.seal();
+        if sync {
+            active.sync()?;
+        }
+        let end = self.end_offset();
+        let now = self.clock.now_ms();
+        let segment = Segment::create(&self.dir, end, self.config.index_interval_bytes, now)?;
+        self.segments.insert(end, segment);
+        Ok(())
+    }
+
+    fn sync_per_policy(&mut self) -> Result<()> {
+        match self.config.fsync {
+            FsyncPolicy::Always => self.active().sync_log(),
+            FsyncPolicy::IntervalMs(_) => self.flush_if_due().map(|_| ()),
+            FsyncPolicy::Never => Ok(()),
+        }
+    }
+
+    /// Forces every segment's data and indexes to disk.
+    pub fn flush(&mut self) -> Result<()> {
+        for segment in self.segments.values_mut() {
+            segment.sync()?;
+        }
+        self.last_sync_ms = self.clock.now_ms();
+        Ok(())
+    }
+
+    /// With an interval fsync policy, flushes when the interval has passed.
+    /// Returns whether it flushed.
+    pub fn flush_if_due(&mut self) -> Result<bool> {
+        let FsyncPolicy::IntervalMs(ms) = self.config.fsync else {
+            return Ok(false);
+        };
+        if self.clock.now_ms() - self.last_sync_ms < ms as i64 {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// Flushes everything; the next open finds nothing to repair.
+    pub fn close(mut self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Deletes the log and its directory (the topic was deleted).
+    pub fn delete(self) -> Result<()> {
+        fs::remove_dir_all(&self.dir).map_err(Error::io("deleting", &self.dir))
+    }
+
+    /// Reads whole batches starting with the one that holds `from`, up to
+    /// `max_bytes` (but always at least one whole batch when one is
+    /// there), and only batches that end before `upper` (the high
+    /// watermark; `None` is the log end). Every batch returned has had its
+    /// CRC, offsets and leader epoch checked; damage is an error, never data.
+    pub fn read(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        upper: Option<Offset>,
+    ) -> Result<ReadResult> {
+        let (start, end) = (self.start_offset(), self.end_offset());
+        if from < start || from > end {
+            return Err(Error::OffsetOutOfRange {
+                requested: from,
+                start,
+                end,
+            });
+        }
+        let upper = upper.map_or(end, |u| u.min(end));
+        let mut cursor = from;
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(start, |(&b, _)| b);
+        for segment in self.segments.range(first..).map(|(_, s)| s) {
+            if cursor >= upper {
+                break;
+            }
+            if let Some((bytes, next_offset)) =
+                segment.read(cursor, upper, max_bytes, &self.epochs)?
+            {
+                return Ok(ReadResult { bytes, next_offset });
+            }
+            if segment.next_offset >= upper {
+                break;
+            }
+            cursor = cursor.max(segment.next_offset);
+        }
+        Ok(ReadResult {
+            bytes: Bytes::new(),
+            next_offset: from,
+        })
+    }
+
+    /// The first offset whose record has a timestamp at or after `ts`;
+    /// `None` when every record is older.
+    pub fn offset_for_timestamp(&self, ts: Timestamp) -> Result<Option<Offset>> {
+        for segment in self.segments.values() {
+            if let Some(offset) = segment.offset_for_timestamp(ts)? {
+                return Ok(Some(offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes the oldest sealed segments that are past `retention.ms`
+    /// (their newest record is older) or beyond `retention.bytes`. The
+    /// active segment is never deleted.
+    pub fn apply_retention(&mut self) -> Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        if !self.config.cleanup_policy.deletes() {
+            return Ok(report);
+        }
+        let now = self.clock.now_ms();
+        let mut total = self.size_bytes();
+        while self.segments.len() > 1 {
+            let Some((_, first)) = self.segments.first_key_value() else {
+                break;
+            };
+            let expired = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| first.max_timestamp.0 < now.saturating_sub(ms));
+            let oversize = self
+                .config
+                .retention_bytes
+                .is_some_and(|max| total - first.size >= max);
+            if !(expired || oversize) {
+                break;
+            }
+            first.delete_files(&self.dir)?;
+            total -= first.size;
+            report.segments_deleted += 1;
+            report.bytes_deleted += first.size;
+            self.segments.pop_first();
+        }
+        if report.segments_deleted > 0 && self.epochs.trim_before(self.start_offset()) {
+            self.epochs.save()?;
+        }
+        Ok(report)
+    }
+}
+
+/// The checks a producer's batch must pass before it is written.
+fn check_client_batch(batch: &[u8], size_limit: usize) -> Result<BatchHeader> {
+    let parsed = Batch::parse(batch, size_limit)?;
+    let h = parsed.header;
+    if h.total_len() != batch.len() {
+        return Err(BatchError::TrailingBytes {
+            extra: batch.len() - h.total_len(),
+        }
+        .into());
+    }
+    if h.attributes & ATTR_COMPRESSION_MASK != 0 {
+        return Err(BatchError::Compressed(h.attributes & ATTR_COMPRESSION_MASK).into());
+    }
+    if h.attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
+        return Err(BatchError::Transactional.into());
+    }
+    if h.last_offset_delta + 1 != h.record_count {
+        return Err(BatchError::BadRecord {
+            index: 0,
+            reason: "a new batch must number its records 0, 1, 2, … without gaps",
+        }
+        .into());
+    }
+    let max = parsed.validate_records()?;
+    if max != h.max_timestamp {
+        return Err(BatchError::MaxTimestampMismatch {
+            header: h.max_timestamp,
+            records: max,
+        }
+        .into());
+    }
+    Ok(h)
+}
+
+/// Makes sure `dir` is an Eddy partition directory, creating it if missing
+/// or empty.
+fn claim_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+    let marker = dir.join(MARKER_FILE);
+    match fs::read_to_string(&marker) {
+        Ok(text) if text == MARKER_TEXT => Ok(()),
+        Ok(text) => Err(Error::NotEddyDir {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "its {MARKER_FILE} file says {:?}, this Eddy reads {:?}",
+                text.trim(),
+                MARKER_TEXT.trim()
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut entries = fs::read_dir(dir).map_err(Error::io("listing", dir))?;
+            if entries.next().is_some() {
+                return Err(Error::NotEddyDir {
+                    path: dir.to_path_buf(),
+                    reason: format!("it holds files but no {MARKER_FILE} file"),
+                });
+            }
+            fs::write(&marker, MARKER_TEXT).map_err(Error::io("writing", &marker))
+        }
+        Err(e) => Err(Error::io("reading", marker)(e)),
+    }
+}
+
+/// Finishes interrupted compactions, removes leftovers, and returns the
+/// segment base offsets in order.
+fn tidy_files(dir: &Path, recovery: &mut RecoveryReport) -> Result<Vec<Offset>> {
+    let mut bases = Vec::new();
+    let mut others = Vec::new();
+    for entry in fs::read_dir(dir).map_err(Error::io("listing", dir))? {
+        let entry = entry.map_err(Error::io("listing", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+            fs::remove_file(entry.path()).map_err(Error::io("removing", entry.path()))?;
+        } else if let Some(base) = name.strip_suffix(".log.swap").and_then(parse_base) {
+            finish_swap(dir, base)?;
+            recovery.swaps_completed += 1;
+            bases.push(base);
+        } else if let Some(base) = name.strip_suffix(".log").and_then(parse_base) {
+            bases.push(base);
+        } else if let Some((stem, _)) = name.split_once('.')
+            && let Some(base) = parse_base(stem)
+        {
+            others.push((base, entry.path()));
+        }
+    }
+    bases.sort();
+    bases.dedup();
+    for (base, path) in others {
+        if bases.binary_search(&base).is_err() {
+            fs::remove_file(&path).map_err(Error::io("removing orphan", &path))?;
+        }
+    }
+    Ok(bases)
+}
+
+/// A compacted segment was complete (`.log.swap`) but not yet in place:
+/// put it in place and let its indexes be rebuilt from it.
+pub(crate) fn finish_swap(dir: &Path, base: Offset) -> Result<()> {
+    for ext in ["index", "timeindex"] {
+        let p = dir.join(file_name(base, ext));
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", p)(e)),
+        }
+    }
+    let marker = dir.join(file_name(base, "compacted"));
+    fs::write(&marker, b"").map_err(Error::io("writing", &marker))?;
+    let swap = dir.join(format!("{}.swap", file_name(base, "log")));
+    let log = dir.join(file_name(base, "log"));
+    fs::rename(&swap, &log).map_err(Error::io("renaming", &swap))
+}
+
+fn parse_base(stem: &str) -> Option<Offset> {
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok().map(Offset))
+        .flatten()
+}
