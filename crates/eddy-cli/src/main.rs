@@ -1,13 +1,23 @@
 //! `eddy`: one binary for the server (`serve`, `dev`), the client commands
-//! (`topic`, `produce`, `consume`, …) and the developer tools (`processor
-//! test`, `bench`). Each command lives in its own module; this file only
+//! (`topic`, `produce`, `consume`), and the developer tools (`bench`,
+//! `processor test`). Each command lives in its own module; this file only
 //! parses the command line and reports errors.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+mod bench;
+mod consume;
+mod group;
+mod out;
 mod processor;
+mod produce;
+mod serve;
+mod topic;
+
+/// The address `eddy dev` listens on and client commands use by default.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9292";
 
 /// Eddy: a streaming platform with partitioned, replicated logs and
 /// WebAssembly processors.
@@ -17,12 +27,39 @@ struct Cli {
     /// Log filter, e.g. `info` or `eddy_broker=debug` (default: `RUST_LOG`, else `info`).
     #[arg(long, global = true, env = "EDDY_LOG")]
     log: Option<String>,
+    #[command(flatten)]
+    conn: Connection,
     #[command(subcommand)]
     command: Command,
 }
 
+/// How client commands find the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Any broker of the cluster, as HOST:PORT.
+    #[arg(long, global = true, env = "EDDY_BOOTSTRAP", default_value = DEFAULT_ADDRESS)]
+    pub bootstrap: String,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker.
+    Serve(serve::ServeArgs),
+    /// Run a single local broker with development defaults (data in ./.eddy).
+    Dev(serve::DevArgs),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Write records read from stdin (or a file), one per line.
+    Produce(produce::ProduceArgs),
+    /// Print records, one value per line.
+    Consume(consume::ConsumeArgs),
+    /// List and describe consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+    /// Measure throughput and latency against a running broker.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Work with WebAssembly processors.
     #[command(subcommand)]
     Processor(processor::ProcessorCommand),
@@ -30,9 +67,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log.as_deref());
+    init_logging(
+        cli.log.as_deref(),
+        matches!(cli.command, Command::Serve(_) | Command::Dev(_)),
+    );
     let result = match cli.command {
         Command::Processor(cmd) => processor::run(cmd),
+        command => runtime().and_then(|rt| rt.block_on(run_async(command, cli.conn))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,11 +84,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: Option<&str>) {
+async fn run_async(command: Command, conn: Connection) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Dev(args) => serve::dev(args).await,
+        Command::Topic(cmd) => topic::run(cmd, &conn).await,
+        Command::Produce(args) => produce::run(args, &conn).await,
+        Command::Consume(args) => consume::run(args, &conn).await,
+        Command::Group(cmd) => group::run(cmd, &conn).await,
+        Command::Bench(cmd) => bench::run(cmd, &conn).await,
+        Command::Processor(_) => unreachable!("handled without a runtime"),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Servers log at info by default; client commands only warn, so their
+/// stdout and stderr stay clean for scripts.
+fn init_logging(filter: Option<&str>, server: bool) {
     use tracing_subscriber::EnvFilter;
+    let fallback = if server { "info" } else { "warn" };
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(fallback)),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Connects a client to the cluster.
+pub async fn connect(conn: &Connection) -> anyhow::Result<eddy_client::Client> {
+    Ok(
+        eddy_client::Client::connect(eddy_client::ClientConfig::new(conn.bootstrap.clone()))
+            .await?,
+    )
 }

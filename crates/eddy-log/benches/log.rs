@@ -43,10 +43,10 @@ fn main() {
         let clock = Arc::new(SystemClock);
 
         let mut log = Log::open(&dir, LogConfig::default(), clock.clone()).unwrap();
-        let mut buf = batch.clone();
+        let buf = batch.clone();
         let t = Instant::now();
         for _ in 0..batches {
-            log.append(&mut buf, LeaderEpoch(0)).unwrap();
+            log.append(&buf, LeaderEpoch(0)).unwrap();
         }
         appends.push(t.elapsed());
 

@@ -20,6 +20,7 @@ mod epoch;
 mod error;
 mod index;
 mod log;
+pub mod partitioner;
 mod segment;
 mod types;
 pub mod varint;
@@ -34,6 +35,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use log::{
-    AppendInfo, Log, MARKER_FILE, ReadResult, RecoveryReport, RetentionReport, SegmentInfo,
+    AppendInfo, CheckedBatch, Log, MARKER_FILE, ReadResult, RecoveryReport, RetentionReport,
+    SegmentInfo, check_batch,
 };
 pub use types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId, Sequence, Timestamp};

@@ -10,7 +10,6 @@ use bytes::Bytes;
 
 use crate::batch::{
     ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TRANSACTIONAL, Batch, BatchError, BatchHeader,
-    set_base_offset, set_leader_epoch,
 };
 use crate::clock::Clock;
 use crate::config::{FsyncPolicy, LogConfig};
@@ -250,24 +249,38 @@ impl Log {
 
     /// Appends one batch as the leader in `epoch`: checks it (size, magic,
     /// CRC, record structure, timestamps), gives it the next offsets and
-    /// the epoch, and writes it. `batch` is modified in place (base offset
-    /// and epoch sit outside the CRC) and written without re-encoding.
-    pub fn append(&mut self, batch: &mut [u8], epoch: LeaderEpoch) -> Result<AppendInfo> {
-        let header = check_client_batch(batch, self.config.batch_bytes_max)?;
+    /// the epoch, and writes it without re-encoding.
+    pub fn append(&mut self, batch: &[u8], epoch: LeaderEpoch) -> Result<AppendInfo> {
+        let checked = check_batch(batch, self.config.batch_bytes_max)?;
+        self.append_checked(&checked, epoch)
+    }
+
+    /// Appends a batch that already passed [`check_batch`]. The bytes are
+    /// written as they are, except for the base offset and leader epoch,
+    /// which sit outside the CRC.
+    pub fn append_checked<B: AsRef<[u8]>>(
+        &mut self,
+        batch: &CheckedBatch<B>,
+        epoch: LeaderEpoch,
+    ) -> Result<AppendInfo> {
+        let bytes = batch.bytes.as_ref();
+        let size = bytes.len();
+        if size > self.config.batch_bytes_max {
+            let limit = self.config.batch_bytes_max;
+            return Err(BatchError::TooLarge { size, limit }.into());
+        }
         if epoch.0 < 0 || self.epochs.latest().is_some_and(|latest| epoch < latest) {
             return Err(Error::StaleEpoch {
                 epoch,
                 latest: self.epochs.latest(),
             });
         }
-        self.maybe_roll(header.total_len(), header.last_offset_delta)?;
+        self.maybe_roll(size, batch.header.last_offset_delta)?;
         let base_offset = self.end_offset();
-        set_base_offset(batch, base_offset);
-        set_leader_epoch(batch, epoch);
         let header = BatchHeader {
             base_offset,
             leader_epoch: epoch,
-            ..header
+            ..batch.header
         };
         if self.epochs.assign(epoch, base_offset)
             && let Err(e) = self.epochs.save()
@@ -275,7 +288,7 @@ impl Log {
             self.epochs.truncate_from(base_offset);
             return Err(e);
         }
-        self.active_mut().append(batch, &header)?;
+        self.active_mut().append(bytes, &header)?;
         self.sync_per_policy()?;
         Ok(AppendInfo {
             base_offset,
@@ -455,8 +468,30 @@ impl Log {
     }
 }
 
-/// The checks a producer's batch must pass before it is written.
-fn check_client_batch(batch: &[u8], size_limit: usize) -> Result<BatchHeader> {
+/// A producer's batch that passed [`check_batch`], in any byte container
+/// (a slice, a `Vec`, a `Bytes` straight from the network).
+#[derive(Debug, Clone)]
+pub struct CheckedBatch<B> {
+    bytes: B,
+    header: BatchHeader,
+}
+
+impl<B: AsRef<[u8]>> CheckedBatch<B> {
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_ref()
+    }
+}
+
+/// The checks a producer's batch must pass before it is written: exactly
+/// one whole batch of at most `size_limit` bytes, magic 2, a good CRC,
+/// uncompressed, not transactional, records numbered 0, 1, 2, … and
+/// well-formed, and a header whose newest timestamp matches its records.
+pub fn check_batch<B: AsRef<[u8]>>(bytes: B, size_limit: usize) -> Result<CheckedBatch<B>> {
+    let batch = bytes.as_ref();
     let parsed = Batch::parse(batch, size_limit)?;
     let h = parsed.header;
     if h.total_len() != batch.len() {
@@ -486,7 +521,7 @@ fn check_client_batch(batch: &[u8], size_limit: usize) -> Result<BatchHeader> {
         }
         .into());
     }
-    Ok(h)
+    Ok(CheckedBatch { bytes, header: h })
 }
 
 /// Makes sure `dir` is an Eddy partition directory, creating it if missing

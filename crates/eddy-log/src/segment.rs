@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::batch::{Batch, BatchHeader, HEADER_LEN};
+use crate::batch::{Batch, BatchHeader, HEADER_LEN, set_base_offset, set_leader_epoch};
+
+/// The header bytes an append rewrites: base offset, length, epoch, magic.
+const PATCHED_PREFIX_LEN: usize = 17;
 use crate::config::BATCH_BYTES_LIMIT;
 use crate::epoch::EpochCache;
 use crate::error::{Error, Result};
@@ -340,12 +343,25 @@ impl Segment {
         Ok(())
     }
 
-    /// Appends a batch whose offsets are already assigned.
+    /// Appends a batch as `header` says: its bytes as given, except the
+    /// first 17 (base offset, length, leader epoch, magic), which come from
+    /// `header`. Those fields sit outside the CRC, so the batch stays valid,
+    /// and the caller's buffer need not be copied or mutable.
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<()> {
         assert_eq!(header.total_len(), batch.len());
         assert!(header.base_offset >= self.next_offset, "offsets only grow");
         let pos = self.size;
-        if let Err(e) = self.file.write_all_at(batch, pos) {
+        let mut prefix = [0u8; PATCHED_PREFIX_LEN];
+        prefix.copy_from_slice(&batch[..PATCHED_PREFIX_LEN]);
+        set_base_offset(&mut prefix, header.base_offset);
+        set_leader_epoch(&mut prefix, header.leader_epoch);
+        let written = self.file.write_all_at(&prefix, pos).and_then(|()| {
+            self.file.write_all_at(
+                &batch[PATCHED_PREFIX_LEN..],
+                pos + PATCHED_PREFIX_LEN as u64,
+            )
+        });
+        if let Err(e) = written {
             // Leave no partial batch behind: a full disk loses nothing written before.
             let _ = self.file.set_len(pos);
             return Err(Error::io("writing segment", &self.path)(e));

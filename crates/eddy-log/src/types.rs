@@ -5,6 +5,11 @@ use std::fmt;
 
 /// Position of a record in its partition: 0, 1, 2, … in append order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Offset(pub u64);
 
 impl Offset {
@@ -25,6 +30,11 @@ impl fmt::Display for Offset {
 /// Generation of a partition's leadership; stamped into every batch a leader
 /// writes, so replicas can tell which leader wrote what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct LeaderEpoch(pub i32);
 
 impl fmt::Display for LeaderEpoch {
@@ -35,6 +45,11 @@ impl fmt::Display for LeaderEpoch {
 
 /// Milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -50,6 +65,11 @@ impl fmt::Display for Timestamp {
 
 /// Identity of an idempotent producer; `ProducerId::NONE` for plain producers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct ProducerId(pub i64);
 
 impl ProducerId {
@@ -70,6 +90,11 @@ impl fmt::Display for ProducerId {
 
 /// Incarnation of a producer id; a higher epoch fences the lower ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct ProducerEpoch(pub i16);
 
 impl ProducerEpoch {
@@ -91,6 +116,11 @@ impl fmt::Display for ProducerEpoch {
 /// Per-partition sequence number of an idempotent producer's first record in
 /// a batch; `Sequence::NONE` for plain producers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Sequence(pub i32);
 
 impl Sequence {

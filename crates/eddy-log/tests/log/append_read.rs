@@ -206,8 +206,8 @@ fn invalid_batches_are_refused_and_nothing_is_written() {
     let s = Scenario::with(|c| c.batch_bytes_max = 2048);
     let mut log = s.open();
     let good = values(2, 10, START_MS);
-    let check = |log: &mut Log, mut b: Vec<u8>, want: &str| {
-        let err = log.append(&mut b, LeaderEpoch(0)).unwrap_err();
+    let check = |log: &mut Log, b: Vec<u8>, want: &str| {
+        let err = log.append(&b, LeaderEpoch(0)).unwrap_err();
         assert!(
             err.to_string().contains(want),
             "{err} should mention {want:?}"
@@ -238,7 +238,7 @@ fn invalid_batches_are_refused_and_nothing_is_written() {
     assert_eq!(log.end_offset(), o(0));
     assert_eq!(log.size_bytes(), 0);
     let err = log
-        .append(&mut good.clone(), LeaderEpoch(0))
+        .append(&good.clone(), LeaderEpoch(0))
         .map(|a| a.base_offset);
     assert!(matches!(err, Ok(Offset(0))), "a good batch still goes in");
 }
@@ -247,12 +247,10 @@ fn invalid_batches_are_refused_and_nothing_is_written() {
 fn leader_epochs_are_stamped_recorded_and_only_grow() {
     let s = Scenario::new();
     let mut log = s.open();
-    log.append(&mut values(2, 1, START_MS), LeaderEpoch(1))
-        .unwrap();
-    log.append(&mut values(2, 1, START_MS), LeaderEpoch(4))
-        .unwrap();
+    log.append(&values(2, 1, START_MS), LeaderEpoch(1)).unwrap();
+    log.append(&values(2, 1, START_MS), LeaderEpoch(4)).unwrap();
     let err = log
-        .append(&mut values(1, 1, START_MS), LeaderEpoch(3))
+        .append(&values(1, 1, START_MS), LeaderEpoch(3))
         .unwrap_err();
     assert!(matches!(err, Error::StaleEpoch { .. }), "{err}");
     let r = log.read(o(2), 1 << 20, None).unwrap();

@@ -103,8 +103,8 @@ pub fn values(n: usize, size: usize, ts: i64) -> Vec<u8> {
     b.finish().unwrap()
 }
 
-pub fn append(log: &mut Log, mut batch: Vec<u8>) -> AppendInfo {
-    log.append(&mut batch, LeaderEpoch(0)).unwrap()
+pub fn append(log: &mut Log, batch: Vec<u8>) -> AppendInfo {
+    log.append(&batch, LeaderEpoch(0)).unwrap()
 }
 
 pub fn decode(bytes: &[u8]) -> Vec<Rec> {

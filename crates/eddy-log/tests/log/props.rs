@@ -150,8 +150,8 @@ proptest! {
         }
         let s = Scenario::new();
         let mut log = s.open();
-        let mut b = bytes.clone();
-        if log.append(&mut b, LeaderEpoch(0)).is_err() {
+        let b = bytes.clone();
+        if log.append(&b, LeaderEpoch(0)).is_err() {
             prop_assert_eq!(log.end_offset(), Offset(0));
         }
     }

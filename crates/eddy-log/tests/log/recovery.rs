@@ -157,10 +157,8 @@ fn a_corrupt_sealed_segment_is_reported_and_never_served() {
 fn a_lost_epoch_checkpoint_is_rebuilt_from_the_log() {
     let s = Scenario::new();
     let mut log = s.open();
-    log.append(&mut values(1, 1, START_MS), LeaderEpoch(2))
-        .unwrap();
-    log.append(&mut values(1, 1, START_MS), LeaderEpoch(5))
-        .unwrap();
+    log.append(&values(1, 1, START_MS), LeaderEpoch(2)).unwrap();
+    log.append(&values(1, 1, START_MS), LeaderEpoch(5)).unwrap();
     drop(log);
     std::fs::remove_file(s.dir.join("leader-epoch-checkpoint")).unwrap();
     let log = s.open();
@@ -176,10 +174,8 @@ fn a_lost_epoch_checkpoint_is_rebuilt_from_the_log() {
 fn a_truncated_tail_takes_its_epochs_with_it() {
     let s = Scenario::new();
     let mut log = s.open();
-    log.append(&mut values(1, 1, START_MS), LeaderEpoch(1))
-        .unwrap();
-    log.append(&mut values(1, 1, START_MS), LeaderEpoch(2))
-        .unwrap();
+    log.append(&values(1, 1, START_MS), LeaderEpoch(1)).unwrap();
+    log.append(&values(1, 1, START_MS), LeaderEpoch(2)).unwrap();
     drop(log);
     let path = active_log(&s);
     let size = std::fs::metadata(&path).unwrap().len();
@@ -191,7 +187,6 @@ fn a_truncated_tail_takes_its_epochs_with_it() {
         .unwrap();
     let mut log = s.open();
     assert_eq!(log.leader_epochs(), &[(LeaderEpoch(1), o(0))]);
-    log.append(&mut values(1, 1, START_MS), LeaderEpoch(1))
-        .unwrap();
+    log.append(&values(1, 1, START_MS), LeaderEpoch(1)).unwrap();
     assert_eq!(read_all(&log, 1 << 20).unwrap().len(), 2);
 }

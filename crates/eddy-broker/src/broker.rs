@@ -1,0 +1,253 @@
+//! The broker: metadata, hosted partitions and the operations the gRPC
+//! services expose.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use eddy_log::{Clock, SystemClock};
+use eddy_meta::{
+    BrokerMeta, Command, MetaStore, TopicId, TopicMeta, assign_replicas, validate_topic_name,
+};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::{BrokerConfig, PARTITIONS_MAX, TopicConfig};
+use crate::error::BrokerError;
+use crate::group::Coordinator;
+use crate::topics::{TopicState, Topics};
+
+/// File that marks a directory as an Eddy broker's data directory.
+pub const DATA_DIR_MARKER: &str = "eddy-broker";
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub meta: MetaStore,
+    pub topics: Topics,
+    /// host:port clients are told to use.
+    pub address: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) produce_permits: Arc<Semaphore>,
+    pub(crate) subscription_permits: Arc<Semaphore>,
+    pub(crate) groups: Coordinator,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// Opens the data directory, replays metadata, opens (and recovers)
+    /// every hosted partition and registers this broker.
+    pub async fn open(config: BrokerConfig, address: String) -> Result<Arc<Broker>, BrokerError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (meta, topics) = {
+            let config = config.clone();
+            let clock = clock.clone();
+            blocking(move || {
+                claim_data_dir(&config.data_dir, config.node_id)?;
+                let meta = MetaStore::open(&config.data_dir.join("meta"))?;
+                let topics = Topics::new(
+                    &config.data_dir,
+                    config.node_id,
+                    config.topic_defaults.clone(),
+                    clock,
+                )?;
+                Ok((meta, topics))
+            })
+            .await?
+        };
+        let broker = Arc::new(Broker {
+            produce_permits: Arc::new(Semaphore::new(config.limits.produce_in_flight_max)),
+            subscription_permits: Arc::new(Semaphore::new(config.limits.subscriptions_max)),
+            shutdown: watch::Sender::new(false),
+            groups: Coordinator::new(config.groups.clone()),
+            config,
+            meta,
+            topics,
+            address,
+            clock,
+        });
+        let me = BrokerMeta {
+            id: broker.config.node_id,
+            address: broker.address.clone(),
+        };
+        if broker.meta.state().brokers.get(&me.id) != Some(&me) {
+            broker.meta.propose(Command::RegisterBroker(me)).await?;
+        }
+        broker.reconcile().await?;
+        Ok(broker)
+    }
+
+    /// Brings hosted partitions in line with the current metadata.
+    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let this = self.clone();
+        blocking(move || this.topics.reconcile(&this.meta.state())).await
+    }
+
+    /// Tells long-polls and subscriptions to end.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Flushes every partition to disk.
+    pub async fn close(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let this = self.clone();
+        blocking(move || {
+            for p in this.topics.partitions() {
+                p.flush().map_err(BrokerError::log(&p.topic, p.id.0))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn create_topic(
+        self: &Arc<Self>,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicState>, BrokerError> {
+        validate_topic_name(name, false)?;
+        let defaults = self.topics.defaults();
+        let partitions = if partitions == 0 {
+            defaults.partitions
+        } else {
+            partitions
+        };
+        let rf = if replication_factor == 0 {
+            defaults.replication_factor
+        } else {
+            replication_factor
+        };
+        check_partition_count(partitions)?;
+        TopicConfig::parse(defaults, &configs)?;
+        let state = self.meta.state();
+        if state.topics.contains_key(name) {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        let brokers: Vec<_> = state.brokers.keys().copied().collect();
+        let assignment = assign_replicas(&brokers, 0, partitions, rf as usize)?;
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: TopicId::random(),
+            configs,
+            partitions: assignment,
+            internal: false,
+        };
+        self.meta.propose(Command::CreateTopic(meta)).await?;
+        self.reconcile().await?;
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "created topic"
+        );
+        self.topics.get(name)
+    }
+
+    pub async fn create_partitions(
+        self: &Arc<Self>,
+        name: &str,
+        total: u32,
+    ) -> Result<Arc<TopicState>, BrokerError> {
+        let state = self.meta.state();
+        let topic = state.topic(name)?;
+        let current = topic.partitions.len() as u32;
+        if total <= current {
+            return Err(BrokerError::InvalidRequest(format!(
+                "topic {name:?} already has {current} partitions; partitions can only be added (ask for more than {current})"
+            )));
+        }
+        check_partition_count(total)?;
+        let brokers: Vec<_> = state.brokers.keys().copied().collect();
+        let added = assign_replicas(
+            &brokers,
+            current,
+            total - current,
+            topic.replication_factor(),
+        )?;
+        self.meta
+            .propose(Command::CreatePartitions {
+                name: name.to_string(),
+                partitions: added,
+            })
+            .await?;
+        self.reconcile().await?;
+        tracing::info!(topic = name, partitions = total, "added partitions");
+        self.topics.get(name)
+    }
+
+    pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {
+        if self.meta.state().topic(name)?.internal {
+            return Err(BrokerError::InvalidRequest(format!(
+                "{name:?} is an internal topic and cannot be deleted"
+            )));
+        }
+        self.meta
+            .propose(Command::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await?;
+        self.reconcile().await?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+}
+
+fn check_partition_count(n: u32) -> Result<(), BrokerError> {
+    if n == 0 || n > PARTITIONS_MAX {
+        return Err(BrokerError::InvalidRequest(format!(
+            "a topic has 1 to {PARTITIONS_MAX} partitions, not {n}"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs blocking work (disk I/O) on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Internal(format!("blocking task failed: {e}")))?
+}
+
+/// Makes sure `dir` is this broker's data directory, creating it if it is
+/// missing or empty.
+fn claim_data_dir(dir: &Path, node_id: eddy_meta::NodeId) -> Result<(), BrokerError> {
+    let fail = |reason: String| {
+        BrokerError::InvalidRequest(format!(
+            "data directory {} {reason}; point --data-dir at an empty directory or this broker's own",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot be created: {e}")))?;
+    let marker = dir.join(DATA_DIR_MARKER);
+    let expected = format!("node.id={}\n", node_id.0);
+    match std::fs::read_to_string(&marker) {
+        Ok(text) if text == expected => Ok(()),
+        Ok(text) => Err(fail(format!(
+            "belongs to another broker ({}), not node {}",
+            text.trim(),
+            node_id.0
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut entries =
+                std::fs::read_dir(dir).map_err(|e| fail(format!("cannot be read: {e}")))?;
+            if entries.next().is_some() {
+                return Err(fail(format!(
+                    "is not empty and has no {DATA_DIR_MARKER} file, so it is not Eddy's"
+                )));
+            }
+            std::fs::write(&marker, expected).map_err(|e| fail(format!("cannot be written: {e}")))
+        }
+        Err(e) => Err(fail(format!("cannot be read: {e}"))),
+    }
+}

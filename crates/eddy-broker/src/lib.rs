@@ -1,0 +1,32 @@
+//! `eddy-broker`: the server side of Eddy.
+//!
+//! It owns the partitions this broker hosts (each an `eddy-log` log behind a
+//! lock, with a leader epoch and a high watermark), the produce and fetch
+//! paths, topic administration on top of `eddy-meta`, and the gRPC services
+//! defined in `eddy-proto`.
+//!
+//! Architecture invariants: the broker never re-encodes a producer's batch
+//! on the hot path (batches arrive as `Bytes` and are written as they are);
+//! fetches serve only below the high watermark; every queue and in-flight
+//! count has a limit in [`Limits`]; blocking disk I/O runs on tokio's
+//! blocking pool. This crate knows nothing about WebAssembly.
+
+mod broker;
+mod config;
+mod error;
+mod fetch;
+mod group;
+mod partition;
+mod produce;
+mod records;
+mod server;
+mod service;
+mod topics;
+
+pub use broker::{Broker, DATA_DIR_MARKER};
+pub use config::{BrokerConfig, Limits, PARTITIONS_MAX, TopicConfig, TopicDefaults};
+pub use error::BrokerError;
+pub use group::{GroupConfig, OFFSETS_TOPIC};
+pub use partition::{Partition, PartitionOffsets, Role, StartAt};
+pub use server::{CONNECTION_WINDOW_BYTES, FRAME_BYTES, STREAM_WINDOW_BYTES, ServerHandle, start};
+pub use topics::{TopicState, Topics};

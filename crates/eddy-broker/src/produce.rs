@@ -1,0 +1,207 @@
+//! Produce: check the whole request, then write it.
+//!
+//! Checking first (topics, partitions, every batch's size, CRC and record
+//! structure) means a bad request writes nothing. Encoded batches from the
+//! request are written as received (`Bytes` from the gRPC buffer, never
+//! copied or re-encoded); structured records are encoded into one batch per
+//! partition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eddy_log::{AppendInfo, CheckedBatch, Offset, check_batch, partitioner::partition_for_key};
+use eddy_proto::v1::{
+    Acks, PartitionProduceResult, ProduceRequest, ProduceResponse, Record, TopicProduceResult,
+};
+
+use crate::broker::{Broker, blocking};
+use crate::error::BrokerError;
+use crate::partition::Partition;
+use crate::records;
+use crate::topics::TopicState;
+
+/// One batch ready to be written.
+struct Planned {
+    topic_index: usize,
+    partition: Arc<Partition>,
+    batch: CheckedBatch<Bytes>,
+}
+
+/// Where one batch went.
+struct Written {
+    topic_index: usize,
+    partition: u32,
+    info: AppendInfo,
+    log_start: Offset,
+}
+
+impl Broker {
+    /// Handles one produce request; see the `Produce` service docs.
+    pub async fn produce(
+        self: &Arc<Self>,
+        req: ProduceRequest,
+    ) -> Result<ProduceResponse, BrokerError> {
+        let acks = Acks::try_from(req.acks).map_err(|_| {
+            BrokerError::InvalidRequest(format!("acks={} is not a known Acks value", req.acks))
+        })?;
+        let permit = self
+            .produce_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)?;
+        if *self.shutdown_signal().borrow() {
+            return Err(BrokerError::ShuttingDown);
+        }
+        let correlation_id = req.correlation_id;
+        let topic_names: Vec<String> = req.topics.iter().map(|t| t.topic.clone()).collect();
+        let this = self.clone();
+        if acks == Acks::None {
+            // Checked now, answered now, written in the background.
+            let plan = blocking(move || this.plan(&req)).await?;
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = blocking(move || write(plan)).await {
+                    tracing::warn!(error = %e, "acks=0 produce failed after it was answered");
+                }
+            });
+            return Ok(ProduceResponse {
+                correlation_id,
+                topics: Vec::new(),
+                error: None,
+            });
+        }
+        // One hop to the blocking pool: check everything, then write.
+        let written = blocking(move || {
+            let plan = this.plan(&req)?;
+            if acks != Acks::Leader {
+                this.check_isr(&plan)?;
+            }
+            write(plan)
+        })
+        .await?;
+        drop(permit);
+        Ok(response(correlation_id, topic_names, written))
+    }
+
+    /// Checks everything in the request and turns it into batches.
+    fn plan(&self, req: &ProduceRequest) -> Result<Vec<Planned>, BrokerError> {
+        let now = self.now_ms();
+        let mut plan = Vec::new();
+        for (topic_index, t) in req.topics.iter().enumerate() {
+            let topic = self.topics.get(&t.topic)?;
+            let mut add = |partition: u32, bytes: Bytes| -> Result<(), BrokerError> {
+                let p = topic.partition(partition)?.clone();
+                let batch = check_batch(bytes, topic.config.log.batch_bytes_max)
+                    .map_err(BrokerError::log(&t.topic, partition))?;
+                plan.push(Planned {
+                    topic_index,
+                    partition: p,
+                    batch,
+                });
+                Ok(())
+            };
+            for pd in &t.partitions {
+                if pd.batch.is_empty() && pd.records.is_empty() {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "{}-{}: no batch and no records to write",
+                        t.topic, pd.partition
+                    )));
+                }
+                if !pd.batch.is_empty() {
+                    add(pd.partition, pd.batch.clone())?;
+                }
+                if !pd.records.is_empty() {
+                    let refs: Vec<&Record> = pd.records.iter().collect();
+                    add(pd.partition, Bytes::from(records::encode(&refs, now)))?;
+                }
+            }
+            for (partition, recs) in place(&topic, &t.records) {
+                add(partition, Bytes::from(records::encode(&recs, now)))?;
+            }
+        }
+        if plan.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "the produce request holds no records".into(),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// acks=all needs min.insync.replicas in-sync replicas.
+    fn check_isr(&self, plan: &[Planned]) -> Result<(), BrokerError> {
+        for p in plan {
+            let topic = self.topics.get(&p.partition.topic)?;
+            let min = topic.config.min_insync_replicas;
+            if p.partition.isr_size() < min as usize {
+                return Err(BrokerError::NotEnoughReplicas {
+                    topic: p.partition.topic.to_string(),
+                    partition: p.partition.id.0,
+                    isr: p.partition.isr_size(),
+                    min,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Places records sent without a partition: keyed ones by murmur2, keyless
+/// ones together on the topic's next sticky partition.
+fn place<'a>(topic: &TopicState, recs: &'a [Record]) -> BTreeMap<u32, Vec<&'a Record>> {
+    let mut placed: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
+    let mut sticky = None;
+    let n = topic.partition_count();
+    for r in recs {
+        let p = match &r.key {
+            Some(key) => partition_for_key(key, n),
+            None => *sticky.get_or_insert_with(|| topic.next_sticky_partition()),
+        };
+        placed.entry(p).or_default().push(r);
+    }
+    placed
+}
+
+fn write(plan: Vec<Planned>) -> Result<Vec<Written>, BrokerError> {
+    let mut written = Vec::with_capacity(plan.len());
+    for p in plan {
+        let info = p
+            .partition
+            .append(&p.batch)
+            .map_err(BrokerError::log(&p.partition.topic, p.partition.id.0))?;
+        written.push(Written {
+            topic_index: p.topic_index,
+            partition: p.partition.id.0,
+            info,
+            log_start: p.partition.offsets().log_start,
+        });
+    }
+    Ok(written)
+}
+
+fn response(correlation_id: u64, topics: Vec<String>, written: Vec<Written>) -> ProduceResponse {
+    let mut results: Vec<TopicProduceResult> = topics
+        .into_iter()
+        .map(|topic| TopicProduceResult {
+            topic,
+            partitions: Vec::new(),
+        })
+        .collect();
+    for w in written {
+        results[w.topic_index]
+            .partitions
+            .push(PartitionProduceResult {
+                partition: w.partition,
+                base_offset: w.info.base_offset.0,
+                last_offset: w.info.last_offset.0,
+                record_count: w.info.record_count,
+                log_start_offset: w.log_start.0,
+            });
+    }
+    ProduceResponse {
+        correlation_id,
+        topics: results,
+        error: None,
+    }
+}

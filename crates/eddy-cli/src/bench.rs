@@ -1,0 +1,295 @@
+//! `eddy bench produce|consume|e2e`: throughput and latency against a
+//! running broker, reported like the OpenMessaging Benchmark (records/s,
+//! MB/s, latency percentiles).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::{BufMut, Bytes, BytesMut};
+use clap::{Args, Subcommand};
+use eddy_client::{
+    Admin, Client, Consumer, ConsumerConfig, DeliveryTicket, NewTopic, Producer, ProducerConfig,
+    ProducerRecord, Start,
+};
+use hdrhistogram::Histogram;
+
+use crate::out::outln;
+use crate::produce::AcksArg;
+use crate::{Connection, connect};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Producer throughput and publish latency (send → acknowledged).
+    Produce(BenchArgs),
+    /// Consumer throughput, reading a backlog it first writes (untimed).
+    Consume(BenchArgs),
+    /// End-to-end latency (send → consumed) at a fixed rate.
+    E2e(E2eArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Topic to use; by default a new `bench-…` topic, deleted afterwards.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Partitions of the new topic.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Records to send (default: 1 GiB worth).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Producer batch size in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    batch_bytes: usize,
+    /// Producer linger in ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// Producer acks.
+    #[arg(long, value_enum, default_value = "1")]
+    acks: AcksArg,
+    /// Keep the topic afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    common: BenchArgs,
+    /// Target rate in MB/s.
+    #[arg(long, default_value_t = 50.0)]
+    rate_mb: f64,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+}
+
+pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
+    let client = connect(conn).await?;
+    let args = match &cmd {
+        BenchCommand::Produce(a) | BenchCommand::Consume(a) => a.clone(),
+        BenchCommand::E2e(e) => e.common.clone(),
+    };
+    let topic = prepare_topic(&client, &args).await?;
+    let result = match cmd {
+        BenchCommand::Produce(a) => produce(&client, &topic, &a).await,
+        BenchCommand::Consume(a) => consume(&client, &topic, &a).await,
+        BenchCommand::E2e(e) => e2e(&client, &topic, &e).await,
+    };
+    if args.topic.is_none() && !args.keep {
+        Admin::new(client).delete_topic(&topic).await?;
+    }
+    result
+}
+
+async fn prepare_topic(client: &Client, args: &BenchArgs) -> anyhow::Result<String> {
+    if let Some(t) = &args.topic
+        && client.partition_count(t).await.is_ok()
+    {
+        return Ok(t.clone());
+    }
+    let name = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}", std::process::id()));
+    Admin::new(client.clone())
+        .create_topic(NewTopic {
+            name: name.clone(),
+            partitions: args.partitions,
+            ..Default::default()
+        })
+        .await
+        .context("creating the benchmark topic")?;
+    Ok(name)
+}
+
+fn producer(client: &Client, args: &BenchArgs) -> Producer {
+    Producer::new(
+        client.clone(),
+        ProducerConfig {
+            acks: args.acks.acks(),
+            linger_ms: args.linger_ms,
+            batch_bytes_max: args.batch_bytes,
+            buffer_bytes_max: (64 << 20).max(4 * args.batch_bytes),
+            ..ProducerConfig::default()
+        },
+    )
+}
+
+fn record_count(args: &BenchArgs) -> u64 {
+    args.records
+        .unwrap_or((1u64 << 30) / args.record_size.max(1) as u64)
+}
+
+fn header(kind: &str, topic: &str, args: &BenchArgs) {
+    outln!(
+        "eddy bench {kind}: topic {topic}, {} partition(s), {} B records, batch {} B, linger {} ms, acks={:?}",
+        args.partitions,
+        args.record_size,
+        args.batch_bytes,
+        args.linger_ms,
+        args.acks
+    );
+}
+
+/// Sends `n` records, sampling publish latency on every 64th.
+async fn send_all(
+    producer: &Producer,
+    topic: &str,
+    n: u64,
+    size: usize,
+) -> anyhow::Result<Histogram<u64>> {
+    let value = Bytes::from(vec![b'e'; size]);
+    let mut samples: Vec<(Instant, DeliveryTicket)> = Vec::with_capacity((n / 64 + 1) as usize);
+    for i in 0..n {
+        // Only sampled records read the clock, to keep the loop lean.
+        let sent_at = (i % 64 == 0).then(Instant::now);
+        let ticket = producer
+            .send(topic, ProducerRecord::value(value.clone()))
+            .await?;
+        if let Some(sent_at) = sent_at {
+            samples.push((sent_at, ticket));
+        }
+    }
+    producer.flush().await?;
+    let mut hist = histogram();
+    for (sent_at, ticket) in samples {
+        if let Some(done) = ticket.completed_at() {
+            hist.saturating_record(done.saturating_duration_since(sent_at).as_micros() as u64);
+        }
+    }
+    Ok(hist)
+}
+
+async fn produce(client: &Client, topic: &str, args: &BenchArgs) -> anyhow::Result<()> {
+    header("produce", topic, args);
+    let n = record_count(args);
+    let producer = producer(client, args);
+    let start = Instant::now();
+    let hist = send_all(&producer, topic, n, args.record_size).await?;
+    let elapsed = start.elapsed();
+    producer.close().await?;
+    throughput("produce", n, n * args.record_size as u64, elapsed);
+    latency("publish latency", &hist);
+    Ok(())
+}
+
+async fn consume(client: &Client, topic: &str, args: &BenchArgs) -> anyhow::Result<()> {
+    header("consume", topic, args);
+    let n = record_count(args);
+    let count = client.partition_count(topic).await?;
+    let producer = producer(client, args);
+    send_all(&producer, topic, n, args.record_size).await?;
+    producer.close().await?;
+    let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
+    for p in 0..count {
+        consumer.assign(topic, p, Start::Earliest).await?;
+    }
+    let start = Instant::now();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while records < n {
+        for f in consumer.poll(Duration::from_millis(500)).await? {
+            records += f.record_count();
+            bytes += f.bytes.len() as u64;
+        }
+    }
+    let elapsed = start.elapsed();
+    outln!("read {records} records ({bytes} bytes of stored batches)");
+    throughput("consume", records, bytes, elapsed);
+    Ok(())
+}
+
+async fn e2e(client: &Client, topic: &str, e: &E2eArgs) -> anyhow::Result<()> {
+    let args = &e.common;
+    header("e2e", topic, args);
+    outln!("target rate {:.1} MB/s for {} s", e.rate_mb, e.duration_s);
+    let count = client.partition_count(topic).await?;
+    let epoch = Instant::now();
+    let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
+    for p in 0..count {
+        consumer.assign(topic, p, Start::Latest).await?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut hist = histogram();
+            let mut received = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                for f in consumer.poll(Duration::from_millis(100)).await? {
+                    for r in f.records()? {
+                        let Some(v) = r.value.as_deref().filter(|v| v.len() >= 8) else {
+                            continue;
+                        };
+                        let sent = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+                        let now = epoch.elapsed().as_micros() as u64;
+                        hist.saturating_record(now.saturating_sub(sent));
+                        received += 1;
+                    }
+                }
+            }
+            anyhow::Ok((hist, received))
+        })
+    };
+    let producer = producer(client, args);
+    let size = args.record_size.max(8);
+    let bytes_per_us = e.rate_mb * 1e6 / 1e6;
+    let start = Instant::now();
+    let deadline = Duration::from_secs(e.duration_s);
+    let mut sent = 0u64;
+    let filler = vec![b'e'; size - 8];
+    while start.elapsed() < deadline {
+        let due = (start.elapsed().as_micros() as f64 * bytes_per_us / size as f64) as u64;
+        while sent < due {
+            let mut v = BytesMut::with_capacity(size);
+            v.put_u64_le(epoch.elapsed().as_micros() as u64);
+            v.put_slice(&filler);
+            producer
+                .send(topic, ProducerRecord::value(v.freeze()))
+                .await?;
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let elapsed = start.elapsed();
+    producer.close().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Release);
+    let (hist, received) = reader.await.context("consumer task")??;
+    outln!("sent {sent}, consumed {received}");
+    throughput("produce", sent, sent * size as u64, elapsed);
+    latency("end-to-end latency", &hist);
+    Ok(())
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 100 s at 3 significant digits; the bounds are constants.
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+fn throughput(what: &str, records: u64, bytes: u64, elapsed: Duration) {
+    let s = elapsed.as_secs_f64();
+    outln!(
+        "{what}: {records} records in {s:.2} s = {:.0} records/s, {:.1} MB/s",
+        records as f64 / s,
+        bytes as f64 / s / 1e6
+    );
+}
+
+fn latency(what: &str, h: &Histogram<u64>) {
+    let ms = |us: u64| us as f64 / 1000.0;
+    outln!(
+        "{what} (ms, {} samples): p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+        h.len(),
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max())
+    );
+}

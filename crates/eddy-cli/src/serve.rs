@@ -1,0 +1,203 @@
+//! `eddy serve` and `eddy dev`.
+//!
+//! Settings come from flags, then `EDDY_*` environment variables, then a
+//! TOML file (`--config`), then defaults.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use eddy_broker::{BrokerConfig, TopicConfig};
+use eddy_meta::NodeId;
+use serde::Deserialize;
+
+use crate::DEFAULT_ADDRESS;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file with settings (keys as the long flags with `_`, plus a
+    /// `[topic_defaults]` table of topic configs such as "retention.ms").
+    #[arg(long, env = "EDDY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for metadata and partition data.
+    #[arg(long, env = "EDDY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "EDDY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// This broker's node id.
+    #[arg(long, env = "EDDY_NODE_ID")]
+    node_id: Option<i32>,
+    /// Address clients should use to reach this broker, if not the listen address.
+    #[arg(long, env = "EDDY_ADVERTISE")]
+    advertise: Option<String>,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// Settings shared by `serve` and `dev`.
+#[derive(Debug, Args)]
+pub struct Tuning {
+    /// Partitions of a topic created without a count.
+    #[arg(long, env = "EDDY_DEFAULT_PARTITIONS")]
+    default_partitions: Option<u32>,
+    /// When appends reach the disk: `never` (the default; replication is the
+    /// durability), `always` (every batch), or an interval in milliseconds.
+    #[arg(long, env = "EDDY_FLUSH")]
+    flush: Option<String>,
+    /// Largest request the broker accepts, in bytes.
+    #[arg(long, env = "EDDY_REQUEST_BYTES_MAX")]
+    request_bytes_max: Option<usize>,
+    /// How often retention and compaction run, in milliseconds.
+    #[arg(long, env = "EDDY_RETENTION_CHECK_INTERVAL_MS")]
+    retention_check_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Directory for data.
+    #[arg(long, default_value = ".eddy")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_ADDRESS)]
+    listen: SocketAddr,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    node_id: Option<i32>,
+    advertise: Option<String>,
+    default_partitions: Option<u32>,
+    flush: Option<String>,
+    request_bytes_max: Option<usize>,
+    retention_check_interval_ms: Option<u64>,
+    produce_in_flight_max: Option<usize>,
+    fetch_bytes_max: Option<usize>,
+    fetch_wait_ms_max: Option<u64>,
+    subscriptions_max: Option<usize>,
+    #[serde(default)]
+    topic_defaults: BTreeMap<String, String>,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not a valid Eddy config", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let Some(data_dir) = args.data_dir.clone().or(file.data_dir.clone()) else {
+        bail!(
+            "no data directory: pass --data-dir DIR (or set EDDY_DATA_DIR, or data_dir in --config)"
+        );
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or(DEFAULT_ADDRESS.parse()?);
+    let node_id = NodeId(args.node_id.or(file.node_id).unwrap_or(1));
+    let mut config = BrokerConfig::new(node_id, data_dir, listen);
+    config.advertised_address = args.advertise.clone().or(file.advertise.clone());
+    apply(&mut config, &args.tuning, &file)?;
+    run(config, false).await
+}
+
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::new(NodeId(1), args.data_dir.clone(), args.listen);
+    apply(&mut config, &args.tuning, &FileConfig::default())?;
+    run(config, true).await
+}
+
+fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Result<()> {
+    let defaults = &mut config.topic_defaults;
+    if let Some(n) = t.default_partitions.or(file.default_partitions) {
+        defaults.partitions = n;
+    }
+    if let Some(flush) = t.flush.as_ref().or(file.flush.as_ref()) {
+        defaults.log.set("flush.ms", flush).context("--flush")?;
+    }
+    let parsed = TopicConfig::parse(defaults, &file.topic_defaults).context("[topic_defaults]")?;
+    defaults.log = parsed.log;
+    defaults.min_insync_replicas = parsed.min_insync_replicas;
+    let limits = &mut config.limits;
+    if let Some(v) = t.request_bytes_max.or(file.request_bytes_max) {
+        limits.request_bytes_max = v;
+    }
+    if let Some(v) = file.produce_in_flight_max {
+        limits.produce_in_flight_max = v;
+    }
+    if let Some(v) = file.fetch_bytes_max {
+        limits.fetch_bytes_max = v;
+    }
+    if let Some(v) = file.fetch_wait_ms_max {
+        limits.fetch_wait_ms_max = v;
+    }
+    if let Some(v) = file.subscriptions_max {
+        limits.subscriptions_max = v;
+    }
+    if let Some(v) = t
+        .retention_check_interval_ms
+        .or(file.retention_check_interval_ms)
+    {
+        config.retention_check_interval_ms = v.max(1);
+    }
+    Ok(())
+}
+
+async fn run(config: BrokerConfig, hints: bool) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let node = config.node_id;
+    let handle = eddy_broker::start(config).await?;
+    // Tests and scripts read this line to learn the port. A closed stdout
+    // must not stop the server, so write errors are ignored here.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "eddy listening on {} (node {node}, data in {})",
+        handle.local_addr,
+        data_dir.display()
+    );
+    if hints {
+        let at = if handle.local_addr.to_string() == DEFAULT_ADDRESS {
+            String::new()
+        } else {
+            format!(" --bootstrap {}", handle.local_addr)
+        };
+        let _ = writeln!(out, "try it (in another terminal):");
+        let _ = writeln!(out, "  eddy topic create demo -p 3{at}");
+        let _ = writeln!(
+            out,
+            "  printf 'truck-1:hello\\ntruck-2:world\\n' | eddy produce demo --key-separator :{at}"
+        );
+        let _ = writeln!(out, "  eddy consume demo --from-beginning --print-key{at}");
+        let _ = writeln!(out, "stop with Ctrl-C");
+    }
+    let _ = out.flush();
+    drop(out);
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    handle.stop().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The Rust client against a real broker that goes away and comes back.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_client::{
+    Acks, Client, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
+    Start,
+};
+
+use crate::harness::TestBroker;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_across_a_broker_restart_never_reorder_a_partition() {
+    let mut b = TestBroker::start();
+    b.ok(&["topic", "create", "o", "-p", "2"]);
+    let client = Client::connect(ClientConfig::new(b.addr.clone()))
+        .await
+        .unwrap();
+    let config = ProducerConfig {
+        acks: Acks::All,
+        linger_ms: 1,
+        batch_bytes_max: 2048,
+        retry_backoff_ms: 50,
+        delivery_timeout_ms: 60_000,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client.clone(), config);
+    const N: u64 = 20_000;
+    let sending = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                let r = ProducerRecord::value(Bytes::from(i.to_string())).partition((i % 2) as u32);
+                producer.send("o", r).await.unwrap();
+                if i % 500 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            producer.flush().await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::task::spawn_blocking(move || {
+        b.restart();
+        b
+    })
+    .await
+    .map(|restarted| sending_done(sending, restarted, client, N))
+    .unwrap()
+    .await;
+}
+
+async fn sending_done(
+    sending: tokio::task::JoinHandle<eddy_client::Result<()>>,
+    b: TestBroker,
+    _old: Client,
+    n: u64,
+) {
+    sending
+        .await
+        .unwrap()
+        .expect("every record is eventually acknowledged");
+    let client = Client::connect(ClientConfig::new(b.addr.clone()))
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    for p in 0..2 {
+        consumer.assign("o", p, Start::Earliest).await.unwrap();
+    }
+    let mut seen: Vec<Vec<u64>> = vec![Vec::new(), Vec::new()];
+    let mut total = std::collections::BTreeSet::new();
+    while total.len() < n as usize {
+        for f in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            for r in f.records().unwrap() {
+                let v: u64 = std::str::from_utf8(r.value.as_deref().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if total.insert(v) {
+                    seen[r.partition as usize].push(v); // first occurrences only
+                }
+            }
+        }
+    }
+    for (p, values) in seen.iter().enumerate() {
+        assert!(
+            values.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} is in send order"
+        );
+        assert_eq!(values.len() as u64, n / 2);
+    }
+}

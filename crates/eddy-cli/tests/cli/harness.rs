@@ -1,0 +1,225 @@
+//! Starts and stops `eddy` processes and runs client commands against them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const EDDY: &str = env!("CARGO_BIN_EXE_eddy");
+
+/// How long a broker may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A broker process with its own data directory; killed when dropped.
+pub struct TestBroker {
+    child: Option<Child>,
+    pub addr: String,
+    pub dir: PathBuf,
+    extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestBroker {
+    /// A broker on a free port with a fresh data directory.
+    pub fn start() -> TestBroker {
+        TestBroker::start_with(&[])
+    }
+
+    /// The same, with extra `eddy serve` arguments.
+    pub fn start_with(extra: &[&str]) -> TestBroker {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut b = TestBroker {
+            child: None,
+            addr: String::new(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        b.spawn("127.0.0.1:0");
+        b
+    }
+
+    fn spawn(&mut self, listen: &str) {
+        let mut cmd = Command::new(EDDY);
+        cmd.args(["serve", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--listen", listen]);
+        cmd.args(&self.extra);
+        let (child, addr) = spawn_and_wait(cmd, "listening on ");
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    /// Stops with SIGTERM (a clean shutdown) and starts again on the same
+    /// port and directory.
+    pub fn restart(&mut self) {
+        self.terminate();
+        let addr = self.addr.clone();
+        self.spawn(&addr);
+    }
+
+    /// Kills with SIGKILL: no flush, no cleanup.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Starts again after `kill9`, on the same port and directory.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        let addr = self.addr.clone();
+        self.spawn(&addr);
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, "TERM");
+            let status = wait_timeout(&mut c, Duration::from_secs(20));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "broker exits cleanly on SIGTERM: {status:?}"
+            );
+        }
+    }
+
+    /// Runs an `eddy` client command against this broker.
+    pub fn eddy(&self, args: &[&str]) -> Out {
+        self.eddy_with_input(args, b"")
+    }
+
+    pub fn eddy_with_input(&self, args: &[&str], input: &[u8]) -> Out {
+        run(
+            Command::new(EDDY)
+                .args(args)
+                .args(["--bootstrap", &self.addr]),
+            input,
+        )
+    }
+
+    /// Like `eddy`, and fails the test unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_input(args, b"")
+    }
+
+    pub fn ok_with_input(&self, args: &[&str], input: &[u8]) -> String {
+        let out = self.eddy_with_input(args, input);
+        assert!(out.success, "eddy {args:?} failed:\n{}", out.stderr);
+        out.stdout
+    }
+
+    /// The data directory of one partition.
+    pub fn partition_dir(&self, topic: &str, partition: u32) -> PathBuf {
+        self.dir.join("topics").join(format!("{topic}-{partition}"))
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Out {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command, input: &[u8]) -> Out {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("eddy runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output: Output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Out {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Spawns a server command and waits for the line announcing its address.
+pub fn spawn_and_wait(mut cmd: Command, marker: &str) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("eddy starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(rest) = line.split(&marker).nth(1) {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(addr) => (child, addr),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("eddy did not start within {START_TIMEOUT:?}");
+        }
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// The files of a partition directory with this extension, sorted.
+pub fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `n` lines `key-<i % keys>:value-<i>`.
+pub fn keyed_lines(n: usize, keys: usize) -> String {
+    (0..n)
+        .map(|i| format!("key-{}:value-{i}\n", i % keys))
+        .collect()
+}

@@ -1,0 +1,140 @@
+//! Topic administration.
+
+use std::collections::HashMap;
+
+use eddy_proto::v1::{
+    CommitOffsetsRequest, CreatePartitionsRequest, CreateTopicRequest, DeleteTopicRequest,
+    DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, GroupSummary,
+    ListGroupsRequest, ListTopicsRequest, PartitionOffset, TopicDescription, TopicSummary,
+    groups_client::GroupsClient,
+};
+
+use crate::client::Client;
+use crate::error::Result;
+
+/// A topic to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    pub name: String,
+    /// 0: the broker's default.
+    pub partitions: u32,
+    /// 0: the broker's default.
+    pub replication_factor: u32,
+    pub configs: HashMap<String, String>,
+}
+
+/// Topic administration over a [`Client`].
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    pub fn new(client: Client) -> Admin {
+        Admin { client }
+    }
+
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicDescription> {
+        let req = CreateTopicRequest {
+            name: topic.name,
+            partitions: topic.partitions,
+            replication_factor: topic.replication_factor,
+            configs: topic.configs,
+        };
+        Ok(self
+            .client
+            .admin_client()
+            .create_topic(req)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicSummary>> {
+        let req = ListTopicsRequest { include_internal };
+        Ok(self
+            .client
+            .admin_client()
+            .list_topics(req)
+            .await?
+            .into_inner()
+            .topics)
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let req = DescribeTopicRequest {
+            name: name.to_string(),
+        };
+        Ok(self
+            .client
+            .admin_client()
+            .describe_topic(req)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn create_partitions(&self, name: &str, total: u32) -> Result<TopicDescription> {
+        let req = CreatePartitionsRequest {
+            name: name.to_string(),
+            total,
+        };
+        Ok(self
+            .client
+            .admin_client()
+            .create_partitions(req)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
+        let channel = self.client.coordinator("").await?;
+        Ok(GroupsClient::new(channel)
+            .list_groups(ListGroupsRequest {})
+            .await?
+            .into_inner()
+            .groups)
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<DescribeGroupResponse> {
+        let channel = self.client.coordinator(group).await?;
+        let req = DescribeGroupRequest {
+            group_id: group.to_string(),
+        };
+        Ok(GroupsClient::new(channel)
+            .describe_group(req)
+            .await?
+            .into_inner())
+    }
+
+    /// Sets a group's committed offsets; refused while the group has members.
+    pub async fn set_group_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(String, u32, u64)>,
+    ) -> Result<()> {
+        let channel = self.client.coordinator(group).await?;
+        let req = CommitOffsetsRequest {
+            group_id: group.to_string(),
+            member_id: String::new(),
+            generation: -1,
+            offsets: offsets
+                .into_iter()
+                .map(|(topic, partition, offset)| PartitionOffset {
+                    topic,
+                    partition,
+                    offset,
+                    metadata: Default::default(),
+                })
+                .collect(),
+        };
+        GroupsClient::new(channel).commit_offsets(req).await?;
+        Ok(())
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let req = DeleteTopicRequest {
+            name: name.to_string(),
+        };
+        self.client.admin_client().delete_topic(req).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! Connections and cluster metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy_proto::v1::{
+    MetadataRequest, MetadataResponse, admin_client::AdminClient, cluster_client::ClusterClient,
+    consume_client::ConsumeClient, produce_client::ProduceClient,
+};
+use parking_lot::RwLock;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{ClientError, Result};
+
+/// The internal topic of committed offsets (its partition leaders coordinate groups).
+const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Any broker of the cluster, as host:port.
+    pub bootstrap: String,
+    pub connect_timeout_ms: u64,
+    /// Largest message the client sends.
+    pub request_bytes_max: usize,
+    /// Largest message the client accepts.
+    pub response_bytes_max: usize,
+}
+
+impl ClientConfig {
+    pub fn new(bootstrap: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            bootstrap: bootstrap.into(),
+            connect_timeout_ms: 5_000,
+            request_bytes_max: 64 << 20,
+            response_bytes_max: 256 << 20,
+        }
+    }
+}
+
+/// A connection to an Eddy cluster; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    bootstrap: Channel,
+    /// Channels by broker address.
+    channels: RwLock<HashMap<String, Channel>>,
+    metadata: RwLock<Option<Arc<MetadataResponse>>>,
+}
+
+impl Client {
+    /// Connects to the bootstrap broker.
+    pub async fn connect(config: ClientConfig) -> Result<Client> {
+        let bootstrap = connect(&config.bootstrap, config.connect_timeout_ms).await?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                bootstrap,
+                channels: RwLock::new(HashMap::new()),
+                metadata: RwLock::new(None),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn cluster(&self) -> ClusterClient<Channel> {
+        ClusterClient::new(self.inner.bootstrap.clone())
+            .max_decoding_message_size(self.inner.config.response_bytes_max)
+    }
+
+    pub(crate) fn admin_client(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.inner.bootstrap.clone())
+            .max_decoding_message_size(self.inner.config.response_bytes_max)
+    }
+
+    pub(crate) fn produce_client(&self, channel: Channel) -> ProduceClient<Channel> {
+        ProduceClient::new(channel)
+            .max_encoding_message_size(self.inner.config.request_bytes_max)
+            .max_decoding_message_size(self.inner.config.response_bytes_max)
+    }
+
+    pub(crate) fn consume_client(&self, channel: Channel) -> ConsumeClient<Channel> {
+        ConsumeClient::new(channel)
+            .max_encoding_message_size(self.inner.config.request_bytes_max)
+            .max_decoding_message_size(self.inner.config.response_bytes_max)
+    }
+
+    /// Fresh metadata for `topics` (all topics when empty), cached for
+    /// leader lookups.
+    pub async fn refresh_metadata(&self, topics: &[String]) -> Result<Arc<MetadataResponse>> {
+        let request = MetadataRequest {
+            topics: topics.to_vec(),
+            include_internal: false,
+        };
+        let response = Arc::new(self.cluster().metadata(request).await?.into_inner());
+        if topics.is_empty() {
+            *self.inner.metadata.write() = Some(response.clone());
+        } else {
+            let mut cached = self.inner.metadata.write();
+            let mut merged = cached.as_deref().cloned().unwrap_or_default();
+            merged.brokers = response.brokers.clone();
+            merged.cluster_id = response.cluster_id.clone();
+            merged.topics.retain(|t| !topics.contains(&t.name));
+            merged.topics.extend(response.topics.iter().cloned());
+            *cached = Some(Arc::new(merged));
+        }
+        Ok(response)
+    }
+
+    /// Number of partitions of `topic`, from cached metadata if present.
+    pub async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(n) = self.cached_partition_count(topic) {
+            return Ok(n);
+        }
+        self.refresh_metadata(&[topic.to_string()]).await?;
+        self.cached_partition_count(topic)
+            .ok_or_else(|| ClientError::Broker {
+                code: eddy_proto::v1::ErrorCode::UnknownTopic,
+                grpc: tonic::Code::NotFound,
+                message: format!(
+                    "topic {topic:?} does not exist; create it with `eddy topic create {topic}`"
+                ),
+            })
+    }
+
+    fn cached_partition_count(&self, topic: &str) -> Option<u32> {
+        let cached = self.inner.metadata.read();
+        let t = cached.as_ref()?.topics.iter().find(|t| t.name == topic)?;
+        Some(t.partitions.len() as u32)
+    }
+
+    /// The leader of `topic`/`partition` from cached metadata (the
+    /// bootstrap broker when it is unknown).
+    pub fn leader_address(&self, topic: &str, partition: u32) -> String {
+        let cached = self.inner.metadata.read();
+        cached
+            .as_ref()
+            .and_then(|m| {
+                let t = m.topics.iter().find(|t| t.name == topic)?;
+                let leader = t.partitions.get(partition as usize)?.leader;
+                Some(
+                    m.brokers
+                        .iter()
+                        .find(|b| b.node_id == leader)?
+                        .address
+                        .clone(),
+                )
+            })
+            .unwrap_or_else(|| self.inner.config.bootstrap.clone())
+    }
+
+    /// The channel to the leader of `topic`/`partition`.
+    pub async fn leader(&self, topic: &str, partition: u32) -> Result<Channel> {
+        let address = self.leader_address(topic, partition);
+        self.channel_to(&address).await
+    }
+
+    /// The channel to the coordinator of `group`: the leader of the group's
+    /// partition of `__consumer_offsets`, or the bootstrap broker while
+    /// that is unknown.
+    pub async fn coordinator(&self, group: &str) -> Result<Channel> {
+        let partitions = {
+            let cached = self.inner.metadata.read();
+            cached
+                .as_ref()
+                .and_then(|m| m.topics.iter().find(|t| t.name == OFFSETS_TOPIC))
+                .map(|t| t.partitions.len() as u32)
+        };
+        match partitions {
+            Some(n) if n > 0 => {
+                let p = eddy_log::partitioner::partition_for_key(group.as_bytes(), n);
+                self.leader(OFFSETS_TOPIC, p).await
+            }
+            _ => Ok(self.inner.bootstrap.clone()),
+        }
+    }
+
+    /// A channel to the broker at `address`, connecting on first use.
+    pub async fn channel_to(&self, address: &str) -> Result<Channel> {
+        if address == self.inner.config.bootstrap {
+            return Ok(self.inner.bootstrap.clone());
+        }
+        if let Some(c) = self.inner.channels.read().get(address) {
+            return Ok(c.clone());
+        }
+        let channel = connect(address, self.inner.config.connect_timeout_ms).await?;
+        self.inner
+            .channels
+            .write()
+            .insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// HTTP/2 settings matching the broker's: big windows and frames so large
+/// batches stream without stalls.
+async fn connect(address: &str, timeout_ms: u64) -> Result<Channel> {
+    let fail = |reason: String| ClientError::Connect {
+        address: address.to_string(),
+        reason,
+    };
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| fail(format!("not a host:port address ({e})")))?
+        .connect_timeout(Duration::from_millis(timeout_ms))
+        .tcp_nodelay(true)
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    endpoint.connect().await.map_err(|e| fail(error_chain(&e)))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

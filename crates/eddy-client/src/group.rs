@@ -1,0 +1,305 @@
+//! Consumer-group membership for [`crate::Consumer`]: join, heartbeat in the
+//! background, commit and fetch offsets.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_proto::v1::{
+    Assignor, CommitOffsetsRequest, ErrorCode, FetchOffsetsRequest, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, PartitionOffset, TopicPartitions,
+    groups_client::GroupsClient,
+};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+
+/// A topic partition.
+pub type TopicPartition = (Arc<str>, u32);
+
+/// Group settings for [`crate::Consumer::subscribe`].
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub group_id: String,
+    /// Shown by `eddy group describe`.
+    pub client_id: String,
+    /// The member is removed when silent this long.
+    pub session_timeout_ms: u32,
+    /// How long a rebalance waits for members to rejoin.
+    pub rebalance_timeout_ms: u32,
+    /// How long each heartbeat waits at the coordinator for a rebalance to
+    /// start (it answers at once when one does).
+    pub heartbeat_wait_ms: u32,
+    pub assignor: Assignor,
+    /// Commit positions every `auto_commit_interval_ms` (and before
+    /// partitions are revoked, and on close).
+    pub auto_commit: bool,
+    pub auto_commit_interval_ms: u64,
+}
+
+impl GroupConfig {
+    pub fn new(group_id: impl Into<String>) -> GroupConfig {
+        GroupConfig {
+            group_id: group_id.into(),
+            client_id: "eddy-client".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            heartbeat_wait_ms: 1_000,
+            assignor: Assignor::CooperativeSticky,
+            auto_commit: true,
+            auto_commit_interval_ms: 5_000,
+        }
+    }
+}
+
+/// One partition's offset to commit, with optional metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    /// The next offset to read.
+    pub offset: u64,
+    pub metadata: Bytes,
+}
+
+/// Told about partitions changing hands, so at-least-once consumers can
+/// commit what they processed before a partition goes to another member.
+pub trait RebalanceListener: Send + Sync {
+    /// `revoked` are about to go. Return offsets to commit for them; the
+    /// consumer commits these (and, with auto-commit, its positions) before
+    /// it lets them go.
+    fn on_revoked(&mut self, revoked: &[TopicPartition]) -> Vec<OffsetCommit> {
+        let _ = revoked;
+        Vec::new()
+    }
+
+    /// `assigned` are now this member's.
+    fn on_assigned(&mut self, assigned: &[TopicPartition]) {
+        let _ = assigned;
+    }
+}
+
+/// What a member knows about its group.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    pub config: GroupConfig,
+    pub topics: Vec<String>,
+    pub member_id: String,
+    pub generation: i32,
+    pub assigned: BTreeSet<TopicPartition>,
+    pub need_rejoin: Arc<AtomicBool>,
+    heartbeat: Option<JoinHandle<()>>,
+    channel: Channel,
+}
+
+impl Membership {
+    pub async fn new(
+        client: &Client,
+        config: GroupConfig,
+        topics: Vec<String>,
+    ) -> Result<Membership> {
+        if config.group_id.is_empty() {
+            return Err(ClientError::Invalid("a group id cannot be empty".into()));
+        }
+        let channel = client.coordinator(&config.group_id).await?;
+        Ok(Membership {
+            config,
+            topics,
+            member_id: String::new(),
+            generation: -1,
+            assigned: BTreeSet::new(),
+            need_rejoin: Arc::new(AtomicBool::new(true)),
+            heartbeat: None,
+            channel,
+        })
+    }
+
+    fn groups(&self) -> GroupsClient<Channel> {
+        GroupsClient::new(self.channel.clone())
+    }
+
+    pub fn eager(&self) -> bool {
+        self.config.assignor != Assignor::CooperativeSticky
+            && self.config.assignor != Assignor::Unspecified
+    }
+
+    /// Joins (or rejoins) and returns the new assignment. A member the
+    /// coordinator forgot joins again as a new member.
+    pub async fn join(&mut self) -> Result<(BTreeSet<TopicPartition>, bool)> {
+        self.stop_heartbeat();
+        let owned = if self.eager() {
+            Vec::new()
+        } else {
+            to_pb(&self.assigned)
+        };
+        let mut request = JoinGroupRequest {
+            group_id: self.config.group_id.clone(),
+            member_id: self.member_id.clone(),
+            client_id: self.config.client_id.clone(),
+            session_timeout_ms: self.config.session_timeout_ms,
+            rebalance_timeout_ms: self.config.rebalance_timeout_ms,
+            topics: self.topics.clone(),
+            assignor: self.config.assignor as i32,
+            owned,
+        };
+        let response = match self.groups().join_group(request.clone()).await {
+            Err(s) if ClientError::from(s.clone()).code() == ErrorCode::UnknownMember => {
+                request.member_id.clear();
+                request.owned.clear();
+                self.groups().join_group(request).await?
+            }
+            other => other?,
+        }
+        .into_inner();
+        self.member_id = response.member_id;
+        self.generation = response.generation;
+        self.need_rejoin.store(false, Ordering::Release);
+        self.start_heartbeat();
+        let assignment = response
+            .assignment
+            .iter()
+            .flat_map(|t| {
+                let topic: Arc<str> = Arc::from(t.topic.as_str());
+                t.partitions.iter().map(move |&p| (topic.clone(), p))
+            })
+            .collect();
+        Ok((assignment, response.follow_up))
+    }
+
+    fn start_heartbeat(&mut self) {
+        let mut groups = self.groups();
+        let request = HeartbeatRequest {
+            group_id: self.config.group_id.clone(),
+            member_id: self.member_id.clone(),
+            generation: self.generation,
+            wait_ms: self.config.heartbeat_wait_ms,
+        };
+        let flag = self.need_rejoin.clone();
+        let pause =
+            Duration::from_millis(u64::from(self.config.session_timeout_ms / 10).clamp(50, 1000));
+        self.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                match groups.heartbeat(request.clone()).await {
+                    Ok(_) => {
+                        if request.wait_ms == 0 {
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                    Err(status) => {
+                        let e = ClientError::from(status);
+                        if matches!(
+                            e.code(),
+                            ErrorCode::RebalanceInProgress
+                                | ErrorCode::IllegalGeneration
+                                | ErrorCode::UnknownMember
+                        ) {
+                            flag.store(true, Ordering::Release);
+                            return;
+                        }
+                        tracing::debug!(error = %e, "heartbeat failed; retrying");
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    fn stop_heartbeat(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+        }
+    }
+
+    /// Commits offsets as this member (generation and member id).
+    pub async fn commit(&self, offsets: Vec<OffsetCommit>) -> Result<()> {
+        self.commit_request(offsets).await
+    }
+
+    /// The commit as a future that owns what it needs (for background commits).
+    pub fn commit_request(
+        &self,
+        offsets: Vec<OffsetCommit>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let mut groups = self.groups();
+        let request = CommitOffsetsRequest {
+            group_id: self.config.group_id.clone(),
+            member_id: self.member_id.clone(),
+            generation: self.generation,
+            offsets: offsets
+                .into_iter()
+                .map(|o| PartitionOffset {
+                    topic: o.topic.to_string(),
+                    partition: o.partition,
+                    offset: o.offset,
+                    metadata: o.metadata,
+                })
+                .collect(),
+        };
+        async move {
+            if request.offsets.is_empty() {
+                return Ok(());
+            }
+            groups.commit_offsets(request).await?;
+            Ok(())
+        }
+    }
+
+    /// Committed offsets of `partitions` (those without a commit are left out).
+    pub async fn committed(
+        &self,
+        partitions: &BTreeSet<TopicPartition>,
+    ) -> Result<Vec<OffsetCommit>> {
+        let request = FetchOffsetsRequest {
+            group_id: self.config.group_id.clone(),
+            partitions: to_pb(partitions),
+        };
+        let response = self.groups().fetch_offsets(request).await?.into_inner();
+        Ok(response
+            .offsets
+            .into_iter()
+            .map(|o| OffsetCommit {
+                topic: Arc::from(o.topic.as_str()),
+                partition: o.partition,
+                offset: o.offset,
+                metadata: o.metadata,
+            })
+            .collect())
+    }
+
+    pub async fn leave(&mut self) -> Result<()> {
+        self.stop_heartbeat();
+        if self.member_id.is_empty() {
+            return Ok(());
+        }
+        let request = LeaveGroupRequest {
+            group_id: self.config.group_id.clone(),
+            member_id: self.member_id.clone(),
+        };
+        self.groups().leave_group(request).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+    }
+}
+
+pub(crate) fn to_pb(tps: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
+    let mut out: Vec<TopicPartitions> = Vec::new();
+    for (t, p) in tps {
+        match out.iter_mut().find(|x| *x.topic == **t) {
+            Some(x) => x.partitions.push(*p),
+            None => out.push(TopicPartitions {
+                topic: t.to_string(),
+                partitions: vec![*p],
+            }),
+        }
+    }
+    out
+}

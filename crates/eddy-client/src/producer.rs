@@ -1,0 +1,821 @@
+//! The producer: records are encoded straight into per-partition batches
+//! (Kafka v2, the broker writes them as they are), sealed when full or when
+//! `linger_ms` has passed, and sent over one pipelined `ProduceStream` per
+//! broker.
+//!
+//! Memory is bounded: `send` waits for room when `buffer_bytes_max` bytes
+//! are buffered or in flight (backpressure), and each connection has at most
+//! `requests_in_flight_max` requests outstanding.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_log::{BatchBuilder, RecordRef, Timestamp, partitioner::partition_for_key};
+use eddy_proto::v1::{
+    Acks, PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData,
+};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub acks: Acks,
+    /// How long a batch waits for more records before it is sent.
+    pub linger_ms: u64,
+    /// A batch is sent once it reaches this size.
+    pub batch_bytes_max: usize,
+    /// Bytes buffered or in flight before `send` waits.
+    pub buffer_bytes_max: usize,
+    /// Produce requests outstanding per broker connection.
+    pub requests_in_flight_max: usize,
+    /// How long a record may take to be acknowledged, retries included,
+    /// before `send`'s ticket (and `flush`) report it failed.
+    pub delivery_timeout_ms: u64,
+    /// First wait before a retry; doubles per attempt up to `retry_backoff_ms_max`.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_ms_max: u64,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            linger_ms: 5,
+            batch_bytes_max: 1 << 20,
+            buffer_bytes_max: 64 << 20,
+            requests_in_flight_max: 8,
+            delivery_timeout_ms: 120_000,
+            retry_backoff_ms: 100,
+            retry_backoff_ms_max: 1_000,
+        }
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    /// The partition; `None` places keyed records by murmur2(key) and
+    /// keyless ones on a sticky partition that changes with each batch.
+    pub partition: Option<u32>,
+    pub key: Option<Bytes>,
+    /// `None` is a tombstone.
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Bytes)>,
+    /// Milliseconds since the Unix epoch; `None` is now.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl ProducerRecord {
+    pub fn value(value: impl Into<Bytes>) -> ProducerRecord {
+        ProducerRecord {
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    pub fn key_value(key: impl Into<Bytes>, value: impl Into<Bytes>) -> ProducerRecord {
+        ProducerRecord {
+            key: Some(key.into()),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    pub fn partition(mut self, partition: u32) -> ProducerRecord {
+        self.partition = Some(partition);
+        self
+    }
+}
+
+/// Completion of one batch, shared by its records' tickets.
+#[derive(Debug, Default)]
+struct BatchState {
+    result: Mutex<Option<Result<Option<u64>>>>,
+    completed_at: Mutex<Option<Instant>>,
+    done: Notify,
+}
+
+impl BatchState {
+    fn complete(&self, result: Result<Option<u64>>) {
+        *self.completed_at.lock() = Some(Instant::now());
+        *self.result.lock() = Some(result);
+        self.done.notify_waiters();
+    }
+}
+
+/// Resolves to a sent record's offset once its batch is acknowledged.
+#[derive(Debug, Clone)]
+pub struct DeliveryTicket {
+    state: Arc<BatchState>,
+    index: u32,
+}
+
+impl DeliveryTicket {
+    /// When the record's batch was acknowledged (or failed), if it has been.
+    pub fn completed_at(&self) -> Option<std::time::Instant> {
+        self.state.completed_at.lock().map(Instant::into_std)
+    }
+
+    /// The record's offset (`None` with acks=0), or why it was not written.
+    pub async fn wait(self) -> Result<Option<u64>> {
+        loop {
+            let notified = self.state.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = self.state.result.lock().clone() {
+                return result.map(|base| base.map(|b| b + u64::from(self.index)));
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A partition of a topic, as the producer keys its state.
+type PartitionKey = (Arc<str>, u32);
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    created: Instant,
+    state: Arc<BatchState>,
+    permits: u32,
+}
+
+struct ReadyBatch {
+    topic: Arc<str>,
+    partition: u32,
+    bytes: Bytes,
+    records: u32,
+    state: Arc<BatchState>,
+    permits: u32,
+    created: Instant,
+    attempts: u32,
+}
+
+#[derive(Default)]
+struct Accumulator {
+    open: HashMap<(Arc<str>, u32), OpenBatch>,
+    /// Size of each partition's last sealed batch: a busy partition gets a
+    /// full-size buffer at once, a quiet one a small buffer that grows.
+    last_size: HashMap<(Arc<str>, u32), usize>,
+    ready: VecDeque<ReadyBatch>,
+    sticky: HashMap<Arc<str>, u32>,
+    flush_requested: bool,
+    closed: bool,
+}
+
+struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    acc: Mutex<Accumulator>,
+    wake: Notify,
+    buffer: Arc<Semaphore>,
+    partition_counts: Mutex<HashMap<Arc<str>, u32>>,
+    /// Records sent but not yet acknowledged or failed.
+    pending: AtomicU64,
+    idle: Notify,
+    first_error: Mutex<Option<ClientError>>,
+    correlation: AtomicU64,
+    /// Batches to send again, oldest first; they go before any new batch.
+    retry: Mutex<VecDeque<ReadyBatch>>,
+    /// Nothing is sent before this instant (backoff after a failure).
+    backoff_until: Mutex<Option<Instant>>,
+    /// Leaders may have moved: refresh metadata before sending.
+    refresh: AtomicBool,
+    /// Per partition: the connection its in-flight batches are on, and how
+    /// many. A partition never has batches in flight on two connections, so
+    /// a retry can never be overtaken by a later batch.
+    in_flight: Mutex<HashMap<PartitionKey, (String, usize)>>,
+}
+
+/// Sends records to Eddy; see the module docs.
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl Producer {
+    pub fn new(client: Client, config: ProducerConfig) -> Producer {
+        let shared = Arc::new(Shared {
+            buffer: Arc::new(Semaphore::new(config.buffer_bytes_max)),
+            client,
+            config,
+            acc: Mutex::new(Accumulator::default()),
+            wake: Notify::new(),
+            partition_counts: Mutex::new(HashMap::new()),
+            pending: AtomicU64::new(0),
+            idle: Notify::new(),
+            first_error: Mutex::new(None),
+            correlation: AtomicU64::new(0),
+            retry: Mutex::new(VecDeque::new()),
+            backoff_until: Mutex::new(None),
+            refresh: AtomicBool::new(false),
+            in_flight: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(sender(shared.clone()));
+        Producer { shared }
+    }
+
+    /// Buffers a record, waiting for room if the buffer is full.
+    pub async fn send(&self, topic: &str, record: ProducerRecord) -> Result<DeliveryTicket> {
+        let s = &self.shared;
+        let size = record_size(&record);
+        if size > s.config.buffer_bytes_max {
+            return Err(ClientError::Invalid(format!(
+                "a record of {size} bytes does not fit the producer buffer of {} bytes (buffer_bytes_max)",
+                s.config.buffer_bytes_max
+            )));
+        }
+        let count = self.partition_count(topic).await?;
+        if let Some(p) = record.partition
+            && p >= count
+        {
+            return Err(ClientError::Invalid(format!(
+                "topic {topic:?} has {count} partitions; partition {p} does not exist"
+            )));
+        }
+        let permit = s
+            .buffer
+            .clone()
+            .acquire_many_owned(size as u32)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        permit.forget(); // returned when the batch is acknowledged or fails
+        let ticket = {
+            let mut acc = s.acc.lock();
+            if acc.closed {
+                s.buffer.add_permits(size);
+                return Err(ClientError::Closed);
+            }
+            let topic: Arc<str> = match acc.sticky.get_key_value(topic) {
+                Some((t, _)) => t.clone(),
+                None => Arc::from(topic),
+            };
+            let partition = match (record.partition, &record.key) {
+                (Some(p), _) => p,
+                (None, Some(key)) => partition_for_key(key, count),
+                (None, None) => *acc.sticky.entry(topic.clone()).or_insert(0) % count,
+            };
+            append(
+                &mut acc,
+                &s.config,
+                topic,
+                partition,
+                count,
+                &record,
+                size as u32,
+            )
+        };
+        s.pending.fetch_add(1, Ordering::AcqRel);
+        s.wake.notify_one();
+        Ok(ticket)
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(&n) = self.shared.partition_counts.lock().get(topic) {
+            return Ok(n);
+        }
+        let n = self.shared.client.partition_count(topic).await?;
+        self.shared
+            .partition_counts
+            .lock()
+            .insert(Arc::from(topic), n);
+        Ok(n)
+    }
+
+    /// Sends everything buffered now and waits until every record sent so
+    /// far is acknowledged. Fails if any record failed since the producer
+    /// was created.
+    pub async fn flush(&self) -> Result<()> {
+        let s = &self.shared;
+        s.acc.lock().flush_requested = true;
+        s.wake.notify_one();
+        loop {
+            let idle = s.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if s.pending.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        match s.first_error.lock().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes and stops the producer.
+    pub async fn close(self) -> Result<()> {
+        let result = self.flush().await;
+        self.shared.acc.lock().closed = true;
+        self.shared.wake.notify_one();
+        result
+    }
+}
+
+fn record_size(r: &ProducerRecord) -> usize {
+    let headers: usize = r.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers + 24
+}
+
+/// Adds a record to its partition's open batch, sealing the batch when full.
+fn append(
+    acc: &mut Accumulator,
+    config: &ProducerConfig,
+    topic: Arc<str>,
+    partition: u32,
+    partition_count: u32,
+    record: &ProducerRecord,
+    permits: u32,
+) -> DeliveryTicket {
+    let now_ms = eddy_log::Clock::now_ms(&eddy_log::SystemClock);
+    let headers: Vec<(&str, &[u8])> = record
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), &v[..]))
+        .collect();
+    let rec = RecordRef {
+        timestamp: Timestamp(record.timestamp_ms.unwrap_or(now_ms)),
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+        headers: &headers,
+    };
+    let key = (topic.clone(), partition);
+    let full = acc.open.get(&key).is_some_and(|b| {
+        b.builder.record_count() > 0
+            && b.builder.size_bytes() + b.builder.record_size(&rec) > config.batch_bytes_max
+    });
+    if full {
+        seal(acc, &key, partition_count);
+    }
+    let floor = config.batch_bytes_max.min(4 << 10);
+    let capacity = acc
+        .last_size
+        .get(&key)
+        .copied()
+        .unwrap_or(0)
+        .clamp(floor, config.batch_bytes_max.max(floor));
+    let batch = acc.open.entry(key).or_insert_with(|| OpenBatch {
+        builder: BatchBuilder::with_capacity(capacity + 1024),
+        created: Instant::now(),
+        state: Arc::new(BatchState::default()),
+        permits: 0,
+    });
+    let index = batch.builder.record_count();
+    batch.builder.push(&rec);
+    batch.permits += permits;
+    DeliveryTicket {
+        state: batch.state.clone(),
+        index,
+    }
+}
+
+/// Moves an open batch to the ready queue; a sealed sticky partition moves on.
+fn seal(acc: &mut Accumulator, key: &(Arc<str>, u32), partition_count: u32) {
+    let Some(open) = acc.open.remove(key) else {
+        return;
+    };
+    let records = open.builder.record_count();
+    let Some(bytes) = open.builder.finish() else {
+        return;
+    };
+    acc.last_size.insert(key.clone(), bytes.len());
+    if let Some(sticky) = acc.sticky.get_mut(&key.0)
+        && *sticky % partition_count == key.1
+    {
+        *sticky = sticky.wrapping_add(1);
+    }
+    acc.ready.push_back(ReadyBatch {
+        topic: key.0.clone(),
+        partition: key.1,
+        bytes: Bytes::from(bytes),
+        records,
+        state: open.state,
+        permits: open.permits,
+        created: open.created,
+        attempts: 0,
+    });
+}
+
+/// One request in flight, awaiting its response.
+struct InFlight {
+    batches: Vec<ReadyBatch>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A pipelined stream to one broker. Once `dead` (a request failed or the
+/// stream broke) nothing more is sent on it; the broker writes nothing
+/// after a failed request either, so its in-flight batches are resent, in
+/// order, on a new stream.
+struct Connection {
+    address: String,
+    tx: mpsc::Sender<ProduceRequest>,
+    pending: Arc<Mutex<Pending>>,
+    slots: Arc<Semaphore>,
+}
+
+#[derive(Default)]
+struct Pending {
+    requests: VecDeque<(u64, InFlight)>,
+    dead: bool,
+}
+
+/// The background task: seals lingering batches and sends ready ones.
+async fn sender(s: Arc<Shared>) {
+    let mut connections: HashMap<String, Connection> = HashMap::new();
+    loop {
+        let backoff = *s.backoff_until.lock();
+        if let Some(until) = backoff.filter(|u| *u > Instant::now()) {
+            tokio::time::sleep_until(until).await;
+        }
+        if s.refresh.swap(false, Ordering::AcqRel) {
+            let topics: Vec<String> = s
+                .partition_counts
+                .lock()
+                .keys()
+                .map(|t| t.to_string())
+                .collect();
+            if let Err(e) = s.client.refresh_metadata(&topics).await {
+                tracing::debug!(error = %e, "metadata refresh failed");
+            }
+        }
+        let (ready, next_deadline, closed) = take_ready(&s);
+        if ready.is_empty() {
+            if closed {
+                return;
+            }
+            match next_deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = s.wake.notified() => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                    }
+                }
+                None => s.wake.notified().await,
+            }
+            continue;
+        }
+        connections.retain(|_, c| !c.pending.lock().dead);
+        let (groups, held) = group_by_leader(&s, ready);
+        for (address, batches) in groups {
+            send_request(&s, &mut connections, &address, batches).await;
+        }
+        if !held.is_empty() {
+            // Their partitions still have batches in flight elsewhere; try
+            // again when those complete.
+            {
+                let mut retry = s.retry.lock();
+                for b in held.into_iter().rev() {
+                    retry.push_front(b);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Seals batches past their linger time (all of them after a flush) and
+/// takes every ready batch, retries first.
+fn take_ready(s: &Shared) -> (Vec<ReadyBatch>, Option<Instant>, bool) {
+    let mut ready: Vec<ReadyBatch> = s.retry.lock().drain(..).collect();
+    let mut acc = s.acc.lock();
+    let linger = Duration::from_millis(s.config.linger_ms);
+    let now = Instant::now();
+    let flush = std::mem::take(&mut acc.flush_requested) || acc.closed;
+    let expired: Vec<(Arc<str>, u32)> = acc
+        .open
+        .iter()
+        .filter(|(_, b)| flush || b.created + linger <= now)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let counts = s.partition_counts.lock();
+    for key in expired {
+        let count = counts.get(&key.0).copied().unwrap_or(1);
+        seal(&mut acc, &key, count);
+    }
+    drop(counts);
+    let next = acc.open.values().map(|b| b.created + linger).min();
+    ready.extend(acc.ready.drain(..));
+    let closed = acc.closed
+        && acc.open.is_empty()
+        && ready.is_empty()
+        && s.pending.load(Ordering::Acquire) == 0;
+    (ready, next, closed)
+}
+
+/// Groups batches by their leader's address; batches of a partition that
+/// has batches in flight on another connection are held back.
+fn group_by_leader(
+    s: &Shared,
+    ready: Vec<ReadyBatch>,
+) -> (Vec<(String, Vec<ReadyBatch>)>, Vec<ReadyBatch>) {
+    let mut groups: Vec<(String, Vec<ReadyBatch>)> = Vec::new();
+    let mut held = Vec::new();
+    let in_flight = s.in_flight.lock();
+    let mut held_partitions: HashSet<(Arc<str>, u32)> = HashSet::new();
+    for batch in ready {
+        let key = (batch.topic.clone(), batch.partition);
+        let leader = s.client.leader_address(&batch.topic, batch.partition);
+        let busy_elsewhere = in_flight
+            .get(&key)
+            .is_some_and(|(a, n)| *n > 0 && *a != leader);
+        if busy_elsewhere || held_partitions.contains(&key) {
+            held_partitions.insert(key);
+            held.push(batch);
+            continue;
+        }
+        match groups.iter_mut().find(|(a, _)| *a == leader) {
+            Some((_, v)) => v.push(batch),
+            None => groups.push((leader, vec![batch])),
+        }
+    }
+    (groups, held)
+}
+
+/// Sends `batches` in as few requests as the request size limit allows.
+async fn send_request(
+    s: &Arc<Shared>,
+    connections: &mut HashMap<String, Connection>,
+    address: &str,
+    mut batches: Vec<ReadyBatch>,
+) {
+    while !batches.is_empty() {
+        let mut size = 0usize;
+        let take = batches
+            .iter()
+            .take_while(|b| {
+                size += b.bytes.len() + 64;
+                size <= s.client.config().request_bytes_max
+            })
+            .count()
+            .max(1);
+        let rest = batches.split_off(take);
+        let chunk = std::mem::replace(&mut batches, rest);
+        if let Err(unsent) = send_one(s, connections, address, chunk).await {
+            // The connection failed: keep this request and everything after it, in order.
+            requeue(
+                s,
+                unsent.into_iter().chain(batches.drain(..)).collect(),
+                None,
+            );
+            return;
+        }
+    }
+}
+
+/// Sends one request; gives the batches back if it could not be sent.
+async fn send_one(
+    s: &Arc<Shared>,
+    connections: &mut HashMap<String, Connection>,
+    address: &str,
+    batches: Vec<ReadyBatch>,
+) -> Result<(), Vec<ReadyBatch>> {
+    if !connections.contains_key(address) {
+        match open_connection(s, address).await {
+            Ok(c) => {
+                connections.insert(address.to_string(), c);
+            }
+            Err(e) => {
+                tracing::debug!(%address, error = %e, "cannot open a produce stream");
+                return Err(batches);
+            }
+        }
+    }
+    let Some(conn) = connections.get(address) else {
+        return Err(batches);
+    };
+    let Ok(permit) = conn.slots.clone().acquire_owned().await else {
+        return Err(batches);
+    };
+    let correlation_id = s.correlation.fetch_add(1, Ordering::Relaxed);
+    let request = build_request(correlation_id, s.config.acks, &batches);
+    {
+        let mut pending = conn.pending.lock();
+        if pending.dead {
+            return Err(batches);
+        }
+        let mut in_flight = s.in_flight.lock();
+        for b in &batches {
+            let entry = in_flight
+                .entry((b.topic.clone(), b.partition))
+                .or_insert((conn.address.clone(), 0));
+            entry.0 = conn.address.clone();
+            entry.1 += 1;
+        }
+        drop(in_flight);
+        pending.requests.push_back((
+            correlation_id,
+            InFlight {
+                batches,
+                _permit: permit,
+            },
+        ));
+    }
+    if conn.tx.send(request).await.is_err() {
+        // The stream is gone; its reader requeues whatever was pending.
+        kill(s, &conn.pending, None);
+    }
+    Ok(())
+}
+
+fn build_request(correlation_id: u64, acks: Acks, batches: &[ReadyBatch]) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for b in batches {
+        let data = PartitionProduceData {
+            partition: b.partition,
+            batch: b.bytes.clone(),
+            records: Vec::new(),
+        };
+        match topics.iter_mut().find(|t| *t.topic == *b.topic) {
+            Some(t) => t.partitions.push(data),
+            None => topics.push(TopicProduceData {
+                topic: b.topic.to_string(),
+                partitions: vec![data],
+                records: Vec::new(),
+            }),
+        }
+    }
+    ProduceRequest {
+        correlation_id,
+        acks: acks as i32,
+        timeout_ms: 0,
+        topics,
+    }
+}
+
+async fn open_connection(s: &Arc<Shared>, address: &str) -> Result<Connection> {
+    let channel = s.client.channel_to(address).await?;
+    let (tx, rx) = mpsc::channel(s.config.requests_in_flight_max);
+    let mut client = s.client.produce_client(channel);
+    let responses = client
+        .produce_stream(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let pending: Arc<Mutex<Pending>> = Arc::default();
+    tokio::spawn(receive(s.clone(), responses, pending.clone()));
+    Ok(Connection {
+        address: address.to_string(),
+        tx,
+        pending,
+        slots: Arc::new(Semaphore::new(s.config.requests_in_flight_max)),
+    })
+}
+
+/// Matches responses (which arrive in request order) to their batches.
+async fn receive(
+    s: Arc<Shared>,
+    mut responses: tonic::Streaming<ProduceResponse>,
+    pending: Arc<Mutex<Pending>>,
+) {
+    loop {
+        let response = match responses.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                kill(
+                    &s,
+                    &pending,
+                    Some(unavailable("the broker closed the produce stream")),
+                );
+                return;
+            }
+            Err(status) => {
+                kill(&s, &pending, Some(ClientError::from(status)));
+                return;
+            }
+        };
+        let Some((id, f)) = pending.lock().requests.pop_front() else {
+            continue;
+        };
+        debug_assert_eq!(id, response.correlation_id);
+        release(&s, &f.batches);
+        match &response.error {
+            None => complete(&s, f, response),
+            Some(e) => {
+                let e = ClientError::partition(e);
+                if e.is_retriable() {
+                    requeue(&s, f.batches, Some(e.clone()));
+                } else {
+                    for b in f.batches {
+                        fail(&s, b, e.clone());
+                    }
+                }
+                // The broker wrote nothing after this request: resend the rest.
+                kill(&s, &pending, Some(e));
+                return;
+            }
+        }
+    }
+}
+
+/// Marks a connection dead and requeues everything still pending on it.
+fn kill(s: &Shared, pending: &Mutex<Pending>, cause: Option<ClientError>) {
+    let drained: Vec<ReadyBatch> = {
+        let mut p = pending.lock();
+        p.dead = true;
+        p.requests.drain(..).flat_map(|(_, f)| f.batches).collect()
+    };
+    release(s, &drained);
+    requeue(s, drained, cause);
+}
+
+/// Forgets batches' in-flight counts.
+fn release(s: &Shared, batches: &[ReadyBatch]) {
+    let mut in_flight = s.in_flight.lock();
+    for b in batches {
+        let key = (b.topic.clone(), b.partition);
+        if let Some(entry) = in_flight.get_mut(&key) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                in_flight.remove(&key);
+            }
+        }
+    }
+}
+
+/// Puts batches back to be sent again (in order, after a backoff and a
+/// metadata refresh), or fails those past their delivery timeout.
+fn requeue(s: &Shared, batches: Vec<ReadyBatch>, cause: Option<ClientError>) {
+    if batches.is_empty() {
+        return;
+    }
+    let timeout = Duration::from_millis(s.config.delivery_timeout_ms);
+    let cause = cause.unwrap_or_else(|| unavailable("the connection to the broker failed"));
+    let mut attempts = 0;
+    let mut retry = s.retry.lock();
+    for mut b in batches {
+        if b.created.elapsed() >= timeout {
+            let e = ClientError::Invalid(format!(
+                "not acknowledged within delivery_timeout_ms ({} ms); last error: {cause}",
+                s.config.delivery_timeout_ms
+            ));
+            fail(s, b, e);
+            continue;
+        }
+        b.attempts += 1;
+        attempts = attempts.max(b.attempts);
+        retry.push_back(b);
+    }
+    drop(retry);
+    let shift = attempts.saturating_sub(1).min(16);
+    let backoff = (s.config.retry_backoff_ms << shift).min(s.config.retry_backoff_ms_max);
+    *s.backoff_until.lock() = Some(Instant::now() + Duration::from_millis(backoff));
+    s.refresh.store(true, Ordering::Release);
+    s.wake.notify_one();
+    tracing::debug!(%cause, backoff_ms = backoff, "produce failed; retrying");
+}
+
+fn unavailable(message: &str) -> ClientError {
+    ClientError::Broker {
+        code: eddy_proto::v1::ErrorCode::Unavailable,
+        grpc: tonic::Code::Unavailable,
+        message: message.to_string(),
+    }
+}
+
+fn complete(s: &Shared, f: InFlight, response: ProduceResponse) {
+    let mut results: HashMap<(String, u32), VecDeque<u64>> = HashMap::new();
+    for t in response.topics {
+        for p in t.partitions {
+            results
+                .entry((t.topic.clone(), p.partition))
+                .or_default()
+                .push_back(p.base_offset);
+        }
+    }
+    for b in f.batches {
+        let key = (b.topic.to_string(), b.partition);
+        let base = results.get_mut(&key).and_then(|q| q.pop_front());
+        finish(s, b, Ok(base));
+    }
+}
+
+fn fail(s: &Shared, b: ReadyBatch, e: ClientError) {
+    s.first_error.lock().get_or_insert_with(|| e.clone());
+    finish(s, b, Err(e));
+}
+
+fn finish(s: &Shared, b: ReadyBatch, result: Result<Option<u64>>) {
+    b.state.complete(result);
+    s.buffer.add_permits(b.permits as usize);
+    let before = s.pending.fetch_sub(u64::from(b.records), Ordering::AcqRel);
+    if before == u64::from(b.records) {
+        s.idle.notify_waiters();
+    }
+}

@@ -1,0 +1,25 @@
+//! `eddy-meta`: cluster metadata — brokers, topics, partitions, their
+//! replicas, leaders, leader epochs and in-sync replicas.
+//!
+//! Metadata changes only through [`Command`]s. A command is checked against
+//! the current [`MetaState`], made durable in the command log, and then
+//! applied; applying is deterministic, so every node that applies the same
+//! commands in the same order holds the same state. Today the log is a local
+//! file (a one-voter quorum); with replication it becomes an openraft log and
+//! [`MetaStore::propose`] stays the one entry point.
+//!
+//! Architecture invariant: this crate knows nothing about record data,
+//! segments or gRPC. It stores topic configs as strings; the broker
+//! validates them.
+
+mod command_log;
+mod error;
+mod state;
+mod store;
+
+pub use error::{MetaError, Result};
+pub use state::{
+    BrokerMeta, Command, MetaState, NodeId, PartitionId, PartitionMeta, TopicId, TopicMeta,
+    assign_replicas, validate_topic_name,
+};
+pub use store::MetaStore;

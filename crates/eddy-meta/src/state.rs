@@ -1,0 +1,292 @@
+//! The metadata state machine.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use eddy_log::LeaderEpoch;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{MetaError, Result};
+
+/// A broker's identity in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub i32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A partition's number within its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PartitionId(pub u32);
+
+impl fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One incarnation of a topic: a topic deleted and created again under the
+/// same name gets a new id, so stale data is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicId(pub u128);
+
+impl TopicId {
+    pub fn random() -> TopicId {
+        TopicId(uuid::Uuid::new_v4().as_u128())
+    }
+}
+
+impl fmt::Display for TopicId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        uuid::Uuid::from_u128(self.0).fmt(f)
+    }
+}
+
+/// A broker as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMeta {
+    pub id: NodeId,
+    /// Where clients reach it (host:port).
+    pub address: String,
+}
+
+/// Where one partition lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// Replica nodes, the preferred leader first.
+    pub replicas: Vec<NodeId>,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: LeaderEpoch,
+    pub isr: Vec<NodeId>,
+}
+
+/// A topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: TopicId,
+    /// Configs set on the topic, as given (validated by the broker).
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionMeta>,
+    /// Eddy's own topics (names starting with `__`).
+    pub internal: bool,
+}
+
+impl TopicMeta {
+    pub fn replication_factor(&self) -> usize {
+        self.partitions.first().map_or(0, |p| p.replicas.len())
+    }
+}
+
+/// A change to the metadata. Commands carry every decision (ids, replica
+/// placement) so that applying them is deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A broker joined or changed its address.
+    RegisterBroker(BrokerMeta),
+    CreateTopic(TopicMeta),
+    /// Appends partitions to a topic.
+    CreatePartitions {
+        name: String,
+        partitions: Vec<PartitionMeta>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+}
+
+/// Everything the cluster knows about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaState {
+    pub cluster_id: String,
+    pub brokers: BTreeMap<NodeId, BrokerMeta>,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Number of commands applied.
+    pub version: u64,
+}
+
+impl MetaState {
+    pub fn topic(&self, name: &str) -> Result<&TopicMeta> {
+        self.topics
+            .get(name)
+            .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))
+    }
+
+    /// Whether `cmd` may be applied to this state.
+    pub fn check(&self, cmd: &Command) -> Result<()> {
+        match cmd {
+            Command::RegisterBroker(b) => {
+                if b.address.is_empty() {
+                    return Err(MetaError::Invalid(format!(
+                        "broker {} has no address",
+                        b.id
+                    )));
+                }
+            }
+            Command::CreateTopic(t) => {
+                validate_topic_name(&t.name, t.internal)?;
+                if self.topics.contains_key(&t.name) {
+                    return Err(MetaError::TopicExists(t.name.clone()));
+                }
+                self.check_partitions(&t.partitions)?;
+                if t.partitions.is_empty() {
+                    return Err(MetaError::Invalid(
+                        "a topic needs at least one partition".into(),
+                    ));
+                }
+            }
+            Command::CreatePartitions { name, partitions } => {
+                self.topic(name)?;
+                self.check_partitions(partitions)?;
+            }
+            Command::DeleteTopic { name } => {
+                self.topic(name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_partitions(&self, partitions: &[PartitionMeta]) -> Result<()> {
+        for p in partitions {
+            if p.replicas.is_empty() {
+                return Err(MetaError::Invalid(
+                    "a partition needs at least one replica".into(),
+                ));
+            }
+            if let Some(missing) = p.replicas.iter().find(|r| !self.brokers.contains_key(r)) {
+                return Err(MetaError::Invalid(format!(
+                    "replica on unknown broker {missing}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a command that passed [`MetaState::check`].
+    pub fn apply(&mut self, cmd: &Command) {
+        match cmd {
+            Command::RegisterBroker(b) => {
+                self.brokers.insert(b.id, b.clone());
+            }
+            Command::CreateTopic(t) => {
+                self.topics.insert(t.name.clone(), t.clone());
+            }
+            Command::CreatePartitions { name, partitions } => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    t.partitions.extend(partitions.iter().cloned());
+                }
+            }
+            Command::DeleteTopic { name } => {
+                self.topics.remove(name);
+            }
+        }
+        self.version += 1;
+    }
+}
+
+/// Longest topic name (as in Kafka, so names fit in file names with a suffix).
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+
+/// Topic names: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`;
+/// names starting with `__` are reserved for internal topics.
+pub fn validate_topic_name(name: &str, internal: bool) -> Result<()> {
+    let bad = |reason: &str| MetaError::InvalidTopicName {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() || name.len() > TOPIC_NAME_LEN_MAX {
+        return Err(bad("use 1 to 249 characters"));
+    }
+    if name == "." || name == ".." {
+        return Err(bad("\".\" and \"..\" are not allowed"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(bad("use only letters, digits, '.', '_' and '-'"));
+    }
+    if name.starts_with("__") && !internal {
+        return Err(bad(
+            "names starting with \"__\" are reserved for Eddy's internal topics",
+        ));
+    }
+    Ok(())
+}
+
+/// Places `count` partitions' replicas round-robin over `brokers`, starting
+/// at partition `first`, so leaders spread evenly. Fails when there are
+/// fewer brokers than `replication_factor`.
+pub fn assign_replicas(
+    brokers: &[NodeId],
+    first: u32,
+    count: u32,
+    replication_factor: usize,
+) -> Result<Vec<PartitionMeta>> {
+    if replication_factor == 0 {
+        return Err(MetaError::Invalid(
+            "replication factor must be at least 1".into(),
+        ));
+    }
+    if brokers.len() < replication_factor {
+        return Err(MetaError::Invalid(format!(
+            "replication factor {replication_factor} needs at least {replication_factor} brokers, the cluster has {}",
+            brokers.len()
+        )));
+    }
+    Ok((first..first + count)
+        .map(|p| {
+            let replicas: Vec<NodeId> = (0..replication_factor)
+                .map(|r| brokers[(p as usize + r) % brokers.len()])
+                .collect();
+            PartitionMeta {
+                leader: replicas.first().copied(),
+                leader_epoch: LeaderEpoch(0),
+                isr: replicas.clone(),
+                replicas,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        for ok in ["orders", "a.b_c-D9", &"x".repeat(249)] {
+            validate_topic_name(ok, false).unwrap();
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a b",
+            "ü",
+            "a/b",
+            &"x".repeat(250),
+            "__offsets",
+        ] {
+            assert!(validate_topic_name(bad, false).is_err(), "{bad:?}");
+        }
+        validate_topic_name("__consumer_offsets", true).unwrap();
+    }
+
+    #[test]
+    fn replicas_spread_round_robin_and_need_enough_brokers() {
+        let brokers = [NodeId(1), NodeId(2), NodeId(3)];
+        let parts = assign_replicas(&brokers, 0, 3, 2).unwrap();
+        let leaders: Vec<_> = parts.iter().map(|p| p.leader.unwrap().0).collect();
+        assert_eq!(leaders, [1, 2, 3]);
+        assert_eq!(parts[2].replicas, [NodeId(3), NodeId(1)]);
+        let err = assign_replicas(&brokers, 0, 1, 4).unwrap_err().to_string();
+        assert!(
+            err.contains("needs at least 4 brokers, the cluster has 3"),
+            "{err}"
+        );
+    }
+}
