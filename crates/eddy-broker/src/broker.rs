@@ -30,8 +30,13 @@ pub struct Broker {
     pub(crate) produce_permits: Arc<Semaphore>,
     pub(crate) subscription_permits: Arc<Semaphore>,
     pub(crate) groups: Coordinator,
+    /// Plain producer ids reserved for this broker: (next, end).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     shutdown: watch::Sender<bool>,
 }
+
+/// Plain producer ids reserved per metadata command.
+const PRODUCER_ID_BLOCK: u32 = 1000;
 
 impl Broker {
     /// Opens the data directory, replays metadata, opens (and recovers)
@@ -59,6 +64,7 @@ impl Broker {
             subscription_permits: Arc::new(Semaphore::new(config.limits.subscriptions_max)),
             shutdown: watch::Sender::new(false),
             groups: Coordinator::new(config.groups.clone()),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             config,
             meta,
             topics,
@@ -182,6 +188,40 @@ impl Broker {
         self.reconcile().await?;
         tracing::info!(topic = name, partitions = total, "added partitions");
         self.topics.get(name)
+    }
+
+    /// A producer identity: a fresh id, or for a stable name the same id
+    /// with the next epoch (fencing the older ones).
+    pub async fn init_producer_id(&self, stable_name: &str) -> Result<(i64, i16), BrokerError> {
+        if !stable_name.is_empty() {
+            let state = self
+                .meta
+                .propose(Command::InitStableProducer {
+                    name: stable_name.to_string(),
+                })
+                .await?;
+            return state
+                .stable_producers
+                .get(stable_name)
+                .copied()
+                .ok_or_else(|| BrokerError::Internal("stable producer missing after init".into()));
+        }
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let state = self
+                .meta
+                .propose(Command::AllocateProducerIds {
+                    count: PRODUCER_ID_BLOCK,
+                })
+                .await?;
+            *ids = (
+                state.next_producer_id - i64::from(PRODUCER_ID_BLOCK),
+                state.next_producer_id,
+            );
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok((id, 0))
     }
 
     pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {

@@ -92,6 +92,10 @@ impl BrokerError {
                 L::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
                 L::Corrupt { .. } => ErrorCode::CorruptData,
                 L::StaleEpoch { .. } => ErrorCode::NotLeader,
+                L::Sequence(eddy_log::SequenceError::OutOfOrder { .. }) => {
+                    ErrorCode::OutOfOrderSequence
+                }
+                L::Sequence(eddy_log::SequenceError::Fenced { .. }) => ErrorCode::ProducerFenced,
                 L::Io { .. } | L::NotEddyDir { .. } => ErrorCode::StorageError,
             },
             BrokerError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
@@ -132,7 +136,9 @@ impl BrokerError {
             | ErrorCode::StreamAborted => Code::Aborted,
             ErrorCode::UnknownMember
             | ErrorCode::InconsistentAssignor
-            | ErrorCode::GroupNotEmpty => Code::FailedPrecondition,
+            | ErrorCode::GroupNotEmpty
+            | ErrorCode::OutOfOrderSequence
+            | ErrorCode::ProducerFenced => Code::FailedPrecondition,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::StorageError if self.is_disk_full() => Code::ResourceExhausted,
             ErrorCode::StorageError | ErrorCode::Internal | ErrorCode::None => Code::Internal,

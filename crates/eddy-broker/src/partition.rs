@@ -185,6 +185,10 @@ impl Partition {
         if !retention {
             return Ok(());
         }
+        let expired = self.log.write().checkpoint_producers()?;
+        if expired > 0 {
+            tracing::info!(topic = %self.topic, partition = self.id.0, expired, "forgot idle producers");
+        }
         let deleted = self.log.write().apply_retention()?;
         if deleted.segments_deleted > 0 {
             tracing::info!(topic = %self.topic, partition = self.id.0, segments = deleted.segments_deleted, bytes = deleted.bytes_deleted, "retention deleted segments");

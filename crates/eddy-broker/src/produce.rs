@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_log::{AppendInfo, CheckedBatch, Offset, check_batch, partitioner::partition_for_key};
+use eddy_log::{
+    AppendInfo, CheckedBatch, Offset, Written, check_batch, partitioner::partition_for_key,
+};
 use eddy_proto::v1::{
     Acks, PartitionProduceResult, ProduceRequest, ProduceResponse, Record, TopicProduceResult,
 };
@@ -29,7 +31,7 @@ struct Planned {
 }
 
 /// Where one batch went.
-struct Written {
+struct Landed {
     topic_index: usize,
     partition: u32,
     info: AppendInfo,
@@ -163,14 +165,14 @@ fn place<'a>(topic: &TopicState, recs: &'a [Record]) -> BTreeMap<u32, Vec<&'a Re
     placed
 }
 
-fn write(plan: Vec<Planned>) -> Result<Vec<Written>, BrokerError> {
+fn write(plan: Vec<Planned>) -> Result<Vec<Landed>, BrokerError> {
     let mut written = Vec::with_capacity(plan.len());
     for p in plan {
         let info = p
             .partition
             .append(&p.batch)
             .map_err(BrokerError::log(&p.partition.topic, p.partition.id.0))?;
-        written.push(Written {
+        written.push(Landed {
             topic_index: p.topic_index,
             partition: p.partition.id.0,
             info,
@@ -180,7 +182,7 @@ fn write(plan: Vec<Planned>) -> Result<Vec<Written>, BrokerError> {
     Ok(written)
 }
 
-fn response(correlation_id: u64, topics: Vec<String>, written: Vec<Written>) -> ProduceResponse {
+fn response(correlation_id: u64, topics: Vec<String>, written: Vec<Landed>) -> ProduceResponse {
     let mut results: Vec<TopicProduceResult> = topics
         .into_iter()
         .map(|topic| TopicProduceResult {
@@ -197,6 +199,8 @@ fn response(correlation_id: u64, topics: Vec<String>, written: Vec<Written>) -> 
                 last_offset: w.info.last_offset.0,
                 record_count: w.info.record_count,
                 log_start_offset: w.log_start.0,
+                duplicate: w.info.written != Written::New,
+                offsets_unknown: w.info.written == Written::DuplicateOffsetsUnknown,
             });
     }
     ProduceResponse {

@@ -191,6 +191,20 @@ impl Produce for Service {
         Ok(Response::new(self.broker.produce(req.into_inner()).await?))
     }
 
+    async fn init_producer_id(
+        &self,
+        req: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        let (producer_id, epoch) = self
+            .broker
+            .init_producer_id(&req.into_inner().stable_name)
+            .await?;
+        Ok(Response::new(pb::InitProducerIdResponse {
+            producer_id,
+            producer_epoch: i32::from(epoch),
+        }))
+    }
+
     type ProduceStreamStream = BoxStream<pb::ProduceResponse>;
 
     async fn produce_stream(

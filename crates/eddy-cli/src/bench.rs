@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// Keep the topic afterwards.
     #[arg(long)]
     keep: bool,
+    /// Turn idempotence off (it is on with acks=all).
+    #[arg(long)]
+    no_idempotence: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,6 +119,7 @@ fn producer(client: &Client, args: &BenchArgs) -> Producer {
             linger_ms: args.linger_ms,
             batch_bytes_max: args.batch_bytes,
             buffer_bytes_max: (64 << 20).max(4 * args.batch_bytes),
+            idempotence: !args.no_idempotence,
             ..ProducerConfig::default()
         },
     )
@@ -128,12 +132,13 @@ fn record_count(args: &BenchArgs) -> u64 {
 
 fn header(kind: &str, topic: &str, args: &BenchArgs) {
     outln!(
-        "eddy bench {kind}: topic {topic}, {} partition(s), {} B records, batch {} B, linger {} ms, acks={:?}",
+        "eddy bench {kind}: topic {topic}, {} partition(s), {} B records, batch {} B, linger {} ms, acks={:?}, idempotence {}",
         args.partitions,
         args.record_size,
         args.batch_bytes,
         args.linger_ms,
-        args.acks
+        args.acks,
+        !args.no_idempotence && args.acks == AcksArg::All
     );
 }
 

@@ -60,19 +60,23 @@ impl ClientError {
 
 impl From<Status> for ClientError {
     fn from(s: Status) -> ClientError {
-        let code = s
+        let named = s
             .metadata()
             .get(eddy_proto::ERROR_CODE_METADATA)
             .and_then(|v| v.to_str().ok())
-            .and_then(ErrorCode::from_str_name)
-            .unwrap_or(match s.code() {
-                Code::Unavailable | Code::Cancelled => ErrorCode::Unavailable,
-                Code::NotFound => ErrorCode::UnknownTopic,
-                Code::InvalidArgument => ErrorCode::InvalidRequest,
-                _ => ErrorCode::Internal,
-            });
-        let message = if s.code() == Code::Unavailable && s.message().is_empty() {
-            "the broker is unavailable".to_string()
+            .and_then(ErrorCode::from_str_name);
+        // Statuses without an Eddy error code did not come from the broker's
+        // logic: a dropped connection or a reset stream is worth a retry.
+        let code = named.unwrap_or(match s.code() {
+            Code::Unavailable | Code::Cancelled | Code::Unknown | Code::DeadlineExceeded => {
+                ErrorCode::Unavailable
+            }
+            Code::NotFound => ErrorCode::UnknownTopic,
+            Code::InvalidArgument | Code::OutOfRange => ErrorCode::InvalidRequest,
+            _ => ErrorCode::Internal,
+        });
+        let message = if s.message().is_empty() {
+            format!("the broker is unavailable ({})", s.code())
         } else {
             s.message().to_string()
         };

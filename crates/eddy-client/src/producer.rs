@@ -13,9 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_log::{BatchBuilder, RecordRef, Timestamp, partitioner::partition_for_key};
+use eddy_log::{
+    BatchBuilder, ProducerEpoch, ProducerId, ProducerStamp, RecordRef, Sequence, Timestamp,
+    partitioner::partition_for_key,
+};
 use eddy_proto::v1::{
-    Acks, PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData,
+    Acks, InitProducerIdRequest, PartitionProduceData, ProduceRequest, ProduceResponse,
+    TopicProduceData,
 };
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -43,7 +47,19 @@ pub struct ProducerConfig {
     /// First wait before a retry; doubles per attempt up to `retry_backoff_ms_max`.
     pub retry_backoff_ms: u64,
     pub retry_backoff_ms_max: u64,
+    /// Idempotence: the producer gets an id and stamps each batch with
+    /// per-partition sequence numbers, so a retried batch is written once.
+    /// Needs `acks: Acks::All` (with other acks it is off).
+    pub idempotence: bool,
+    /// With idempotence, a stable name (e.g. a pipeline task) keeps the same
+    /// producer id across restarts; each start bumps its epoch and fences
+    /// the previous one.
+    pub stable_name: Option<String>,
 }
+
+/// Batches a partition may have in flight at once (the broker remembers
+/// this many per producer for duplicate detection).
+pub const PARTITION_IN_FLIGHT_MAX: usize = eddy_log::BATCHES_KEPT;
 
 impl Default for ProducerConfig {
     fn default() -> Self {
@@ -56,6 +72,8 @@ impl Default for ProducerConfig {
             delivery_timeout_ms: 120_000,
             retry_backoff_ms: 100,
             retry_backoff_ms_max: 1_000,
+            idempotence: true,
+            stable_name: None,
         }
     }
 }
@@ -168,6 +186,9 @@ struct Accumulator {
     last_size: HashMap<(Arc<str>, u32), usize>,
     ready: VecDeque<ReadyBatch>,
     sticky: HashMap<Arc<str>, u32>,
+    /// Idempotence: the producer's identity, and each partition's next sequence.
+    identity: Option<ProducerStamp>,
+    sequences: HashMap<(Arc<str>, u32), i32>,
     flush_requested: bool,
     closed: bool,
 }
@@ -194,6 +215,7 @@ struct Shared {
     /// many. A partition never has batches in flight on two connections, so
     /// a retry can never be overtaken by a later batch.
     in_flight: Mutex<HashMap<PartitionKey, (String, usize)>>,
+    identity: tokio::sync::OnceCell<ProducerStamp>,
 }
 
 /// Sends records to Eddy; see the module docs.
@@ -227,6 +249,7 @@ impl Producer {
             backoff_until: Mutex::new(None),
             refresh: AtomicBool::new(false),
             in_flight: Mutex::new(HashMap::new()),
+            identity: tokio::sync::OnceCell::new(),
         });
         tokio::spawn(sender(shared.clone()));
         Producer { shared }
@@ -243,6 +266,9 @@ impl Producer {
             )));
         }
         let count = self.partition_count(topic).await?;
+        if s.config.idempotence && s.config.acks == Acks::All && !s.identity.initialized() {
+            self.init_identity().await?;
+        }
         if let Some(p) = record.partition
             && p >= count
         {
@@ -287,11 +313,45 @@ impl Producer {
         Ok(ticket)
     }
 
+    /// Asks the broker for a producer id (once), retrying while the
+    /// broker is unreachable.
+    async fn init_identity(&self) -> Result<()> {
+        let s = &self.shared;
+        let stamp = s
+            .identity
+            .get_or_try_init(|| {
+                retrying(&s.config, || async {
+                    let stable_name = s.config.stable_name.clone().unwrap_or_default();
+                    let request = InitProducerIdRequest { stable_name };
+                    let channel = s.client.channel_to(&s.client.config().bootstrap).await?;
+                    let mut client = s.client.produce_client(channel);
+                    let r = client.init_producer_id(request).await?.into_inner();
+                    Ok(ProducerStamp {
+                        producer_id: ProducerId(r.producer_id),
+                        producer_epoch: ProducerEpoch(r.producer_epoch as i16),
+                        base_sequence: Sequence::NONE,
+                    })
+                })
+            })
+            .await?;
+        s.acc.lock().identity = Some(*stamp);
+        Ok(())
+    }
+
+    /// The producer's id and epoch, once idempotence has started.
+    pub fn identity(&self) -> Option<(i64, i16)> {
+        self.shared
+            .identity
+            .get()
+            .map(|s| (s.producer_id.0, s.producer_epoch.0))
+    }
+
     async fn partition_count(&self, topic: &str) -> Result<u32> {
         if let Some(&n) = self.shared.partition_counts.lock().get(topic) {
             return Ok(n);
         }
-        let n = self.shared.client.partition_count(topic).await?;
+        let client = &self.shared.client;
+        let n = retrying(&self.shared.config, || client.partition_count(topic)).await?;
         self.shared
             .partition_counts
             .lock()
@@ -327,6 +387,27 @@ impl Producer {
         self.shared.acc.lock().closed = true;
         self.shared.wake.notify_one();
         result
+    }
+}
+
+/// Runs `f` until it succeeds, fails for good, or the delivery timeout
+/// passes, backing off between attempts.
+async fn retrying<T, F, Fut>(config: &ProducerConfig, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + Duration::from_millis(config.delivery_timeout_ms);
+    let mut backoff = config.retry_backoff_ms;
+    loop {
+        match f().await {
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                tracing::debug!(error = %e, "retrying");
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                backoff = (backoff * 2).min(config.retry_backoff_ms_max);
+            }
+            other => return other,
+        }
     }
 }
 
@@ -387,13 +468,24 @@ fn append(
     }
 }
 
-/// Moves an open batch to the ready queue; a sealed sticky partition moves on.
+/// Moves an open batch to the ready queue (stamped with the partition's
+/// next sequence when idempotent); a sealed sticky partition moves on.
 fn seal(acc: &mut Accumulator, key: &(Arc<str>, u32), partition_count: u32) {
     let Some(open) = acc.open.remove(key) else {
         return;
     };
     let records = open.builder.record_count();
-    let Some(bytes) = open.builder.finish() else {
+    let mut builder = open.builder;
+    if let Some(identity) = acc.identity {
+        let next = acc.sequences.entry(key.clone()).or_insert(0);
+        builder = builder.producer(ProducerStamp {
+            base_sequence: Sequence(*next),
+            ..identity
+        });
+        // Sequences wrap like Kafka's.
+        *next = ((i64::from(*next) + i64::from(records)) % (i64::from(i32::MAX) + 1)) as i32;
+    }
+    let Some(bytes) = builder.finish() else {
         return;
     };
     acc.last_size.insert(key.clone(), bytes.len());
@@ -533,10 +625,10 @@ fn group_by_leader(
     for batch in ready {
         let key = (batch.topic.clone(), batch.partition);
         let leader = s.client.leader_address(&batch.topic, batch.partition);
-        let busy_elsewhere = in_flight
+        let busy = in_flight
             .get(&key)
-            .is_some_and(|(a, n)| *n > 0 && *a != leader);
-        if busy_elsewhere || held_partitions.contains(&key) {
+            .is_some_and(|(a, n)| (*n > 0 && *a != leader) || *n >= PARTITION_IN_FLIGHT_MAX);
+        if busy || held_partitions.contains(&key) {
             held_partitions.insert(key);
             held.push(batch);
             continue;

@@ -64,6 +64,8 @@ pub struct LogConfig {
     pub fsync: FsyncPolicy,
     /// Memory for compaction's key map; compaction covers as many segments as fit.
     pub compaction_map_bytes_max: usize,
+    /// `producer.id.expiration.ms` and the number of idempotent producers remembered.
+    pub producers: crate::producer_state::ProducerStateConfig,
 }
 
 impl Default for LogConfig {
@@ -79,6 +81,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             fsync: FsyncPolicy::Never,
             compaction_map_bytes_max: 64 << 20,
+            producers: crate::producer_state::ProducerStateConfig::default(),
         }
     }
 }
@@ -94,6 +97,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
     "delete.retention.ms",
     "flush.ms",
+    "producer.id.expiration.ms",
 ];
 
 impl LogConfig {
@@ -146,6 +150,9 @@ impl LogConfig {
                     return Err(bad("0 or more milliseconds"));
                 }
                 self.delete_retention_ms = v;
+            }
+            "producer.id.expiration.ms" => {
+                self.producers.expiration_ms = positive(int(value)?, || bad("milliseconds > 0"))?
             }
             "flush.ms" => {
                 self.fsync = match value.trim() {

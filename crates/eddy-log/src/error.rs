@@ -46,6 +46,8 @@ pub enum Error {
         epoch: LeaderEpoch,
         latest: Option<LeaderEpoch>,
     },
+    #[error("{0}")]
+    Sequence(#[from] crate::producer_state::SequenceError),
     #[error("invalid log configuration: {0}")]
     Config(String),
 }

@@ -21,6 +21,7 @@ mod error;
 mod index;
 mod log;
 pub mod partitioner;
+mod producer_state;
 mod segment;
 mod types;
 pub mod varint;
@@ -36,6 +37,10 @@ pub use config::{
 pub use error::{Error, Result};
 pub use log::{
     AppendInfo, CheckedBatch, Log, MARKER_FILE, ReadResult, RecoveryReport, RetentionReport,
-    SegmentInfo, check_batch,
+    SegmentInfo, Written, check_batch,
+};
+pub use producer_state::{
+    BATCHES_KEPT, BatchRecord, ProducerState, ProducerStateConfig, STABLE_PRODUCER_ID_BASE,
+    SequenceCheck, SequenceError,
 };
 pub use types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId, Sequence, Timestamp};

@@ -15,8 +15,9 @@ use crate::clock::Clock;
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::epoch::EpochCache;
 use crate::error::{Error, Result};
+use crate::producer_state::{ProducerState, SequenceCheck};
 use crate::segment::{Role, Segment, file_name};
-use crate::types::{LeaderEpoch, Offset, Timestamp};
+use crate::types::{LeaderEpoch, Offset, ProducerId, Timestamp};
 
 /// Name of the file that marks a directory as an Eddy partition.
 pub const MARKER_FILE: &str = "eddy-partition";
@@ -29,6 +30,20 @@ pub struct AppendInfo {
     pub last_offset: Offset,
     pub max_timestamp: Timestamp,
     pub record_count: u32,
+    pub written: Written,
+}
+
+/// Whether an append wrote anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    New,
+    /// An idempotent producer sent this batch before; nothing was written
+    /// and the offsets are the original ones.
+    Duplicate,
+    /// A stable-name producer resent output at or below its last sequence;
+    /// nothing was written and the original offsets are no longer known
+    /// (the offsets given are 0).
+    DuplicateOffsetsUnknown,
 }
 
 /// Whole batches read from the log.
@@ -59,6 +74,8 @@ pub struct RecoveryReport {
     pub swaps_completed: usize,
     /// Whether the leader-epoch checkpoint was missing and rebuilt from the log.
     pub epochs_rebuilt: bool,
+    /// Idempotent-producer batches replayed after the newest snapshot.
+    pub producer_batches_replayed: u64,
 }
 
 /// What [`Log::apply_retention`] deleted.
@@ -87,6 +104,7 @@ pub struct Log {
     /// By base offset; the last one is active. Never empty.
     pub(crate) segments: BTreeMap<Offset, Segment>,
     pub(crate) epochs: EpochCache,
+    producers: ProducerState,
     last_sync_ms: i64,
     recovery: RecoveryReport,
 }
@@ -129,6 +147,7 @@ impl Log {
         let mut log = Log {
             dir: dir.to_path_buf(),
             epochs: EpochCache::empty(dir),
+            producers: ProducerState::new(config.producers),
             config,
             clock,
             segments,
@@ -136,7 +155,48 @@ impl Log {
             recovery,
         };
         log.load_epochs()?;
+        log.load_producers()?;
         Ok(log)
+    }
+
+    /// Rebuilds idempotent-producer state: the newest snapshot, then the
+    /// batch headers after it.
+    fn load_producers(&mut self) -> Result<()> {
+        let end = self.end_offset();
+        let (mut state, from) =
+            ProducerState::load_snapshot(&self.dir, self.config.producers, end)?;
+        let from = from.unwrap_or(self.start_offset());
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(from, |(&b, _)| b);
+        let mut replayed = 0u64;
+        for segment in self.segments.range(first..).map(|(_, s)| s) {
+            for item in segment.headers_from(0) {
+                let Ok((_, h)) = item else { break };
+                if h.base_offset >= from && h.producer_id != ProducerId::NONE {
+                    state.update(&h, h.max_timestamp.0);
+                    replayed += 1;
+                }
+            }
+        }
+        self.recovery.producer_batches_replayed = replayed;
+        self.producers = state;
+        Ok(())
+    }
+
+    /// Idempotent-producer state (for inspection and tests).
+    pub fn producer_state(&self) -> &ProducerState {
+        &self.producers
+    }
+
+    /// Forgets producers silent past `producer.id.expiration.ms` and saves
+    /// a snapshot, so a restart replays little.
+    pub fn checkpoint_producers(&mut self) -> Result<usize> {
+        let expired = self.producers.expire(self.clock.now_ms());
+        self.producers.save_snapshot(&self.dir, self.end_offset())?;
+        Ok(expired)
     }
 
     fn load_epochs(&mut self) -> Result<()> {
@@ -275,6 +335,30 @@ impl Log {
                 latest: self.epochs.latest(),
             });
         }
+        let idempotent = batch.header.producer_id != ProducerId::NONE;
+        if idempotent {
+            let h = &batch.header;
+            let duplicate = |first: Offset, last: Offset, written: Written| AppendInfo {
+                base_offset: first,
+                last_offset: last,
+                max_timestamp: h.max_timestamp,
+                record_count: h.record_count,
+                written,
+            };
+            match self.producers.check(h)? {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(b) => {
+                    return Ok(duplicate(b.first_offset, b.last_offset, Written::Duplicate));
+                }
+                SequenceCheck::DuplicateUncached => {
+                    return Ok(duplicate(
+                        Offset::ZERO,
+                        Offset::ZERO,
+                        Written::DuplicateOffsetsUnknown,
+                    ));
+                }
+            }
+        }
         self.maybe_roll(size, batch.header.last_offset_delta)?;
         let base_offset = self.end_offset();
         let header = BatchHeader {
@@ -289,12 +373,16 @@ impl Log {
             return Err(e);
         }
         self.active_mut().append(bytes, &header)?;
+        if idempotent {
+            self.producers.update(&header, self.clock.now_ms());
+        }
         self.sync_per_policy()?;
         Ok(AppendInfo {
             base_offset,
             last_offset: header.last_offset(),
             max_timestamp: header.max_timestamp,
             record_count: header.record_count,
+            written: Written::New,
         })
     }
 
@@ -330,6 +418,8 @@ impl Log {
         let now = self.clock.now_ms();
         let segment = Segment::create(&self.dir, end, self.config.index_interval_bytes, now)?;
         self.segments.insert(end, segment);
+        // A snapshot per segment keeps the replay after a restart to the active segment.
+        self.producers.save_snapshot(&self.dir, end)?;
         Ok(())
     }
 
@@ -363,9 +453,11 @@ impl Log {
         Ok(true)
     }
 
-    /// Flushes everything; the next open finds nothing to repair.
+    /// Flushes everything and snapshots producer state; the next open
+    /// finds nothing to repair or replay.
     pub fn close(mut self) -> Result<()> {
-        self.flush()
+        self.flush()?;
+        self.producers.save_snapshot(&self.dir, self.end_offset())
     }
 
     /// Deletes the log and its directory (the topic was deleted).
@@ -563,6 +655,8 @@ fn tidy_files(dir: &Path, recovery: &mut RecoveryReport) -> Result<Vec<Offset>> 
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".cleaned") || name.ends_with(".tmp") {
             fs::remove_file(entry.path()).map_err(Error::io("removing", entry.path()))?;
+        } else if name.ends_with(".snapshot") {
+            // Producer-state snapshots are named by log end, not by segment.
         } else if let Some(base) = name.strip_suffix(".log.swap").and_then(parse_base) {
             finish_swap(dir, base)?;
             recovery.swaps_completed += 1;

@@ -96,6 +96,15 @@ pub enum Command {
     DeleteTopic {
         name: String,
     },
+    /// Reserves the next `count` plain producer ids for one broker.
+    AllocateProducerIds {
+        count: u32,
+    },
+    /// Gives the stable-name producer `name` its id (the same every time)
+    /// and the next epoch.
+    InitStableProducer {
+        name: String,
+    },
 }
 
 /// Everything the cluster knows about itself.
@@ -106,6 +115,12 @@ pub struct MetaState {
     pub topics: BTreeMap<String, TopicMeta>,
     /// Number of commands applied.
     pub version: u64,
+    /// The next plain producer id to hand out.
+    pub next_producer_id: i64,
+    /// Stable-name producers: name → (id, current epoch).
+    pub stable_producers: BTreeMap<String, (i64, i16)>,
+    /// The next stable producer id.
+    pub next_stable_producer_id: i64,
 }
 
 impl MetaState {
@@ -145,6 +160,20 @@ impl MetaState {
             Command::DeleteTopic { name } => {
                 self.topic(name)?;
             }
+            Command::AllocateProducerIds { count } => {
+                if *count == 0 || *count > 1_000_000 {
+                    return Err(MetaError::Invalid(format!(
+                        "cannot reserve {count} producer ids"
+                    )));
+                }
+            }
+            Command::InitStableProducer { name } => {
+                if name.is_empty() || name.len() > 1024 {
+                    return Err(MetaError::Invalid(
+                        "a stable producer name has 1 to 1024 characters".into(),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -181,6 +210,20 @@ impl MetaState {
             }
             Command::DeleteTopic { name } => {
                 self.topics.remove(name);
+            }
+            Command::AllocateProducerIds { count } => {
+                self.next_producer_id += i64::from(*count);
+            }
+            Command::InitStableProducer { name } => {
+                let next_id = eddy_log::STABLE_PRODUCER_ID_BASE + self.next_stable_producer_id;
+                match self.stable_producers.get_mut(name) {
+                    // At the last epoch the name gets a fresh id (epoch 0).
+                    Some((_, epoch)) if *epoch < i16::MAX => *epoch += 1,
+                    _ => {
+                        self.stable_producers.insert(name.clone(), (next_id, 0));
+                        self.next_stable_producer_id += 1;
+                    }
+                }
             }
         }
         self.version += 1;

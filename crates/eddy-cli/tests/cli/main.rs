@@ -7,6 +7,8 @@ mod harness;
 mod client;
 mod groups;
 mod grpc;
+mod idempotence;
+mod proxy;
 mod recovery;
 mod round_trip;
 mod settings;

@@ -3,6 +3,7 @@
 
 mod append_read;
 mod compaction;
+mod idempotence;
 mod props;
 mod recovery;
 mod retention;
