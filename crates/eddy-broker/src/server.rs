@@ -15,8 +15,8 @@ use eddy_proto::v1::{
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
+use tonic::transport::server::TcpIncoming;
 
 use crate::broker::{Broker, blocking};
 use crate::config::BrokerConfig;
@@ -100,6 +100,10 @@ async fn run(
         .register_encoded_file_descriptor_set(eddy_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| BrokerError::Internal(format!("reflection: {e}")))?;
+    // `Server::tcp_nodelay` only reaches sockets tonic accepts itself; a
+    // listener handed in needs it here, or Nagle's algorithm holds small
+    // responses back until the peer's delayed ACK (~40 ms).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));
     let groups = tokio::spawn(crate::group::group_ticker(broker.clone()));
     let result = tonic::transport::Server::builder()
@@ -124,7 +128,7 @@ async fn run(
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = stop.await;
         })
         .await;

@@ -57,6 +57,9 @@ pub struct ProducerConfig {
     pub stable_name: Option<String>,
 }
 
+/// A produce request carries batches up to about this size.
+const REQUEST_BYTES_TARGET: usize = 2 << 20;
+
 /// Batches a partition may have in flight at once (the broker remembers
 /// this many per producer for duplicate detection).
 pub const PARTITION_IN_FLIGHT_MAX: usize = eddy_log::BATCHES_KEPT;
@@ -186,6 +189,8 @@ struct Accumulator {
     last_size: HashMap<(Arc<str>, u32), usize>,
     ready: VecDeque<ReadyBatch>,
     sticky: HashMap<Arc<str>, u32>,
+    /// Topic names, shared so a send does not allocate one.
+    topics: HashSet<Arc<str>>,
     /// Idempotence: the producer's identity, and each partition's next sequence.
     identity: Option<ProducerStamp>,
     sequences: HashMap<(Arc<str>, u32), i32>,
@@ -283,15 +288,19 @@ impl Producer {
             .await
             .map_err(|_| ClientError::Closed)?;
         permit.forget(); // returned when the batch is acknowledged or fails
-        let ticket = {
+        let (ticket, wake) = {
             let mut acc = s.acc.lock();
             if acc.closed {
                 s.buffer.add_permits(size);
                 return Err(ClientError::Closed);
             }
-            let topic: Arc<str> = match acc.sticky.get_key_value(topic) {
-                Some((t, _)) => t.clone(),
-                None => Arc::from(topic),
+            let topic: Arc<str> = match acc.topics.get(topic) {
+                Some(t) => t.clone(),
+                None => {
+                    let t: Arc<str> = Arc::from(topic);
+                    acc.topics.insert(t.clone());
+                    t
+                }
             };
             let partition = match (record.partition, &record.key) {
                 (Some(p), _) => p,
@@ -309,7 +318,9 @@ impl Producer {
             )
         };
         s.pending.fetch_add(1, Ordering::AcqRel);
-        s.wake.notify_one();
+        if wake {
+            s.wake.notify_one();
+        }
         Ok(ticket)
     }
 
@@ -425,7 +436,7 @@ fn append(
     partition_count: u32,
     record: &ProducerRecord,
     permits: u32,
-) -> DeliveryTicket {
+) -> (DeliveryTicket, bool) {
     let now_ms = eddy_log::Clock::now_ms(&eddy_log::SystemClock);
     let headers: Vec<(&str, &[u8])> = record
         .headers
@@ -438,14 +449,18 @@ fn append(
         value: record.value.as_deref(),
         headers: &headers,
     };
-    let key = (topic.clone(), partition);
-    let full = acc.open.get(&key).is_some_and(|b| {
-        b.builder.record_count() > 0
-            && b.builder.size_bytes() + b.builder.record_size(&rec) > config.batch_bytes_max
-    });
-    if full {
-        seal(acc, &key, partition_count);
+    let key = (topic, partition);
+    // The common case: room in the partition's open batch (one lookup).
+    if let Some(batch) = acc.open.get_mut(&key)
+        && (batch.builder.record_count() == 0
+            || batch.builder.size_bytes() + batch.builder.record_size(&rec)
+                <= config.batch_bytes_max)
+    {
+        return (push(batch, &rec, permits), false);
     }
+    // Full (or none yet): seal it and open a new one. The sender must hear
+    // of both, to send the sealed batch and to time the new one's linger.
+    seal(acc, &key, partition_count);
     let floor = config.batch_bytes_max.min(4 << 10);
     let capacity = acc
         .last_size
@@ -459,8 +474,12 @@ fn append(
         state: Arc::new(BatchState::default()),
         permits: 0,
     });
+    (push(batch, &rec, permits), true)
+}
+
+fn push(batch: &mut OpenBatch, rec: &RecordRef<'_>, permits: u32) -> DeliveryTicket {
     let index = batch.builder.record_count();
-    batch.builder.push(&rec);
+    batch.builder.push(rec);
     batch.permits += permits;
     DeliveryTicket {
         state: batch.state.clone(),
@@ -622,17 +641,21 @@ fn group_by_leader(
     let mut held = Vec::new();
     let in_flight = s.in_flight.lock();
     let mut held_partitions: HashSet<(Arc<str>, u32)> = HashSet::new();
+    // Batches grouped in this pass count toward the per-partition limit too.
+    let mut grouped: HashMap<(Arc<str>, u32), usize> = HashMap::new();
     for batch in ready {
         let key = (batch.topic.clone(), batch.partition);
         let leader = s.client.leader_address(&batch.topic, batch.partition);
-        let busy = in_flight
+        let (elsewhere, sent) = in_flight
             .get(&key)
-            .is_some_and(|(a, n)| (*n > 0 && *a != leader) || *n >= PARTITION_IN_FLIGHT_MAX);
-        if busy || held_partitions.contains(&key) {
+            .map_or((false, 0), |(a, n)| (*n > 0 && *a != leader, *n));
+        let now = grouped.entry(key.clone()).or_default();
+        if elsewhere || sent + *now >= PARTITION_IN_FLIGHT_MAX || held_partitions.contains(&key) {
             held_partitions.insert(key);
             held.push(batch);
             continue;
         }
+        *now += 1;
         match groups.iter_mut().find(|(a, _)| *a == leader) {
             Some((_, v)) => v.push(batch),
             None => groups.push((leader, vec![batch])),
@@ -649,12 +672,15 @@ async fn send_request(
     mut batches: Vec<ReadyBatch>,
 ) {
     while !batches.is_empty() {
+        // Several moderate requests keep the broker busy while the next
+        // one travels; one huge request would leave nothing in flight.
+        let request_max = REQUEST_BYTES_TARGET.min(s.client.config().request_bytes_max);
         let mut size = 0usize;
         let take = batches
             .iter()
             .take_while(|b| {
                 size += b.bytes.len() + 64;
-                size <= s.client.config().request_bytes_max
+                size <= request_max
             })
             .count()
             .max(1);

@@ -40,9 +40,9 @@ pub enum Written {
     /// An idempotent producer sent this batch before; nothing was written
     /// and the offsets are the original ones.
     Duplicate,
-    /// A stable-name producer resent output at or below its last sequence;
-    /// nothing was written and the original offsets are no longer known
-    /// (the offsets given are 0).
+    /// An idempotent producer resent a batch older than the ones whose
+    /// offsets are remembered; nothing was written and the original offsets
+    /// are no longer known (the offsets given are 0).
     DuplicateOffsetsUnknown,
 }
 

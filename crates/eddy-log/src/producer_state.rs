@@ -9,12 +9,14 @@
 //! - one of `p`'s last [`BATCHES_KEPT`] batches exactly: a duplicate,
 //!   answered with its original offsets and not written again.
 //! - `first` right after `p`'s last sequence: written.
+//! - wholly at or below the last sequence: an older duplicate, answered
+//!   without offsets (they have left the cache).
 //! - a gap: out of order.
 //!
 //! Plain producers start over at sequence 0 with each new epoch. Producers
 //! with a stable name (pipelines, [`ProducerId::is_stable`]) keep one
-//! sequence across epochs, and a batch at or below the last accepted
-//! sequence is a duplicate even when its offsets are no longer cached.
+//! sequence across epochs (so after an epoch bump the same rules apply
+//! to the sequence the previous epoch reached).
 //!
 //! The state is rebuilt after a restart from the newest snapshot
 //! (`<offset>.snapshot` beside the segments) plus the batch headers after it.
@@ -86,7 +88,7 @@ pub enum SequenceCheck {
     Append,
     /// Already written; here is where.
     Duplicate(BatchRecord),
-    /// Already written (a stable producer resending old output), offsets no
+    /// Already written, longer ago than the cached batches: offsets no
     /// longer known.
     DuplicateUncached,
 }
@@ -186,7 +188,12 @@ impl ProducerState {
         if first == next(e.last_sequence) {
             return Ok(SequenceCheck::Append);
         }
-        if producer.is_stable() && last <= e.last_sequence {
+        // Batches are resent unchanged and in order, so a batch wholly at or
+        // below the last written sequence was written before: a duplicate
+        // whose offsets have left the cache. (Near the i32 wrap this
+        // comparison can misjudge; a producer would need 2^31 sequences
+        // within one epoch to get there.)
+        if first <= last && last <= e.last_sequence {
             return Ok(SequenceCheck::DuplicateUncached);
         }
         Err(SequenceError::OutOfOrder {
@@ -434,6 +441,29 @@ mod tests {
             panic!("duplicate")
         };
         assert_eq!((b.first_offset, b.last_offset), (Offset(100), Offset(102)));
+    }
+
+    #[test]
+    fn a_resend_older_than_the_cached_batches_is_still_a_duplicate() {
+        let mut s = ProducerState::default();
+        for i in 0..10 {
+            s.update(&header(7, 0, i * 2, 2, u64::from(i as u32) * 2), 0);
+        }
+        assert_eq!(
+            s.check(&header(7, 0, 4, 2, 0)),
+            Ok(SequenceCheck::DuplicateUncached)
+        );
+        let Ok(SequenceCheck::Duplicate(b)) = s.check(&header(7, 0, 18, 2, 0)) else {
+            panic!("the newest batches keep their offsets")
+        };
+        assert_eq!(b.first_offset, Offset(18));
+        assert!(
+            matches!(
+                s.check(&header(7, 0, 19, 2, 0)),
+                Err(SequenceError::OutOfOrder { .. })
+            ),
+            "a partial overlap is not a resend"
+        );
     }
 
     #[test]
