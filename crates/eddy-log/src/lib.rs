@@ -21,6 +21,7 @@ mod error;
 mod index;
 mod log;
 pub mod partitioner;
+mod pool;
 mod producer_state;
 mod segment;
 mod types;

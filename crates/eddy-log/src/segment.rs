@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::batch::{Batch, BatchHeader, HEADER_LEN, set_base_offset, set_leader_epoch};
 
@@ -477,11 +477,11 @@ impl Segment {
 
     fn read_chunk(&self, pos: u64, len: usize) -> Result<Bytes> {
         let len = len.min((self.size - pos) as usize);
-        let mut buf = BytesMut::zeroed(len);
-        self.file
-            .read_exact_at(&mut buf, pos)
-            .map_err(Error::io("reading segment", &self.path))?;
-        Ok(buf.freeze())
+        crate::pool::filled(len, |buf| {
+            self.file
+                .read_exact_at(buf, pos)
+                .map_err(Error::io("reading segment", &self.path))
+        })
     }
 
     fn corrupt(&self, position: u64, reason: String) -> Error {
