@@ -1,0 +1,116 @@
+//! `geofence`: watches truck GPS positions and emits an alert when a truck
+//! leaves a rectangle.
+//!
+//! Input: JSON `{"truck_id": "t1", "lat": 48.85, "lon": 2.35, "ts": 1700000000000}`.
+//! Params: `min_lat`, `max_lat`, `min_lon`, `max_lon` (the rectangle,
+//! degrees, bounds included), `alert_topic` (optional output topic; by
+//! default the pipeline's first output).
+//!
+//! A truck seen outside the rectangle emits one alert, keyed by truck id:
+//! `{"alert": "left-geofence", "truck_id", "lat", "lon", "ts"}`; it emits
+//! no more until it has been seen inside again. A truck first seen outside
+//! counts as having left. State is per instance and kept only for batches
+//! that succeed, so a batch retried after a record error gives the same
+//! alerts.
+
+use std::collections::BTreeMap;
+
+use eddy_processor::serde_json::{Value, json};
+use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+
+struct Geofence {
+    lat: (f64, f64),
+    lon: (f64, f64),
+    alert_topic: Option<String>,
+    /// Whether each truck was last seen outside. BTreeMap: no hashing seed,
+    /// deterministic.
+    outside: BTreeMap<String, bool>,
+}
+
+struct Position {
+    truck_id: String,
+    lat: f64,
+    lon: f64,
+    ts: Option<i64>,
+}
+
+impl Processor for Geofence {
+    fn init(params: &Params) -> Result<Self, String> {
+        let lat = (params.parse("min_lat")?, params.parse("max_lat")?);
+        let lon = (params.parse("min_lon")?, params.parse("max_lon")?);
+        if !(lat.0 <= lat.1 && lon.0 <= lon.1) {
+            return Err(format!(
+                "the rectangle is empty: need min_lat <= max_lat and min_lon <= max_lon, got lat {lat:?}, lon {lon:?}"
+            ));
+        }
+        Ok(Geofence {
+            lat,
+            lon,
+            alert_topic: params.get("alert_topic").map(str::to_owned),
+            outside: BTreeMap::new(),
+        })
+    }
+
+    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
+        let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+        let alerts = eddy_processor::each(batch, |record, out| {
+            let p = position(&record)?;
+            let outside = !self.contains(p.lat, p.lon);
+            let was_outside = seen
+                .get(&p.truck_id)
+                .or_else(|| self.outside.get(&p.truck_id))
+                .copied()
+                .unwrap_or(false);
+            if outside && !was_outside {
+                out.push(self.alert(&p));
+            }
+            seen.insert(p.truck_id, outside);
+            Ok(())
+        })?;
+        self.outside.extend(seen);
+        Ok(alerts)
+    }
+}
+
+impl Geofence {
+    fn contains(&self, lat: f64, lon: f64) -> bool {
+        (self.lat.0..=self.lat.1).contains(&lat) && (self.lon.0..=self.lon.1).contains(&lon)
+    }
+
+    fn alert(&self, p: &Position) -> OutputRecord {
+        let value = json!({
+            "alert": "left-geofence",
+            "truck_id": p.truck_id,
+            "lat": p.lat,
+            "lon": p.lon,
+            "ts": p.ts,
+        });
+        let mut alert = OutputRecord::json(&value).keyed(p.truck_id.as_bytes());
+        alert.topic = self.alert_topic.clone();
+        alert.timestamp = p.ts;
+        alert
+    }
+}
+
+fn position(record: &InputRecord) -> Result<Position, String> {
+    let value = record.json()?;
+    let number = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("field `{name}` is missing or not a number"))
+    };
+    let truck_id = match value.get("truck_id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err("field `truck_id` is missing or not a string".into()),
+    };
+    Ok(Position {
+        truck_id,
+        lat: number("lat")?,
+        lon: number("lon")?,
+        ts: value.get("ts").and_then(Value::as_i64),
+    })
+}
+
+eddy_processor::export_processor!(Geofence);

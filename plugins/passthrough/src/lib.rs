@@ -1,0 +1,19 @@
+//! `passthrough`: forwards every record unchanged to the first output
+//! topic. The smallest useful processor, a template for new ones and the
+//! subject of the host's pass-through benchmark. Takes no params.
+
+use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+
+struct PassThrough;
+
+impl Processor for PassThrough {
+    fn init(_params: &Params) -> Result<Self, String> {
+        Ok(PassThrough)
+    }
+
+    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
+        Ok(batch.into_iter().map(OutputRecord::from).collect())
+    }
+}
+
+eddy_processor::export_processor!(PassThrough);
