@@ -44,7 +44,10 @@ fn run() -> Result<(), String> {
         .ok_or("eddy-test-plugins must live at <workspace>/crates/eddy-test-plugins")?
         .to_owned();
     for watched in ["plugins", "crates/eddy-processor", "wit", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
@@ -68,10 +71,16 @@ fn run() -> Result<(), String> {
         }
         let konst = name.replace('-', "_").to_uppercase();
         let path = path.display();
-        let _ = writeln!(out, "/// `plugins/{name}` built for {TARGET}.\npub const {konst}: &str = {path:?};");
+        let _ = writeln!(
+            out,
+            "/// `plugins/{name}` built for {TARGET}.\npub const {konst}: &str = {path:?};"
+        );
         let _ = writeln!(all, "    ({name:?}, {konst}),");
     }
-    let _ = writeln!(out, "/// Every plugin: (directory name, `.wasm` path).\npub const ALL: &[(&str, &str)] = &[\n{all}];");
+    let _ = writeln!(
+        out,
+        "/// Every plugin: (directory name, `.wasm` path).\npub const ALL: &[(&str, &str)] = &[\n{all}];"
+    );
     let out_file = PathBuf::from(var("OUT_DIR")?).join("plugins.rs");
     fs::write(&out_file, out).map_err(|e| format!("writing {}: {e}", out_file.display()))
 }
@@ -106,7 +115,11 @@ fn check_target_installed() -> Result<(), String> {
         .output()
         .map_err(|e| format!("running rustc: {e}"))?;
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if Path::new(&sysroot).join("lib/rustlib").join(TARGET).is_dir() {
+    if Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .is_dir()
+    {
         Ok(())
     } else {
         Err(format!(
@@ -119,7 +132,14 @@ fn build(workspace: &Path, target_dir: &Path, plugins: &[String]) -> Result<(), 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--release", "--locked", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for name in plugins {
         cmd.args(["-p", name]);
@@ -134,6 +154,8 @@ fn build(workspace: &Path, target_dir: &Path, plugins: &[String]) -> Result<(), 
     if status.success() {
         Ok(())
     } else {
-        Err(format!("building the plugins for {TARGET} failed ({status}); the compiler's messages are above"))
+        Err(format!(
+            "building the plugins for {TARGET} failed ({status}); the compiler's messages are above"
+        ))
     }
 }

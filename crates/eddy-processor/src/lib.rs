@@ -58,9 +58,7 @@ pub mod bindings {
 }
 
 pub use bindings::eddy::processor::host::Level;
-pub use bindings::eddy::processor::types::{
-    Header, InputRecord, OutputRecord, Param, RecordError,
-};
+pub use bindings::eddy::processor::types::{Header, InputRecord, OutputRecord, Param, RecordError};
 
 /// A stream processor. The host creates one value per instance with
 /// [`Processor::init`] and calls [`Processor::process`] once per batch.
@@ -136,7 +134,7 @@ macro_rules! export_processor {
                 }
             }
 
-            $crate::bindings::export!(Export with_types_in $crate::bindings);
+    $crate::bindings::export!(Export with_types_in $crate::bindings);
         };
     };
 }

@@ -19,7 +19,11 @@ impl Params {
     /// The value of `name`, if given. When a name is given more than once
     /// the last value wins.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|p| p.name == name).map(|p| p.value.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|p| p.name == name)
+            .map(|p| p.value.as_str())
     }
 
     /// The value of `name`, or an error saying that it is required.

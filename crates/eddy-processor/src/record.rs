@@ -12,7 +12,10 @@ impl InputRecord {
 
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|h| h.key == name).map(|h| h.value.as_slice())
+        self.headers
+            .iter()
+            .find(|h| h.key == name)
+            .map(|h| h.value.as_slice())
     }
 }
 

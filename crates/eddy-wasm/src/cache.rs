@@ -42,7 +42,10 @@ impl ArtifactCache {
         })?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(ArtifactCache { dir: dir.to_owned(), engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(ArtifactCache {
+            dir: dir.to_owned(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
@@ -90,7 +93,11 @@ impl ArtifactCache {
         let body = component
             .serialize()
             .map_err(|e| Error::Engine(format!("serializing a compiled component: {e}")))?;
-        let tmp = self.dir.join(format!(".{digest}-{}.{}.tmp", self.engine_key, std::process::id()));
+        let tmp = self.dir.join(format!(
+            ".{digest}-{}.{}.tmp",
+            self.engine_key,
+            std::process::id()
+        ));
         let mut file = fs::File::create(&tmp).map_err(io_err("creating a compile cache entry"))?;
         file.write_all(MAGIC)
             .and_then(|()| file.write_all(&Sha256::digest(&body)))

@@ -86,9 +86,10 @@ impl Config {
                 self.stack_bytes_max
             ));
         }
-        if self.instances_max == 0 || self.batch_records_max == 0 || self.component_bytes_max == 0
-        {
-            return bad("instances_max, batch_records_max and component_bytes_max must be > 0".into());
+        if self.instances_max == 0 || self.batch_records_max == 0 || self.component_bytes_max == 0 {
+            return bad(
+                "instances_max, batch_records_max and component_bytes_max must be > 0".into(),
+            );
         }
         Ok(())
     }

@@ -20,9 +20,10 @@ pub enum Error {
     )]
     Invalid(String),
     #[error(
-        "the component imports `{import}`, which Eddy processors may not use ({reason}); remove the code that needs it (processors get no clock, randomness, filesystem, network or environment)"
+        "the component imports {}, which Eddy processors may not use; remove the code that needs it (processors get no clock, randomness, filesystem, network or environment)",
+        describe(imports)
     )]
-    ForbiddenImport { import: String, reason: String },
+    ForbiddenImports { imports: Vec<RefusedImport> },
     #[error(
         "the component does not implement the world eddy:processor/processor@0.1.0: {detail}; build it with the eddy-processor SDK (`eddy_processor::export_processor!`)"
     )]
@@ -40,6 +41,24 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// One import a component may not have, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedImport {
+    /// The import's name, e.g. `wasi:filesystem/types@0.2.6`, or
+    /// `interface#function` for a function the host does not offer.
+    pub import: String,
+    /// What the import would give the processor.
+    pub reason: String,
+}
+
+fn describe(imports: &[RefusedImport]) -> String {
+    imports
+        .iter()
+        .map(|r| format!("`{}` ({})", r.import, r.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -73,7 +92,9 @@ pub enum ProcessError {
     )]
     Poisoned,
     /// The batch is larger than the runtime's `batch_records_max`.
-    #[error("the batch has {records} records, more than the limit of {limit}; send smaller batches")]
+    #[error(
+        "the batch has {records} records, more than the limit of {limit}; send smaller batches"
+    )]
     BatchTooLarge { records: usize, limit: usize },
 }
 

@@ -25,15 +25,26 @@ pub struct Processor {
 
 impl fmt::Debug for Processor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Processor").field("digest", &self.digest).finish_non_exhaustive()
+        f.debug_struct("Processor")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
     }
 }
 
 impl Processor {
-    pub(crate) fn new(runtime: Runtime, pre: bindings::ProcessorPre<State>, digest: Digest) -> Self {
+    pub(crate) fn new(
+        runtime: Runtime,
+        pre: bindings::ProcessorPre<State>,
+        digest: Digest,
+    ) -> Self {
         let hex = digest.to_string();
         let label = Arc::from(&hex[..12]);
-        Processor { runtime, pre, digest, label }
+        Processor {
+            runtime,
+            pre,
+            digest,
+            label,
+        }
     }
 
     /// The sha256 of the component's bytes.
@@ -45,7 +56,10 @@ impl Processor {
     /// has its own memory and limits; create one per task.
     pub fn instantiate(&self, params: &[(String, String)]) -> Result<Instance> {
         let config = &self.runtime.inner.config;
-        let mut store = Store::new(&self.runtime.inner.engine, State::new(self.label.clone(), config));
+        let mut store = Store::new(
+            &self.runtime.inner.engine,
+            State::new(self.label.clone(), config),
+        );
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(config.deadline_ticks());
@@ -57,10 +71,20 @@ impl Processor {
                 config.instances_max
             ))
         })?;
-        let mut instance = Instance { store, bindings, deadline_ticks: config.deadline_ticks(), batch_records_max: config.batch_records_max, poisoned: false };
-        let wit_params: Vec<wit::Param<'_>> =
-            params.iter().map(|(name, value)| wit::Param { name, value }).collect();
-        let result = instance.bindings.call_init(&mut instance.store, &wit_params);
+        let mut instance = Instance {
+            store,
+            bindings,
+            deadline_ticks: config.deadline_ticks(),
+            batch_records_max: config.batch_records_max,
+            poisoned: false,
+        };
+        let wit_params: Vec<wit::Param<'_>> = params
+            .iter()
+            .map(|(name, value)| wit::Param { name, value })
+            .collect();
+        let result = instance
+            .bindings
+            .call_init(&mut instance.store, &wit_params);
         match instance.finish(result) {
             Ok(Ok(())) => Ok(instance),
             Ok(Err(message)) => Err(Error::Init(message)),
@@ -85,7 +109,9 @@ pub struct Instance {
 
 impl fmt::Debug for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Instance").field("poisoned", &self.poisoned).finish_non_exhaustive()
+        f.debug_struct("Instance")
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
     }
 }
 
@@ -97,7 +123,10 @@ impl Instance {
             return Err(ProcessError::Poisoned);
         }
         if batch.len() > self.batch_records_max {
-            return Err(ProcessError::BatchTooLarge { records: batch.len(), limit: self.batch_records_max });
+            return Err(ProcessError::BatchTooLarge {
+                records: batch.len(),
+                limit: self.batch_records_max,
+            });
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let (bindings, store) = (&self.bindings, &mut self.store);
@@ -107,7 +136,10 @@ impl Instance {
             Err(e) => {
                 let index = usize::try_from(e.index).unwrap_or(usize::MAX);
                 if index < batch.len() {
-                    Err(ProcessError::Record { index, message: e.message })
+                    Err(ProcessError::Record {
+                        index,
+                        message: e.message,
+                    })
                 } else {
                     self.poisoned = true;
                     Err(ProcessError::Trap {
@@ -158,9 +190,18 @@ fn classify(e: &wasmtime::Error, stderr: &str, refused_bytes: Option<usize>) -> 
         Some(Trap::UnreachableCodeReached) if !guest_said.is_empty() => TrapKind::Panic,
         _ => TrapKind::Other,
     };
-    let engine_said = chain(e);
+    // The trap itself, without the wasm backtrace (logged at debug level).
+    tracing::debug!(target: "eddy_wasm::guest", error = ?e, "processor trapped");
+    let engine_said = e
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect::<Vec<_>>()
+        .join(": ");
     let mut message = match kind {
-        TrapKind::Timeout => "it ran past its time budget for one call (batch_time_ms_max)".to_owned(),
+        TrapKind::Timeout => {
+            "it ran past its time budget for one call (batch_time_ms_max)".to_owned()
+        }
         TrapKind::OutOfMemory => format!(
             "it tried to grow its memory to {} bytes, past the limit (memory_bytes_max)",
             refused_bytes.unwrap_or_default()

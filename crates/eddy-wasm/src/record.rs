@@ -44,11 +44,17 @@ pub struct OutputRecord {
 
 /// A batch lowered to the borrowed component types: the headers of all
 /// records in one vector, each record borrowing its slice of it.
-pub(crate) fn with_wit_batch<R>(batch: &[InputRecord], f: impl FnOnce(&[wit::InputRecord<'_>]) -> R) -> R {
+pub(crate) fn with_wit_batch<R>(
+    batch: &[InputRecord],
+    f: impl FnOnce(&[wit::InputRecord<'_>]) -> R,
+) -> R {
     let headers: Vec<wit::HeaderParam<'_>> = batch
         .iter()
         .flat_map(|r| &r.headers)
-        .map(|h| wit::HeaderParam { key: &h.key, value: &h.value })
+        .map(|h| wit::HeaderParam {
+            key: &h.key,
+            value: &h.value,
+        })
         .collect();
     let mut start = 0;
     let records: Vec<wit::InputRecord<'_>> = batch
@@ -80,7 +86,10 @@ impl From<wit::OutputRecord> for OutputRecord {
             headers: r
                 .headers
                 .into_iter()
-                .map(|h| Header { key: h.key, value: Bytes::from(h.value) })
+                .map(|h| Header {
+                    key: h.key,
+                    value: Bytes::from(h.value),
+                })
                 .collect(),
             timestamp: r.timestamp.map(Timestamp),
         }

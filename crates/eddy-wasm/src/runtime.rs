@@ -65,7 +65,9 @@ pub(crate) struct Inner {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +89,15 @@ impl Runtime {
             None => None,
         };
         let ticker = Ticker::start(engine.clone())?;
-        Ok(Runtime { inner: Arc::new(Inner { engine, linker, config, cache, _ticker: ticker }) })
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                config,
+                cache,
+                _ticker: ticker,
+            }),
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -101,17 +111,22 @@ impl Runtime {
     pub fn compile(&self, bytes: &[u8]) -> Result<Processor> {
         let limit = self.inner.config.component_bytes_max;
         if bytes.len() > limit {
-            return Err(Error::TooLarge { bytes: bytes.len(), limit });
+            return Err(Error::TooLarge {
+                bytes: bytes.len(),
+                limit,
+            });
         }
         let digest = Digest::of(bytes);
         let engine = &self.inner.engine;
-        let cached = self.inner.cache.as_ref().and_then(|c| c.load(engine, &digest));
+        let cached = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(engine, &digest));
         let fresh = cached.is_none();
         let component = match cached {
             Some(component) => component,
-            None => {
-                Component::from_binary(engine, bytes).map_err(|e| Error::Invalid(chain(&e)))?
-            }
+            None => Component::from_binary(engine, bytes).map_err(|e| Error::Invalid(chain(&e)))?,
         };
         validate::check(engine, &component)?;
         if fresh
@@ -184,7 +199,10 @@ impl Ticker {
                 }
             })
             .map_err(|e| Error::Engine(format!("starting the epoch timer thread: {e}")))?;
-        Ok(Ticker { stop: Some(stop), thread: Some(thread) })
+        Ok(Ticker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 }
 

@@ -24,9 +24,15 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn new(label: Arc<str>, config: &crate::Config) -> State {
         State {
-            limiter: Limiter { memory_bytes_max: config.memory_bytes_max, refused_bytes: None },
+            limiter: Limiter {
+                memory_bytes_max: config.memory_bytes_max,
+                refused_bytes: None,
+            },
             output: GuestOutput::new(label, config.guest_output_bytes_max),
-            counters: Counters { values: BTreeMap::new(), max: config.counters_max },
+            counters: Counters {
+                values: BTreeMap::new(),
+                max: config.counters_max,
+            },
         }
     }
 }
@@ -78,7 +84,11 @@ impl Stream {
     }
 
     pub(crate) fn from_rep(rep: u32) -> Stream {
-        if rep == 1 { Stream::Stdout } else { Stream::Stderr }
+        if rep == 1 {
+            Stream::Stdout
+        } else {
+            Stream::Stderr
+        }
     }
 }
 

@@ -34,7 +34,10 @@ pub(crate) const WASI_VERSION: &str = "0.2.6";
 /// component importing anything else is refused, naming the import.
 pub(crate) const SHIMS: &[(&str, &[&str])] = &[
     ("wasi:io/error", &["[method]error.to-debug-string"]),
-    ("wasi:io/poll", &["[method]pollable.ready", "[method]pollable.block", "poll"]),
+    (
+        "wasi:io/poll",
+        &["[method]pollable.ready", "[method]pollable.block", "poll"],
+    ),
     (
         "wasi:io/streams",
         &[
@@ -49,7 +52,10 @@ pub(crate) const SHIMS: &[(&str, &[&str])] = &[
             "[method]output-stream.subscribe",
         ],
     ),
-    ("wasi:cli/environment", &["get-environment", "get-arguments", "initial-cwd"]),
+    (
+        "wasi:cli/environment",
+        &["get-environment", "get-arguments", "initial-cwd"],
+    ),
     ("wasi:cli/exit", &["exit"]),
     ("wasi:cli/stdin", &["get-stdin"]),
     ("wasi:cli/stdout", &["get-stdout"]),
@@ -116,8 +122,14 @@ fn io(linker: &mut Linker<State>) -> wasmtime::Result<()> {
 
     let mut poll = linker.instance(&versioned("wasi:io/poll"))?;
     poll.resource("pollable", ResourceType::host::<Pollable>(), no_dtor)?;
-    poll.func_wrap("[method]pollable.ready", |_, (_p,): (Resource<Pollable>,)| Ok((true,)))?;
-    poll.func_wrap("[method]pollable.block", |_, (_p,): (Resource<Pollable>,)| Ok(()))?;
+    poll.func_wrap(
+        "[method]pollable.ready",
+        |_, (_p,): (Resource<Pollable>,)| Ok((true,)),
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |_, (_p,): (Resource<Pollable>,)| Ok(()),
+    )?;
     poll.func_wrap("poll", |_, (ps,): (Vec<Resource<Pollable>>,)| {
         // Everything is always ready.
         let ready: Vec<u32> = (0..u32::try_from(ps.len()).unwrap_or(u32::MAX)).collect();
@@ -129,7 +141,11 @@ fn io(linker: &mut Linker<State>) -> wasmtime::Result<()> {
 fn streams(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     let mut streams = linker.instance(&versioned("wasi:io/streams"))?;
     streams.resource("input-stream", ResourceType::host::<InputStream>(), no_dtor)?;
-    streams.resource("output-stream", ResourceType::host::<OutputStream>(), no_dtor)?;
+    streams.resource(
+        "output-stream",
+        ResourceType::host::<OutputStream>(),
+        no_dtor,
+    )?;
 
     // stdin is closed: every read says so.
     streams.func_wrap(
@@ -156,20 +172,27 @@ fn streams(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     streams.func_wrap(
         "[method]output-stream.write",
         |mut store, (s, bytes): (Resource<OutputStream>, Vec<u8>)| {
-            store.data_mut().output.write(Stream::from_rep(s.rep()), &bytes);
+            store
+                .data_mut()
+                .output
+                .write(Stream::from_rep(s.rep()), &bytes);
             Ok((StreamResult::Ok(()),))
         },
     )?;
     streams.func_wrap(
         "[method]output-stream.blocking-write-and-flush",
         |mut store, (s, bytes): (Resource<OutputStream>, Vec<u8>)| {
-            store.data_mut().output.write(Stream::from_rep(s.rep()), &bytes);
+            store
+                .data_mut()
+                .output
+                .write(Stream::from_rep(s.rep()), &bytes);
             Ok((StreamResult::Ok(()),))
         },
     )?;
-    streams.func_wrap("[method]output-stream.flush", |_, (_s,): (Resource<OutputStream>,)| {
-        Ok((StreamResult::Ok(()),))
-    })?;
+    streams.func_wrap(
+        "[method]output-stream.flush",
+        |_, (_s,): (Resource<OutputStream>,)| Ok((StreamResult::Ok(()),)),
+    )?;
     streams.func_wrap(
         "[method]output-stream.blocking-flush",
         |_, (_s,): (Resource<OutputStream>,)| Ok((StreamResult::Ok(()),)),
@@ -183,17 +206,26 @@ fn streams(linker: &mut Linker<State>) -> wasmtime::Result<()> {
 
 fn cli(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     let mut env = linker.instance(&versioned("wasi:cli/environment"))?;
-    env.func_wrap("get-environment", |_, (): ()| Ok((Vec::<(String, String)>::new(),)))?;
+    env.func_wrap("get-environment", |_, (): ()| {
+        Ok((Vec::<(String, String)>::new(),))
+    })?;
     env.func_wrap("get-arguments", |_, (): ()| Ok((Vec::<String>::new(),)))?;
     env.func_wrap("initial-cwd", |_, (): ()| Ok((None::<String>,)))?;
 
     let mut exit = linker.instance(&versioned("wasi:cli/exit"))?;
-    exit.func_wrap("exit", |_, (status,): (Result<(), ()>,)| -> wasmtime::Result<()> {
-        Err(wasmtime::Error::new(GuestExit { success: status.is_ok() }))
-    })?;
+    exit.func_wrap(
+        "exit",
+        |_, (status,): (Result<(), ()>,)| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::new(GuestExit {
+                success: status.is_ok(),
+            }))
+        },
+    )?;
 
     let mut stdin = linker.instance(&versioned("wasi:cli/stdin"))?;
-    stdin.func_wrap("get-stdin", |_, (): ()| Ok((Resource::<InputStream>::new_own(0),)))?;
+    stdin.func_wrap("get-stdin", |_, (): ()| {
+        Ok((Resource::<InputStream>::new_own(0),))
+    })?;
     let mut stdout = linker.instance(&versioned("wasi:cli/stdout"))?;
     stdout.func_wrap("get-stdout", |_, (): ()| {
         Ok((Resource::<OutputStream>::new_own(Stream::Stdout.rep()),))
@@ -204,16 +236,30 @@ fn cli(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     })?;
 
     let mut input = linker.instance(&versioned("wasi:cli/terminal-input"))?;
-    input.resource("terminal-input", ResourceType::host::<TerminalInput>(), no_dtor)?;
+    input.resource(
+        "terminal-input",
+        ResourceType::host::<TerminalInput>(),
+        no_dtor,
+    )?;
     let mut output = linker.instance(&versioned("wasi:cli/terminal-output"))?;
-    output.resource("terminal-output", ResourceType::host::<TerminalOutput>(), no_dtor)?;
+    output.resource(
+        "terminal-output",
+        ResourceType::host::<TerminalOutput>(),
+        no_dtor,
+    )?;
     // No terminal is attached to anything.
     let mut t = linker.instance(&versioned("wasi:cli/terminal-stdin"))?;
-    t.func_wrap("get-terminal-stdin", |_, (): ()| Ok((None::<Resource<TerminalInput>>,)))?;
+    t.func_wrap("get-terminal-stdin", |_, (): ()| {
+        Ok((None::<Resource<TerminalInput>>,))
+    })?;
     let mut t = linker.instance(&versioned("wasi:cli/terminal-stdout"))?;
-    t.func_wrap("get-terminal-stdout", |_, (): ()| Ok((None::<Resource<TerminalOutput>>,)))?;
+    t.func_wrap("get-terminal-stdout", |_, (): ()| {
+        Ok((None::<Resource<TerminalOutput>>,))
+    })?;
     let mut t = linker.instance(&versioned("wasi:cli/terminal-stderr"))?;
-    t.func_wrap("get-terminal-stderr", |_, (): ()| Ok((None::<Resource<TerminalOutput>>,)))?;
+    t.func_wrap("get-terminal-stderr", |_, (): ()| {
+        Ok((None::<Resource<TerminalOutput>>,))
+    })?;
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Params: `field` (a dotted path such as `truck.id`), `equals` (compared
 //! with the field as text: strings without quotes, numbers as written).
-//! Records that are not JSON, or lack the field, are dropped.
+//! Records that are not JSON, or lack the field, are dropped. Counts the
+//! dropped records in the counter `records-dropped`.
 
 use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
 
@@ -21,12 +22,18 @@ impl Processor for Filter {
     }
 
     fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
-        eddy_processor::each(batch, |record, out| {
+        let records = batch.len();
+        let kept = eddy_processor::each(batch, |record, out| {
             if self.keeps(&record) {
                 out.push(record.into());
             }
             Ok(())
-        })
+        })?;
+        let dropped = records - kept.len();
+        if dropped > 0 {
+            eddy_processor::counter_add("records-dropped", dropped as u64);
+        }
+        Ok(kept)
     }
 }
 

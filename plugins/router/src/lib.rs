@@ -34,16 +34,24 @@ impl Processor for Router {
 
 impl Router {
     fn topic_for(&self, record: &InputRecord) -> Result<String, String> {
-        let named = record.json().and_then(|value| {
-            match eddy_processor::field(&value, &self.field) {
-                Some(v) if !v.is_null() => Ok(format!("{}{}", self.prefix, eddy_processor::text(v))),
-                _ => Err(format!("the record has no field `{}` to route by", self.field)),
-            }
-        });
+        let named =
+            record
+                .json()
+                .and_then(|value| match eddy_processor::field(&value, &self.field) {
+                    Some(v) if !v.is_null() => {
+                        Ok(format!("{}{}", self.prefix, eddy_processor::text(v)))
+                    }
+                    _ => Err(format!(
+                        "the record has no field `{}` to route by",
+                        self.field
+                    )),
+                });
         match (named, &self.default) {
             (Ok(topic), _) => Ok(topic),
             (Err(_), Some(default)) => Ok(default.clone()),
-            (Err(e), None) => Err(format!("{e}; pass --param default=TOPIC to route such records")),
+            (Err(e), None) => Err(format!(
+                "{e}; pass --param default=TOPIC to route such records"
+            )),
         }
     }
 }

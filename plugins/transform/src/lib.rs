@@ -32,7 +32,9 @@ impl Processor for Transform {
             fields.push((path.to_owned(), name.to_owned()));
         }
         if fields.is_empty() {
-            return Err("parameter `fields` lists no field: pass e.g. fields=id,lat:latitude".into());
+            return Err(
+                "parameter `fields` lists no field: pass e.g. fields=id,lat:latitude".into(),
+            );
         }
         Ok(Transform { fields })
     }
