@@ -109,7 +109,7 @@ fn transform_projects_and_renames_fields() {
     // The output object keeps the order the fields were listed in.
     assert_eq!(
         std::str::from_utf8(out[0].value.as_deref().unwrap()).unwrap(),
-        r#"{"id":"t1","lat":48.5,"speed":50}"#
+        r#"{"id":"t1","speed":50,"lat":48.5}"#
     );
     assert_eq!(out[0].key, input[0].key);
 }
