@@ -92,7 +92,7 @@ fn filter_without_its_params_refuses_to_start() {
 fn transform_projects_and_renames_fields() {
     let mut p = instance(
         wasm::TRANSFORM,
-        &[("fields", "truck_id:id, position.lat:lat,speed")],
+        &[("fields", "truck_id:id, speed,position.lat:lat")],
     );
     let input = json_records(&[
         json!({"truck_id": "t1", "position": {"lat": 48.5, "lon": 2.1}, "speed": 50, "driver": "x"}),
