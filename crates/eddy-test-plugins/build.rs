@@ -43,7 +43,13 @@ fn run() -> Result<(), String> {
         .nth(2)
         .ok_or("eddy-test-plugins must live at <workspace>/crates/eddy-test-plugins")?
         .to_owned();
-    for watched in ["plugins", "crates/eddy-processor", "wit", "Cargo.toml", "Cargo.lock"] {
+    for watched in [
+        "plugins",
+        "crates/eddy-processor",
+        "wit",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -40,7 +40,7 @@ pub enum ProcessorCommand {
     ///   {"topic": null, "key": "truck-1", "value": {"lat": 48.1}, "headers": {}, "timestamp": null}
     ///
     /// `topic` null means the pipeline's first output topic; `timestamp` null
-    /// means the input record's. `value` is the JSON document when the bytes
+    /// means the processor left it to the host. `value` is the JSON document when the bytes
     /// are JSON, else a string; bytes that are not UTF-8 are written as hex in
     /// `value_hex` (likewise `key_hex`).
     ///
@@ -265,7 +265,7 @@ fn bytes_of(v: &Value) -> Option<Bytes> {
 
 fn output_json(o: &OutputRecord) -> Value {
     let mut fields = Map::new();
-    fields.insert("topic".into(), json!(o.topic));
+    fields.insert("topic".into(), json!(o.topic.as_deref()));
     put_bytes(&mut fields, "key", o.key.as_deref(), false);
     put_bytes(&mut fields, "value", o.value.as_deref(), true);
     let headers: Map<String, Value> = o

@@ -6,7 +6,7 @@
 //! processor is a type, two methods and one macro call:
 //!
 //! ```ignore
-//! use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+//! use eddy_processor::{Batch, Output, Params, Processor, RecordError};
 //!
 //! struct PassThrough;
 //!
@@ -15,8 +15,9 @@
 //!         Ok(PassThrough)
 //!     }
 //!
-//!     fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
-//!         Ok(batch.into_iter().map(OutputRecord::from).collect())
+//!     fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
+//!         batch.records().for_each(|record| out.forward(&record));
+//!         Ok(())
 //!     }
 //! }
 //!
@@ -24,27 +25,33 @@
 //! ```
 //!
 //! Build the crate as a `cdylib` for `wasm32-wasip2`
-//! (`cargo build --release --target wasm32-wasip2`) and run the `.wasm`
+//! (`cargo build --release --target wasm32-wasip2`) and try the `.wasm`
 //! with `eddy processor test`.
+//!
+//! Records are views into the batch ([`Record`]); outputs are copied into
+//! the [`Output`] as they are pushed. Both sides of the call are arenas
+//! (one buffer of bytes per batch), which is what makes a call cheap.
 //!
 //! Architecture invariant: this crate knows nothing about the host; the WIT
 //! world is the whole contract. A processor gets no clock, randomness or
 //! I/O: the host refuses components that import anything but the `host`
-//! interface (logging and counters).
+//! interface (logging and counters) and what Rust's std needs to start.
 
 // The generated bindings name this crate by its path, also from inside it.
 extern crate self as eddy_processor;
 
-mod json;
+mod batch;
+pub mod json;
+mod output;
 mod params;
-mod record;
 
-pub use json::{field, parse_json, text};
+pub use batch::{Batch, Record};
+pub use output::{Output, OutputRecord};
 pub use params::Params;
 pub use serde_json;
 
-/// Bindings generated from `wit/processor.wit`. Use the re-exports at the
-/// crate root instead; this module is public for [`export_processor!`].
+/// Bindings generated from `wit/processor.wit`. Use the types at the crate
+/// root instead; this module is public for [`export_processor!`].
 #[allow(unsafe_code, missing_debug_implementations, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -58,7 +65,7 @@ pub mod bindings {
 }
 
 pub use bindings::eddy::processor::host::Level;
-pub use bindings::eddy::processor::types::{Header, InputRecord, OutputRecord, Param, RecordError};
+pub use bindings::eddy::processor::types::RecordError;
 
 /// A stream processor. The host creates one value per instance with
 /// [`Processor::init`] and calls [`Processor::process`] once per batch.
@@ -67,28 +74,29 @@ pub trait Processor: Sized + 'static {
     /// shown to the user as-is: say which parameter is wrong and why.
     fn init(params: &Params) -> Result<Self, String>;
 
-    /// Processes one batch from one input partition, in offset order, and
-    /// returns the records to produce. Return a [`RecordError`] naming the
-    /// index of a record that cannot be processed; [`each`] does that for
-    /// processors that work record by record.
-    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError>;
+    /// Processes one batch from one input partition, in offset order,
+    /// pushing the records to produce into `out`. Return a [`RecordError`]
+    /// naming the index of a record that cannot be processed (the outputs
+    /// of the call are then discarded); [`each`] does that for processors
+    /// that work record by record.
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError>;
 }
 
-/// Runs `f` on every record of `batch` in order, collecting what it pushes
-/// into the output. An `Err(message)` from `f` stops the batch and becomes
-/// a [`RecordError`] carrying that record's index.
-pub fn each<F>(batch: Vec<InputRecord>, mut f: F) -> Result<Vec<OutputRecord>, RecordError>
+/// Runs `f` on every record of `batch` in order. An `Err(message)` from
+/// `f` stops the batch and becomes a [`RecordError`] with that record's
+/// index.
+pub fn each<F>(batch: &Batch, out: &mut Output, mut f: F) -> Result<(), RecordError>
 where
-    F: FnMut(InputRecord, &mut Vec<OutputRecord>) -> Result<(), String>,
+    F: FnMut(Record<'_>, &mut Output) -> Result<(), String>,
 {
-    let mut out = Vec::with_capacity(batch.len());
-    for (index, record) in batch.into_iter().enumerate() {
-        f(record, &mut out).map_err(|message| RecordError {
+    for record in batch.records() {
+        let index = record.index();
+        f(record, out).map_err(|message| RecordError {
             index: u32::try_from(index).unwrap_or(u32::MAX),
             message,
         })?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Writes `message` to the host's log at `level`.
@@ -119,15 +127,15 @@ macro_rules! export_processor {
 
             impl $crate::bindings::Guest for Export {
                 fn init(
-                    params: ::std::vec::Vec<$crate::Param>,
+                    params: ::std::vec::Vec<$crate::bindings::eddy::processor::types::Param>,
                 ) -> ::core::result::Result<(), ::std::string::String> {
                     $crate::__private::init(&INSTANCE, params)
                 }
 
                 fn process(
-                    batch: ::std::vec::Vec<$crate::InputRecord>,
+                    batch: $crate::bindings::eddy::processor::types::InputBatch,
                 ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::OutputRecord>,
+                    $crate::bindings::eddy::processor::types::OutputBatch,
                     $crate::RecordError,
                 > {
                     $crate::__private::process(&INSTANCE, batch)
@@ -147,7 +155,8 @@ pub mod __private {
 
     pub use wit_bindgen;
 
-    use crate::{InputRecord, OutputRecord, Param, Params, Processor, RecordError};
+    use crate::bindings::eddy::processor::types::{InputBatch, OutputBatch, Param};
+    use crate::{Batch, Output, Params, Processor, RecordError};
 
     type Slot<P> = LocalKey<RefCell<Option<P>>>;
 
@@ -159,14 +168,17 @@ pub mod __private {
 
     pub fn process<P: Processor>(
         slot: &'static Slot<P>,
-        batch: Vec<InputRecord>,
-    ) -> Result<Vec<OutputRecord>, RecordError> {
+        batch: InputBatch,
+    ) -> Result<OutputBatch, RecordError> {
+        let batch = Batch::from(batch);
+        let mut out = Output::with_capacity(batch.len());
         slot.with(|s| match s.borrow_mut().as_mut() {
-            Some(processor) => processor.process(batch),
+            Some(processor) => processor.process(&batch, &mut out),
             None => Err(RecordError {
                 index: 0,
                 message: "process was called before init".to_owned(),
             }),
-        })
+        })?;
+        Ok(out.into())
     }
 }

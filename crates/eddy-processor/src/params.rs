@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use crate::Param;
+use crate::bindings::eddy::processor::types::Param;
 
 /// The parameters a pipeline passes to its processor (`--param name=value`
 /// on the command line, `params:` in a manifest), looked up by name.

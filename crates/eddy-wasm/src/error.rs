@@ -96,6 +96,12 @@ pub enum ProcessError {
         "the batch has {records} records, more than the limit of {limit}; send smaller batches"
     )]
     BatchTooLarge { records: usize, limit: usize },
+    /// The batch's keys, values and headers add up to more bytes than a
+    /// call can carry.
+    #[error(
+        "the batch holds {bytes} bytes of keys, values and headers, more than the limit of {limit}; send smaller batches"
+    )]
+    BatchBytesTooLarge { bytes: usize, limit: usize },
 }
 
 impl ProcessError {

@@ -8,7 +8,7 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::{self, eddy::processor::types as wit};
 use crate::error::{Error, ProcessError, Result, TrapKind};
-use crate::record::{InputRecord, OutputRecord, with_wit_batch};
+use crate::record::{Arena, InputRecord, OutputRecord, outputs};
 use crate::runtime::{Digest, Runtime, chain};
 use crate::state::State;
 use crate::wasi::GuestExit;
@@ -74,6 +74,7 @@ impl Processor {
         let mut instance = Instance {
             store,
             bindings,
+            arena: Arena::default(),
             deadline_ticks: config.deadline_ticks(),
             batch_records_max: config.batch_records_max,
             poisoned: false,
@@ -102,6 +103,7 @@ impl Processor {
 pub struct Instance {
     store: Store<State>,
     bindings: bindings::Processor,
+    arena: Arena,
     deadline_ticks: u64,
     batch_records_max: usize,
     poisoned: bool,
@@ -130,9 +132,21 @@ impl Instance {
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let (bindings, store) = (&self.bindings, &mut self.store);
-        let result = with_wit_batch(batch, |records| bindings.call_process(store, records));
+        let result = self
+            .arena
+            .with_batch(batch, |b| bindings.call_process(store, b))
+            .map_err(|e| ProcessError::BatchBytesTooLarge {
+                bytes: e.bytes,
+                limit: u32::MAX as usize,
+            })?;
         match self.finish(result)? {
-            Ok(outputs) => Ok(outputs.into_iter().map(OutputRecord::from).collect()),
+            Ok(out) => outputs(out).map_err(|message| {
+                self.poisoned = true;
+                ProcessError::Trap {
+                    kind: TrapKind::Other,
+                    message: format!("it returned an invalid output batch: {message}"),
+                }
+            }),
             Err(e) => {
                 let index = usize::try_from(e.index).unwrap_or(usize::MAX);
                 if index < batch.len() {

@@ -6,7 +6,8 @@
 //! Records that are not JSON, or lack the field, are dropped. Counts the
 //! dropped records in the counter `records-dropped`.
 
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::json::{lookup, raw_text};
+use eddy_processor::{Batch, Output, Params, Processor, Record, RecordError};
 
 struct Filter {
     field: String,
@@ -21,29 +22,30 @@ impl Processor for Filter {
         })
     }
 
-    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
-        let records = batch.len();
-        let kept = eddy_processor::each(batch, |record, out| {
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
+        let mut dropped = 0;
+        for record in batch.records() {
             if self.keeps(&record) {
-                out.push(record.into());
+                out.forward(&record);
+            } else {
+                dropped += 1;
             }
-            Ok(())
-        })?;
-        let dropped = records - kept.len();
-        if dropped > 0 {
-            eddy_processor::counter_add("records-dropped", dropped as u64);
         }
-        Ok(kept)
+        if dropped > 0 {
+            eddy_processor::counter_add("records-dropped", dropped);
+        }
+        Ok(())
     }
 }
 
 impl Filter {
-    fn keeps(&self, record: &InputRecord) -> bool {
-        let Ok(value) = record.json() else {
-            return false;
-        };
-        eddy_processor::field(&value, &self.field)
-            .is_some_and(|v| eddy_processor::text(v) == self.equals)
+    /// Looks at the one field only: the rest of the document is skipped,
+    /// not parsed into values.
+    fn keeps(&self, record: &Record<'_>) -> bool {
+        record
+            .value()
+            .and_then(|json| lookup(json, &self.field))
+            .is_some_and(|raw| raw_text(raw) == self.equals)
     }
 }
 

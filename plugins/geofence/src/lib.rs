@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use eddy_processor::serde_json::{Value, json};
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::{Batch, Output, OutputRecord, Params, Processor, Record, RecordError};
 
 struct Geofence {
     lat: (f64, f64),
@@ -51,9 +51,9 @@ impl Processor for Geofence {
         })
     }
 
-    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
         let mut seen: BTreeMap<String, bool> = BTreeMap::new();
-        let alerts = eddy_processor::each(batch, |record, out| {
+        eddy_processor::each(batch, out, |record, out| {
             let p = position(&record)?;
             let outside = !self.contains(p.lat, p.lon);
             let was_outside = seen
@@ -62,13 +62,13 @@ impl Processor for Geofence {
                 .copied()
                 .unwrap_or(false);
             if outside && !was_outside {
-                out.push(self.alert(&p));
+                self.alert(&p, out);
             }
             seen.insert(p.truck_id, outside);
             Ok(())
         })?;
         self.outside.extend(seen);
-        Ok(alerts)
+        Ok(())
     }
 }
 
@@ -77,22 +77,26 @@ impl Geofence {
         (self.lat.0..=self.lat.1).contains(&lat) && (self.lon.0..=self.lon.1).contains(&lon)
     }
 
-    fn alert(&self, p: &Position) -> OutputRecord {
+    fn alert(&self, p: &Position, out: &mut Output) {
         let value = json!({
             "alert": "left-geofence",
             "truck_id": p.truck_id,
             "lat": p.lat,
             "lon": p.lon,
             "ts": p.ts,
+        })
+        .to_string();
+        out.push(OutputRecord {
+            topic: self.alert_topic.as_deref(),
+            key: Some(p.truck_id.as_bytes()),
+            value: Some(value.as_bytes()),
+            timestamp: p.ts,
+            ..OutputRecord::default()
         });
-        let mut alert = OutputRecord::json(&value).keyed(p.truck_id.as_bytes());
-        alert.topic = self.alert_topic.clone();
-        alert.timestamp = p.ts;
-        alert
     }
 }
 
-fn position(record: &InputRecord) -> Result<Position, String> {
+fn position(record: &Record<'_>) -> Result<Position, String> {
     let value = record.json()?;
     let number = |name: &str| {
         value

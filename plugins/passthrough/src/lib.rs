@@ -2,7 +2,7 @@
 //! topic. The smallest useful processor, a template for new ones and the
 //! subject of the host's pass-through benchmark. Takes no params.
 
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::{Batch, Output, Params, Processor, RecordError};
 
 struct PassThrough;
 
@@ -11,8 +11,9 @@ impl Processor for PassThrough {
         Ok(PassThrough)
     }
 
-    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
-        Ok(batch.into_iter().map(OutputRecord::from).collect())
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
+        batch.records().for_each(|record| out.forward(&record));
+        Ok(())
     }
 }
 

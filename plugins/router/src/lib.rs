@@ -6,7 +6,8 @@
 //! (optional topic for records that lack the field or are not JSON;
 //! without it such a record is a record error).
 
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::json::{lookup, raw_text};
+use eddy_processor::{Batch, Output, Params, Processor, Record, RecordError};
 
 struct Router {
     field: String,
@@ -23,29 +24,24 @@ impl Processor for Router {
         })
     }
 
-    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
-        eddy_processor::each(batch, |record, out| {
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
+        eddy_processor::each(batch, out, |record, out| {
             let topic = self.topic_for(&record)?;
-            out.push(OutputRecord::from(record).to_topic(topic));
+            out.forward_to(&record, Some(&topic));
             Ok(())
         })
     }
 }
 
 impl Router {
-    fn topic_for(&self, record: &InputRecord) -> Result<String, String> {
-        let named =
-            record
-                .json()
-                .and_then(|value| match eddy_processor::field(&value, &self.field) {
-                    Some(v) if !v.is_null() => {
-                        Ok(format!("{}{}", self.prefix, eddy_processor::text(v)))
-                    }
-                    _ => Err(format!(
-                        "the record has no field `{}` to route by",
-                        self.field
-                    )),
-                });
+    fn topic_for(&self, record: &Record<'_>) -> Result<String, String> {
+        let named = match record.value().and_then(|json| lookup(json, &self.field)) {
+            Some(raw) if raw.get() != "null" => Ok(format!("{}{}", self.prefix, raw_text(raw))),
+            _ => Err(format!(
+                "the record has no field `{}` to route by",
+                self.field
+            )),
+        };
         match (named, &self.default) {
             (Ok(topic), _) => Ok(topic),
             (Err(_), Some(default)) => Ok(default.clone()),

@@ -1,7 +1,7 @@
 //! Test-only: reads a file with `std::fs`, which makes the component
 //! import `wasi:filesystem`. The host must refuse to load it.
 
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::{Batch, Output, OutputRecord, Params, Processor, RecordError};
 
 struct ReadsFiles;
 
@@ -10,9 +10,10 @@ impl Processor for ReadsFiles {
         Ok(ReadsFiles)
     }
 
-    fn process(&mut self, _batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
+    fn process(&mut self, _batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
         let secret = std::fs::read("/etc/passwd").unwrap_or_default();
-        Ok(vec![OutputRecord::with_value(secret)])
+        out.push(OutputRecord::value(&secret));
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Test-only: `process` never returns. The host must stop it within the
 //! batch time budget.
 
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::{Batch, Output, Params, Processor, RecordError};
 
 struct Loop;
 
@@ -10,7 +10,7 @@ impl Processor for Loop {
         Ok(Loop)
     }
 
-    fn process(&mut self, _batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
+    fn process(&mut self, _batch: &Batch, _out: &mut Output) -> Result<(), RecordError> {
         let mut spins = 0u64;
         loop {
             spins = std::hint::black_box(spins.wrapping_add(1));

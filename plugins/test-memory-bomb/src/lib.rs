@@ -1,7 +1,7 @@
 //! Test-only: `process` allocates 1 MiB blocks until allocation fails.
 //! The host's memory cap must make the allocation fail, not the host.
 
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::{Batch, Output, Params, Processor, RecordError};
 
 struct Bomb;
 
@@ -10,7 +10,7 @@ impl Processor for Bomb {
         Ok(Bomb)
     }
 
-    fn process(&mut self, _batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
+    fn process(&mut self, _batch: &Batch, _out: &mut Output) -> Result<(), RecordError> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             hoard.push(std::hint::black_box(vec![0xAB; 1 << 20]));

@@ -1,7 +1,7 @@
 //! Test-only: `process` panics on the first record, naming its offset.
 //! The host must report the panic message.
 
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::{Batch, Output, Params, Processor, RecordError};
 
 struct Panic;
 
@@ -10,8 +10,8 @@ impl Processor for Panic {
         Ok(Panic)
     }
 
-    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
-        let offset = batch.first().map_or(0, |r| r.offset);
+    fn process(&mut self, batch: &Batch, _out: &mut Output) -> Result<(), RecordError> {
+        let offset = batch.get(0).map_or(0, |r| r.offset());
         panic!("test-panic: record at offset {offset} is cursed");
     }
 }

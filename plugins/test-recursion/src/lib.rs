@@ -1,7 +1,7 @@
 //! Test-only: `process` recurses without end. The host's wasm stack cap
 //! must stop it with a stack-overflow trap.
 
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::{Batch, Output, OutputRecord, Params, Processor, RecordError};
 
 struct Recursion;
 
@@ -10,9 +10,10 @@ impl Processor for Recursion {
         Ok(Recursion)
     }
 
-    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
         let depth = descend(std::hint::black_box(batch.len() as u64));
-        Ok(vec![OutputRecord::with_value(depth.to_string())])
+        out.push(OutputRecord::value(depth.to_string().as_bytes()));
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 //! record whose value is not JSON is a record error.
 
 use eddy_processor::serde_json::{Map, Value};
-use eddy_processor::{InputRecord, OutputRecord, Params, Processor, RecordError};
+use eddy_processor::{Batch, Output, OutputRecord, Params, Processor, RecordError};
 
 struct Transform {
     /// (path in the input, name in the output)
@@ -39,18 +39,24 @@ impl Processor for Transform {
         Ok(Transform { fields })
     }
 
-    fn process(&mut self, batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, RecordError> {
-        eddy_processor::each(batch, |record, out| {
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
+        eddy_processor::each(batch, out, |record, out| {
             let value = record.json()?;
             let mut projected = Map::new();
             for (path, name) in &self.fields {
-                if let Some(v) = eddy_processor::field(&value, path) {
+                if let Some(v) = eddy_processor::json::field(&value, path) {
                     projected.insert(name.clone(), v.clone());
                 }
             }
-            let mut output = OutputRecord::from(record);
-            output.value = Some(Value::Object(projected).to_string().into_bytes());
-            out.push(output);
+            let text = Value::Object(projected).to_string();
+            let headers: Vec<(&str, &[u8])> = record.headers().collect();
+            out.push(OutputRecord {
+                key: record.key(),
+                value: Some(text.as_bytes()),
+                headers: &headers,
+                timestamp: Some(record.timestamp()),
+                ..OutputRecord::default()
+            });
             Ok(())
         })
     }

@@ -57,7 +57,7 @@ fn keeps_keys_headers_and_plain_text_values() {
     let input = write(
         tmp.path(),
         "in.jsonl",
-        "{\"key\": \"a\", \"value\": \"plain text\", \"headers\": {\"h\": \"v\"}}\n{\"value\": null}\n",
+        "{\"key\": \"a\", \"value\": \"plain text\", \"headers\": {\"h\": \"v\"}}\n{\"value\": null, \"timestamp\": 1}\n",
     );
     let out = eddy(&[
         "processor",
@@ -72,8 +72,8 @@ fn keeps_keys_headers_and_plain_text_values() {
     assert_eq!(
         lines(&stdout(&out)),
         [
-            json!({"topic": null, "key": "a", "value": "plain text", "headers": {"h": "v"}, "timestamp": null}),
-            json!({"topic": null, "key": null, "value": null, "headers": {}, "timestamp": null}),
+            json!({"topic": null, "key": "a", "value": "plain text", "headers": {"h": "v"}, "timestamp": 0}),
+            json!({"topic": null, "key": null, "value": null, "headers": {}, "timestamp": 1}),
         ]
     );
 }

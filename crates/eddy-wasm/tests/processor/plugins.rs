@@ -14,7 +14,7 @@ fn passthrough_returns_every_record_unchanged() {
         assert_eq!(o.key, i.key);
         assert_eq!(o.value, i.value);
         assert_eq!(o.topic, None);
-        assert_eq!(o.timestamp, None, "keeps the input's timestamp");
+        assert_eq!(o.timestamp, Some(i.timestamp));
     }
 }
 
@@ -150,7 +150,7 @@ fn router_sends_each_record_to_the_topic_named_by_its_field() {
         .process(&input)
         .unwrap()
         .into_iter()
-        .map(|o| o.topic.unwrap())
+        .map(|o| o.topic.unwrap().to_string())
         .collect();
     assert_eq!(topics, ["events-gps", "events-engine", "unrouted"]);
 }
