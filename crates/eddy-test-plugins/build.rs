@@ -153,9 +153,13 @@ fn build(workspace: &Path, target_dir: &Path, plugins: &[String]) -> Result<(), 
     for name in OUTER_ONLY_VARS {
         cmd.env_remove(name);
     }
-    // Small artifacts: no DWARF (the name section stays, for backtraces).
+    // Small, fast artifacts: no DWARF (the name section stays, for
+    // backtraces), whole-program optimisation.
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+simd128");
     let status = cmd.status().map_err(|e| format!("running {cargo}: {e}"))?;
     if status.success() {
         Ok(())

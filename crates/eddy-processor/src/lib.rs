@@ -5,7 +5,7 @@
 //! from that file and hides them behind the [`Processor`] trait, so a
 //! processor is a type, two methods and one macro call:
 //!
-//! ```ignore
+//! ```no_run
 //! use eddy_processor::{Batch, Output, Params, Processor, RecordError};
 //!
 //! struct PassThrough;

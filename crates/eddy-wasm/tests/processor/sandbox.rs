@@ -148,3 +148,15 @@ fn instances_are_limited_by_the_pool() {
     drop(a);
     p.instantiate(&[]).unwrap();
 }
+
+#[test]
+fn an_output_batch_pointing_outside_its_data_is_refused() {
+    let (kind, message, p) = trap_of(wasm::TEST_BAD_OUTPUT);
+    assert_eq!(kind, TrapKind::Other);
+    assert!(
+        message.contains("invalid output batch") && message.contains("outside its 4 bytes"),
+        "{message}"
+    );
+    assert!(p.is_poisoned());
+    host_still_works();
+}
