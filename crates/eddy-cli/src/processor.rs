@@ -76,8 +76,9 @@ pub struct TestArgs {
     #[arg(long, default_value_t = Config::default().batch_time_ms_max)]
     pub batch_time_ms_max: u64,
     /// Memory cap of the instance, in MiB.
-    #[arg(long, default_value_t = Config::default().memory_bytes_max >> 20)]
-    pub memory_mib_max: usize,
+    #[arg(long, default_value_t = (Config::default().memory_bytes_max >> 20) as u32,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub memory_mib_max: u32,
     /// Keep compiled processors in this directory, so unchanged ones start
     /// faster next time.
     #[arg(long, value_name = "DIR")]
@@ -97,7 +98,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
     let runtime = Runtime::new(Config {
         batch_time_ms_max: args.batch_time_ms_max,
-        memory_bytes_max: args.memory_mib_max << 20,
+        memory_bytes_max: (args.memory_mib_max as usize) << 20,
         batch_records_max: args.batch_size as usize,
         instances_max: 1,
         cache_dir: args.cache_dir.clone(),

@@ -35,7 +35,12 @@ pub(crate) struct ArtifactCache {
 
 impl ArtifactCache {
     pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<ArtifactCache> {
-        fs::create_dir_all(dir).map_err(|source| Error::Cache {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        // Private to the user: whoever can write here can run native code.
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|source| Error::Cache {
             op: "creating the compile cache directory",
             path: dir.to_owned(),
             source,

@@ -20,6 +20,17 @@ use serde_json::Value;
 
 pub use eddy_test_plugins as wasm;
 
+/// Runtimes and processors are shared between threads; an instance moves
+/// to the thread that runs its task.
+#[test]
+fn handles_can_cross_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn movable<T: Send>() {}
+    shared::<Runtime>();
+    shared::<Processor>();
+    movable::<Instance>();
+}
+
 /// Limits small enough that the failure plugins fail fast.
 pub fn test_config() -> Config {
     Config {
