@@ -20,6 +20,10 @@ pub enum Error {
     )]
     Invalid(String),
     #[error(
+        "the component does not fit this runtime's limits: {0}; raise memory_bytes_max if it needs more memory to start"
+    )]
+    Limits(String),
+    #[error(
         "the component imports {}, which Eddy processors may not use; remove the code that needs it (processors get no clock, randomness, filesystem, network or environment)",
         describe(imports)
     )]

@@ -65,11 +65,18 @@ impl Processor {
         store.set_epoch_deadline(config.deadline_ticks());
         let bindings = self.pre.instantiate(&mut store).map_err(|e| {
             let detail = chain(&e);
+            let hint = if detail.contains("concurrent limit") {
+                format!(
+                    "; at most {} instances may exist at once: drop unused ones or raise instances_max",
+                    config.instances_max
+                )
+            } else if detail.contains("memory") {
+                "; the component may need more memory than memory_bytes_max".to_owned()
+            } else {
+                String::new()
+            };
             store.data_mut().output.finish_call();
-            Error::Instantiate(format!(
-                "{detail} (at most {} instances may exist at once; drop unused ones or raise instances_max)",
-                config.instances_max
-            ))
+            Error::Instantiate(format!("{detail}{hint}"))
         })?;
         let mut instance = Instance {
             store,

@@ -126,7 +126,15 @@ impl Runtime {
         let fresh = cached.is_none();
         let component = match cached {
             Some(component) => component,
-            None => Component::from_binary(engine, bytes).map_err(|e| Error::Invalid(chain(&e)))?,
+            None => Component::from_binary(engine, bytes).map_err(|e| {
+                let detail = chain(&e);
+                // Valid wasm, but asking for more than the pool offers.
+                if detail.contains("pooling allocator") {
+                    Error::Limits(detail)
+                } else {
+                    Error::Invalid(detail)
+                }
+            })?,
         };
         validate::check(engine, &component)?;
         if fresh

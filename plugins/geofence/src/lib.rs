@@ -43,6 +43,13 @@ impl Processor for Geofence {
                 "the rectangle is empty: need min_lat <= max_lat and min_lon <= max_lon, got lat {lat:?}, lon {lon:?}"
             ));
         }
+        eddy_processor::log(
+            eddy_processor::Level::Info,
+            &format!(
+                "watching lat {}..={}, lon {}..={}",
+                lat.0, lat.1, lon.0, lon.1
+            ),
+        );
         Ok(Geofence {
             lat,
             lon,

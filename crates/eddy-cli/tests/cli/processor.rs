@@ -39,6 +39,12 @@ fn prints_the_outputs_as_json_lines() {
         "alert_topic=alerts",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The processor's own log line reaches the host's log.
+    assert!(
+        stderr(&out).contains("watching lat 48..=49, lon 2..=3"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(
         lines(&stdout(&out)),
         [json!({

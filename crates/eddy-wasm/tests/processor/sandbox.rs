@@ -160,3 +160,19 @@ fn an_output_batch_pointing_outside_its_data_is_refused() {
     assert!(p.is_poisoned());
     host_still_works();
 }
+
+#[test]
+fn a_component_that_needs_more_memory_than_the_cap_is_refused_on_load() {
+    let config = Config {
+        memory_bytes_max: 64 << 10,
+        cache_dir: None,
+        instances_max: 2,
+        ..test_config()
+    };
+    let rt = Runtime::new(config).unwrap();
+    let err = rt
+        .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
+        .unwrap_err();
+    assert!(matches!(err, Error::Limits(_)), "{err}");
+    assert!(err.to_string().contains("memory_bytes_max"), "{err}");
+}
