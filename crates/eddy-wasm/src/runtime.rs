@@ -107,7 +107,8 @@ impl Runtime {
     /// Validates and compiles a component (or loads its compilation from
     /// the cache). Refuses components that are too large, are not
     /// components, import anything beyond the processor world, or do not
-    /// export it, naming the problem.
+    /// export it, naming the problem. Compiling takes up to seconds of CPU
+    /// for a large component: call it where blocking is fine.
     pub fn compile(&self, bytes: &[u8]) -> Result<Processor> {
         let limit = self.inner.config.component_bytes_max;
         if bytes.len() > limit {
