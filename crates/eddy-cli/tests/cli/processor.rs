@@ -160,3 +160,40 @@ fn help_documents_the_input_and_output_formats() {
     assert!(help.contains("\"timestamp\": 1700000000000"), "{help}");
     assert!(help.contains("value_hex"), "{help}");
 }
+
+#[test]
+fn reads_records_from_stdin() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "processor",
+            "test",
+            wasm::FILTER,
+            "--input",
+            "-",
+            "-p",
+            "field=n",
+            "-p",
+            "equals=2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let records = "{\"value\": {\"n\": 1}}\n{\"value\": {\"n\": 2}}\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(records.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let values: Vec<Value> = lines(&stdout(&out))
+        .into_iter()
+        .map(|l| l["value"].clone())
+        .collect();
+    assert_eq!(values, [json!({"n": 2})]);
+}
