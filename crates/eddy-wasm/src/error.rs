@@ -35,7 +35,7 @@ pub enum Error {
     #[error("the processor refused its parameters: {0}")]
     Init(String),
     #[error("the processor failed while starting (init): {0}")]
-    InitTrap(#[source] ProcessError),
+    InitTrap(ProcessError),
     #[error("could not create an instance: {0}")]
     Instantiate(String),
     #[error("{op} {}: {source}", path.display())]

@@ -197,3 +197,39 @@ fn reads_records_from_stdin() {
         .collect();
     assert_eq!(values, [json!({"n": 2})]);
 }
+
+#[test]
+fn two_runs_print_byte_identical_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records: String = (0..300)
+        .map(|i| {
+            let (lat, lon) = (47.0 + f64::from(i % 29) * 0.1, 1.5 + f64::from(i % 31) * 0.05);
+            format!("{{\"value\": {{\"truck_id\": \"t{}\", \"lat\": {lat}, \"lon\": {lon}, \"ts\": {i}}}}}\n", i % 9)
+        })
+        .collect();
+    let input = write(tmp.path(), "gps.jsonl", &records);
+    let run = || {
+        let out = eddy(&[
+            "processor",
+            "test",
+            wasm::GEOFENCE,
+            "--input",
+            &input,
+            "--batch-size",
+            "64",
+            "-p",
+            "min_lat=48",
+            "-p",
+            "max_lat=49",
+            "-p",
+            "min_lon=2",
+            "-p",
+            "max_lon=3",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        out.stdout
+    };
+    let first = run();
+    assert!(!first.is_empty());
+    assert_eq!(run(), first);
+}
