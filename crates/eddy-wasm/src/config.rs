@@ -31,6 +31,9 @@ pub struct Config {
     pub instances_max: u32,
     /// Largest number of records in one call to `process`.
     pub batch_records_max: usize,
+    /// Largest number of records (and of headers) one call may return. A
+    /// call returning more fails, before the host builds its records.
+    pub output_records_max: usize,
     /// Bytes of guest log output (the `host.log` messages and anything
     /// written to stdout/stderr) kept per call; the rest is dropped.
     pub guest_output_bytes_max: usize,
@@ -51,6 +54,7 @@ impl Default for Config {
             stack_bytes_max: 512 << 10,
             instances_max: 256,
             batch_records_max: 64 * 1024,
+            output_records_max: 1 << 20,
             guest_output_bytes_max: 64 << 10,
             counters_max: 64,
             cache_dir: None,

@@ -84,6 +84,7 @@ impl Processor {
             arena: Arena::default(),
             deadline_ticks: config.deadline_ticks(),
             batch_records_max: config.batch_records_max,
+            output_records_max: config.output_records_max,
             poisoned: false,
         };
         let wit_params: Vec<wit::Param<'_>> = params
@@ -113,6 +114,7 @@ pub struct Instance {
     arena: Arena,
     deadline_ticks: u64,
     batch_records_max: usize,
+    output_records_max: usize,
     poisoned: bool,
 }
 
@@ -147,7 +149,7 @@ impl Instance {
                 limit: u32::MAX as usize,
             })?;
         match self.finish(result)? {
-            Ok(out) => outputs(out).map_err(|message| {
+            Ok(out) => outputs(out, self.output_records_max).map_err(|message| {
                 self.poisoned = true;
                 ProcessError::Trap {
                     kind: TrapKind::Other,

@@ -131,7 +131,16 @@ fn span(start: usize, len: usize) -> wit::Span {
 
 /// Turns the guest's `output-batch` into records, checking every span and
 /// index, since the guest is not trusted.
-pub(crate) fn outputs(batch: wit::OutputBatch) -> Result<Vec<OutputRecord>, String> {
+pub(crate) fn outputs(
+    batch: wit::OutputBatch,
+    records_max: usize,
+) -> Result<Vec<OutputRecord>, String> {
+    let (records, headers) = (batch.records.len(), batch.headers.len());
+    if records > records_max || headers > records_max {
+        return Err(format!(
+            "it returned {records} records and {headers} headers, more than output_records_max={records_max}"
+        ));
+    }
     let data = Bytes::from(batch.data);
     let topics: Vec<Arc<str>> = batch.topics.into_iter().map(Arc::from).collect();
     let slice = |s: wit::Span, what: &str| -> Result<Bytes, String> {

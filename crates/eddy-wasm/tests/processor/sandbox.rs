@@ -176,3 +176,22 @@ fn a_component_that_needs_more_memory_than_the_cap_is_refused_on_load() {
     assert!(matches!(err, Error::Limits(_)), "{err}");
     assert!(err.to_string().contains("memory_bytes_max"), "{err}");
 }
+
+#[test]
+fn a_call_returning_more_records_than_allowed_fails() {
+    let rt = Runtime::new(Config {
+        output_records_max: 2,
+        cache_dir: None,
+        instances_max: 2,
+        ..test_config()
+    })
+    .unwrap();
+    let mut p = rt
+        .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
+        .unwrap()
+        .instantiate(&[])
+        .unwrap();
+    assert_eq!(p.process(&records([&b"a"[..], b"b"])).unwrap().len(), 2);
+    let err = p.process(&records([&b"a"[..], b"b", b"c"])).unwrap_err();
+    assert!(err.to_string().contains("output_records_max=2"), "{err}");
+}
