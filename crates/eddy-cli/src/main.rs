@@ -67,10 +67,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(
-        cli.log.as_deref(),
-        matches!(cli.command, Command::Serve(_) | Command::Dev(_)),
+    // Servers, and processors under test (their log lines are the point),
+    // log at info by default; client commands only warn.
+    let chatty = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Dev(_) | Command::Processor(_)
     );
+    init_logging(cli.log.as_deref(), chatty);
     let result = match cli.command {
         Command::Processor(cmd) => processor::run(cmd),
         command => runtime().and_then(|rt| rt.block_on(run_async(command, cli.conn))),
@@ -103,11 +106,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Servers log at info by default; client commands only warn, so their
+/// `chatty` commands log at info by default; others only warn, so their
 /// stdout and stderr stay clean for scripts.
-fn init_logging(filter: Option<&str>, server: bool) {
+fn init_logging(filter: Option<&str>, chatty: bool) {
     use tracing_subscriber::EnvFilter;
-    let fallback = if server { "info" } else { "warn" };
+    let fallback = if chatty { "info" } else { "warn" };
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(fallback)),

@@ -1,10 +1,304 @@
 //! `eddy processor …`: commands for WebAssembly processors.
+//!
+//! `eddy processor test` runs a processor on records from a JSON Lines
+//! file with no broker: the edit/build/test loop for processor authors.
 
-use clap::Subcommand;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use eddy_wasm::{
+    Config, Header, InputRecord, Instance, Offset, OutputRecord, ProcessError, Runtime, Timestamp,
+};
+use serde_json::{Map, Value, json};
 
 #[derive(Debug, Subcommand)]
-pub enum ProcessorCommand {}
+pub enum ProcessorCommand {
+    /// Run a processor locally on sample records and print its outputs.
+    ///
+    /// Runs FILE.wasm on the records in --input, in batches, with the same
+    /// sandbox and limits as a pipeline, and prints one JSON line per output
+    /// record on stdout. The processor's log messages go to stderr.
+    ///
+    /// Input: one JSON object per line; every field is optional:
+    ///
+    ///   {"key": "truck-1", "value": {"lat": 48.1}, "headers": {"source": "gps"},
+    ///    "timestamp": 1700000000000, "topic": "positions", "partition": 0, "offset": 7}
+    ///
+    /// `value` (and each header value) that is a JSON string is used as its
+    /// UTF-8 bytes; any other JSON is used as its compact text; `null` or a
+    /// missing value is a tombstone. `key` is a string or null. `timestamp`
+    /// defaults to 0, `topic` to "input", `partition` to 0, and `offset` to the
+    /// line's position among the records (0, 1, …). Blank lines are skipped.
+    ///
+    /// Output: one JSON object per line:
+    ///
+    ///   {"topic": null, "key": "truck-1", "value": {"lat": 48.1}, "headers": {}, "timestamp": null}
+    ///
+    /// `topic` null means the pipeline's first output topic; `timestamp` null
+    /// means the processor left it to the host. `value` is the JSON document when the bytes
+    /// are JSON, else a string; bytes that are not UTF-8 are written as hex in
+    /// `value_hex` (likewise `key_hex`).
+    ///
+    /// On a record error or a trap, prints the error (with the record that
+    /// caused it, when the processor names one) and exits non-zero; outputs of
+    /// earlier batches have been printed by then.
+    #[command(verbatim_doc_comment)]
+    Test(TestArgs),
+}
 
 pub fn run(cmd: ProcessorCommand) -> anyhow::Result<()> {
-    match cmd {}
+    match cmd {
+        ProcessorCommand::Test(args) => test(args),
+    }
+}
+
+/// Arguments of `eddy processor test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The processor: a WebAssembly component built for wasm32-wasip2.
+    #[arg(value_name = "FILE.wasm")]
+    pub wasm: PathBuf,
+    /// Records to process, as JSON Lines (`-` for stdin).
+    #[arg(long, short, value_name = "records.jsonl")]
+    pub input: PathBuf,
+    /// A processor parameter, `name=value`; repeat for more.
+    #[arg(long = "param", short, value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Records per call to the processor.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub batch_size: u32,
+    /// Time budget of one call, in milliseconds.
+    #[arg(long, default_value_t = Config::default().batch_time_ms_max)]
+    pub batch_time_ms_max: u64,
+    /// Memory cap of the instance, in MiB.
+    #[arg(long, default_value_t = (Config::default().memory_bytes_max >> 20) as u32,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub memory_mib_max: u32,
+    /// Keep compiled processors in this directory, so unchanged ones start
+    /// faster next time.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
+}
+
+fn test(args: TestArgs) -> anyhow::Result<()> {
+    let records = read_records(&args.input)?;
+    let bytes =
+        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    let runtime = Runtime::new(Config {
+        batch_time_ms_max: args.batch_time_ms_max,
+        memory_bytes_max: (args.memory_mib_max as usize) << 20,
+        batch_records_max: args.batch_size as usize,
+        instances_max: 1,
+        cache_dir: args.cache_dir.clone(),
+        ..Config::default()
+    })?;
+    let processor = runtime
+        .compile(&bytes)
+        .with_context(|| format!("loading {}", args.wasm.display()))?;
+    let mut instance = processor.instantiate(&args.params)?;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    for (n, batch) in records.chunks(args.batch_size as usize).enumerate() {
+        let first_line = n * args.batch_size as usize;
+        let outputs = process(&mut instance, batch).map_err(|e| explain(e, batch, first_line))?;
+        for output in &outputs {
+            writeln!(out, "{}", output_json(output)).context("writing to stdout")?;
+        }
+        out.flush().context("writing to stdout")?;
+    }
+    for (name, value) in instance.counters() {
+        tracing::info!(counter = name.as_str(), value, "processor counter");
+    }
+    Ok(())
+}
+
+fn process(instance: &mut Instance, batch: &[Sample]) -> Result<Vec<OutputRecord>, ProcessError> {
+    let records: Vec<InputRecord> = batch.iter().map(|s| s.record.clone()).collect();
+    instance.process(&records)
+}
+
+/// The error, with the input line that caused it when the processor said
+/// which record failed.
+fn explain(e: ProcessError, batch: &[Sample], first_index: usize) -> anyhow::Error {
+    match &e {
+        ProcessError::Record { index, .. } => match batch.get(*index) {
+            Some(sample) => anyhow!("{e}\n  line {}: {}", sample.line, sample.text),
+            None => anyhow!(e),
+        },
+        ProcessError::Trap { .. } if batch.len() > 1 => anyhow!(
+            "{e}\n  while processing the batch of records {}..={} (lines {}..={}); run with --batch-size 1 to find the record",
+            first_index,
+            first_index + batch.len() - 1,
+            batch[0].line,
+            batch[batch.len() - 1].line
+        ),
+        ProcessError::Trap { .. } => match batch.first() {
+            Some(sample) => anyhow!("{e}\n  line {}: {}", sample.line, sample.text),
+            None => anyhow!(e),
+        },
+        _ => anyhow!(e),
+    }
+}
+
+/// One input record and where it came from.
+struct Sample {
+    line: usize,
+    text: String,
+    record: InputRecord,
+}
+
+fn read_records(path: &PathBuf) -> anyhow::Result<Vec<Sample>> {
+    let name = path.display().to_string();
+    let reader: Box<dyn BufRead> = if name == "-" {
+        Box::new(BufReader::new(io::stdin()))
+    } else {
+        Box::new(BufReader::new(
+            File::open(path).with_context(|| format!("opening {name}"))?,
+        ))
+    };
+    let topic: Arc<str> = Arc::from("input");
+    let mut samples = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let text = line.with_context(|| format!("reading {name}"))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let record = parse_record(&text, samples.len() as u64, &topic)
+            .with_context(|| format!("{name} line {}", i + 1))?;
+        samples.push(Sample {
+            line: i + 1,
+            text,
+            record,
+        });
+    }
+    Ok(samples)
+}
+
+fn parse_record(
+    text: &str,
+    position: u64,
+    default_topic: &Arc<str>,
+) -> anyhow::Result<InputRecord> {
+    let value: Value = serde_json::from_str(text).context("not valid JSON")?;
+    let Value::Object(fields) = value else {
+        bail!("expected a JSON object such as {{\"key\": \"k\", \"value\": {{...}}}}");
+    };
+    const KNOWN: &[&str] = &[
+        "key",
+        "value",
+        "headers",
+        "timestamp",
+        "topic",
+        "partition",
+        "offset",
+    ];
+    if let Some(unknown) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        bail!(
+            "unknown field {unknown:?}; a record has {}",
+            KNOWN.join(", ")
+        );
+    }
+    let key = match fields.get("key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(Bytes::from(s.clone())),
+        Some(_) => bail!("\"key\" must be a string or null"),
+    };
+    let headers = match fields.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| Header {
+                key: k.clone(),
+                value: bytes_of(v).unwrap_or_default(),
+            })
+            .collect(),
+        Some(_) => bail!("\"headers\" must be an object of name: value"),
+    };
+    let int = |name: &str| -> anyhow::Result<Option<i64>> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| anyhow!("{name:?} must be an integer")),
+        }
+    };
+    let topic = match fields.get("topic") {
+        None | Some(Value::Null) => default_topic.clone(),
+        Some(Value::String(s)) => Arc::from(s.as_str()),
+        Some(_) => bail!("\"topic\" must be a string"),
+    };
+    Ok(InputRecord {
+        key,
+        value: fields.get("value").and_then(bytes_of),
+        headers,
+        timestamp: Timestamp(int("timestamp")?.unwrap_or(0)),
+        topic,
+        partition: u32::try_from(int("partition")?.unwrap_or(0))
+            .context("\"partition\" must be between 0 and 4294967295")?,
+        offset: Offset(match int("offset")? {
+            Some(o) => u64::try_from(o).context("\"offset\" must not be negative")?,
+            None => position,
+        }),
+    })
+}
+
+/// A string as its bytes, other JSON as its compact text, null as nothing.
+fn bytes_of(v: &Value) -> Option<Bytes> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(Bytes::from(s.clone())),
+        other => Some(Bytes::from(other.to_string())),
+    }
+}
+
+fn output_json(o: &OutputRecord) -> Value {
+    let mut fields = Map::new();
+    fields.insert("topic".into(), json!(o.topic.as_deref()));
+    put_bytes(&mut fields, "key", o.key.as_deref(), false);
+    put_bytes(&mut fields, "value", o.value.as_deref(), true);
+    let headers: Map<String, Value> = o
+        .headers
+        .iter()
+        .map(|h| {
+            let v = match std::str::from_utf8(&h.value) {
+                Ok(s) => Value::String(s.to_owned()),
+                Err(_) => json!({ "hex": hex(&h.value) }),
+            };
+            (h.key.clone(), v)
+        })
+        .collect();
+    fields.insert("headers".into(), Value::Object(headers));
+    fields.insert("timestamp".into(), json!(o.timestamp.map(|t| t.0)));
+    Value::Object(fields)
+}
+
+fn put_bytes(fields: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>, as_json: bool) {
+    let Some(bytes) = bytes else {
+        fields.insert(name.into(), Value::Null);
+        return;
+    };
+    if as_json && let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+        fields.insert(name.into(), v);
+    } else if let Ok(s) = std::str::from_utf8(bytes) {
+        fields.insert(name.into(), Value::String(s.to_owned()));
+    } else {
+        fields.insert(format!("{name}_hex"), Value::String(hex(bytes)));
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,0 +1,264 @@
+//! A compiled processor and its running instances.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime::{Store, Trap};
+
+use crate::bindings::{self, eddy::processor::types as wit};
+use crate::error::{Error, ProcessError, Result, TrapKind};
+use crate::record::{Arena, InputRecord, OutputRecord, outputs};
+use crate::runtime::{Digest, Runtime, chain};
+use crate::state::State;
+use crate::wasi::GuestExit;
+
+/// A validated, compiled processor, ready to instantiate. Cheap to clone;
+/// instantiating it is cheap too (the imports are resolved once, here).
+#[derive(Clone)]
+pub struct Processor {
+    runtime: Runtime,
+    pre: bindings::ProcessorPre<State>,
+    digest: Digest,
+    label: Arc<str>,
+}
+
+impl fmt::Debug for Processor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Processor")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Processor {
+    pub(crate) fn new(
+        runtime: Runtime,
+        pre: bindings::ProcessorPre<State>,
+        digest: Digest,
+    ) -> Self {
+        let hex = digest.to_string();
+        let label = Arc::from(&hex[..12]);
+        Processor {
+            runtime,
+            pre,
+            digest,
+            label,
+        }
+    }
+
+    /// The sha256 of the component's bytes.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Creates an instance and runs its `init` with `params`. Each instance
+    /// has its own memory and limits; create one per task.
+    pub fn instantiate(&self, params: &[(String, String)]) -> Result<Instance> {
+        let config = &self.runtime.inner.config;
+        let mut store = Store::new(
+            &self.runtime.inner.engine,
+            State::new(self.label.clone(), config),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(config.deadline_ticks());
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| {
+            let detail = chain(&e);
+            let hint = if detail.contains("concurrent limit") {
+                format!(
+                    "; at most {} instances may exist at once: drop unused ones or raise instances_max",
+                    config.instances_max
+                )
+            } else if detail.contains("memory") {
+                "; the component may need more memory than memory_bytes_max".to_owned()
+            } else {
+                String::new()
+            };
+            store.data_mut().output.finish_call();
+            Error::Instantiate(format!("{detail}{hint}"))
+        })?;
+        let mut instance = Instance {
+            store,
+            bindings,
+            arena: Arena::default(),
+            deadline_ticks: config.deadline_ticks(),
+            batch_records_max: config.batch_records_max,
+            output_records_max: config.output_records_max,
+            poisoned: false,
+        };
+        let wit_params: Vec<wit::Param<'_>> = params
+            .iter()
+            .map(|(name, value)| wit::Param { name, value })
+            .collect();
+        let result = instance
+            .bindings
+            .call_init(&mut instance.store, &wit_params);
+        match instance.finish(result) {
+            Ok(Ok(())) => Ok(instance),
+            Ok(Err(message)) => Err(Error::Init(message)),
+            Err(e) => Err(Error::InitTrap(e)),
+        }
+    }
+}
+
+/// A running processor: one sandbox with its own memory, limits, log
+/// output and counters. Use it from one thread at a time.
+///
+/// After a trap ([`ProcessError::is_fatal`]) the instance refuses further
+/// calls: its memory may be in any state. Drop it and instantiate a fresh
+/// one from the [`Processor`].
+pub struct Instance {
+    store: Store<State>,
+    bindings: bindings::Processor,
+    arena: Arena,
+    deadline_ticks: u64,
+    batch_records_max: usize,
+    output_records_max: usize,
+    poisoned: bool,
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance")
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    /// Runs the processor on one batch (one call into the guest) and
+    /// returns the records to produce, in order.
+    pub fn process(&mut self, batch: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
+        if self.poisoned {
+            return Err(ProcessError::Poisoned);
+        }
+        if batch.len() > self.batch_records_max {
+            return Err(ProcessError::BatchTooLarge {
+                records: batch.len(),
+                limit: self.batch_records_max,
+            });
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let (bindings, store) = (&self.bindings, &mut self.store);
+        let result = self
+            .arena
+            .with_batch(batch, |b| bindings.call_process(store, b))
+            .map_err(|e| ProcessError::BatchBytesTooLarge {
+                bytes: e.bytes,
+                limit: u32::MAX as usize,
+            })?;
+        match self.finish(result)? {
+            Ok(out) => outputs(out, self.output_records_max).map_err(|message| {
+                self.poisoned = true;
+                ProcessError::Trap {
+                    kind: TrapKind::Other,
+                    message: format!("it returned an invalid output batch: {message}"),
+                }
+            }),
+            Err(e) => {
+                let index = usize::try_from(e.index).unwrap_or(usize::MAX);
+                if index < batch.len() {
+                    Err(ProcessError::Record {
+                        index,
+                        message: e.message,
+                    })
+                } else {
+                    self.poisoned = true;
+                    Err(ProcessError::Trap {
+                        kind: TrapKind::Other,
+                        message: format!(
+                            "it reported an error for record {index} of a batch of {} records: {}",
+                            batch.len(),
+                            e.message
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
+    /// The counters the processor has set with `host.counter-add`.
+    pub fn counters(&self) -> &BTreeMap<String, u64> {
+        &self.store.data().counters.values
+    }
+
+    /// Whether an earlier call trapped, so that this instance is unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Ends a call: flushes the guest's output and turns a trap into a
+    /// [`ProcessError`], poisoning the instance.
+    fn finish<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, ProcessError> {
+        let stderr = self.store.data_mut().output.finish_call();
+        result.map_err(|e| {
+            self.poisoned = true;
+            let refused = self.store.data_mut().limiter.refused_bytes.take();
+            classify(&e, &stderr, refused)
+        })
+    }
+}
+
+/// Names a trap, preferring the guest's own words (what it wrote to
+/// stderr before dying, e.g. a Rust panic message).
+fn classify(e: &wasmtime::Error, stderr: &str, refused_bytes: Option<usize>) -> ProcessError {
+    let guest_said = guest_message(stderr);
+    let trap = e.downcast_ref::<Trap>().copied();
+    let kind = match trap {
+        Some(Trap::Interrupt) => TrapKind::Timeout,
+        Some(Trap::StackOverflow) => TrapKind::StackOverflow,
+        _ if e.downcast_ref::<GuestExit>().is_some() => TrapKind::Exit,
+        _ if refused_bytes.is_some() => TrapKind::OutOfMemory,
+        Some(Trap::UnreachableCodeReached) if !guest_said.is_empty() => TrapKind::Panic,
+        _ => TrapKind::Other,
+    };
+    // The trap itself, without the wasm backtrace (logged at debug level).
+    tracing::debug!(target: "eddy_wasm::guest", error = ?e, "processor trapped");
+    let engine_said = e
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect::<Vec<_>>()
+        .join(": ");
+    let mut message = match kind {
+        TrapKind::Timeout => {
+            "it ran past its time budget for one call (batch_time_ms_max)".to_owned()
+        }
+        TrapKind::OutOfMemory => format!(
+            "it tried to grow its memory to {} bytes, past the limit (memory_bytes_max)",
+            refused_bytes.unwrap_or_default()
+        ),
+        TrapKind::StackOverflow => "it recursed past its stack limit (stack_bytes_max)".to_owned(),
+        _ => String::new(),
+    };
+    for part in [guest_said.as_str(), engine_said.as_str()] {
+        if !part.is_empty() && !message.contains(part) {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            message.push_str(part);
+        }
+    }
+    ProcessError::Trap { kind, message }
+}
+
+/// The useful part of a guest's stderr: without blank lines and Rust's
+/// "run with RUST_BACKTRACE" hint, at most the last 2 KiB, on one line.
+fn guest_message(stderr: &str) -> String {
+    const BYTES_MAX: usize = 2048;
+    let text = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE=1`"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if text.len() <= BYTES_MAX {
+        return text;
+    }
+    let mut start = text.len() - BYTES_MAX;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}

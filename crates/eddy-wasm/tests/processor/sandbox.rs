@@ -1,0 +1,197 @@
+//! Hostile and broken processors fail alone, within their limits, with
+//! the guest's own message, and the host keeps working.
+
+use std::time::{Duration, Instant};
+
+use eddy_wasm::{ProcessError, TrapKind};
+
+use super::*;
+
+fn trap_of(path: &'static str) -> (TrapKind, String, Instance) {
+    let mut p = instance(path, &[]);
+    match p.process(&records([&b"x"[..]])) {
+        Err(ProcessError::Trap { kind, message }) => (kind, message, p),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+/// After a failure the runtime still runs a healthy processor.
+fn host_still_works() {
+    let mut p = instance(wasm::PASSTHROUGH, &[]);
+    assert_eq!(p.process(&records([&b"alive"[..]])).unwrap().len(), 1);
+}
+
+#[test]
+fn a_runaway_loop_is_stopped_within_its_time_budget() {
+    let mut p = instance(wasm::TEST_LOOP, &[]);
+    let budget = Duration::from_millis(runtime().config().batch_time_ms_max);
+    let start = Instant::now();
+    let err = p.process(&records([&b"x"[..]])).unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        matches!(
+            err,
+            ProcessError::Trap {
+                kind: TrapKind::Timeout,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("time budget"), "{err}");
+    assert!(
+        took >= budget,
+        "stopped after {took:?}, before the budget {budget:?}"
+    );
+    assert!(
+        took < budget + Duration::from_millis(500),
+        "took {took:?} for a budget of {budget:?}"
+    );
+    host_still_works();
+}
+
+#[test]
+fn a_memory_bomb_fails_its_allocation_at_the_cap() {
+    let (kind, message, _) = trap_of(wasm::TEST_MEMORY_BOMB);
+    assert_eq!(kind, TrapKind::OutOfMemory, "{message}");
+    assert!(
+        message.contains("memory allocation of 1048576 bytes failed"),
+        "{message}"
+    );
+    host_still_works();
+}
+
+#[test]
+fn a_panic_is_reported_with_the_guest_message() {
+    let (kind, message, _) = trap_of(wasm::TEST_PANIC);
+    assert_eq!(kind, TrapKind::Panic);
+    assert!(
+        message.contains("test-panic: record at offset 0 is cursed"),
+        "{message}"
+    );
+    host_still_works();
+}
+
+#[test]
+fn deep_recursion_hits_the_stack_cap() {
+    let (kind, message, _) = trap_of(wasm::TEST_RECURSION);
+    assert_eq!(kind, TrapKind::StackOverflow, "{message}");
+    host_still_works();
+}
+
+#[test]
+fn a_trapped_instance_refuses_further_batches() {
+    let (_, _, mut p) = trap_of(wasm::TEST_PANIC);
+    assert!(p.is_poisoned());
+    assert_eq!(
+        p.process(&records([&b"x"[..]])).unwrap_err(),
+        ProcessError::Poisoned
+    );
+}
+
+#[test]
+fn a_fresh_instance_of_a_trapped_processor_works_again() {
+    let (_, _, _dead) = trap_of(wasm::TEST_PANIC);
+    let mut fresh = instance(wasm::TEST_PANIC, &[]);
+    // It panics again (that is what it does), but as a new, clean instance.
+    assert!(matches!(
+        fresh.process(&records([&b"x"[..]])),
+        Err(ProcessError::Trap {
+            kind: TrapKind::Panic,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn failures_do_not_disturb_other_instances() {
+    let mut healthy = instance(wasm::PASSTHROUGH, &[]);
+    let _ = trap_of(wasm::TEST_MEMORY_BOMB);
+    let _ = trap_of(wasm::TEST_PANIC);
+    assert_eq!(
+        healthy
+            .process(&records([&b"still here"[..]]))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn oversized_batches_are_refused_before_the_call() {
+    let mut p = instance(wasm::PASSTHROUGH, &[]);
+    let limit = runtime().config().batch_records_max;
+    let big = records(std::iter::repeat_n(&b"x"[..], limit + 1));
+    let err = p.process(&big).unwrap_err();
+    assert_eq!(
+        err,
+        ProcessError::BatchTooLarge {
+            records: limit + 1,
+            limit
+        }
+    );
+    assert!(!p.is_poisoned());
+}
+
+#[test]
+fn instances_are_limited_by_the_pool() {
+    let rt = Runtime::new(Config {
+        instances_max: 2,
+        ..test_config()
+    })
+    .unwrap();
+    let p = rt.compile(&wasm::read(wasm::PASSTHROUGH).unwrap()).unwrap();
+    let a = p.instantiate(&[]).unwrap();
+    let _b = p.instantiate(&[]).unwrap();
+    let err = p.instantiate(&[]).unwrap_err();
+    assert!(err.to_string().contains("instances_max"), "{err}");
+    drop(a);
+    p.instantiate(&[]).unwrap();
+}
+
+#[test]
+fn an_output_batch_pointing_outside_its_data_is_refused() {
+    let (kind, message, p) = trap_of(wasm::TEST_BAD_OUTPUT);
+    assert_eq!(kind, TrapKind::Other);
+    assert!(
+        message.contains("invalid output batch") && message.contains("outside its 4 bytes"),
+        "{message}"
+    );
+    assert!(p.is_poisoned());
+    host_still_works();
+}
+
+#[test]
+fn a_component_that_needs_more_memory_than_the_cap_is_refused_on_load() {
+    let config = Config {
+        memory_bytes_max: 64 << 10,
+        cache_dir: None,
+        instances_max: 2,
+        ..test_config()
+    };
+    let rt = Runtime::new(config).unwrap();
+    let err = rt
+        .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
+        .unwrap_err();
+    assert!(matches!(err, Error::Limits(_)), "{err}");
+    assert!(err.to_string().contains("memory_bytes_max"), "{err}");
+}
+
+#[test]
+fn a_call_returning_more_records_than_allowed_fails() {
+    let rt = Runtime::new(Config {
+        output_records_max: 2,
+        cache_dir: None,
+        instances_max: 2,
+        ..test_config()
+    })
+    .unwrap();
+    let mut p = rt
+        .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
+        .unwrap()
+        .instantiate(&[])
+        .unwrap();
+    assert_eq!(p.process(&records([&b"a"[..], b"b"])).unwrap().len(), 2);
+    let err = p.process(&records([&b"a"[..], b"b", b"c"])).unwrap_err();
+    assert!(err.to_string().contains("output_records_max=2"), "{err}");
+}
