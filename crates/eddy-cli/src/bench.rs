@@ -3,15 +3,15 @@
 //! MB/s, latency percentiles).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::{Args, Subcommand};
 use eddy_client::{
-    Admin, Client, Consumer, ConsumerConfig, DeliveryTicket, NewTopic, Producer, ProducerConfig,
-    ProducerRecord, Start,
+    Admin, Client, Consumer, ConsumerConfig, DeliveryTicket, GroupConfig, NewTopic, Producer,
+    ProducerConfig, ProducerRecord, Start,
 };
 use hdrhistogram::Histogram;
 
@@ -27,6 +27,21 @@ pub enum BenchCommand {
     Consume(BenchArgs),
     /// End-to-end latency (send → consumed) at a fixed rate.
     E2e(E2eArgs),
+    /// Consumer groups: a group of members draining a backlog against one
+    /// consumer, and how long a rebalance takes after a member leaves.
+    Group(GroupArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    common: BenchArgs,
+    /// Members of the group.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// Session timeout of the members, in ms.
+    #[arg(long, default_value_t = 3_000)]
+    session_timeout_ms: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -77,12 +92,14 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
     let args = match &cmd {
         BenchCommand::Produce(a) | BenchCommand::Consume(a) => a.clone(),
         BenchCommand::E2e(e) => e.common.clone(),
+        BenchCommand::Group(g) => g.common.clone(),
     };
     let topic = prepare_topic(&client, &args).await?;
     let result = match cmd {
         BenchCommand::Produce(a) => produce(&client, &topic, &a).await,
         BenchCommand::Consume(a) => consume(&client, &topic, &a).await,
         BenchCommand::E2e(e) => e2e(&client, &topic, &e).await,
+        BenchCommand::Group(g) => group(&client, &topic, &g).await,
     };
     if args.topic.is_none() && !args.keep {
         Admin::new(client).delete_topic(&topic).await?;
@@ -277,6 +294,150 @@ async fn e2e(client: &Client, topic: &str, e: &E2eArgs) -> anyhow::Result<()> {
     throughput("produce", sent, sent * size as u64, elapsed);
     latency("end-to-end latency", &hist);
     Ok(())
+}
+
+async fn group(client: &Client, topic: &str, g: &GroupArgs) -> anyhow::Result<()> {
+    let args = &g.common;
+    header("group", topic, args);
+    let n = record_count(args);
+    let producer = producer(client, args);
+    send_all(&producer, topic, n, args.record_size).await?;
+    producer.close().await?;
+    let (one, _) = drain(client, topic, 1, n, g, "bench-one").await?;
+    outln!("1 consumer: {one:.1} MB/s");
+    let (many, members) = drain(client, topic, g.members, n, g, "bench-many").await?;
+    outln!(
+        "{} members: {many:.1} MB/s together = {:.0}% of one consumer",
+        g.members,
+        many / one * 100.0
+    );
+    rebalance_times(client, topic, members, g).await
+}
+
+/// A group of `count` members reading `topic` from the start until `n`
+/// records are read in all; returns MB/s and the (still joined) members.
+async fn drain(
+    client: &Client,
+    topic: &str,
+    count: usize,
+    n: u64,
+    g: &GroupArgs,
+    group: &str,
+) -> anyhow::Result<(f64, Vec<Consumer>)> {
+    let group = format!("{group}-{}", std::process::id());
+    let mut members = Vec::new();
+    for i in 0..count {
+        let mut c = Consumer::new(client.clone(), ConsumerConfig::default());
+        let mut config = GroupConfig::new(&group);
+        config.client_id = format!("bench-{i}");
+        config.session_timeout_ms = g.session_timeout_ms;
+        config.auto_commit = false;
+        c.subscribe(config, &[topic]).await?;
+        members.push(c);
+    }
+    let total = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in members {
+        let (total, bytes) = (total.clone(), bytes.clone());
+        tasks.push(tokio::spawn(async move {
+            while total.load(Ordering::Acquire) < n {
+                for f in c.poll(Duration::from_millis(100)).await? {
+                    bytes.fetch_add(f.bytes.len() as u64, Ordering::AcqRel);
+                    total.fetch_add(f.record_count(), Ordering::AcqRel);
+                }
+            }
+            anyhow::Ok(c)
+        }));
+    }
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((bytes.load(Ordering::Acquire) as f64 / secs / 1e6, done))
+}
+
+/// Time until the group is stable without a member that left, gracefully
+/// and by disappearing (its session must time out).
+async fn rebalance_times(
+    client: &Client,
+    topic: &str,
+    mut members: Vec<Consumer>,
+    g: &GroupArgs,
+) -> anyhow::Result<()> {
+    if members.len() < 3 {
+        return Ok(());
+    }
+    let admin = Admin::new(client.clone());
+    let Some(id) = members.first().and_then(|c| c.group_id()) else {
+        return Ok(());
+    };
+    let leaving = members.remove(0);
+    // The others keep polling, so they heartbeat and rejoin; the first of
+    // them is later killed (its task aborted: no LeaveGroup).
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut pollers = Vec::new();
+    for mut c in members {
+        let stop = stop.clone();
+        pollers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                c.poll(Duration::from_millis(50)).await?;
+            }
+            anyhow::Ok(c)
+        }));
+    }
+    let before = admin.describe_group(&id).await?.members.len();
+    let t = Instant::now();
+    leaving.close().await?;
+    wait_stable(&admin, &id, before - 1, topic).await?;
+    outln!(
+        "rebalance after a member leaves: {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    pollers.remove(0).abort(); // dropped without LeaveGroup: the coordinator must notice the silence
+    wait_stable(&admin, &id, before - 2, topic).await?;
+    outln!(
+        "rebalance after a member disappears: {:.3} s (session timeout {:.1} s)",
+        t.elapsed().as_secs_f64(),
+        f64::from(g.session_timeout_ms) / 1000.0
+    );
+    stop.store(true, Ordering::Release);
+    for p in pollers {
+        p.await??.close().await?;
+    }
+    Ok(())
+}
+
+/// Polls the group until it is stable with `members` members that own every
+/// partition of `topic`.
+async fn wait_stable(
+    admin: &Admin,
+    group: &str,
+    members: usize,
+    topic: &str,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let d = admin.describe_group(group).await?;
+        let of_topic = d.partitions.iter().filter(|p| p.topic == topic);
+        let (partitions, owned) = of_topic.fold((0, 0), |(n, o), p| {
+            (n + 1, o + usize::from(!p.owner.is_empty()))
+        });
+        if d.state == "Stable"
+            && d.members.len() == members
+            && owned == partitions
+            && partitions > 0
+        {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            anyhow::bail!("the group did not settle within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn histogram() -> Histogram<u64> {

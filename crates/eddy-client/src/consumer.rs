@@ -1,5 +1,8 @@
-//! The consumer: reads assigned partitions with long-poll fetches, keeping
-//! the next fetch in flight while the caller works on the last one.
+//! The consumer: follows each assigned partition with a `Subscribe` stream,
+//! so the broker reads and sends the next records while the caller works on
+//! the last ones. Memory stays bounded: each stream's messages are capped,
+//! the consumer buffers a few messages in all, and HTTP/2 flow control
+//! stops a broker when the consumer falls behind.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -9,9 +12,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use eddy_log::{BATCH_BYTES_LIMIT, batches};
 use eddy_proto::v1::{
-    ErrorCode, FetchPartition, FetchRequest, FetchResponse, FetchTopic, ListOffsetsPartition,
-    ListOffsetsRequest, ListOffsetsTopic, OffsetSpec, offset_spec,
+    ErrorCode, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, OffsetSpec,
+    SubscribeRequest, SubscribeResponse, offset_spec,
 };
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
@@ -44,14 +48,12 @@ impl Start {
 /// Consumer settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// Most bytes per fetch response.
+    /// About the most bytes buffered across all partition streams (each
+    /// stream's messages get an equal share, at least 64 KiB), and the most
+    /// one `poll` returns.
     pub fetch_bytes_max: u32,
-    /// Most bytes per partition per fetch.
+    /// Most bytes per partition per message.
     pub partition_bytes_max: u32,
-    /// The broker answers once this many bytes are ready (or the wait ends).
-    pub fetch_bytes_min: u32,
-    /// Longest a fetch waits at the broker.
-    pub fetch_wait_ms_max: u32,
     /// Where to go when a position falls outside the log (retention
     /// deleted it): `Some(Start::Earliest)`, `Some(Start::Latest)`, or
     /// `None` to fail.
@@ -63,8 +65,6 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             fetch_bytes_max: 64 << 20,
             partition_bytes_max: 8 << 20,
-            fetch_bytes_min: 1,
-            fetch_wait_ms_max: 500,
             auto_offset_reset: Some(Start::Earliest),
         }
     }
@@ -152,7 +152,11 @@ pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     positions: HashMap<Key, u64>,
-    prefetch: Option<JoinHandle<Result<Vec<FetchResponse>>>>,
+    /// One Subscribe stream per assigned partition, feeding `events`.
+    streams: HashMap<Key, PartitionStream>,
+    stream_epoch: u64,
+    events_tx: mpsc::Sender<StreamEvent>,
+    events: mpsc::Receiver<StreamEvent>,
     membership: Option<Membership>,
     listener: Option<Box<dyn RebalanceListener>>,
     last_auto_commit: Instant,
@@ -170,11 +174,15 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
+        let (events_tx, events) = mpsc::channel(EVENTS_MAX);
         Consumer {
             client,
             config,
             positions: HashMap::new(),
-            prefetch: None,
+            streams: HashMap::new(),
+            stream_epoch: 0,
+            events_tx,
+            events,
             membership: None,
             listener: None,
             last_auto_commit: Instant::now(),
@@ -197,6 +205,11 @@ impl Consumer {
     /// Called when the group moves partitions to or from this consumer.
     pub fn set_rebalance_listener(&mut self, listener: Box<dyn RebalanceListener>) {
         self.listener = Some(listener);
+    }
+
+    /// The group this consumer reads as a member of, if any.
+    pub fn group_id(&self) -> Option<String> {
+        self.membership.as_ref().map(|m| m.config.group_id.clone())
     }
 
     /// The group generation this member is in (`None` without a group).
@@ -236,7 +249,7 @@ impl Consumer {
     /// Commits (with auto-commit) and leaves the group at once, so its
     /// partitions move without waiting for the session timeout.
     pub async fn close(mut self) -> Result<()> {
-        self.cancel_prefetch();
+        self.close_streams();
         let auto = self
             .membership
             .as_ref()
@@ -286,7 +299,6 @@ impl Consumer {
     }
 
     async fn rebalance(&mut self) -> Result<()> {
-        self.cancel_prefetch();
         let Some(mut m) = self.membership.take() else {
             return Ok(());
         };
@@ -320,7 +332,7 @@ impl Consumer {
                         self.resolve(&tp.0, tp.1, start).await?
                     }
                 };
-                self.positions.insert(tp.clone(), offset);
+                self.set_position(tp.clone(), offset);
             }
             if let Some(l) = self.listener.as_mut() {
                 l.on_assigned(&added.iter().cloned().collect::<Vec<_>>());
@@ -350,7 +362,7 @@ impl Consumer {
             tracing::warn!(error = %e, "commit before revoking partitions failed; their new owner re-reads from the last commit");
         }
         for tp in revoked {
-            self.positions.remove(tp);
+            self.drop_position(tp);
         }
         m.assigned.retain(|tp| !revoked.contains(tp));
     }
@@ -358,8 +370,7 @@ impl Consumer {
     /// Starts reading `topic`/`partition` at `start` (replacing any earlier position).
     pub async fn assign(&mut self, topic: &str, partition: u32, start: Start) -> Result<u64> {
         let offset = self.resolve(topic, partition, start).await?;
-        self.cancel_prefetch();
-        self.positions.insert((Arc::from(topic), partition), offset);
+        self.set_position((Arc::from(topic), partition), offset);
         Ok(offset)
     }
 
@@ -370,9 +381,47 @@ impl Consumer {
 
     /// Stops reading a partition.
     pub fn unassign(&mut self, topic: &str, partition: u32) {
-        self.cancel_prefetch();
-        self.positions
-            .retain(|(t, p), _| !(&**t == topic && *p == partition));
+        self.drop_position(&(Arc::from(topic), partition));
+    }
+
+    /// Reads `key` from `offset` on: (re)opens its stream.
+    fn set_position(&mut self, key: Key, offset: u64) {
+        self.positions.insert(key.clone(), offset);
+        self.open_stream(key, offset, Duration::ZERO);
+    }
+
+    fn drop_position(&mut self, key: &Key) {
+        self.positions.remove(key);
+        if let Some(s) = self.streams.remove(key) {
+            s.task.abort();
+        }
+    }
+
+    /// Starts a Subscribe stream for `key` at `offset` after `delay`; any
+    /// earlier stream for it is closed and its undelivered messages are
+    /// ignored (they carry an older epoch).
+    fn open_stream(&mut self, key: Key, offset: u64, delay: Duration) {
+        if let Some(old) = self.streams.remove(&key) {
+            old.task.abort();
+        }
+        self.stream_epoch += 1;
+        let epoch = self.stream_epoch;
+        // Keep what all streams may hold at once near fetch_bytes_max.
+        let share = self.config.fetch_bytes_max as usize / self.positions.len().max(1);
+        let max_bytes = share.clamp(
+            STREAM_BYTES_MIN,
+            (self.config.partition_bytes_max as usize).max(STREAM_BYTES_MIN),
+        );
+        let task = tokio::spawn(run_stream(
+            self.client.clone(),
+            key.clone(),
+            offset,
+            max_bytes as u32,
+            epoch,
+            delay,
+            self.events_tx.clone(),
+        ));
+        self.streams.insert(key, PartitionStream { epoch, task });
     }
 
     /// The next offset to be read from an assigned partition.
@@ -416,9 +465,9 @@ impl Consumer {
         Ok(result.offset)
     }
 
-    fn cancel_prefetch(&mut self) {
-        if let Some(h) = self.prefetch.take() {
-            h.abort();
+    fn close_streams(&mut self) {
+        for (_, s) in self.streams.drain() {
+            s.task.abort();
         }
     }
 
@@ -430,135 +479,152 @@ impl Consumer {
             tokio::time::sleep(max_wait).await;
             return Ok(Vec::new());
         }
-        let responses = match self.prefetch.take() {
-            Some(h) => h
-                .await
-                .map_err(|e| ClientError::Invalid(format!("fetch task failed: {e}")))?,
-            None => self.start_fetch(max_wait).await,
+        let Ok(Some(first)) = tokio::time::timeout(max_wait, self.events.recv()).await else {
+            return Ok(Vec::new());
         };
-        let responses = match responses {
-            Ok(r) => r,
-            Err(e) => return Err(e),
-        };
-        let fetched = self.apply(responses).await?;
-        // Keep the next fetch in flight while the caller processes this one.
-        self.prefetch = Some(tokio::spawn(self.fetch_future(max_wait)));
-        Ok(fetched)
-    }
-
-    async fn start_fetch(&self, max_wait: Duration) -> Result<Vec<FetchResponse>> {
-        self.fetch_future(max_wait).await
-    }
-
-    /// One fetch per leader for the current positions, as an owned future.
-    fn fetch_future(
-        &self,
-        max_wait: Duration,
-    ) -> impl std::future::Future<Output = Result<Vec<FetchResponse>>> + Send + 'static {
-        let client = self.client.clone();
-        let config = self.config.clone();
-        let mut by_leader: HashMap<String, Vec<(Key, u64)>> = HashMap::new();
-        for (key, &offset) in &self.positions {
-            let address = client.leader_address(&key.0, key.1);
-            by_leader
-                .entry(address)
-                .or_default()
-                .push((key.clone(), offset));
-        }
-        async move {
-            let mut responses = Vec::new();
-            for (address, parts) in by_leader {
-                let channel = client.channel_to(&address).await?;
-                let request = fetch_request(&config, &parts, max_wait);
-                responses.push(
-                    client
-                        .consume_client(channel)
-                        .fetch(request)
-                        .await?
-                        .into_inner(),
-                );
-            }
-            Ok(responses)
-        }
-    }
-
-    /// Advances positions past what was fetched; handles out-of-range positions.
-    async fn apply(&mut self, responses: Vec<FetchResponse>) -> Result<Vec<Fetched>> {
         let mut out = Vec::new();
-        let mut reset = Vec::new();
-        for response in responses {
-            for t in response.topics {
-                let topic: Arc<str> = Arc::from(t.topic.as_str());
-                for p in t.partitions {
-                    let key = (topic.clone(), p.partition);
-                    let Some(position) = self.positions.get_mut(&key) else {
-                        continue;
-                    };
-                    if let Some(e) = &p.error {
-                        if e.code == ErrorCode::OffsetOutOfRange as i32 {
-                            reset.push((key, ClientError::partition(e)));
-                            continue;
-                        }
-                        return Err(ClientError::partition(e));
-                    }
-                    if p.batches.is_empty() || p.next_offset <= *position {
-                        continue;
-                    }
-                    out.push(Fetched {
-                        topic: topic.clone(),
-                        partition: p.partition,
-                        bytes: p.batches,
-                        from: *position,
-                        next_offset: p.next_offset,
-                        high_watermark: p.high_watermark,
-                    });
-                    *position = p.next_offset;
-                }
+        let mut bytes = 0usize;
+        let mut next = Some(first);
+        while let Some(event) = next.take() {
+            bytes += self.take_event(event, &mut out).await?;
+            if bytes < self.config.fetch_bytes_max as usize {
+                next = self.events.try_recv().ok();
             }
-        }
-        for ((topic, partition), e) in reset {
-            let Some(start) = self.config.auto_offset_reset else {
-                return Err(e);
-            };
-            let offset = self.resolve(&topic, partition, start).await?;
-            tracing::warn!(%topic, partition, offset, "position out of range; reset");
-            self.positions.insert((topic, partition), offset);
         }
         Ok(out)
+    }
+
+    /// Applies one stream event; returns the bytes it delivered.
+    async fn take_event(&mut self, event: StreamEvent, out: &mut Vec<Fetched>) -> Result<usize> {
+        let current = self.streams.get(&event.key).map(|s| s.epoch);
+        if current != Some(event.epoch) {
+            return Ok(0); // from a stream since closed or re-opened
+        }
+        let Some(&position) = self.positions.get(&event.key) else {
+            return Ok(0);
+        };
+        let msg = match event.item {
+            Ok(msg) => msg,
+            Err(e) if e.code() == ErrorCode::OffsetOutOfRange => {
+                let Some(start) = self.config.auto_offset_reset else {
+                    return Err(e);
+                };
+                let (topic, partition) = event.key.clone();
+                let offset = self.resolve(&topic, partition, start).await?;
+                tracing::warn!(%topic, partition, offset, "position out of range; reset");
+                self.set_position(event.key, offset);
+                return Ok(0);
+            }
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "partition stream failed; reopening");
+                self.client
+                    .refresh_metadata(&[event.key.0.to_string()])
+                    .await
+                    .ok();
+                self.open_stream(event.key, position, STREAM_RETRY_DELAY);
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        if msg.batches.is_empty() || msg.next_offset <= position {
+            return Ok(0);
+        }
+        let len = msg.batches.len();
+        out.push(Fetched {
+            topic: event.key.0.clone(),
+            partition: event.key.1,
+            bytes: msg.batches,
+            from: position,
+            next_offset: msg.next_offset,
+            high_watermark: msg.high_watermark,
+        });
+        self.positions.insert(event.key, msg.next_offset);
+        Ok(len)
     }
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.cancel_prefetch();
+        self.close_streams();
     }
 }
 
-fn fetch_request(
-    config: &ConsumerConfig,
-    parts: &[(Key, u64)],
-    max_wait: Duration,
-) -> FetchRequest {
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for ((topic, partition), offset) in parts {
-        let p = FetchPartition {
-            partition: *partition,
-            offset: *offset,
-            max_bytes: config.partition_bytes_max,
-        };
-        match topics.iter_mut().find(|t| *t.topic == **topic) {
-            Some(t) => t.partitions.push(p),
-            None => topics.push(FetchTopic {
-                topic: topic.to_string(),
-                partitions: vec![p],
-            }),
-        }
+/// Messages waiting in the consumer, across all its partition streams.
+const EVENTS_MAX: usize = 8;
+/// Smallest message a partition stream asks for.
+const STREAM_BYTES_MIN: usize = 64 << 10;
+/// Wait before reopening a failed partition stream.
+const STREAM_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// A running Subscribe stream for one partition.
+#[derive(Debug)]
+struct PartitionStream {
+    epoch: u64,
+    task: JoinHandle<()>,
+}
+
+/// What a partition stream delivered.
+#[derive(Debug)]
+struct StreamEvent {
+    key: Key,
+    epoch: u64,
+    item: Result<SubscribeResponse>,
+}
+
+/// Follows one partition and forwards what arrives; ends with an error
+/// event when the stream fails (the consumer decides what to do).
+async fn run_stream(
+    client: Client,
+    key: Key,
+    offset: u64,
+    max_bytes: u32,
+    epoch: u64,
+    delay: Duration,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
-    FetchRequest {
-        max_wait_ms: (max_wait.as_millis() as u32).min(config.fetch_wait_ms_max),
-        min_bytes: config.fetch_bytes_min,
-        max_bytes: config.fetch_bytes_max,
-        topics,
+    let send = |item| StreamEvent {
+        key: key.clone(),
+        epoch,
+        item,
+    };
+    let request = SubscribeRequest {
+        topic: key.0.to_string(),
+        partition: key.1,
+        start: Some(Start::Offset(offset).spec()),
+        max_bytes,
         decode: false,
+    };
+    let subscribed = match client.leader(&key.0, key.1).await {
+        Ok(channel) => client
+            .consume_client(channel)
+            .subscribe(request)
+            .await
+            .map_err(ClientError::from),
+        Err(e) => Err(e),
+    };
+    let mut stream = match subscribed {
+        Ok(r) => r.into_inner(),
+        Err(e) => {
+            let _ = events.send(send(Err(e))).await;
+            return;
+        }
+    };
+    loop {
+        let item = match stream.message().await {
+            Ok(Some(msg)) => Ok(msg),
+            Ok(None) => Err(ClientError::Broker {
+                code: ErrorCode::Unavailable,
+                grpc: tonic::Code::Unavailable,
+                message: "the broker ended the partition stream".into(),
+            }),
+            Err(status) => Err(ClientError::from(status)),
+        };
+        let failed = item.is_err();
+        if events.send(send(item)).await.is_err() || failed {
+            return;
+        }
     }
 }

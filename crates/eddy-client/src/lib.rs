@@ -4,7 +4,7 @@
 //! - [`Producer`]: batching by size and linger, bounded memory, pipelined sends.
 //! - [`Consumer`]: partitions assigned by hand or by a consumer group
 //!   (cooperative rebalancing, auto or manual commits, a rebalance
-//!   listener), long-poll fetch with prefetch.
+//!   listener), one push stream per partition.
 //! - [`Admin`]: topics and groups.
 //!
 //! Architecture invariant: the client knows the wire protocol (`eddy-proto`)

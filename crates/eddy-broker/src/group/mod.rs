@@ -547,6 +547,14 @@ impl Broker {
             g.events.subscribe()
         };
         let mut shutdown = self.shutdown_signal();
+        // If the call is dropped mid-wait (the client went away), the member
+        // stops being vouched for from that moment, not from the wait's end.
+        let mut vouch = Vouch {
+            broker: self,
+            group: &req.group_id,
+            member: &req.member_id,
+            waiting: true,
+        };
         if !wait.is_zero() {
             tokio::select! {
                 _ = events.changed() => {}
@@ -554,6 +562,7 @@ impl Broker {
                 _ = shutdown.changed() => {}
             }
         }
+        vouch.waiting = false;
         let mut groups = self.groups.groups.lock();
         let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
         if let Some(m) = g.members.get_mut(&req.member_id) {
@@ -847,6 +856,29 @@ impl Broker {
             });
         }
         Ok(resp)
+    }
+}
+
+/// Undoes a waiting heartbeat's claim on the future when the call is dropped.
+struct Vouch<'a> {
+    broker: &'a Broker,
+    group: &'a str,
+    member: &'a str,
+    waiting: bool,
+}
+
+impl Drop for Vouch<'_> {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        let mut groups = self.broker.groups.groups.lock();
+        if let Some(m) = groups
+            .get_mut(self.group)
+            .and_then(|g| g.members.get_mut(self.member))
+        {
+            m.last_seen = Instant::now();
+        }
     }
 }
 
