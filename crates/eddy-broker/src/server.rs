@@ -12,11 +12,16 @@ use eddy_proto::v1::{
     admin_server::AdminServer, cluster_server::ClusterServer, consume_server::ConsumeServer,
     groups_server::GroupsServer, produce_server::ProduceServer,
 };
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tonic::Status;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
+use tower::Layer;
 
 use crate::broker::{Broker, blocking};
 use crate::config::BrokerConfig;
@@ -30,6 +35,11 @@ pub const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 pub const FRAME_BYTES: u32 = 1 << 20;
 /// Concurrent gRPC calls per connection.
 const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+/// Response data HTTP/2 may buffer per stream before the socket takes it
+/// (hyper's default, 400 KiB, makes a megabyte batch wait on many handoffs).
+const SEND_BUFFER_BYTES: usize = 8 << 20;
+/// How long shutdown waits for open connections to finish their calls.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often interval fsync policies are checked.
 const FLUSH_TICK_MS: u64 = 250;
 
@@ -100,44 +110,110 @@ async fn run(
         .register_encoded_file_descriptor_set(eddy_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| BrokerError::Internal(format!("reflection: {e}")))?;
-    // `Server::tcp_nodelay` only reaches sockets tonic accepts itself; a
-    // listener handed in needs it here, or Nagle's algorithm holds small
-    // responses back until the peer's delayed ACK (~40 ms).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let housekeeping = tokio::spawn(housekeeping(broker.clone()));
-    let groups = tokio::spawn(crate::group::group_ticker(broker.clone()));
-    let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .max_frame_size(FRAME_BYTES)
-        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
-        .layer(OversizeLayer { limit })
+    let mut routes = Routes::builder();
+    routes
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AdminServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(ClusterServer::new(service.clone()).max_decoding_message_size(limit))
+        .add_service(GroupsServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(
             ProduceServer::new(service.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
         )
-        .add_service(GroupsServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(
             ConsumeServer::new(service)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
-        )
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = stop.await;
-        })
-        .await;
+        );
+    let routes = routes.routes().prepare();
+    let app = OversizeLayer { limit }.layer(routes);
+    let housekeeping = tokio::spawn(housekeeping(broker.clone()));
+    let groups = tokio::spawn(crate::group::group_ticker(broker.clone()));
+    let connections = accept(listener, app, stop).await;
     broker.begin_shutdown();
+    drain(connections).await;
     housekeeping.abort();
     groups.abort();
     broker.close().await?;
     tracing::info!("broker stopped; all partitions flushed");
-    result.map_err(|e| BrokerError::Internal(format!("gRPC server: {e}")))
+    Ok(())
+}
+
+/// Serves connections until `stop`; returns the connections still open.
+async fn accept<S>(listener: TcpListener, app: S, mut stop: oneshot::Receiver<()>) -> Connections
+where
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (closing, _) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Without it Nagle holds small responses until the peer's delayed
+        // ACK (~40 ms).
+        let _ = stream.set_nodelay(true);
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .max_frame_size(FRAME_BYTES)
+            .max_send_buf_size(SEND_BUFFER_BYTES)
+            .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX);
+        let service = TowerToHyperService::new(app.clone());
+        let mut closing = closing.subscribe();
+        tasks.spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = closing.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    Connections { tasks, closing }
+}
+
+/// Open connections at shutdown.
+struct Connections {
+    tasks: JoinSet<()>,
+    closing: watch::Sender<bool>,
+}
+
+/// Asks every connection to finish its calls and close, waiting at most
+/// [`DRAIN_TIMEOUT`]; long-polls and streams end at once on shutdown.
+async fn drain(mut c: Connections) {
+    c.closing.send_replace(true);
+    let all = async { while c.tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        c.tasks.abort_all();
+    }
 }
 
 /// Interval fsyncs, retention and compaction, in the background.

@@ -203,6 +203,12 @@ impl Client {
 
 /// Largest HTTP/2 frame the client accepts (the broker uses the same).
 const FRAME_BYTES: u32 = 1 << 20;
+/// How much a broker may send on one stream before the client has read
+/// it: several messages, so the next one travels while this one is decoded.
+const STREAM_WINDOW_BYTES: u32 = 32 << 20;
+/// How much all streams of a connection may have unread at once; this
+/// bounds the memory a connection's responses can take.
+const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
 
 /// HTTP/2 settings matching the broker's: big windows and frames so large
 /// batches stream without stalls.
@@ -215,8 +221,8 @@ async fn connect(address: &str, timeout_ms: u64) -> Result<Channel> {
         .map_err(|e| fail(format!("not a host:port address ({e})")))?
         .connect_timeout(Duration::from_millis(timeout_ms))
         .tcp_nodelay(true)
-        .initial_stream_window_size(8 << 20)
-        .initial_connection_window_size(32 << 20)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         // Let the broker send megabyte batches in few large DATA frames
         // (the default, 16 KiB, costs ~500 frames per 8 MiB message).
         .max_frame_size(FRAME_BYTES)
