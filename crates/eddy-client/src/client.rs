@@ -26,6 +26,12 @@ pub struct ClientConfig {
     pub request_bytes_max: usize,
     /// Largest message the client accepts.
     pub response_bytes_max: usize,
+    /// HTTP/2: how much a broker may send on one stream before the client
+    /// has read it (several messages, so the next travels while one is decoded).
+    pub stream_window_bytes: u32,
+    /// HTTP/2: how much all streams of one connection may have unread; this
+    /// bounds the memory a connection's responses take.
+    pub connection_window_bytes: u32,
 }
 
 impl ClientConfig {
@@ -35,6 +41,8 @@ impl ClientConfig {
             connect_timeout_ms: 5_000,
             request_bytes_max: 64 << 20,
             response_bytes_max: 256 << 20,
+            stream_window_bytes: 32 << 20,
+            connection_window_bytes: 64 << 20,
         }
     }
 }
@@ -57,7 +65,7 @@ struct Inner {
 impl Client {
     /// Connects to the bootstrap broker.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
-        let bootstrap = connect(&config.bootstrap, config.connect_timeout_ms).await?;
+        let bootstrap = connect(&config.bootstrap, &config).await?;
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
@@ -184,7 +192,17 @@ impl Client {
         }
     }
 
-    /// A channel to the broker at `address`, connecting on first use.
+    /// A new connection of its own to the broker at `address`, for bulk
+    /// streams (a producer's or a consumer's). HTTP/2 flow control is per
+    /// connection: if bulk data the application has not read yet shared a
+    /// connection with control calls (metadata, joins, heartbeats, acks),
+    /// those answers could wait behind it forever.
+    pub fn dedicated(&self, address: &str) -> Result<Channel> {
+        Ok(endpoint(address, &self.inner.config)?.connect_lazy())
+    }
+
+    /// The shared control connection to the broker at `address`,
+    /// connecting on first use.
     pub async fn channel_to(&self, address: &str) -> Result<Channel> {
         if address == self.inner.config.bootstrap {
             return Ok(self.inner.bootstrap.clone());
@@ -192,7 +210,7 @@ impl Client {
         if let Some(c) = self.inner.channels.read().get(address) {
             return Ok(c.clone());
         }
-        let channel = connect(address, self.inner.config.connect_timeout_ms).await?;
+        let channel = connect(address, &self.inner.config).await?;
         self.inner
             .channels
             .write()
@@ -203,32 +221,35 @@ impl Client {
 
 /// Largest HTTP/2 frame the client accepts (the broker uses the same).
 const FRAME_BYTES: u32 = 1 << 20;
-/// How much a broker may send on one stream before the client has read
-/// it: several messages, so the next one travels while this one is decoded.
-const STREAM_WINDOW_BYTES: u32 = 32 << 20;
-/// How much all streams of a connection may have unread at once; this
-/// bounds the memory a connection's responses can take.
-const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
 
 /// HTTP/2 settings matching the broker's: big windows and frames so large
 /// batches stream without stalls.
-async fn connect(address: &str, timeout_ms: u64) -> Result<Channel> {
+async fn connect(address: &str, config: &ClientConfig) -> Result<Channel> {
+    endpoint(address, config)?
+        .connect()
+        .await
+        .map_err(|e| ClientError::Connect {
+            address: address.to_string(),
+            reason: error_chain(&e),
+        })
+}
+
+fn endpoint(address: &str, config: &ClientConfig) -> Result<Endpoint> {
     let fail = |reason: String| ClientError::Connect {
         address: address.to_string(),
         reason,
     };
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+    Ok(Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| fail(format!("not a host:port address ({e})")))?
-        .connect_timeout(Duration::from_millis(timeout_ms))
+        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .tcp_nodelay(true)
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .initial_stream_window_size(config.stream_window_bytes)
+        .initial_connection_window_size(config.connection_window_bytes)
         // Let the broker send megabyte batches in few large DATA frames
         // (the default, 16 KiB, costs ~500 frames per 8 MiB message).
         .max_frame_size(FRAME_BYTES)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    endpoint.connect().await.map_err(|e| fail(error_chain(&e)))
+        .keep_alive_while_idle(true))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

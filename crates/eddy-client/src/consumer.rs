@@ -17,6 +17,7 @@ use eddy_proto::v1::{
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tonic::transport::Channel;
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
@@ -154,6 +155,9 @@ pub struct Consumer {
     positions: HashMap<Key, u64>,
     /// One Subscribe stream per assigned partition, feeding `events`.
     streams: HashMap<Key, PartitionStream>,
+    /// This consumer's own connection per broker, for its streams (control
+    /// calls use the client's shared one; see `Client::dedicated`).
+    connections: HashMap<String, Channel>,
     stream_epoch: u64,
     events_tx: mpsc::Sender<StreamEvent>,
     events: mpsc::Receiver<StreamEvent>,
@@ -180,6 +184,7 @@ impl Consumer {
             config,
             positions: HashMap::new(),
             streams: HashMap::new(),
+            connections: HashMap::new(),
             stream_epoch: 0,
             events_tx,
             events,
@@ -412,13 +417,24 @@ impl Consumer {
             STREAM_BYTES_MIN,
             (self.config.partition_bytes_max as usize).max(STREAM_BYTES_MIN),
         );
-        let task = tokio::spawn(run_stream(
-            self.client.clone(),
-            key.clone(),
+        let address = self.client.leader_address(&key.0, key.1);
+        let channel = match self.connections.get(&address) {
+            Some(c) => Ok(c.clone()),
+            None => self.client.dedicated(&address).inspect(|c| {
+                self.connections.insert(address.clone(), c.clone());
+            }),
+        };
+        let spec = StreamSpec {
+            key: key.clone(),
             offset,
-            max_bytes as u32,
+            max_bytes: max_bytes as u32,
             epoch,
             delay,
+        };
+        let task = tokio::spawn(run_stream(
+            self.client.clone(),
+            channel,
+            spec,
             self.events_tx.clone(),
         ));
         self.streams.insert(key, PartitionStream { epoch, task });
@@ -563,6 +579,17 @@ struct PartitionStream {
     task: JoinHandle<()>,
 }
 
+/// Which partition a stream follows, from where, and how.
+#[derive(Debug)]
+struct StreamSpec {
+    key: Key,
+    offset: u64,
+    max_bytes: u32,
+    epoch: u64,
+    /// Wait this long first (a retry after a failure).
+    delay: Duration,
+}
+
 /// What a partition stream delivered.
 #[derive(Debug)]
 struct StreamEvent {
@@ -575,13 +602,17 @@ struct StreamEvent {
 /// event when the stream fails (the consumer decides what to do).
 async fn run_stream(
     client: Client,
-    key: Key,
-    offset: u64,
-    max_bytes: u32,
-    epoch: u64,
-    delay: Duration,
+    channel: Result<Channel>,
+    spec: StreamSpec,
     events: mpsc::Sender<StreamEvent>,
 ) {
+    let StreamSpec {
+        key,
+        offset,
+        max_bytes,
+        epoch,
+        delay,
+    } = spec;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -597,7 +628,7 @@ async fn run_stream(
         max_bytes,
         decode: false,
     };
-    let subscribed = match client.leader(&key.0, key.1).await {
+    let subscribed = match channel {
         Ok(channel) => client
             .consume_client(channel)
             .subscribe(request)

@@ -779,7 +779,9 @@ fn build_request(correlation_id: u64, acks: Acks, batches: &[ReadyBatch]) -> Pro
 }
 
 async fn open_connection(s: &Arc<Shared>, address: &str) -> Result<Connection> {
-    let channel = s.client.channel_to(address).await?;
+    // Its own connection: acknowledgements must never queue behind
+    // another component's unread data (see `Client::dedicated`).
+    let channel = s.client.dedicated(address)?;
     let (tx, rx) = mpsc::channel(s.config.requests_in_flight_max);
     let mut client = s.client.produce_client(channel);
     let responses = client

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_client::{
-    Acks, Client, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
-    Start,
+    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, GroupConfig, Producer,
+    ProducerConfig, ProducerRecord, Start,
 };
 
 use crate::harness::TestBroker;
@@ -90,4 +90,76 @@ async fn sending_done(
         );
         assert_eq!(values.len() as u64, n / 2);
     }
+}
+
+/// Bulk data a consumer has not read yet must never hold up anything else
+/// on the same client: control calls, heartbeats, produce acknowledgements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_polling_never_blocks_other_calls_on_the_same_client() {
+    let b = TestBroker::start();
+    b.ok(&["topic", "create", "w", "-p", "4"]);
+    let mut config = ClientConfig::new(b.addr.clone());
+    // Small HTTP/2 windows, so a small backlog fills them.
+    config.stream_window_bytes = 256 << 10;
+    config.connection_window_bytes = 512 << 10;
+    let client = Client::connect(config).await.unwrap();
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            acks: Acks::All,
+            batch_bytes_max: 64 << 10,
+            ..ProducerConfig::default()
+        },
+    );
+    let value = Bytes::from(vec![b'x'; 1024]);
+    for i in 0..4096u32 {
+        let record = ProducerRecord::value(value.clone()).partition(i % 4);
+        producer.send("w", record).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let consumer_config = ConsumerConfig {
+        partition_bytes_max: 64 << 10,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(client.clone(), consumer_config);
+    let mut group = GroupConfig::new("idle");
+    group.session_timeout_ms = 2_000;
+    group.auto_commit = false;
+    consumer.subscribe(group, &["w"]).await.unwrap();
+    let mut read = 0;
+    while read == 0 {
+        for f in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            read += f.record_count();
+        }
+    }
+    // The consumer stops polling for longer than its session timeout while
+    // its streams fill every window they may.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+
+    let admin = Admin::new(client.clone());
+    let described = tokio::time::timeout(Duration::from_secs(5), admin.describe_group("idle"))
+        .await
+        .expect("control calls are not held up")
+        .unwrap();
+    assert_eq!(
+        described.members.len(),
+        1,
+        "heartbeats kept the member alive"
+    );
+    let ticket = producer
+        .send("w", ProducerRecord::value("more").partition(0))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), ticket.wait())
+        .await
+        .expect("produce acknowledgements are not held up")
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while read < 4097 && std::time::Instant::now() < deadline {
+        for f in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            read += f.record_count();
+        }
+    }
+    assert_eq!(read, 4097, "the consumer resumes where it stopped");
 }
