@@ -172,11 +172,15 @@ impl Log {
             .next_back()
             .map_or(from, |(&b, _)| b);
         let mut replayed = 0u64;
+        // Replayed producers were active after the snapshot, so they count
+        // as seen now: a client's own (possibly old) timestamps must not
+        // expire them.
+        let now = self.clock.now_ms();
         for segment in self.segments.range(first..).map(|(_, s)| s) {
-            for item in segment.headers_from(0) {
+            for item in segment.headers_from_offset(from)? {
                 let Ok((_, h)) = item else { break };
                 if h.base_offset >= from && h.producer_id != ProducerId::NONE {
-                    state.update(&h, h.max_timestamp.0);
+                    state.update(&h, now);
                     replayed += 1;
                 }
             }
@@ -220,6 +224,15 @@ impl Log {
         for segment in self.segments.values() {
             for item in segment.headers_from(0) {
                 let Ok((_, h)) = item else { break };
+                // Headers are not CRC-checked here: a damaged one must not
+                // make the history go backwards, so it ends the walk.
+                if epochs
+                    .entries()
+                    .last()
+                    .is_some_and(|&(_, s)| h.base_offset < s)
+                {
+                    break;
+                }
                 if epochs.latest().is_none_or(|e| h.leader_epoch > e) {
                     epochs.assign(h.leader_epoch, h.base_offset);
                 }

@@ -138,6 +138,13 @@ impl Segment {
             path,
         };
         let report = segment.recover(active)?;
+        if active && segment.size > 0 {
+            // The segment's age survives restarts: it is as old as its first
+            // batch says (never younger than now), as Kafka's `segment.ms` is.
+            if let Some(Ok((_, first))) = segment.headers_from(0).next() {
+                segment.created_ms = now_ms.min(first.max_timestamp.0);
+            }
+        }
         if !active {
             segment.index.uncache();
             segment.time_index.uncache();
@@ -192,6 +199,8 @@ impl Segment {
         self.max_timestamp = max_ts;
         if active {
             self.next_offset = expected;
+        } else if report.corruption.is_none() && !self.compacted && expected != self.next_offset {
+            report.corruption = Some((pos, self.missing_tail(expected)));
         }
         Ok(report)
     }
@@ -428,7 +437,7 @@ impl Segment {
         epochs: &EpochCache,
     ) -> Result<Option<(Bytes, Offset)>> {
         let (mut expected, mut pos) = self.seek(from)?;
-        let window = self.index_interval as usize + max_bytes;
+        let window = (self.index_interval as usize).saturating_add(max_bytes);
         let mut chunk = Bytes::new();
         let mut chunk_pos = pos;
         let mut first: Option<usize> = None;
@@ -441,6 +450,12 @@ impl Segment {
                 }
                 chunk = self.read_chunk(pos, window)?;
                 chunk_pos = pos;
+                if chunk.len() < HEADER_LEN {
+                    return Err(self.corrupt(
+                        pos,
+                        format!("the segment ends {} bytes into a batch header", chunk.len()),
+                    ));
+                }
                 continue;
             }
             let h = self.check_header(&chunk[at..], pos, expected)?;
@@ -472,7 +487,20 @@ impl Segment {
             expected = h.next_offset();
             pos += total as u64;
         }
+        if first.is_none() && pos >= self.size && !self.compacted && expected < self.next_offset {
+            return Err(self.corrupt(pos, self.missing_tail(expected)));
+        }
         Ok(first.map(|f| (chunk.slice(f..end), expected)))
+    }
+
+    /// Why a sealed segment that ends at a batch boundary before its last
+    /// offset is damaged: the records between are lost, not skipped.
+    fn missing_tail(&self, found_end: Offset) -> String {
+        format!(
+            "the segment ends after offset {} but the next segment starts at {}; the records between are missing",
+            found_end.0.saturating_sub(1),
+            self.next_offset
+        )
     }
 
     fn read_chunk(&self, pos: u64, len: usize) -> Result<Bytes> {
@@ -539,6 +567,13 @@ impl Segment {
     /// Walks the headers of every batch from position `pos` to the end.
     pub fn headers_from(&self, pos: u64) -> HeaderWalk<'_> {
         HeaderWalk { segment: self, pos }
+    }
+
+    /// Walks batch headers from the last indexed batch at or before `from`,
+    /// so a walk that starts late in the segment reads little.
+    pub fn headers_from_offset(&self, from: Offset) -> Result<HeaderWalk<'_>> {
+        let (_, pos) = self.seek(from)?;
+        Ok(self.headers_from(pos))
     }
 
     /// The first offset whose record timestamp is at least `ts`, if any

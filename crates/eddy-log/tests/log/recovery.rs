@@ -190,3 +190,114 @@ fn a_truncated_tail_takes_its_epochs_with_it() {
     log.append(&values(1, 1, START_MS), LeaderEpoch(1)).unwrap();
     assert_eq!(read_all(&log, 1 << 20).unwrap().len(), 2);
 }
+
+/// 20 batches of 3 records in 4 KiB segments, closed cleanly; returns the
+/// length of one batch (they are all alike).
+fn sealed_segments(s: &Scenario) -> u64 {
+    let mut log = s.open();
+    for _ in 0..20 {
+        append(&mut log, values(3, 300, START_MS));
+    }
+    let len = log.read(o(0), 1, None).unwrap().bytes.len() as u64;
+    log.close().unwrap();
+    assert!(s.files("log").len() > 2);
+    len
+}
+
+#[test]
+fn a_sealed_segment_with_a_torn_header_at_its_end_is_an_error_not_a_hang() {
+    let s = Scenario::with(|c| c.segment_bytes = 4096);
+    let batch_len = sealed_segments(&s);
+    let sealed = &s.files("log")[0];
+    let size = std::fs::metadata(sealed).unwrap().len();
+    // A power loss left only the first 30 bytes of the last batch.
+    OpenOptions::new()
+        .write(true)
+        .open(sealed)
+        .unwrap()
+        .set_len(size - batch_len + 30)
+        .unwrap();
+    let log = s.open();
+    assert_eq!(log.recovery().corrupt_segments.len(), 1);
+    let first = log.read(o(0), 1 << 20, None).unwrap();
+    assert!(
+        !first.bytes.is_empty(),
+        "the whole batches before it are served"
+    );
+    let err = log.read(first.next_offset, 1 << 20, None).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("into a batch header"), "{err}");
+}
+
+#[test]
+fn a_sealed_segment_missing_its_last_batches_is_reported_not_skipped() {
+    let s = Scenario::with(|c| c.segment_bytes = 4096);
+    let batch_len = sealed_segments(&s);
+    let sealed = &s.files("log")[0];
+    let size = std::fs::metadata(sealed).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(sealed)
+        .unwrap()
+        .set_len(size - batch_len)
+        .unwrap();
+    let log = s.open();
+    let corrupt = &log.recovery().corrupt_segments;
+    assert_eq!(corrupt.len(), 1, "{corrupt:?}");
+    assert!(corrupt[0].2.contains("missing"), "{corrupt:?}");
+    let first = log.read(o(0), 1 << 20, None).unwrap();
+    let err = log.read(first.next_offset, 1 << 20, None).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn a_damaged_header_does_not_break_the_epoch_rebuild() {
+    let s = Scenario::with(|c| c.segment_bytes = 4096);
+    let mut log = s.open();
+    for epoch in [1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2] {
+        log.append(&values(3, 300, START_MS), LeaderEpoch(epoch))
+            .unwrap();
+    }
+    let batch_len = log.read(o(0), 1, None).unwrap().bytes.len() as u64;
+    log.close().unwrap();
+    assert!(s.files("log").len() > 1);
+    let sealed = s.files("log")[0].clone();
+    let at = 3 * batch_len;
+    assert!(at + batch_len <= std::fs::metadata(&sealed).unwrap().len());
+    // Base offset and leader epoch are outside the CRC: the fourth batch
+    // now claims offset 0 and epoch 3, which would make history go back.
+    let f = OpenOptions::new().write(true).open(&sealed).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &0u64.to_be_bytes(), at).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &3u32.to_be_bytes(), at + 12).unwrap();
+    std::fs::remove_file(s.dir.join("leader-epoch-checkpoint")).unwrap();
+    let log = s.open();
+    assert!(log.recovery().epochs_rebuilt);
+    assert_eq!(
+        log.leader_epochs(),
+        &[(LeaderEpoch(1), o(0)), (LeaderEpoch(2), o(6))]
+    );
+    let err = log.read(o(9), 1 << 20, None).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn an_active_segment_keeps_its_age_across_restarts() {
+    let s = Scenario::with(|c| c.segment_ms = 60_000);
+    let mut log = s.open();
+    append(&mut log, values(1, 10, START_MS));
+    drop(log);
+    s.clock.advance(45_000);
+    let mut log = s.open();
+    append(&mut log, values(1, 10, START_MS + 45_000));
+    assert_eq!(log.segments().len(), 1);
+    drop(log);
+    s.clock.advance(20_000);
+    let mut log = s.open();
+    append(&mut log, values(1, 10, START_MS + 65_000));
+    assert_eq!(
+        log.segments().len(),
+        2,
+        "65 s after its first batch the segment rolls, restarts or not"
+    );
+}
