@@ -42,7 +42,16 @@ impl Broker {
     /// Opens the data directory, replays metadata, opens (and recovers)
     /// every hosted partition and registers this broker.
     pub async fn open(config: BrokerConfig, address: String) -> Result<Arc<Broker>, BrokerError> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Broker::open_with_clock(config, address, Arc::new(SystemClock)).await
+    }
+
+    /// [`Broker::open`] with the clock given: the seam through which tests
+    /// drive time (record timestamps, retention, group expiry).
+    pub async fn open_with_clock(
+        config: BrokerConfig,
+        address: String,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         let (meta, topics) = {
             let config = config.clone();
             let clock = clock.clone();

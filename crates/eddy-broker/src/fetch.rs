@@ -72,7 +72,18 @@ impl Broker {
             let decode = req.decode;
             let (response, bytes) =
                 blocking(move || Ok(read_all(&targets_now, names_now, total_max, decode))).await?;
-            if bytes >= req.min_bytes as usize || Instant::now() >= deadline || *shutdown.borrow() {
+            // A partition error (such as an offset out of range) will not go
+            // away by waiting: answer it at once.
+            let failed = response
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .any(|p| p.error.is_some());
+            if failed
+                || bytes >= req.min_bytes as usize
+                || Instant::now() >= deadline
+                || *shutdown.borrow()
+            {
                 return Ok(response);
             }
             tokio::select! {

@@ -59,31 +59,25 @@ impl Broker {
         let correlation_id = req.correlation_id;
         let topic_names: Vec<String> = req.topics.iter().map(|t| t.topic.clone()).collect();
         let this = self.clone();
-        if acks == Acks::None {
-            // Checked now, answered now, written in the background.
-            let plan = blocking(move || this.plan(&req)).await?;
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(e) = blocking(move || write(plan)).await {
-                    tracing::warn!(error = %e, "acks=0 produce failed after it was answered");
-                }
-            });
-            return Ok(ProduceResponse {
-                correlation_id,
-                topics: Vec::new(),
-                error: None,
-            });
-        }
-        // One hop to the blocking pool: check everything, then write.
+        // One hop to the blocking pool: check everything, then write. acks=0
+        // writes before answering too, so that the requests of one stream
+        // land in the order they were sent; it only leaves out the offsets.
         let written = blocking(move || {
             let plan = this.plan(&req)?;
-            if acks != Acks::Leader {
+            if matches!(acks, Acks::All | Acks::Unspecified) {
                 this.check_isr(&plan)?;
             }
             write(plan)
         })
         .await?;
         drop(permit);
+        if acks == Acks::None {
+            return Ok(ProduceResponse {
+                correlation_id,
+                topics: Vec::new(),
+                error: None,
+            });
+        }
         Ok(response(correlation_id, topic_names, written))
     }
 

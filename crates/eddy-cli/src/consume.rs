@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Args;
 use eddy_client::{
-    Assignor, Consumer, ConsumerConfig, GroupConfig, OffsetCommit, RebalanceListener, Start,
-    TopicPartition,
+    Assignor, Consumer, ConsumerConfig, ErrorCode, GroupConfig, OffsetCommit, RebalanceListener,
+    Start, TopicPartition,
 };
 
 use crate::{Connection, connect};
@@ -144,6 +144,35 @@ impl RebalanceListener for CommitPrinted {
             .filter_map(|tp| printed.remove(tp).map(|offset| commit(tp, offset)))
             .collect()
     }
+
+    fn on_lost(&mut self, lost: &[TopicPartition]) {
+        // Another member may own them already: never commit them again.
+        let mut printed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for tp in lost {
+            printed.remove(tp);
+        }
+    }
+}
+
+/// Commits what was printed. A commit the group refuses because it moved on
+/// (a rebalance started, or this member was dropped) is not fatal: the next
+/// poll rejoins, and whoever reads those partitions next starts from the
+/// last accepted commit, so records may repeat but none are skipped.
+async fn commit_printed(consumer: &mut Consumer, printed: &Printed) -> anyhow::Result<()> {
+    match consumer.commit_offsets(commits(printed)).await {
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::IllegalGeneration
+                    | ErrorCode::UnknownMember
+                    | ErrorCode::RebalanceInProgress
+            ) =>
+        {
+            tracing::warn!(error = %e, "commit refused by the group; rejoining");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 fn commit(tp: &TopicPartition, offset: u64) -> OffsetCommit {
@@ -185,7 +214,7 @@ async fn follow(
             && last_commit.elapsed() >= COMMIT_INTERVAL
         {
             out.flush().or_else(ignore_broken_pipe)?;
-            consumer.commit_offsets(commits(p)).await?;
+            commit_printed(&mut consumer, p).await?;
             last_commit = Instant::now();
         }
         let fetched = consumer.poll(wait).await?;
@@ -224,7 +253,7 @@ async fn follow(
     }
     out.flush().or_else(ignore_broken_pipe)?;
     if let Some(p) = &printed {
-        consumer.commit_offsets(commits(p)).await?;
+        commit_printed(&mut consumer, p).await?;
     }
     consumer.close().await?;
     Ok(())

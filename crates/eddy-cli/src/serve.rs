@@ -54,6 +54,10 @@ pub struct Tuning {
     /// How often retention and compaction run, in milliseconds.
     #[arg(long, env = "EDDY_RETENTION_CHECK_INTERVAL_MS")]
     retention_check_interval_ms: Option<u64>,
+    /// A consumer group with no members is forgotten, committed offsets and
+    /// all, this many minutes after it became empty (default 7 days).
+    #[arg(long, env = "EDDY_OFFSETS_RETENTION_MINUTES")]
+    offsets_retention_minutes: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +84,7 @@ struct FileConfig {
     flush: Option<String>,
     request_bytes_max: Option<usize>,
     retention_check_interval_ms: Option<u64>,
+    offsets_retention_minutes: Option<u64>,
     produce_in_flight_max: Option<usize>,
     fetch_bytes_max: Option<usize>,
     fetch_wait_ms_max: Option<u64>,
@@ -152,6 +157,19 @@ fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Re
         .or(file.retention_check_interval_ms)
     {
         config.retention_check_interval_ms = v.max(1);
+    }
+    if let Some(m) = t
+        .offsets_retention_minutes
+        .or(file.offsets_retention_minutes)
+    {
+        let ms = m
+            .checked_mul(60_000)
+            .and_then(|ms| i64::try_from(ms).ok())
+            .filter(|&ms| ms > 0)
+            .with_context(|| {
+                format!("--offsets-retention-minutes {m} is out of range: give 1 or more minutes")
+            })?;
+        config.groups.offsets_retention_ms = ms;
     }
     Ok(())
 }

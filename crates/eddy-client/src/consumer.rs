@@ -317,7 +317,18 @@ impl Consumer {
         if m.eager() && !old.is_empty() {
             self.revoke(m, &old).await;
         }
-        let (new, _follow_up) = m.join().await?;
+        let joined = m.join().await?;
+        if joined.lost && !m.assigned.is_empty() {
+            // Another member may own them already: forget them, commit nothing.
+            let lost: Vec<TopicPartition> = std::mem::take(&mut m.assigned).into_iter().collect();
+            for tp in &lost {
+                self.drop_position(tp);
+            }
+            if let Some(l) = self.listener.as_mut() {
+                l.on_lost(&lost);
+            }
+        }
+        let new = joined.assignment;
         let revoked: BTreeSet<TopicPartition> = m.assigned.difference(&new).cloned().collect();
         if !revoked.is_empty() {
             self.revoke(m, &revoked).await;

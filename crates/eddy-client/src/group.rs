@@ -81,6 +81,22 @@ pub trait RebalanceListener: Send + Sync {
     fn on_assigned(&mut self, assigned: &[TopicPartition]) {
         let _ = assigned;
     }
+
+    /// `lost` were this member's, but the coordinator forgot the member
+    /// (it was silent past the session timeout): they may already belong to
+    /// another member, so nothing is committed for them.
+    fn on_lost(&mut self, lost: &[TopicPartition]) {
+        let _ = lost;
+    }
+}
+
+/// The outcome of a join.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    pub assignment: BTreeSet<TopicPartition>,
+    /// The coordinator had forgotten this member, which joined as a new one:
+    /// whatever it held before is lost, not revoked.
+    pub lost: bool,
 }
 
 /// What a member knows about its group.
@@ -129,7 +145,7 @@ impl Membership {
 
     /// Joins (or rejoins) and returns the new assignment. A member the
     /// coordinator forgot joins again as a new member.
-    pub async fn join(&mut self) -> Result<(BTreeSet<TopicPartition>, bool)> {
+    pub async fn join(&mut self) -> Result<Joined> {
         self.stop_heartbeat();
         let owned = if self.eager() {
             Vec::new()
@@ -146,8 +162,10 @@ impl Membership {
             assignor: self.config.assignor as i32,
             owned,
         };
+        let mut lost = false;
         let response = match self.groups().join_group(request.clone()).await {
             Err(s) if ClientError::from(s.clone()).code() == ErrorCode::UnknownMember => {
+                lost = true;
                 request.member_id.clear();
                 request.owned.clear();
                 self.groups().join_group(request).await?
@@ -167,7 +185,7 @@ impl Membership {
                 t.partitions.iter().map(move |&p| (topic.clone(), p))
             })
             .collect();
-        Ok((assignment, response.follow_up))
+        Ok(Joined { assignment, lost })
     }
 
     fn start_heartbeat(&mut self) {

@@ -146,7 +146,9 @@ impl DeliveryTicket {
         self.state.completed_at.lock().map(Instant::into_std)
     }
 
-    /// The record's offset (`None` with acks=0), or why it was not written.
+    /// The record's offset, or why it was not written. The offset is
+    /// `None` with acks=0, and for a resent batch the broker had already
+    /// written so long ago that it no longer knows where (written once).
     pub async fn wait(self) -> Result<Option<u64>> {
         loop {
             let notified = self.state.done.notified();
@@ -171,6 +173,9 @@ struct OpenBatch {
 }
 
 struct ReadyBatch {
+    /// When it was sealed, counting from 0 for the producer: a partition's
+    /// batches must reach the broker in this order, retries included.
+    order: u64,
     topic: Arc<str>,
     partition: u32,
     bytes: Bytes,
@@ -194,6 +199,7 @@ struct Accumulator {
     /// Idempotence: the producer's identity, and each partition's next sequence.
     identity: Option<ProducerStamp>,
     sequences: HashMap<(Arc<str>, u32), i32>,
+    sealed: u64,
     flush_requested: bool,
     closed: bool,
 }
@@ -210,16 +216,21 @@ struct Shared {
     idle: Notify,
     first_error: Mutex<Option<ClientError>>,
     correlation: AtomicU64,
-    /// Batches to send again, oldest first; they go before any new batch.
+    /// Batches to send again; they go before any new batch, in sealing
+    /// order. Lock order: `retry`, then a connection's `pending`, then
+    /// `in_flight`.
     retry: Mutex<VecDeque<ReadyBatch>>,
     /// Nothing is sent before this instant (backoff after a failure).
     backoff_until: Mutex<Option<Instant>>,
     /// Leaders may have moved: refresh metadata before sending.
     refresh: AtomicBool,
-    /// Per partition: the connection its in-flight batches are on, and how
-    /// many. A partition never has batches in flight on two connections, so
-    /// a retry can never be overtaken by a later batch.
-    in_flight: Mutex<HashMap<PartitionKey, (String, usize)>>,
+    /// Per partition: the connection (by id) its in-flight batches are on,
+    /// and how many. A partition never has batches in flight on two
+    /// connections, and a batch leaves this count only once it is
+    /// acknowledged, failed, or back in `retry`; so a later batch can never
+    /// overtake one that will be resent.
+    in_flight: Mutex<HashMap<PartitionKey, (u64, usize)>>,
+    connection_ids: AtomicU64,
     identity: tokio::sync::OnceCell<ProducerStamp>,
 }
 
@@ -254,6 +265,7 @@ impl Producer {
             backoff_until: Mutex::new(None),
             refresh: AtomicBool::new(false),
             in_flight: Mutex::new(HashMap::new()),
+            connection_ids: AtomicU64::new(0),
             identity: tokio::sync::OnceCell::new(),
         });
         tokio::spawn(sender(shared.clone()));
@@ -307,6 +319,15 @@ impl Producer {
                 (None, Some(key)) => partition_for_key(key, count),
                 (None, None) => *acc.sticky.entry(topic.clone()).or_insert(0) % count,
             };
+            if s.config.stable_name.is_some()
+                && acc.identity.is_some()
+                && !acc.sequences.contains_key(&(topic.clone(), partition))
+            {
+                s.buffer.add_permits(size);
+                return Err(ClientError::Invalid(format!(
+                    "this producer has a stable name, so its sequences continue across restarts and the broker drops anything at or below the last one it wrote: call set_next_sequence({topic:?}, {partition}, N) with the partition's next sequence (0 the first time) before sending there"
+                )));
+            }
             append(
                 &mut acc,
                 &s.config,
@@ -347,6 +368,25 @@ impl Producer {
             .await?;
         s.acc.lock().identity = Some(*stamp);
         Ok(())
+    }
+
+    /// With a stable name, where a partition's sequence numbers continue:
+    /// the first sequence of the next batch sent there. An exactly-once
+    /// pipeline keeps it beside its committed input offset; sending to a
+    /// partition before its sequence is set is refused, since a restarted
+    /// producer that started again at 0 would have its new records dropped
+    /// as duplicates.
+    pub fn set_next_sequence(&self, topic: &str, partition: u32, next: i32) {
+        let mut acc = self.shared.acc.lock();
+        acc.sequences
+            .insert((Arc::from(topic), partition), next.max(0));
+    }
+
+    /// The first sequence the next batch to `partition` of `topic` will
+    /// carry, once the producer has stamped one there or was told it.
+    pub fn next_sequence(&self, topic: &str, partition: u32) -> Option<i32> {
+        let acc = self.shared.acc.lock();
+        acc.sequences.get(&(Arc::from(topic), partition)).copied()
     }
 
     /// The producer's id and epoch, once idempotence has started.
@@ -513,7 +553,10 @@ fn seal(acc: &mut Accumulator, key: &(Arc<str>, u32), partition_count: u32) {
     {
         *sticky = sticky.wrapping_add(1);
     }
+    let order = acc.sealed;
+    acc.sealed += 1;
     acc.ready.push_back(ReadyBatch {
+        order,
         topic: key.0.clone(),
         partition: key.1,
         bytes: Bytes::from(bytes),
@@ -536,7 +579,7 @@ struct InFlight {
 /// after a failed request either, so its in-flight batches are resent, in
 /// order, on a new stream.
 struct Connection {
-    address: String,
+    id: u64,
     tx: mpsc::Sender<ProduceRequest>,
     pending: Arc<Mutex<Pending>>,
     slots: Arc<Semaphore>,
@@ -584,7 +627,7 @@ async fn sender(s: Arc<Shared>) {
             continue;
         }
         connections.retain(|_, c| !c.pending.lock().dead);
-        let (groups, held) = group_by_leader(&s, ready);
+        let (groups, held) = group_by_leader(&s, ready, &connections);
         for (address, batches) in groups {
             send_request(&s, &mut connections, &address, batches).await;
         }
@@ -603,9 +646,13 @@ async fn sender(s: Arc<Shared>) {
 }
 
 /// Seals batches past their linger time (all of them after a flush) and
-/// takes every ready batch, retries first.
+/// takes every ready batch, retries first, each partition's in sealing order.
 fn take_ready(s: &Shared) -> (Vec<ReadyBatch>, Option<Instant>, bool) {
     let mut ready: Vec<ReadyBatch> = s.retry.lock().drain(..).collect();
+    // Retries come back from several places (a dead connection, a failed
+    // request, batches held back); sealing order puts each partition's
+    // batches back in the order they must be written.
+    ready.sort_by_key(|b| b.order);
     let mut acc = s.acc.lock();
     let linger = Duration::from_millis(s.config.linger_ms);
     let now = Instant::now();
@@ -632,10 +679,12 @@ fn take_ready(s: &Shared) -> (Vec<ReadyBatch>, Option<Instant>, bool) {
 }
 
 /// Groups batches by their leader's address; batches of a partition that
-/// has batches in flight on another connection are held back.
+/// has batches in flight on another connection (a dead one included: they
+/// are on their way back to `retry`) are held back.
 fn group_by_leader(
     s: &Shared,
     ready: Vec<ReadyBatch>,
+    connections: &HashMap<String, Connection>,
 ) -> (Vec<(String, Vec<ReadyBatch>)>, Vec<ReadyBatch>) {
     let mut groups: Vec<(String, Vec<ReadyBatch>)> = Vec::new();
     let mut held = Vec::new();
@@ -646,9 +695,10 @@ fn group_by_leader(
     for batch in ready {
         let key = (batch.topic.clone(), batch.partition);
         let leader = s.client.leader_address(&batch.topic, batch.partition);
+        let current = connections.get(&leader).map(|c| c.id);
         let (elsewhere, sent) = in_flight
             .get(&key)
-            .map_or((false, 0), |(a, n)| (*n > 0 && *a != leader, *n));
+            .map_or((false, 0), |&(id, n)| (n > 0 && Some(id) != current, n));
         let now = grouped.entry(key.clone()).or_default();
         if elsewhere || sent + *now >= PARTITION_IN_FLIGHT_MAX || held_partitions.contains(&key) {
             held_partitions.insert(key);
@@ -733,8 +783,8 @@ async fn send_one(
         for b in &batches {
             let entry = in_flight
                 .entry((b.topic.clone(), b.partition))
-                .or_insert((conn.address.clone(), 0));
-            entry.0 = conn.address.clone();
+                .or_insert((conn.id, 0));
+            entry.0 = conn.id;
             entry.1 += 1;
         }
         drop(in_flight);
@@ -748,7 +798,7 @@ async fn send_one(
     }
     if conn.tx.send(request).await.is_err() {
         // The stream is gone; its reader requeues whatever was pending.
-        kill(s, &conn.pending, None);
+        kill(s, &conn.pending, Vec::new(), None);
     }
     Ok(())
 }
@@ -791,7 +841,7 @@ async fn open_connection(s: &Arc<Shared>, address: &str) -> Result<Connection> {
     let pending: Arc<Mutex<Pending>> = Arc::default();
     tokio::spawn(receive(s.clone(), responses, pending.clone()));
     Ok(Connection {
-        address: address.to_string(),
+        id: s.connection_ids.fetch_add(1, Ordering::Relaxed),
         tx,
         pending,
         slots: Arc::new(Semaphore::new(s.config.requests_in_flight_max)),
@@ -808,51 +858,68 @@ async fn receive(
         let response = match responses.message().await {
             Ok(Some(r)) => r,
             Ok(None) => {
-                kill(
-                    &s,
-                    &pending,
-                    Some(unavailable("the broker closed the produce stream")),
-                );
+                let e = unavailable("the broker closed the produce stream");
+                kill(&s, &pending, Vec::new(), Some(e));
                 return;
             }
             Err(status) => {
-                kill(&s, &pending, Some(ClientError::from(status)));
+                kill(&s, &pending, Vec::new(), Some(ClientError::from(status)));
                 return;
             }
         };
         let Some((id, f)) = pending.lock().requests.pop_front() else {
             continue;
         };
-        debug_assert_eq!(id, response.correlation_id);
-        release(&s, &f.batches);
+        if id != response.correlation_id {
+            // Responses come in request order; anything else is a broker bug,
+            // and guessing which batches it answers could lose records.
+            let e = unavailable(&format!(
+                "the broker answered request {} when {id} was next; resending on a new stream",
+                response.correlation_id
+            ));
+            kill(&s, &pending, f.batches, Some(e));
+            return;
+        }
         match &response.error {
-            None => complete(&s, f, response),
+            None => {
+                release(&s, &f.batches);
+                complete(&s, f, response);
+            }
             Some(e) => {
                 let e = ClientError::partition(e);
+                let mut resend = Vec::new();
                 if e.is_retriable() {
-                    requeue(&s, f.batches, Some(e.clone()));
+                    resend = f.batches;
                 } else {
+                    release(&s, &f.batches);
                     for b in f.batches {
                         fail(&s, b, e.clone());
                     }
                 }
                 // The broker wrote nothing after this request: resend the rest.
-                kill(&s, &pending, Some(e));
+                kill(&s, &pending, resend, Some(e));
                 return;
             }
         }
     }
 }
 
-/// Marks a connection dead and requeues everything still pending on it.
-fn kill(s: &Shared, pending: &Mutex<Pending>, cause: Option<ClientError>) {
+/// Marks a connection dead and requeues `first` (batches of its answered
+/// request that must be resent) and everything still pending on it. They
+/// are in `retry` before their in-flight counts drop, so the sender never
+/// sees a partition as free while one of its batches is on its way back.
+fn kill(s: &Shared, pending: &Mutex<Pending>, first: Vec<ReadyBatch>, cause: Option<ClientError>) {
+    let mut retry = s.retry.lock();
     let drained: Vec<ReadyBatch> = {
         let mut p = pending.lock();
         p.dead = true;
-        p.requests.drain(..).flat_map(|(_, f)| f.batches).collect()
+        let rest = p.requests.drain(..).flat_map(|(_, f)| f.batches);
+        first.into_iter().chain(rest).collect()
     };
+    // The counts must drop for exactly the batches drained, before
+    // `requeue_into` fails the expired ones.
     release(s, &drained);
-    requeue(s, drained, cause);
+    requeue_into(s, &mut retry, drained, cause);
 }
 
 /// Forgets batches' in-flight counts.
@@ -872,13 +939,22 @@ fn release(s: &Shared, batches: &[ReadyBatch]) {
 /// Puts batches back to be sent again (in order, after a backoff and a
 /// metadata refresh), or fails those past their delivery timeout.
 fn requeue(s: &Shared, batches: Vec<ReadyBatch>, cause: Option<ClientError>) {
+    let mut retry = s.retry.lock();
+    requeue_into(s, &mut retry, batches, cause);
+}
+
+fn requeue_into(
+    s: &Shared,
+    retry: &mut VecDeque<ReadyBatch>,
+    batches: Vec<ReadyBatch>,
+    cause: Option<ClientError>,
+) {
     if batches.is_empty() {
         return;
     }
     let timeout = Duration::from_millis(s.config.delivery_timeout_ms);
     let cause = cause.unwrap_or_else(|| unavailable("the connection to the broker failed"));
     let mut attempts = 0;
-    let mut retry = s.retry.lock();
     for mut b in batches {
         if b.created.elapsed() >= timeout {
             let e = ClientError::Invalid(format!(
@@ -892,7 +968,6 @@ fn requeue(s: &Shared, batches: Vec<ReadyBatch>, cause: Option<ClientError>) {
         attempts = attempts.max(b.attempts);
         retry.push_back(b);
     }
-    drop(retry);
     let shift = attempts.saturating_sub(1).min(16);
     let backoff = (s.config.retry_backoff_ms << shift).min(s.config.retry_backoff_ms_max);
     *s.backoff_until.lock() = Some(Instant::now() + Duration::from_millis(backoff));
@@ -910,18 +985,20 @@ fn unavailable(message: &str) -> ClientError {
 }
 
 fn complete(s: &Shared, f: InFlight, response: ProduceResponse) {
-    let mut results: HashMap<(String, u32), VecDeque<u64>> = HashMap::new();
+    let mut results: HashMap<(String, u32), VecDeque<Option<u64>>> = HashMap::new();
     for t in response.topics {
         for p in t.partitions {
             results
                 .entry((t.topic.clone(), p.partition))
                 .or_default()
-                .push_back(p.base_offset);
+                // A duplicate too old for the broker to remember where it
+                // landed: written once, offsets unknown.
+                .push_back((!p.offsets_unknown).then_some(p.base_offset));
         }
     }
     for b in f.batches {
         let key = (b.topic.to_string(), b.partition);
-        let base = results.get_mut(&key).and_then(|q| q.pop_front());
+        let base = results.get_mut(&key).and_then(|q| q.pop_front()).flatten();
         finish(s, b, Ok(base));
     }
 }

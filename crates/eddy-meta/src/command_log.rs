@@ -28,6 +28,7 @@ impl CommandLog {
         let mut commands = Vec::new();
         let mut good_len = 0u64;
         let mut damage: Option<(usize, String)> = None;
+        let mut last_len = 0u64;
         let reader = BufReader::new(&file);
         for (i, line) in reader.split(b'\n').enumerate() {
             let line = line.map_err(MetaError::io("reading", path))?;
@@ -41,7 +42,8 @@ impl CommandLog {
             match decode(&line) {
                 Ok(cmd) => {
                     commands.push(cmd);
-                    good_len += line.len() as u64 + 1;
+                    last_len = line.len() as u64 + 1;
+                    good_len += last_len;
                 }
                 Err(reason) => damage = Some((i + 1, reason)),
             }
@@ -50,6 +52,12 @@ impl CommandLog {
             .metadata()
             .map_err(MetaError::io("reading size of", path))?
             .len();
+        if good_len > size {
+            // The last command lost its newline: its write was cut short
+            // before the fsync that acknowledges it, so it never happened.
+            commands.pop();
+            good_len -= last_len;
+        }
         if size != good_len {
             tracing::warn!(path = %path.display(), dropped_bytes = size - good_len, "dropping a torn last metadata command");
             file.set_len(good_len)

@@ -14,6 +14,8 @@
 //! heartbeat interval.
 
 pub mod assignor;
+#[cfg(test)]
+mod expiry_tests;
 mod records;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -233,6 +235,8 @@ impl Group {
 struct Committed {
     offset: u64,
     metadata: Bytes,
+    /// When it was committed (broker clock), which dates an empty group.
+    commit_ms: i64,
 }
 
 /// Coordinator state of one broker.
@@ -395,6 +399,17 @@ impl Broker {
                 let g = groups.entry(id).or_insert_with(|| Group::new(now_ms));
                 g.generation = v.generation;
                 g.strategy = Some(v.assignor);
+            }
+        }
+        // Every group with offsets is known, so that it expires; it has been
+        // empty since its last commit (members would have committed since).
+        for (id, committed) in &offsets {
+            let last = committed.values().map(|c| c.commit_ms).max();
+            let g = groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(now_ms));
+            if let Some(last) = last {
+                g.empty_since_ms = Some(last.min(now_ms));
             }
         }
         tracing::info!(groups = offsets.len(), "loaded committed offsets");
@@ -645,7 +660,20 @@ impl Broker {
                         member: req.member_id.clone(),
                     });
                 }
-                _ => {}
+                Some(g) => {
+                    // An admin commit to an empty group: its retention restarts.
+                    g.empty_since_ms = Some(self.now_ms());
+                }
+                None => {
+                    // An admin commit creates the group (empty), so it expires too.
+                    if groups.len() >= self.groups.config.groups_max {
+                        return Err(BrokerError::LimitExceeded(format!(
+                            "this coordinator already has {} groups (groups_max)",
+                            self.groups.config.groups_max
+                        )));
+                    }
+                    groups.insert(req.group_id.clone(), Group::new(self.now_ms()));
+                }
             }
         }
         let now_ms = self.now_ms();
@@ -675,6 +703,7 @@ impl Broker {
                 Committed {
                     offset: o.offset,
                     metadata: o.metadata,
+                    commit_ms: now_ms,
                 },
             );
         }
@@ -918,6 +947,7 @@ fn apply_record(
                     Committed {
                         offset: v.offset,
                         metadata: Bytes::from(v.metadata),
+                        commit_ms: v.commit_ms,
                     },
                 );
             }
@@ -947,41 +977,60 @@ pub(crate) async fn group_ticker(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let now = Instant::now();
-        let now_ms = broker.now_ms();
-        let meta = broker.meta.state();
-        let delay = Duration::from_millis(broker.groups.config.initial_rebalance_delay_ms);
-        let mut expired_groups = Vec::new();
-        {
-            let mut groups = broker.groups.groups.lock();
-            for (id, g) in groups.iter_mut() {
-                let silent: Vec<String> = g
-                    .members
-                    .iter()
-                    .filter(|(_, m)| now.saturating_duration_since(m.last_seen) > m.session_timeout)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for m in silent {
-                    tracing::info!(group = %id, member = %m, "member's session expired");
-                    g.remove_member(&m, now, delay, now_ms);
-                }
-                if g.ready(now) {
-                    broker.finish_rebalance(id, g, &meta, now);
-                }
-                if g.state == State::Empty
-                    && g.empty_since_ms
-                        .is_some_and(|t| now_ms - t > broker.groups.config.offsets_retention_ms)
-                {
-                    expired_groups.push(id.clone());
-                }
+        // Groups known only from `__consumer_offsets` must expire too, even
+        // if no client asks about groups after a restart.
+        if let Err(e) = broker.groups_loaded().await {
+            tracing::warn!(error = %e, "cannot load {OFFSETS_TOPIC}; retrying");
+            continue;
+        }
+        let expired = broker.tick_groups(Instant::now());
+        broker.expire_groups(expired).await;
+    }
+}
+
+impl Broker {
+    /// Removes members silent past their session timeout, completes due
+    /// rebalances, and returns the groups empty for longer than
+    /// `offsets_retention_ms` (already forgotten in memory).
+    fn tick_groups(self: &Arc<Self>, now: Instant) -> Vec<String> {
+        let now_ms = self.now_ms();
+        let meta = self.meta.state();
+        let delay = Duration::from_millis(self.groups.config.initial_rebalance_delay_ms);
+        let retention_ms = self.groups.config.offsets_retention_ms;
+        let mut expired = Vec::new();
+        let mut groups = self.groups.groups.lock();
+        for (id, g) in groups.iter_mut() {
+            let silent: Vec<String> = g
+                .members
+                .iter()
+                .filter(|(_, m)| now.saturating_duration_since(m.last_seen) > m.session_timeout)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for m in silent {
+                tracing::info!(group = %id, member = %m, "member's session expired");
+                g.remove_member(&m, now, delay, now_ms);
             }
-            for id in &expired_groups {
-                groups.remove(id);
+            if g.ready(now) {
+                self.finish_rebalance(id, g, &meta, now);
+            }
+            if g.state == State::Empty
+                && g.empty_since_ms.is_some_and(|t| now_ms - t > retention_ms)
+            {
+                expired.push(id.clone());
             }
         }
-        for id in expired_groups {
+        for id in &expired {
+            groups.remove(id);
+        }
+        expired
+    }
+
+    /// Writes tombstones for the committed offsets and generation of each
+    /// expired group, so they stay gone after a restart.
+    async fn expire_groups(self: &Arc<Self>, expired: Vec<String>) {
+        for id in expired {
             let keys: Vec<Vec<u8>> = {
-                let mut cache = broker.groups.offsets.lock();
+                let mut cache = self.groups.offsets.lock();
                 let tps = cache.remove(&id).unwrap_or_default();
                 tps.into_keys()
                     .map(|(topic, partition)| {
@@ -996,7 +1045,7 @@ pub(crate) async fn group_ticker(broker: Arc<Broker>) {
                     .collect()
             };
             let records = keys.into_iter().map(|k| (k, None)).collect();
-            match broker.write_offsets(&id, records).await {
+            match self.write_offsets(&id, records).await {
                 Ok(()) => tracing::info!(group = %id, "expired an empty group and its offsets"),
                 Err(e) => tracing::warn!(group = %id, error = %e, "could not expire group"),
             }

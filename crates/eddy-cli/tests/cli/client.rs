@@ -70,7 +70,13 @@ async fn sending_done(
     }
     let mut seen: Vec<Vec<u64>> = vec![Vec::new(), Vec::new()];
     let mut total = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while total.len() < n as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} records came back",
+            total.len()
+        );
         for f in consumer.poll(Duration::from_millis(500)).await.unwrap() {
             for r in f.records().unwrap() {
                 let v: u64 = std::str::from_utf8(r.value.as_deref().unwrap())

@@ -132,11 +132,11 @@ fn three_members_split_six_partitions_and_a_killed_members_partitions_move_witho
 }
 
 #[test]
-fn a_seventh_member_on_six_partitions_stays_idle() {
+fn a_seventh_member_on_six_partitions_stays_idle_until_another_leaves() {
     let b = TestBroker::start();
     let tmp = tempfile::tempdir().unwrap();
     b.ok(&["topic", "create", "six", "-p", "6"]);
-    let _members: Vec<Member> = (0..7)
+    let mut members: Vec<Member> = (0..7)
         .map(|i| Member::start(&b, tmp.path(), &format!("m{i}"), "six", "G7"))
         .collect();
     let mut described = String::new();
@@ -162,6 +162,29 @@ fn a_seventh_member_on_six_partitions_stays_idle() {
         owners.len(),
         6,
         "six partitions, six different owners:\n{described}"
+    );
+
+    // A busy member dies: the idle one takes its partition.
+    let idle_client = member_lines
+        .iter()
+        .find(|l| l.ends_with("idle"))
+        .and_then(|l| l.split(['(', ')']).nth(1))
+        .unwrap()
+        .to_string();
+    let busy = members
+        .iter()
+        .position(|m| format!("eddy-consume-{}", m.child.id()) != idle_client)
+        .unwrap();
+    drop(members.remove(busy));
+    eventually(Duration::from_secs(20), "six busy members", || {
+        described = b.eddy(&["group", "describe", "G7"]).stdout;
+        described.contains("state Stable")
+            && described.contains("members 6")
+            && !described.contains("idle")
+    });
+    assert!(
+        described.contains(&idle_client),
+        "the idle member took over:\n{described}"
     );
 }
 

@@ -276,6 +276,45 @@ async fn a_produce_stream_answers_in_order_and_stops_writing_at_the_first_failur
     );
 }
 
+#[tokio::test]
+async fn acks_0_requests_on_a_stream_are_written_in_the_order_sent() {
+    let b = TestBroker::start();
+    b.ok(&["topic", "create", "a0"]);
+    let mut p = ProduceClient::new(channel(&b).await);
+    let sent: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    let requests: Vec<_> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut r = produce_batch("a0", 0, batch(&[v]), pb::Acks::None);
+            r.correlation_id = i as u64;
+            r
+        })
+        .collect();
+    let mut responses = p
+        .produce_stream(tokio_stream_iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(r) = responses.message().await.unwrap() {
+        assert!(r.error.is_none(), "{r:?}");
+        assert!(r.topics.is_empty(), "acks=0 answers carry no offsets");
+    }
+    let mut c = ConsumeClient::new(channel(&b).await);
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let resp = c
+            .fetch(fetch("a0", 0, got.len() as u64))
+            .await
+            .unwrap()
+            .into_inner();
+        let more = values(&resp);
+        assert!(!more.is_empty(), "records missing after {}", got.len());
+        got.extend(more);
+    }
+    assert_eq!(got, sent);
+}
+
 fn tokio_stream_iter<T: Send + Unpin + 'static>(
     items: Vec<T>,
 ) -> impl futures_like::Stream<Item = T> {
@@ -342,6 +381,16 @@ async fn fetching_outside_the_log_is_a_partition_error() {
     );
     let unknown = c.fetch(fetch("zzz", 0, 0)).await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
+    // Waiting would not help, so a long poll answers the error at once.
+    let mut long_poll = fetch("r", 0, 5);
+    long_poll.max_wait_ms = 30_000;
+    long_poll.min_bytes = 1;
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.fetch(long_poll))
+        .await
+        .expect("a fetch with a partition error answers before its max wait")
+        .unwrap()
+        .into_inner();
+    assert!(resp.topics[0].partitions[0].error.is_some());
 }
 
 #[tokio::test]

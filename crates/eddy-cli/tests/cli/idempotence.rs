@@ -122,6 +122,67 @@ async fn a_batch_sent_twice_is_written_once_and_both_answers_carry_its_offsets()
     assert_eq!(end_offset(&b, "i"), "3", "one copy in the log");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_after_a_lost_answer_is_acknowledged_with_the_original_offsets() {
+    let proxy = ChaosProxy::start().await;
+    let b = tokio::task::spawn_blocking(TestBroker::start)
+        .await
+        .unwrap();
+    proxy.forward_to(&b.addr);
+    b.ok(&["topic", "create", "lost"]);
+    let mut direct = produce_client(&b.addr).await;
+    let id = identity(&mut direct, "").await;
+    direct
+        .produce(request("lost", stamped(id, 0, 2)))
+        .await
+        .unwrap();
+
+    // The batch reaches the broker through the proxy; its answer does not.
+    let mut via_proxy = produce_client(&proxy.addr).await;
+    proxy.mute_responses(true);
+    let first = tokio::time::timeout(
+        Duration::from_secs(2),
+        via_proxy.produce(request("lost", stamped(id, 2, 3))),
+    )
+    .await;
+    assert!(first.is_err(), "the answer was lost: {first:?}");
+    let written = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while end_offset(&b, "lost") != "5" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batch was written"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        b
+    })
+    .await
+    .unwrap();
+    proxy.mute_responses(false);
+    proxy.cut_all();
+
+    // The producer, not knowing, sends the same batch again.
+    let again = result(
+        direct
+            .produce(request("lost", stamped(id, 2, 3)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(again.duplicate);
+    assert_eq!((again.base_offset, again.last_offset), (2, 4));
+    assert_eq!(end_offset(&written, "lost"), "5", "one copy in the log");
+    let next = result(
+        direct
+            .produce(request("lost", stamped(id, 5, 1)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!((next.base_offset, next.duplicate), (5, false));
+}
+
 #[tokio::test]
 async fn gaps_and_fenced_epochs_are_refused_with_their_errors() {
     let b = TestBroker::start();
@@ -363,4 +424,75 @@ async fn a_long_run_with_cut_connections_and_broker_restarts_writes_every_record
             "partition {p}: in order, no duplicates (seed {seed})"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_with_a_stable_name_continues_its_sequences_across_restarts() {
+    let b = tokio::task::spawn_blocking(TestBroker::start)
+        .await
+        .unwrap();
+    b.ok(&["topic", "create", "sn"]);
+    let client = Client::connect(ClientConfig::new(b.addr.clone()))
+        .await
+        .unwrap();
+    let start = |client: &Client| {
+        Producer::new(
+            client.clone(),
+            ProducerConfig {
+                stable_name: Some("pipeline-task-0".into()),
+                linger_ms: 1,
+                ..ProducerConfig::default()
+            },
+        )
+    };
+    let send = |p: &Producer, v: &'static str| {
+        let p = p.clone();
+        async move {
+            p.send("sn", ProducerRecord::value(v).partition(0))
+                .await?
+                .wait()
+                .await
+        }
+    };
+    let first = start(&client);
+    let refused = send(&first, "a").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("set_next_sequence"),
+        "a stable producer must be told where its sequences are: {refused}"
+    );
+    first.set_next_sequence("sn", 0, 0);
+    for v in ["a", "b", "c"] {
+        send(&first, v).await.unwrap();
+    }
+    assert_eq!(first.next_sequence("sn", 0), Some(3));
+    let first_epoch = first.identity().unwrap().1;
+    first.close().await.unwrap();
+
+    // A restart that replays from an older position resends the same
+    // records with the same sequences: acknowledged, not written again.
+    let replay = start(&client);
+    replay.set_next_sequence("sn", 0, 1);
+    send(&replay, "b").await.unwrap();
+    send(&replay, "c").await.unwrap();
+    assert!(
+        replay.identity().unwrap().1 > first_epoch,
+        "the epoch was bumped"
+    );
+    replay.set_next_sequence("sn", 0, 3);
+    assert_eq!(send(&replay, "d").await.unwrap(), Some(3));
+    replay.close().await.unwrap();
+
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    consumer.assign("sn", 0, Start::Earliest).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < 4 && std::time::Instant::now() < deadline {
+        for f in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            for r in f.records().unwrap() {
+                got.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+            }
+        }
+    }
+    assert_eq!(got, ["a", "b", "c", "d"]);
+    assert_eq!(end_offset(&b, "sn"), "4", "nothing written twice");
 }

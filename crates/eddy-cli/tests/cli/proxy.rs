@@ -1,9 +1,11 @@
-//! A TCP proxy that can cut every connection at once: requests it already
-//! forwarded may be processed while their responses are lost.
+//! A TCP proxy that can cut every connection at once, or swallow what the
+//! broker sends back: requests it already forwarded may be processed while
+//! their responses are lost.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -11,6 +13,7 @@ pub struct ChaosProxy {
     pub addr: String,
     target: SharedTarget,
     cuts: watch::Sender<u64>,
+    mute: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -20,21 +23,28 @@ impl ChaosProxy {
         let addr = listener.local_addr().unwrap().to_string();
         let target = SharedTarget::default();
         let cuts = watch::Sender::new(0u64);
+        let mute = Arc::new(AtomicBool::new(false));
         let task = {
             let target = target.clone();
             let cuts = cuts.clone();
+            let mute = mute.clone();
             tokio::spawn(async move {
-                while let Ok((mut client, _)) = listener.accept().await {
+                while let Ok((client, _)) = listener.accept().await {
                     let to = target.get();
                     let mut cut = cuts.subscribe();
+                    let mute = mute.clone();
                     tokio::spawn(async move {
-                        let Ok(mut server) = TcpStream::connect(&to).await else {
+                        let Ok(server) = TcpStream::connect(&to).await else {
                             return;
                         };
                         let _ = client.set_nodelay(true);
                         let _ = server.set_nodelay(true);
+                        let (client_rx, client_tx) = client.into_split();
+                        let (server_rx, server_tx) = server.into_split();
+                        let no_mute = Arc::new(AtomicBool::new(false));
                         tokio::select! {
-                            _ = copy_bidirectional(&mut client, &mut server) => {}
+                            () = pipe(client_rx, server_tx, no_mute) => {}
+                            () = pipe(server_rx, client_tx, mute) => {}
                             _ = cut.changed() => {}
                         }
                     });
@@ -45,8 +55,15 @@ impl ChaosProxy {
             addr,
             target,
             cuts,
+            mute,
             task,
         }
+    }
+
+    /// While on, everything the broker sends is dropped (requests still
+    /// reach it), as when answers are lost on the way back.
+    pub fn mute_responses(&self, on: bool) {
+        self.mute.store(on, Ordering::SeqCst);
     }
 
     pub fn forward_to(&self, addr: &str) {
@@ -62,6 +79,25 @@ impl ChaosProxy {
 impl Drop for ChaosProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` until either side closes, dropping what it reads
+/// while `mute` is on.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mute: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !mute.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -142,3 +142,42 @@ fn a_truncated_tail_forgets_the_batches_it_lost() {
         "the lost batch is written again"
     );
 }
+
+#[test]
+fn a_crash_after_a_snapshot_replays_only_what_came_after_it() {
+    let s = Scenario::with(|c| c.index_interval_bytes = 256);
+    let mut log = s.open();
+    for seq in (0..40).step_by(4) {
+        log.append(&stamped(5, 0, seq, 4), LeaderEpoch(0)).unwrap();
+    }
+    log.checkpoint_producers().unwrap();
+    for seq in (40..60).step_by(4) {
+        log.append(&stamped(5, 0, seq, 4), LeaderEpoch(0)).unwrap();
+    }
+    log.append(&stamped(6, 0, 0, 1), LeaderEpoch(0)).unwrap();
+    drop(log); // a crash: no close, so no snapshot of the last six batches
+    let mut log = s.open();
+    assert_eq!(
+        log.recovery().producer_batches_replayed,
+        6,
+        "the snapshot covers the first ten batches"
+    );
+    let again = log.append(&stamped(5, 0, 56, 4), LeaderEpoch(0)).unwrap();
+    assert_eq!(
+        (again.written, again.base_offset),
+        (Written::Duplicate, o(56))
+    );
+    let other = log.append(&stamped(6, 0, 0, 1), LeaderEpoch(0)).unwrap();
+    assert_eq!(
+        other.written,
+        Written::Duplicate,
+        "a producer first seen after the snapshot"
+    );
+    let gap = log
+        .append(&stamped(5, 0, 64, 1), LeaderEpoch(0))
+        .unwrap_err();
+    assert!(
+        gap.to_string().contains("but 60 was expected"),
+        "the snapshot's sequences and the replayed ones join up: {gap}"
+    );
+}

@@ -98,6 +98,30 @@ async fn a_torn_last_command_is_dropped_but_damage_before_it_is_an_error() {
 }
 
 #[tokio::test]
+async fn a_last_command_cut_just_before_its_newline_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(dir.path()).unwrap();
+    store.propose(broker()).await.unwrap();
+    store.propose(topic("a", 1)).await.unwrap();
+    drop(store);
+    let log = dir.path().join("commands.log");
+    let size = std::fs::metadata(&log).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(size - 1)
+        .unwrap();
+    let store = MetaStore::open(dir.path()).unwrap();
+    assert_eq!(store.state().version, 1, "the unterminated command is gone");
+    assert!(store.state().topics.is_empty());
+    store.propose(topic("b", 1)).await.unwrap();
+    drop(store);
+    let store = MetaStore::open(dir.path()).unwrap();
+    assert_eq!(store.state().topics.keys().collect::<Vec<_>>(), ["b"]);
+}
+
+#[tokio::test]
 async fn subscribers_see_every_new_state() {
     let dir = tempfile::tempdir().unwrap();
     let store = MetaStore::open(dir.path()).unwrap();
