@@ -21,6 +21,7 @@ mod produce;
 mod records;
 mod server;
 mod service;
+mod subscribe_route;
 mod topics;
 
 pub use broker::{Broker, DATA_DIR_MARKER};

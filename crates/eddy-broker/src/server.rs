@@ -27,6 +27,7 @@ use crate::broker::{Broker, blocking};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::service::Service;
+use crate::subscribe_route::ConsumeRoutes;
 
 /// HTTP/2 flow-control windows and frame size: large, so a multi-megabyte
 /// batch moves in few frames without waiting for window updates.
@@ -122,11 +123,12 @@ async fn run(
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
         )
-        .add_service(
+        .add_service(ConsumeRoutes::new(
             ConsumeServer::new(service)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX),
-        );
+            broker.clone(),
+        ));
     let routes = routes.routes().prepare();
     let app = OversizeLayer { limit }.layer(routes);
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));

@@ -417,6 +417,31 @@ async fn subscribe_pushes_records_as_they_arrive() {
         .unwrap();
     assert_eq!(next.records[0].offset, 1);
     assert_eq!(next.next_offset, 2);
+    assert!(!next.batches.is_empty(), "the stored batch comes too");
+    assert_eq!(next.high_watermark, 2);
+}
+
+#[tokio::test]
+async fn subscribe_errors_arrive_as_statuses() {
+    let b = TestBroker::start();
+    b.ok(&["topic", "create", "se"]);
+    let mut c = ConsumeClient::new(channel(&b).await);
+    let req = |topic: &str, partition: u32, offset: u64| pb::SubscribeRequest {
+        topic: topic.into(),
+        partition,
+        start: Some(pb::OffsetSpec {
+            spec: Some(pb::offset_spec::Spec::Offset(offset)),
+        }),
+        max_bytes: 0,
+        decode: false,
+    };
+    let unknown = c.subscribe(req("nope", 0, 0)).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    assert_eq!(eddy_code(&unknown), "UNKNOWN_TOPIC");
+    let partition = c.subscribe(req("se", 3, 0)).await.unwrap_err();
+    assert_eq!(partition.code(), Code::OutOfRange, "{partition:?}");
+    let offset = c.subscribe(req("se", 0, 9)).await.unwrap_err();
+    assert!(offset.message().contains("offset 9"), "{offset:?}");
 }
 
 #[tokio::test]
