@@ -64,7 +64,7 @@ pub enum BatchError {
     )]
     LengthTooSmall { length: i64 },
     #[error(
-        "record batch of {size} bytes exceeds the limit of {limit} bytes; send smaller batches or raise the limit"
+        "record batch of {size} bytes exceeds the limit of {limit} bytes; send smaller batches or raise the limit (a topic's max.message.bytes)"
     )]
     TooLarge { size: usize, limit: usize },
     #[error(

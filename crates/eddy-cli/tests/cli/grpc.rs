@@ -175,6 +175,64 @@ async fn every_produce_error_has_its_status_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn admin_errors_have_their_status_codes() {
+    use pb::admin_client::AdminClient;
+    let b = TestBroker::start();
+    let mut admin = AdminClient::new(channel(&b).await);
+    let create = |name: &str, configs: &[(&str, &str)]| pb::CreateTopicRequest {
+        name: name.into(),
+        partitions: 2,
+        replication_factor: 0,
+        configs: configs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    admin
+        .create_topic(create("small", &[("max.message.bytes", "2048")]))
+        .await
+        .unwrap();
+    let again = admin.create_topic(create("small", &[])).await.unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists, "{again:?}");
+    assert_eq!(eddy_code(&again), "TOPIC_EXISTS");
+    let bad = admin
+        .create_topic(create("bad", &[("retention.ms", "soon")]))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().contains("retention.ms"), "{bad:?}");
+    let missing = admin
+        .describe_topic(pb::DescribeTopicRequest {
+            name: "missing".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let shrink = admin
+        .create_partitions(pb::CreatePartitionsRequest {
+            name: "small".into(),
+            total: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(shrink.code(), Code::InvalidArgument, "{shrink:?}");
+
+    // A batch over the topic's max.message.bytes names the setting.
+    let mut p = ProduceClient::new(channel(&b).await);
+    let big = batch(&[&"x".repeat(4000)]);
+    let err = p
+        .produce(produce_batch("small", 0, big, pb::Acks::All))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("limit of 2048 bytes")
+            && err.message().contains("max.message.bytes"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn structured_records_are_placed_by_key_and_read_back_decoded() {
     let b = TestBroker::start();
     b.ok(&["topic", "create", "s", "-p", "4"]);

@@ -3,13 +3,13 @@ use std::process::Command;
 use crate::harness::{EDDY, run, spawn_and_wait};
 
 #[test]
-fn settings_come_from_a_toml_file_and_flags_override_it() {
+fn settings_come_from_a_toml_file_and_the_environment_and_flags_override_it() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("eddy.toml");
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\ndefault_partitions = 3\n[topic_defaults]\n\"retention.ms\" = \"60000\"\n",
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nnode_id = 3\ndefault_partitions = 3\n[topic_defaults]\n\"retention.ms\" = \"60000\"\n",
             tmp.path().join("data")
         ),
     )
@@ -18,15 +18,20 @@ fn settings_come_from_a_toml_file_and_flags_override_it() {
     cmd.arg("serve")
         .arg("--config")
         .arg(&config)
-        .args(["--node-id", "7"]);
+        .args(["--node-id", "7"])
+        .env("EDDY_DEFAULT_PARTITIONS", "5");
     let (mut child, addr) = spawn_and_wait(cmd, "listening on ");
     let out = run(
         Command::new(EDDY).args(["topic", "create", "d", "--bootstrap", &addr]),
         b"",
     );
-    assert!(out.stdout.contains("with 3 partition(s)"), "{out:?}");
+    assert!(
+        out.stdout.contains("with 5 partition(s)"),
+        "EDDY_DEFAULT_PARTITIONS beats the file: {out:?}"
+    );
+    // --bootstrap may come anywhere on the line.
     let described = run(
-        Command::new(EDDY).args(["topic", "describe", "d", "--bootstrap", &addr]),
+        Command::new(EDDY).args(["--bootstrap", &addr, "topic", "describe", "d"]),
         b"",
     );
     let p0 = described
@@ -37,7 +42,7 @@ fn settings_come_from_a_toml_file_and_flags_override_it() {
     assert_eq!(
         p0.split_whitespace().nth(1),
         Some("7"),
-        "node 7 leads: {}",
+        "--node-id beats the file's node_id = 3, so node 7 leads: {}",
         described.stdout
     );
     let _ = child.kill();
@@ -82,6 +87,68 @@ fn dev_starts_a_local_broker_and_prints_how_to_use_it() {
     assert!(out.success, "EDDY_BOOTSTRAP is honoured: {}", out.stderr);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn dev_prints_its_address_and_what_to_try() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(EDDY)
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join(".eddy"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("stop with Ctrl-C") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
+            break;
+        }
+        printed.push_str(&line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let addr = printed
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_default();
+    assert!(addr.starts_with("127.0.0.1:"), "{printed}");
+    assert!(
+        printed.contains(&format!("eddy topic create demo -p 3 --bootstrap {addr}")),
+        "the hints carry the address when it is not the default: {printed}"
+    );
+    assert!(
+        printed.contains("eddy consume demo --from-beginning"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn every_bench_runs_and_reports_its_figures() {
+    let b = crate::harness::TestBroker::start();
+    let small = ["--records", "2000", "--record-size", "200"];
+    let produce = b.ok(&[&["bench", "produce", "--acks", "all"][..], &small].concat());
+    assert!(
+        produce.contains("records/s") && produce.contains("MB/s"),
+        "{produce}"
+    );
+    assert!(
+        produce.contains("p99") && produce.contains("p99.9"),
+        "{produce}"
+    );
+    assert!(produce.contains("idempotence true"), "{produce}");
+    let consume = b.ok(&[&["bench", "consume"][..], &small].concat());
+    assert!(consume.contains("read 2000 records"), "{consume}");
+    let e2e = b.ok(&["bench", "e2e", "--duration-s", "1", "--rate-mb", "1"]);
+    assert!(e2e.contains("end-to-end latency"), "{e2e}");
+    let listed = b.ok(&["topic", "list"]);
+    assert!(
+        !listed.lines().any(|l| l.starts_with("bench-")),
+        "bench topics are deleted afterwards: {listed}"
+    );
 }
 
 #[test]
