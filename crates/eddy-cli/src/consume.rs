@@ -129,8 +129,22 @@ pub async fn run(args: ConsumeArgs, conn: &Connection) -> anyhow::Result<()> {
     follow(&args, consumer, None).await
 }
 
-/// Offsets after the last printed record, per partition.
+/// Per assigned partition, the offset to commit: after the last printed
+/// record, or where reading started when nothing was printed yet (so the
+/// next run of the group continues there too, as Kafka commits positions).
 type Printed = Arc<Mutex<HashMap<(Arc<str>, u32), u64>>>;
+
+/// Assigned partitions that polls have not returned anything from yet
+/// commit their position, which is still where reading starts. (Those a
+/// poll returned records from got an entry then, even if none was printed.)
+fn note_starts(consumer: &Consumer, printed: &Printed) {
+    let mut p = printed.lock().unwrap_or_else(|e| e.into_inner());
+    for (topic, partition) in consumer.assignment() {
+        if let Some(start) = consumer.position(&topic, partition) {
+            p.entry((topic, partition)).or_insert(start);
+        }
+    }
+}
 
 /// Before the group takes a partition away, commit what was printed from it.
 struct CommitPrinted(Printed);
@@ -159,6 +173,7 @@ impl RebalanceListener for CommitPrinted {
 /// poll rejoins, and whoever reads those partitions next starts from the
 /// last accepted commit, so records may repeat but none are skipped.
 async fn commit_printed(consumer: &mut Consumer, printed: &Printed) -> anyhow::Result<()> {
+    note_starts(consumer, printed);
     match consumer.commit_offsets(commits(printed)).await {
         Err(e)
             if matches!(
@@ -224,6 +239,10 @@ async fn follow(
         }
         last_data = Instant::now();
         for f in fetched {
+            if let Some(p) = &printed {
+                let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+                p.entry((f.topic.clone(), f.partition)).or_insert(f.from);
+            }
             for r in f.records()? {
                 if args.max_records.is_some_and(|n| count >= n) {
                     break;

@@ -217,6 +217,32 @@ fn a_group_continues_where_it_stopped_even_across_a_broker_restart() {
 }
 
 #[test]
+fn a_second_run_reads_the_partitions_the_first_never_printed_from() {
+    let b = TestBroker::start();
+    b.ok(&["topic", "create", "two", "-p", "2"]);
+    b.ok_with_input(&["produce", "two", "-p", "0"], b"a\nb\n");
+    b.ok_with_input(&["produce", "two", "-p", "1"], b"c\nd\n");
+    let first = b.ok(&["consume", "two", "--group", "Q", "-B", "-n", "2"]);
+    let second = b.ok(&[
+        "consume",
+        "two",
+        "--group",
+        "Q",
+        "-n",
+        "2",
+        "--idle-timeout-ms",
+        "5000",
+    ]);
+    let mut all: Vec<&str> = first.lines().chain(second.lines()).collect();
+    all.sort();
+    assert_eq!(
+        all,
+        ["a", "b", "c", "d"],
+        "the first run committed where it started on the partition it did not print from:\n{first}--\n{second}"
+    );
+}
+
+#[test]
 fn offsets_reset_only_while_the_group_is_empty() {
     let b = TestBroker::start();
     let tmp = tempfile::tempdir().unwrap();
