@@ -2,7 +2,24 @@
 
 use serde_json::Value;
 
-use crate::bindings::eddy::processor::types::{InputBatch, InputRecord, Span};
+use crate::bindings::eddy::processor::types::InputBatch;
+
+/// `presence` bits of the WIT world.
+pub(crate) const HAS_KEY: u8 = 1;
+pub(crate) const HAS_VALUE: u8 = 2;
+pub(crate) const HAS_TIMESTAMP: u8 = 4;
+pub(crate) const HAS_TOPIC: u8 = 8;
+
+/// Entries per record in an `input-batch`'s `layout`, and their order.
+const INPUT_LAYOUT: usize = 8;
+const KEY_START: usize = 0;
+const KEY_LEN: usize = 1;
+const VALUE_START: usize = 2;
+const VALUE_LEN: usize = 3;
+const HEADER_START: usize = 4;
+const HEADER_COUNT: usize = 5;
+const TOPIC: usize = 6;
+const PARTITION: usize = 7;
 
 /// One batch of input records from one partition, in offset order.
 #[derive(Debug)]
@@ -19,42 +36,36 @@ impl From<InputBatch> for Batch {
 impl Batch {
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.raw.records.len()
+        self.raw.presence.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.raw.records.is_empty()
+        self.raw.presence.is_empty()
     }
 
     /// The records, in offset order.
     pub fn records(&self) -> impl ExactSizeIterator<Item = Record<'_>> {
-        self.raw
-            .records
-            .iter()
-            .enumerate()
-            .map(|(index, raw)| Record {
-                batch: self,
-                index,
-                raw,
-            })
+        (0..self.len()).map(|index| Record { batch: self, index })
     }
 
     /// The record at `index`.
     pub fn get(&self, index: usize) -> Option<Record<'_>> {
-        self.raw.records.get(index).map(|raw| Record {
-            batch: self,
-            index,
-            raw,
-        })
+        (index < self.len()).then_some(Record { batch: self, index })
     }
 
-    fn bytes(&self, span: Span) -> &[u8] {
-        let start = span.start as usize;
-        self.raw
-            .data
-            .get(start..start + span.len as usize)
+    /// `len` bytes of `data` from `start` (empty if the host sent a bad range).
+    fn bytes(&self, start: u32, len: u32) -> &[u8] {
+        let start = start as usize;
+        start
+            .checked_add(len as usize)
+            .and_then(|end| self.raw.data.get(start..end))
             .unwrap_or_default()
     }
+}
+
+/// Entry `i` of a per-record column (the host sends them all full length).
+fn at<T: Copy + Default>(column: &[T], i: usize) -> T {
+    column.get(i).copied().unwrap_or_default()
 }
 
 /// A view of one input record. Cheap to copy; borrows the batch.
@@ -62,7 +73,6 @@ impl Batch {
 pub struct Record<'a> {
     batch: &'a Batch,
     index: usize,
-    raw: &'a InputRecord,
 }
 
 impl<'a> Record<'a> {
@@ -71,29 +81,44 @@ impl<'a> Record<'a> {
         self.index
     }
 
+    fn has(&self, bit: u8) -> bool {
+        at(&self.batch.raw.presence, self.index) & bit != 0
+    }
+
+    /// Entry `field` of this record's group in `layout`.
+    fn layout(&self, field: usize) -> u32 {
+        at(&self.batch.raw.layout, self.index * INPUT_LAYOUT + field)
+    }
+
     /// The key; `None` for a record without one.
     pub fn key(&self) -> Option<&'a [u8]> {
-        self.raw.key.map(|s| self.batch.bytes(s))
+        self.has(HAS_KEY).then(|| {
+            self.batch
+                .bytes(self.layout(KEY_START), self.layout(KEY_LEN))
+        })
     }
 
     /// The value; `None` for a tombstone.
     pub fn value(&self) -> Option<&'a [u8]> {
-        self.raw.value.map(|s| self.batch.bytes(s))
+        self.has(HAS_VALUE).then(|| {
+            self.batch
+                .bytes(self.layout(VALUE_START), self.layout(VALUE_LEN))
+        })
     }
 
     /// The headers, in order: (name, value).
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
         let batch = self.batch;
-        let span = self.raw.headers;
-        let start = span.start as usize;
-        let headers = batch
-            .raw
-            .headers
-            .get(start..start + span.len as usize)
+        let start = self.layout(HEADER_START) as usize;
+        let count = self.layout(HEADER_COUNT) as usize;
+        let headers = start
+            .checked_add(count)
+            .and_then(|end| batch.raw.headers.get(start..end))
             .unwrap_or_default();
         headers.iter().map(move |h| {
-            let name = std::str::from_utf8(batch.bytes(h.name)).unwrap_or_default();
-            (name, batch.bytes(h.value))
+            let name =
+                std::str::from_utf8(batch.bytes(h.name.start, h.name.len)).unwrap_or_default();
+            (name, batch.bytes(h.value.start, h.value.len))
         })
     }
 
@@ -104,24 +129,21 @@ impl<'a> Record<'a> {
 
     /// Milliseconds since the Unix epoch.
     pub fn timestamp(&self) -> i64 {
-        self.raw.timestamp
+        at(&self.batch.raw.timestamps, self.index)
     }
 
     /// The topic the record was read from.
     pub fn topic(&self) -> &'a str {
-        self.batch
-            .raw
-            .topics
-            .get(self.raw.topic as usize)
-            .map_or("", String::as_str)
+        let i = self.layout(TOPIC) as usize;
+        self.batch.raw.topics.get(i).map_or("", String::as_str)
     }
 
     pub fn partition(&self) -> u32 {
-        self.raw.partition
+        self.layout(PARTITION)
     }
 
     pub fn offset(&self) -> u64 {
-        self.raw.offset
+        at(&self.batch.raw.offsets, self.index)
     }
 
     /// The value parsed as a JSON document (see [`crate::json::parse`]).

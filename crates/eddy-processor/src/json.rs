@@ -61,6 +61,10 @@ pub fn raw_text(raw: &RawValue) -> Cow<'_, str> {
     if !s.starts_with('"') {
         return Cow::Borrowed(s);
     }
+    // A valid JSON string without escapes is its own text between the quotes.
+    if !s.contains('\\') && s.len() >= 2 && s.ends_with('"') {
+        return Cow::Borrowed(&s[1..s.len() - 1]);
+    }
     match serde_json::from_str::<&str>(s) {
         Ok(unescaped) => Cow::Borrowed(unescaped),
         Err(_) => serde_json::from_str::<String>(s).map_or(Cow::Borrowed(s), Cow::Owned),
@@ -191,6 +195,14 @@ mod tests {
     fn lookup_rejects_documents_that_are_not_json() {
         assert_eq!(found(r#"{"a": 1"#, "a"), None);
         assert_eq!(found(r#"{"a": 1} trailing"#, "a"), None);
+    }
+
+    #[test]
+    fn raw_text_unquotes_strings_with_and_without_escapes() {
+        assert_eq!(found(r#"{"s": "plain"}"#, "s").as_deref(), Some("plain"));
+        assert_eq!(found(r#"{"s": ""}"#, "s").as_deref(), Some(""));
+        assert_eq!(found(r#"{"s": "a\u0041\n"}"#, "s").as_deref(), Some("aA\n"));
+        assert_eq!(found(r#"{"n": -1.5e3}"#, "n").as_deref(), Some("-1.5e3"));
     }
 
     #[test]

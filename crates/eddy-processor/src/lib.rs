@@ -30,7 +30,8 @@
 //!
 //! Records are views into the batch ([`Record`]); outputs are copied into
 //! the [`Output`] as they are pushed. Both sides of the call are arenas
-//! (one buffer of bytes per batch), which is what makes a call cheap.
+//! (one buffer of bytes per batch, and one list of integers per record
+//! field), which is what makes a call cheap.
 //!
 //! Architecture invariant: this crate knows nothing about the host; the WIT
 //! world is the whole contract. A processor gets no clock, randomness or
@@ -56,7 +57,7 @@ pub use serde_json;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "eddy:processor/processor@0.1.0",
+        world: "eddy:processor/processor@0.2.0",
         pub_export_macro: true,
         default_bindings_module: "eddy_processor::bindings",
         runtime_path: "eddy_processor::__private::wit_bindgen::rt",

@@ -1,9 +1,8 @@
 //! The output side: the records a call produces.
 
 use crate::Record;
-use crate::bindings::eddy::processor::types::{
-    Header, OutputBatch, OutputRecord as RawOutput, Span,
-};
+use crate::batch::{HAS_KEY, HAS_TIMESTAMP, HAS_TOPIC, HAS_VALUE};
+use crate::bindings::eddy::processor::types::{Header, OutputBatch, Span};
 
 /// A record to produce, borrowing its parts; [`Output::push`] copies them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,30 +28,40 @@ impl<'a> OutputRecord<'a> {
     }
 }
 
-/// The records a call produces, in order.
+/// The records a call produces, in order, kept column by column as the
+/// WIT world passes them.
 #[derive(Debug, Default)]
 pub struct Output {
     data: Vec<u8>,
+    presence: Vec<u8>,
+    /// [`OUTPUT_LAYOUT`] entries per record: key start and length, value
+    /// start and length, first header and header count, topic index.
+    layout: Vec<u32>,
+    timestamps: Vec<i64>,
     headers: Vec<Header>,
     topics: Vec<String>,
-    records: Vec<RawOutput>,
 }
+
+/// Entries per record in an `output-batch`'s `layout`.
+const OUTPUT_LAYOUT: usize = 7;
 
 impl Output {
     pub(crate) fn with_capacity(records: usize) -> Output {
         Output {
-            records: Vec::with_capacity(records),
+            presence: Vec::with_capacity(records),
+            layout: Vec::with_capacity(records * OUTPUT_LAYOUT),
+            timestamps: Vec::with_capacity(records),
             ..Output::default()
         }
     }
 
     /// Number of records pushed so far.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.presence.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.presence.is_empty()
     }
 
     /// Produces `record` unchanged (key, value, headers and timestamp) to
@@ -65,40 +74,79 @@ impl Output {
     pub fn forward_to(&mut self, record: &Record<'_>, topic: Option<&str>) {
         let first_header = self.headers.len();
         for (name, value) in record.headers() {
-            let header = Header {
-                name: self.bytes(name.as_bytes()),
-                value: self.bytes(value),
-            };
-            self.headers.push(header);
+            self.header(name, value);
         }
-        let raw = RawOutput {
-            topic: topic.map(|t| self.topic(t)),
-            key: record.key().map(|k| self.bytes(k)),
-            value: record.value().map(|v| self.bytes(v)),
-            headers: self.range(first_header),
+        let parts = Parts {
+            topic,
+            key: record.key(),
+            value: record.value(),
             timestamp: Some(record.timestamp()),
         };
-        self.records.push(raw);
+        self.record(parts, first_header);
     }
 
     /// Produces a new record.
     pub fn push(&mut self, record: OutputRecord<'_>) {
         let first_header = self.headers.len();
         for (name, value) in record.headers {
-            let header = Header {
-                name: self.bytes(name.as_bytes()),
-                value: self.bytes(value),
-            };
-            self.headers.push(header);
+            self.header(name, value);
         }
-        let raw = RawOutput {
-            topic: record.topic.map(|t| self.topic(t)),
-            key: record.key.map(|k| self.bytes(k)),
-            value: record.value.map(|v| self.bytes(v)),
-            headers: self.range(first_header),
+        let parts = Parts {
+            topic: record.topic,
+            key: record.key,
+            value: record.value,
             timestamp: record.timestamp,
         };
-        self.records.push(raw);
+        self.record(parts, first_header);
+    }
+
+    fn header(&mut self, name: &str, value: &[u8]) {
+        let header = Header {
+            name: self.bytes(name.as_bytes()),
+            value: self.bytes(value),
+        };
+        self.headers.push(header);
+    }
+
+    /// Appends the record's entries to every list.
+    fn record(&mut self, parts: Parts<'_>, first_header: usize) {
+        let mut presence = 0;
+        let key = match parts.key {
+            Some(k) => {
+                presence |= HAS_KEY;
+                self.bytes(k)
+            }
+            None => Span { start: 0, len: 0 },
+        };
+        let value = match parts.value {
+            Some(v) => {
+                presence |= HAS_VALUE;
+                self.bytes(v)
+            }
+            None => Span { start: 0, len: 0 },
+        };
+        if parts.timestamp.is_some() {
+            presence |= HAS_TIMESTAMP;
+        }
+        let topic = match parts.topic {
+            Some(t) => {
+                presence |= HAS_TOPIC;
+                self.topic(t)
+            }
+            None => 0,
+        };
+        self.presence.push(presence);
+        let headers = to_u32(self.headers.len() - first_header);
+        self.layout.extend_from_slice(&[
+            key.start,
+            key.len,
+            value.start,
+            value.len,
+            to_u32(first_header),
+            headers,
+            topic,
+        ]);
+        self.timestamps.push(parts.timestamp.unwrap_or(0));
     }
 
     fn bytes(&mut self, bytes: &[u8]) -> Span {
@@ -107,13 +155,6 @@ impl Output {
         Span {
             start: to_u32(start),
             len: to_u32(bytes.len()),
-        }
-    }
-
-    fn range(&self, first_header: usize) -> Span {
-        Span {
-            start: to_u32(first_header),
-            len: to_u32(self.headers.len() - first_header),
         }
     }
 
@@ -127,6 +168,14 @@ impl Output {
     }
 }
 
+/// What one output record is made of.
+struct Parts<'a> {
+    topic: Option<&'a str>,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    timestamp: Option<i64>,
+}
+
 /// Sizes in a wasm32 guest always fit in `u32`.
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -136,9 +185,11 @@ impl From<Output> for OutputBatch {
     fn from(out: Output) -> Self {
         OutputBatch {
             data: out.data,
+            presence: out.presence,
+            layout: out.layout,
+            timestamps: out.timestamps,
             headers: out.headers,
             topics: out.topics,
-            records: out.records,
         }
     }
 }

@@ -49,7 +49,7 @@ pub use runtime::{Digest, Runtime};
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "eddy:processor/processor@0.1.0",
+        world: "eddy:processor/processor@0.2.0",
         ownership: Borrowing { duplicate_if_necessary: true },
     });
 }

@@ -1,8 +1,9 @@
 //! The host's record types and their conversion to and from the batch
 //! arenas of the WIT world: on the way in, every key, value and header is
-//! copied once into one buffer that is copied once into guest memory; on
-//! the way out, the guest's buffer becomes one `Bytes` that the output
-//! records slice without copying.
+//! copied once into one buffer, and each per-record field into its column;
+//! each is copied once into guest memory. On the way out, the guest's
+//! buffer becomes one `Bytes` that the output records slice without
+//! copying.
 
 use std::sync::Arc;
 
@@ -49,13 +50,26 @@ pub struct OutputRecord {
 /// Bytes of lowering buffer an instance keeps between calls.
 const ARENA_BYTES_KEPT: usize = 4 << 20;
 
+/// `presence` bits of the WIT world.
+const HAS_KEY: u8 = 1;
+const HAS_VALUE: u8 = 2;
+const HAS_TIMESTAMP: u8 = 4;
+const HAS_TOPIC: u8 = 8;
+
+/// Entries per record in the `layout` of an `output-batch` (an
+/// `input-batch` has eight; see the WIT world for their order).
+const OUTPUT_LAYOUT: usize = 7;
+
 /// Buffers for lowering batches, kept by an instance so that steady-state
 /// calls allocate nothing on the way in.
 #[derive(Default)]
 pub(crate) struct Arena {
     data: Vec<u8>,
+    presence: Vec<u8>,
+    layout: Vec<u32>,
+    timestamps: Vec<i64>,
+    offsets: Vec<u64>,
     headers: Vec<wit::Header>,
-    records: Vec<wit::InputRecord>,
 }
 
 /// Why a batch cannot be lowered: its bytes do not fit 32-bit offsets.
@@ -65,15 +79,22 @@ pub(crate) struct BatchTooBig {
 }
 
 impl Arena {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.presence.clear();
+        self.layout.clear();
+        self.timestamps.clear();
+        self.offsets.clear();
+        self.headers.clear();
+    }
+
     /// Lays `batch` out as an `input-batch` and calls `f` with it.
     pub(crate) fn with_batch<R>(
         &mut self,
         batch: &[InputRecord],
         f: impl FnOnce(wit::InputBatch<'_>) -> R,
     ) -> Result<R, BatchTooBig> {
-        self.data.clear();
-        self.headers.clear();
-        self.records.clear();
+        self.clear();
         let mut topics: Vec<&str> = Vec::new();
         for r in batch {
             let first_header = self.headers.len();
@@ -92,16 +113,34 @@ impl Arena {
                     topics.len() - 1
                 }
             };
-            let record = wit::InputRecord {
-                key: r.key.as_deref().map(|k| self.bytes(k)),
-                value: r.value.as_deref().map(|v| self.bytes(v)),
-                headers: span(first_header, self.headers.len() - first_header),
-                timestamp: r.timestamp.0,
-                topic: topic as u32,
-                partition: r.partition,
-                offset: r.offset.0,
+            let mut presence = 0;
+            let key = match r.key.as_deref() {
+                Some(k) => {
+                    presence |= HAS_KEY;
+                    self.bytes(k)
+                }
+                None => span(0, 0),
             };
-            self.records.push(record);
+            let value = match r.value.as_deref() {
+                Some(v) => {
+                    presence |= HAS_VALUE;
+                    self.bytes(v)
+                }
+                None => span(0, 0),
+            };
+            self.presence.push(presence);
+            self.layout.extend_from_slice(&[
+                key.start,
+                key.len,
+                value.start,
+                value.len,
+                first_header as u32,
+                (self.headers.len() - first_header) as u32,
+                topic as u32,
+                r.partition,
+            ]);
+            self.timestamps.push(r.timestamp.0);
+            self.offsets.push(r.offset.0);
         }
         if u32::try_from(self.data.len()).is_err() {
             return Err(BatchTooBig {
@@ -110,9 +149,12 @@ impl Arena {
         }
         let result = f(wit::InputBatch {
             data: &self.data,
+            presence: &self.presence,
+            layout: &self.layout,
+            timestamps: &self.timestamps,
+            offsets: &self.offsets,
             headers: &self.headers,
             topics: &topics,
-            records: &self.records,
         });
         // Keep buffers warm for the usual batch, not the largest ever seen.
         if self.data.capacity() > ARENA_BYTES_KEPT {
@@ -137,22 +179,30 @@ fn span(start: usize, len: usize) -> wit::Span {
     }
 }
 
-/// Turns the guest's `output-batch` into records, checking every span and
-/// index, since the guest is not trusted.
+/// Turns the guest's `output-batch` into records, checking every list
+/// length, span and index, since the guest is not trusted.
 pub(crate) fn outputs(
     batch: wit::OutputBatch,
     records_max: usize,
 ) -> Result<Vec<OutputRecord>, String> {
-    let (records, headers) = (batch.records.len(), batch.headers.len());
+    let (records, headers) = (batch.presence.len(), batch.headers.len());
     if records > records_max || headers > records_max {
         return Err(format!(
             "it returned {records} records and {headers} headers, more than output_records_max={records_max}"
         ));
     }
+    let layout_len = records * OUTPUT_LAYOUT;
+    if batch.layout.len() != layout_len || batch.timestamps.len() != records {
+        return Err(format!(
+            "its presence lists {records} records, so its layout needs {layout_len} entries and its timestamps {records}, but they have {} and {}",
+            batch.layout.len(),
+            batch.timestamps.len()
+        ));
+    }
     let data = Bytes::from(batch.data);
     let topics: Vec<Arc<str>> = batch.topics.into_iter().map(Arc::from).collect();
-    let slice = |s: wit::Span, what: &str| -> Result<Bytes, String> {
-        let (start, len) = (s.start as usize, s.len as usize);
+    let slice = |start: u32, len: u32, what: &str| -> Result<Bytes, String> {
+        let (start, len) = (start as usize, len as usize);
         match start.checked_add(len) {
             Some(end) if end <= data.len() => Ok(data.slice(start..end)),
             _ => Err(format!(
@@ -161,47 +211,65 @@ pub(crate) fn outputs(
             )),
         }
     };
-    batch
-        .records
-        .iter()
-        .map(|r| {
-            let topic = match r.topic {
-                None => None,
-                Some(i) => Some(topics.get(i as usize).cloned().ok_or_else(|| {
-                    format!(
-                        "it names output topic #{i}, but listed {} topics",
-                        topics.len()
-                    )
-                })?),
-            };
-            let (first, count) = (r.headers.start as usize, r.headers.len as usize);
-            let headers = first
-                .checked_add(count)
-                .and_then(|end| batch.headers.get(first..end))
-                .ok_or_else(|| {
-                    format!(
-                        "its headers {first}..{first}+{count} are outside its {} headers",
-                        batch.headers.len()
-                    )
-                })?
-                .iter()
-                .map(|h| {
-                    let name = slice(h.name, "header name")?;
-                    let key = String::from_utf8(name.to_vec())
-                        .map_err(|_| "a header name is not UTF-8".to_owned())?;
-                    Ok(Header {
-                        key,
-                        value: slice(h.value, "header value")?,
-                    })
+    let rows = batch.layout.chunks_exact(OUTPUT_LAYOUT);
+    let mut out = Vec::with_capacity(records);
+    for ((&presence, row), &timestamp) in batch.presence.iter().zip(rows).zip(&batch.timestamps) {
+        let &[
+            key_start,
+            key_len,
+            value_start,
+            value_len,
+            first,
+            count,
+            topic_index,
+        ] = row
+        else {
+            return Err("its layout is not in groups of seven".to_owned());
+        };
+        let topic = if presence & HAS_TOPIC == 0 {
+            None
+        } else {
+            Some(topics.get(topic_index as usize).cloned().ok_or_else(|| {
+                format!(
+                    "it names output topic #{topic_index}, but listed {} topics",
+                    topics.len()
+                )
+            })?)
+        };
+        let (first, count) = (first as usize, count as usize);
+        let headers = first
+            .checked_add(count)
+            .and_then(|end| batch.headers.get(first..end))
+            .ok_or_else(|| {
+                format!(
+                    "its headers {first}..{first}+{count} are outside its {} headers",
+                    batch.headers.len()
+                )
+            })?
+            .iter()
+            .map(|h| {
+                let name = slice(h.name.start, h.name.len, "header name")?;
+                let key = String::from_utf8(name.to_vec())
+                    .map_err(|_| "a header name is not UTF-8".to_owned())?;
+                Ok(Header {
+                    key,
+                    value: slice(h.value.start, h.value.len, "header value")?,
                 })
-                .collect::<Result<Vec<_>, String>>()?;
-            Ok(OutputRecord {
-                topic,
-                key: r.key.map(|s| slice(s, "key")).transpose()?,
-                value: r.value.map(|s| slice(s, "value")).transpose()?,
-                headers,
-                timestamp: r.timestamp.map(Timestamp),
             })
-        })
-        .collect()
+            .collect::<Result<Vec<_>, String>>()?;
+        let key = (presence & HAS_KEY != 0)
+            .then(|| slice(key_start, key_len, "key"))
+            .transpose()?;
+        let value = (presence & HAS_VALUE != 0)
+            .then(|| slice(value_start, value_len, "value"))
+            .transpose()?;
+        out.push(OutputRecord {
+            topic,
+            key,
+            value,
+            headers,
+            timestamp: (presence & HAS_TIMESTAMP != 0).then_some(Timestamp(timestamp)),
+        });
+    }
+    Ok(out)
 }

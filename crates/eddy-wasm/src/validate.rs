@@ -16,7 +16,7 @@ const EDDY_INTERFACES: &[(&str, &[&str])] = &[
     ("eddy:processor/types", &[]),
     ("eddy:processor/host", &["log", "counter-add"]),
 ];
-const EDDY_VERSION_PREFIX: &str = "0.1.";
+const EDDY_VERSION_PREFIX: &str = "0.2.";
 const WASI_VERSION_PREFIX: &str = "0.2.";
 const EXPORTS: &[&str] = &["init", "process"];
 
