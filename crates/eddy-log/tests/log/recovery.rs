@@ -191,6 +191,17 @@ fn a_truncated_tail_takes_its_epochs_with_it() {
     assert_eq!(read_all(&log, 1 << 20).unwrap().len(), 2);
 }
 
+/// Cuts the last `bytes` off the file at `path`.
+fn shorten(path: &Path, bytes: u64) {
+    let size = std::fs::metadata(path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(size - bytes)
+        .unwrap();
+}
+
 /// 20 batches of 3 records in 4 KiB segments, closed cleanly; returns the
 /// length of one batch (they are all alike).
 fn sealed_segments(s: &Scenario) -> u64 {
@@ -208,15 +219,8 @@ fn sealed_segments(s: &Scenario) -> u64 {
 fn a_sealed_segment_with_a_torn_header_at_its_end_is_an_error_not_a_hang() {
     let s = Scenario::with(|c| c.segment_bytes = 4096);
     let batch_len = sealed_segments(&s);
-    let sealed = &s.files("log")[0];
-    let size = std::fs::metadata(sealed).unwrap().len();
     // A power loss left only the first 30 bytes of the last batch.
-    OpenOptions::new()
-        .write(true)
-        .open(sealed)
-        .unwrap()
-        .set_len(size - batch_len + 30)
-        .unwrap();
+    shorten(&s.files("log")[0], batch_len - 30);
     let log = s.open();
     assert_eq!(log.recovery().corrupt_segments.len(), 1);
     let first = log.read(o(0), 1 << 20, None).unwrap();
@@ -233,14 +237,7 @@ fn a_sealed_segment_with_a_torn_header_at_its_end_is_an_error_not_a_hang() {
 fn a_sealed_segment_missing_its_last_batches_is_reported_not_skipped() {
     let s = Scenario::with(|c| c.segment_bytes = 4096);
     let batch_len = sealed_segments(&s);
-    let sealed = &s.files("log")[0];
-    let size = std::fs::metadata(sealed).unwrap().len();
-    OpenOptions::new()
-        .write(true)
-        .open(sealed)
-        .unwrap()
-        .set_len(size - batch_len)
-        .unwrap();
+    shorten(&s.files("log")[0], batch_len);
     let log = s.open();
     let corrupt = &log.recovery().corrupt_segments;
     assert_eq!(corrupt.len(), 1, "{corrupt:?}");

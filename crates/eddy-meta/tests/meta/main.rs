@@ -68,13 +68,18 @@ async fn a_refused_command_changes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_torn_last_command_is_dropped_but_damage_before_it_is_an_error() {
+/// A metadata directory holding two commands: the broker, then topic "a".
+async fn broker_and_topic_a() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let store = MetaStore::open(dir.path()).unwrap();
     store.propose(broker()).await.unwrap();
     store.propose(topic("a", 1)).await.unwrap();
-    drop(store);
+    dir
+}
+
+#[tokio::test]
+async fn a_torn_last_command_is_dropped_but_damage_before_it_is_an_error() {
+    let dir = broker_and_topic_a().await;
     let log = dir.path().join("commands.log");
     std::fs::OpenOptions::new()
         .append(true)
@@ -99,11 +104,7 @@ async fn a_torn_last_command_is_dropped_but_damage_before_it_is_an_error() {
 
 #[tokio::test]
 async fn a_last_command_cut_just_before_its_newline_is_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = MetaStore::open(dir.path()).unwrap();
-    store.propose(broker()).await.unwrap();
-    store.propose(topic("a", 1)).await.unwrap();
-    drop(store);
+    let dir = broker_and_topic_a().await;
     let log = dir.path().join("commands.log");
     let size = std::fs::metadata(&log).unwrap().len();
     std::fs::OpenOptions::new()
