@@ -16,7 +16,9 @@ const LOG_FILE: &str = "commands.log";
 /// proposing commands.
 #[derive(Debug)]
 pub struct MetaStore {
-    log: Mutex<CommandLog>,
+    /// The async lock orders proposals; the inner one lets the blocking
+    /// pool do the write and fsync, so no runtime worker waits on the disk.
+    log: Mutex<Arc<std::sync::Mutex<CommandLog>>>,
     current: watch::Sender<Arc<MetaState>>,
 }
 
@@ -52,7 +54,7 @@ impl MetaStore {
             state.apply(cmd);
         }
         Ok(MetaStore {
-            log: Mutex::new(log),
+            log: Mutex::new(Arc::new(std::sync::Mutex::new(log))),
             current: watch::Sender::new(Arc::new(state)),
         })
     }
@@ -70,10 +72,17 @@ impl MetaStore {
     /// Checks `cmd`, makes it durable, applies it and returns the new state.
     /// Proposals are applied one at a time, in the order they get here.
     pub async fn propose(&self, cmd: Command) -> Result<Arc<MetaState>> {
-        let mut log = self.log.lock().await;
+        let log = self.log.lock().await;
         let state = self.state();
         state.check(&cmd)?;
-        log.append(&cmd)?;
+        let (file, logged) = (log.clone(), cmd.clone());
+        tokio::task::spawn_blocking(move || {
+            file.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .append(&logged)
+        })
+        .await
+        .map_err(|e| MetaError::Invalid(format!("the metadata write did not finish: {e}")))??;
         let mut next = (*state).clone();
         next.apply(&cmd);
         let next = Arc::new(next);
