@@ -135,6 +135,16 @@ async fn run(
     let groups = tokio::spawn(crate::group::group_ticker(broker.clone()));
     let connections = accept(listener, app, stop).await;
     broker.begin_shutdown();
+    // Health watchers (load balancers, orchestrators) learn at once that
+    // this broker is going away, while its connections drain.
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    health.set_not_serving::<AdminServer<Service>>().await;
+    health.set_not_serving::<ClusterServer<Service>>().await;
+    health.set_not_serving::<ProduceServer<Service>>().await;
+    health.set_not_serving::<ConsumeServer<Service>>().await;
+    health.set_not_serving::<GroupsServer<Service>>().await;
     drain(connections).await;
     housekeeping.abort();
     groups.abort();

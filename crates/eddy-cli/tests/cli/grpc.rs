@@ -554,6 +554,36 @@ async fn offsets_are_listed_earliest_latest_and_by_timestamp() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_watchers_hear_not_serving_when_the_broker_shuts_down() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let b = tokio::task::spawn_blocking(TestBroker::start)
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&b).await);
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: "eddy.v1.Produce".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    let stopping = tokio::task::spawn_blocking(move || {
+        let mut b = b;
+        b.terminate();
+    });
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("the watcher hears of the shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    drop((watch, health)); // lets the broker's drain finish
+    stopping.await.unwrap();
+}
+
 #[tokio::test]
 async fn health_and_reflection_answer_generic_tools() {
     let b = TestBroker::start();
