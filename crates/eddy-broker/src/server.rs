@@ -20,7 +20,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tonic::Status;
+use tonic::server::NamedService;
 use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use tower::Layer;
 
 use crate::broker::{Broker, blocking};
@@ -102,11 +105,7 @@ async fn run(
     let limit = broker.config.limits.request_bytes_max;
     let service = Service::new(broker.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AdminServer<Service>>().await;
-    health.set_serving::<ClusterServer<Service>>().await;
-    health.set_serving::<ProduceServer<Service>>().await;
-    health.set_serving::<ConsumeServer<Service>>().await;
-    health.set_serving::<GroupsServer<Service>>().await;
+    report_health(&health, ServingStatus::Serving).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(eddy_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -137,20 +136,27 @@ async fn run(
     broker.begin_shutdown();
     // Health watchers (load balancers, orchestrators) learn at once that
     // this broker is going away, while its connections drain.
-    health
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
-    health.set_not_serving::<AdminServer<Service>>().await;
-    health.set_not_serving::<ClusterServer<Service>>().await;
-    health.set_not_serving::<ProduceServer<Service>>().await;
-    health.set_not_serving::<ConsumeServer<Service>>().await;
-    health.set_not_serving::<GroupsServer<Service>>().await;
+    report_health(&health, ServingStatus::NotServing).await;
     drain(connections).await;
     housekeeping.abort();
     groups.abort();
     broker.close().await?;
     tracing::info!("broker stopped; all partitions flushed");
     Ok(())
+}
+
+/// Sets the health of the broker as a whole ("") and of each Eddy service.
+async fn report_health(health: &HealthReporter, status: ServingStatus) {
+    for service in [
+        "",
+        <AdminServer<Service> as NamedService>::NAME,
+        <ClusterServer<Service> as NamedService>::NAME,
+        <ProduceServer<Service> as NamedService>::NAME,
+        <ConsumeServer<Service> as NamedService>::NAME,
+        <GroupsServer<Service> as NamedService>::NAME,
+    ] {
+        health.set_service_status(service, status).await;
+    }
 }
 
 /// Serves connections until `stop`; returns the connections still open.

@@ -452,15 +452,7 @@ impl Broker {
         let delay = Duration::from_millis(cfg.initial_rebalance_delay_ms);
         let (member_id, target, mut events) = {
             let mut groups = self.groups.groups.lock();
-            if !groups.contains_key(&req.group_id) && groups.len() >= cfg.groups_max {
-                return Err(BrokerError::LimitExceeded(format!(
-                    "this coordinator already has {} groups (groups_max)",
-                    cfg.groups_max
-                )));
-            }
-            let g = groups
-                .entry(req.group_id.clone())
-                .or_insert_with(|| Group::new(self.now_ms()));
+            let g = self.group_or_new(&mut groups, &req.group_id)?;
             let others = g.members.keys().any(|m| *m != req.member_id);
             if others && g.strategy.is_some_and(|s| s != wanted) {
                 return Err(BrokerError::InconsistentAssignor(req.group_id.clone()));
@@ -633,6 +625,7 @@ impl Broker {
             }
         }
         self.offsets_topic().await?;
+        let now_ms = self.now_ms();
         {
             let mut groups = self.groups.groups.lock();
             match groups.get_mut(&req.group_id) {
@@ -662,21 +655,14 @@ impl Broker {
                 }
                 Some(g) => {
                     // An admin commit to an empty group: its retention restarts.
-                    g.empty_since_ms = Some(self.now_ms());
+                    g.empty_since_ms = Some(now_ms);
                 }
                 None => {
                     // An admin commit creates the group (empty), so it expires too.
-                    if groups.len() >= self.groups.config.groups_max {
-                        return Err(BrokerError::LimitExceeded(format!(
-                            "this coordinator already has {} groups (groups_max)",
-                            self.groups.config.groups_max
-                        )));
-                    }
-                    groups.insert(req.group_id.clone(), Group::new(self.now_ms()));
+                    self.group_or_new(&mut groups, &req.group_id)?;
                 }
             }
         }
-        let now_ms = self.now_ms();
         let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = req
             .offsets
             .iter()
@@ -708,6 +694,23 @@ impl Broker {
             );
         }
         Ok(())
+    }
+
+    /// The group `id`, created empty if it is new and `groups_max` allows.
+    fn group_or_new<'g>(
+        &self,
+        groups: &'g mut HashMap<String, Group>,
+        id: &str,
+    ) -> Result<&'g mut Group, BrokerError> {
+        let max = self.groups.config.groups_max;
+        if !groups.contains_key(id) && groups.len() >= max {
+            return Err(BrokerError::LimitExceeded(format!(
+                "this coordinator already has {max} groups (groups_max); delete idle groups or raise the limit"
+            )));
+        }
+        Ok(groups
+            .entry(id.to_string())
+            .or_insert_with(|| Group::new(self.now_ms())))
     }
 
     /// Appends records to the group's partition of `__consumer_offsets`.
