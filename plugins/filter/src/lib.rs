@@ -6,18 +6,18 @@
 //! Records that are not JSON, or lack the field, are dropped. Counts the
 //! dropped records in the counter `records-dropped`.
 
-use eddy_processor::json::{lookup, raw_text};
+use eddy_processor::json::{Path, text_is};
 use eddy_processor::{Batch, Output, Params, Processor, Record, RecordError};
 
 struct Filter {
-    field: String,
+    field: Path,
     equals: String,
 }
 
 impl Processor for Filter {
     fn init(params: &Params) -> Result<Self, String> {
         Ok(Filter {
-            field: params.require("field")?.to_owned(),
+            field: Path::new(params.require("field")?),
             equals: params.require("equals")?.to_owned(),
         })
     }
@@ -39,13 +39,13 @@ impl Processor for Filter {
 }
 
 impl Filter {
-    /// Looks at the one field only: the rest of the document is skipped,
-    /// not parsed into values.
+    /// Looks at the one field only: the rest of the document is checked
+    /// and skipped, not parsed into values.
     fn keeps(&self, record: &Record<'_>) -> bool {
         record
             .value()
-            .and_then(|json| lookup(json, &self.field))
-            .is_some_and(|raw| raw_text(raw) == self.equals)
+            .and_then(|json| self.field.find(json))
+            .is_some_and(|raw| text_is(raw, &self.equals))
     }
 }
 

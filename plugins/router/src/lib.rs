@@ -6,19 +6,23 @@
 //! (optional topic for records that lack the field or are not JSON;
 //! without it such a record is a record error).
 
-use eddy_processor::json::{lookup, raw_text};
+use eddy_processor::json::{Path, raw_text};
 use eddy_processor::{Batch, Output, Params, Processor, Record, RecordError};
 
 struct Router {
+    /// The `field` param as given, for messages.
     field: String,
+    path: Path,
     prefix: String,
     default: Option<String>,
 }
 
 impl Processor for Router {
     fn init(params: &Params) -> Result<Self, String> {
+        let field = params.require("field")?;
         Ok(Router {
-            field: params.require("field")?.to_owned(),
+            field: field.to_owned(),
+            path: Path::new(field),
             prefix: params.get("prefix").unwrap_or_default().to_owned(),
             default: params.get("default").map(str::to_owned),
         })
@@ -35,8 +39,8 @@ impl Processor for Router {
 
 impl Router {
     fn topic_for(&self, record: &Record<'_>) -> Result<String, String> {
-        let named = match record.value().and_then(|json| lookup(json, &self.field)) {
-            Some(raw) if raw.get() != "null" => Ok(format!("{}{}", self.prefix, raw_text(raw))),
+        let named = match record.value().and_then(|json| self.path.find(json)) {
+            Some(raw) if raw != "null" => Ok(format!("{}{}", self.prefix, raw_text(raw))),
             _ => Err(format!(
                 "the record has no field `{}` to route by",
                 self.field
