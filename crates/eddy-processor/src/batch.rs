@@ -9,6 +9,7 @@ pub(crate) const HAS_KEY: u8 = 1;
 pub(crate) const HAS_VALUE: u8 = 2;
 pub(crate) const HAS_TIMESTAMP: u8 = 4;
 pub(crate) const HAS_TOPIC: u8 = 8;
+pub(crate) const FORWARDED: u8 = 16;
 
 /// Entries per record in an `input-batch`'s `layout`, and their order.
 const INPUT_LAYOUT: usize = 8;

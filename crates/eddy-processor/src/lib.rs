@@ -28,8 +28,9 @@
 //! (`cargo build --release --target wasm32-wasip2`) and try the `.wasm`
 //! with `eddy processor test`.
 //!
-//! Records are views into the batch ([`Record`]); outputs are copied into
-//! the [`Output`] as they are pushed. Both sides of the call are arenas
+//! Records are views into the batch ([`Record`]); new records are copied
+//! into the [`Output`] as they are pushed, while a forwarded record is only
+//! its position in the batch (the host already holds its bytes). Both sides of the call are arenas
 //! (one buffer of bytes per batch, and one list of integers per record
 //! field), which is what makes a call cheap.
 //!

@@ -149,7 +149,7 @@ impl Instance {
                 limit: u32::MAX as usize,
             })?;
         match self.finish(result)? {
-            Ok(out) => outputs(out, self.output_records_max).map_err(|message| {
+            Ok(out) => outputs(out, batch, self.output_records_max).map_err(|message| {
                 self.poisoned = true;
                 ProcessError::Trap {
                     kind: TrapKind::Other,

@@ -3,7 +3,8 @@
 //! copied once into one buffer, and each per-record field into its column;
 //! each is copied once into guest memory. On the way out, the guest's
 //! buffer becomes one `Bytes` that the output records slice without
-//! copying.
+//! copying, and a record the guest forwards shares the input record's
+//! bytes: it never leaves the host.
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ const HAS_KEY: u8 = 1;
 const HAS_VALUE: u8 = 2;
 const HAS_TIMESTAMP: u8 = 4;
 const HAS_TOPIC: u8 = 8;
+const FORWARDED: u8 = 16;
 
 /// Entries per record in the `layout` of an `output-batch` (an
 /// `input-batch` has eight; see the WIT world for their order).
@@ -180,9 +182,11 @@ fn span(start: usize, len: usize) -> wit::Span {
 }
 
 /// Turns the guest's `output-batch` into records, checking every list
-/// length, span and index, since the guest is not trusted.
+/// length, span and index, since the guest is not trusted. Forwarded
+/// records share the bytes of `inputs`, the batch of the call.
 pub(crate) fn outputs(
     batch: wit::OutputBatch,
+    inputs: &[InputRecord],
     records_max: usize,
 ) -> Result<Vec<OutputRecord>, String> {
     let (records, headers) = (batch.presence.len(), batch.headers.len());
@@ -236,6 +240,24 @@ pub(crate) fn outputs(
                 )
             })?)
         };
+        let timestamp = (presence & HAS_TIMESTAMP != 0).then_some(Timestamp(timestamp));
+        if presence & FORWARDED != 0 {
+            // `key_start` is the position of the input record forwarded.
+            let input = inputs.get(key_start as usize).ok_or_else(|| {
+                format!(
+                    "it forwards input record {key_start} of a batch of {} records",
+                    inputs.len()
+                )
+            })?;
+            out.push(OutputRecord {
+                topic,
+                key: input.key.clone(),
+                value: input.value.clone(),
+                headers: input.headers.clone(),
+                timestamp: timestamp.or(Some(input.timestamp)),
+            });
+            continue;
+        }
         let (first, count) = (first as usize, count as usize);
         let headers = first
             .checked_add(count)
@@ -268,7 +290,7 @@ pub(crate) fn outputs(
             key,
             value,
             headers,
-            timestamp: (presence & HAS_TIMESTAMP != 0).then_some(Timestamp(timestamp)),
+            timestamp,
         });
     }
     Ok(out)

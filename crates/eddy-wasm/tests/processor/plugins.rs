@@ -15,6 +15,11 @@ fn passthrough_returns_every_record_unchanged() {
         assert_eq!(o.value, i.value);
         assert_eq!(o.topic, None);
         assert_eq!(o.timestamp, Some(i.timestamp));
+        // Forwarded, not copied: the output shares the input's bytes.
+        assert_eq!(
+            o.value.as_ref().map(|v| v.as_ptr()),
+            i.value.as_ref().map(|v| v.as_ptr())
+        );
     }
 }
 

@@ -175,6 +175,19 @@ fn an_output_batch_whose_lists_disagree_on_the_record_count_is_refused() {
 }
 
 #[test]
+fn an_output_batch_forwarding_a_record_past_the_batch_is_refused() {
+    let mut p = instance(wasm::TEST_BAD_OUTPUT, &[("mode", "bad-forward")]);
+    let err = p.process(&records([&b"x"[..], &b"y"[..]])).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("forwards input record 2 of a batch of 2 records"),
+        "{message}"
+    );
+    assert!(p.is_poisoned());
+    host_still_works();
+}
+
+#[test]
 fn a_component_that_needs_more_memory_than_the_cap_is_refused_on_load() {
     let config = Config {
         memory_bytes_max: 64 << 10,
