@@ -12,7 +12,8 @@ use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use eddy_wasm::{
-    Config, Header, InputRecord, Instance, Offset, OutputRecord, ProcessError, Runtime, Timestamp,
+    Config, Header, InputRecord, Instance, Offset, OutputRecord, ProcessError, Processor, Runtime,
+    Timestamp,
 };
 use serde_json::{Map, Value, json};
 
@@ -44,9 +45,10 @@ pub enum ProcessorCommand {
     /// are JSON, else a string; bytes that are not UTF-8 are written as hex in
     /// `value_hex` (likewise `key_hex`).
     ///
-    /// On a record error or a trap, prints the error (with the record that
-    /// caused it, when the processor names one) and exits non-zero; outputs of
-    /// earlier batches have been printed by then.
+    /// On a record error or a trap, prints the error with the record that
+    /// caused it and exits non-zero; outputs of earlier batches have been
+    /// printed by then. After a trap in a batch of several records, the batch
+    /// is run again one record at a time to find the record that traps.
     #[command(verbatim_doc_comment)]
     Test(TestArgs),
 }
@@ -111,8 +113,15 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     for (n, batch) in records.chunks(args.batch_size as usize).enumerate() {
-        let first_line = n * args.batch_size as usize;
-        let outputs = process(&mut instance, batch).map_err(|e| explain(e, batch, first_line))?;
+        let first_index = n * args.batch_size as usize;
+        let outputs = match process(&mut instance, batch) {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                // Frees the instance's slot for the replay in `explain`.
+                drop(instance);
+                return Err(explain(e, batch, first_index, &processor, &args.params));
+            }
+        };
         for output in &outputs {
             writeln!(out, "{}", output_json(output)).context("writing to stdout")?;
         }
@@ -129,27 +138,64 @@ fn process(instance: &mut Instance, batch: &[Sample]) -> Result<Vec<OutputRecord
     instance.process(&records)
 }
 
-/// The error, with the input line that caused it when the processor said
-/// which record failed.
-fn explain(e: ProcessError, batch: &[Sample], first_index: usize) -> anyhow::Error {
-    match &e {
-        ProcessError::Record { index, .. } => match batch.get(*index) {
-            Some(sample) => anyhow!("{e}\n  line {}: {}", sample.line, sample.text),
-            None => anyhow!(e),
-        },
-        ProcessError::Trap { .. } if batch.len() > 1 => anyhow!(
-            "{e}\n  while processing the batch of records {}..={} (lines {}..={}); run with --batch-size 1 to find the record",
-            first_index,
-            first_index + batch.len() - 1,
-            batch[0].line,
-            batch[batch.len() - 1].line
-        ),
-        ProcessError::Trap { .. } => match batch.first() {
-            Some(sample) => anyhow!("{e}\n  line {}: {}", sample.line, sample.text),
-            None => anyhow!(e),
-        },
-        _ => anyhow!(e),
+/// The error, with the input line that caused it: the record the processor
+/// named, or after a trap in a batch of several records, the first one
+/// that traps when the batch is run again one record at a time.
+fn explain(
+    e: ProcessError,
+    batch: &[Sample],
+    first_index: usize,
+    processor: &Processor,
+    params: &[(String, String)],
+) -> anyhow::Error {
+    let sample = match &e {
+        ProcessError::Record { index, .. } => batch.get(*index),
+        ProcessError::Trap { .. } if batch.len() > 1 => {
+            match trapping_record(processor, params, batch) {
+                Some(sample) => {
+                    return anyhow!(
+                        "{e}\n  line {}: {}\n  (the first record of its batch that traps when run alone)",
+                        sample.line,
+                        sample.text
+                    );
+                }
+                None => {
+                    return anyhow!(
+                        "{e}\n  while processing the batch of records {}..={} (lines {}..={}); no record traps when run alone, so the trap needs what came before it in the batch",
+                        first_index,
+                        first_index + batch.len() - 1,
+                        batch[0].line,
+                        batch[batch.len() - 1].line
+                    );
+                }
+            }
+        }
+        ProcessError::Trap { .. } => batch.first(),
+        _ => None,
+    };
+    match sample {
+        Some(sample) => anyhow!("{e}\n  line {}: {}", sample.line, sample.text),
+        None => anyhow!(e),
     }
+}
+
+/// Runs `batch` again one record per call, on a fresh instance, and returns
+/// the first record whose call traps.
+fn trapping_record<'a>(
+    processor: &Processor,
+    params: &[(String, String)],
+    batch: &'a [Sample],
+) -> Option<&'a Sample> {
+    let mut instance = processor.instantiate(params).ok()?;
+    for sample in batch {
+        match instance.process(std::slice::from_ref(&sample.record)) {
+            Err(ProcessError::Trap { .. }) => return Some(sample),
+            // Another kind of failure is not the trap being looked for.
+            Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    None
 }
 
 /// One input record and where it came from.

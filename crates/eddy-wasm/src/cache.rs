@@ -120,3 +120,47 @@ fn checked_body(bytes: &[u8]) -> Option<&[u8]> {
     let (header, body) = bytes.split_at(HEADER_BYTES);
     (Sha256::digest(body).as_slice() == &header[MAGIC.len()..]).then_some(body)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn engine(epochs: bool) -> Engine {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(epochs);
+        Engine::new(&config).unwrap()
+    }
+
+    fn passthrough() -> Vec<u8> {
+        eddy_test_plugins::read(eddy_test_plugins::PASSTHROUGH).unwrap()
+    }
+
+    #[test]
+    fn engines_with_different_settings_use_different_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let with = ArtifactCache::open(tmp.path(), &engine(true)).unwrap();
+        let without = ArtifactCache::open(tmp.path(), &engine(false)).unwrap();
+        let digest = Digest::of(&passthrough());
+        assert_ne!(with.path(&digest), without.path(&digest));
+    }
+
+    #[test]
+    fn an_entry_compiled_with_other_settings_is_recompiled_not_loaded() {
+        // As if the key failed to tell two configurations apart: wasmtime's
+        // own check must still refuse the foreign code, and the entry goes.
+        let tmp = tempfile::tempdir().unwrap();
+        let bytes = passthrough();
+        let digest = Digest::of(&bytes);
+        let (ours, theirs) = (engine(true), engine(false));
+        let cache = ArtifactCache::open(tmp.path(), &ours).unwrap();
+        let foreign = Component::from_binary(&theirs, &bytes).unwrap();
+        cache.store(&digest, &foreign).unwrap();
+        assert!(cache.path(&digest).exists());
+        assert!(cache.load(&ours, &digest).is_none());
+        assert!(!cache.path(&digest).exists());
+        let own = Component::from_binary(&ours, &bytes).unwrap();
+        cache.store(&digest, &own).unwrap();
+        assert!(cache.load(&ours, &digest).is_some());
+    }
+}

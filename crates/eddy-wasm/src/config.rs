@@ -31,6 +31,11 @@ pub struct Config {
     pub instances_max: u32,
     /// Largest number of records in one call to `process`.
     pub batch_records_max: usize,
+    /// Largest total of key, value and header bytes in one call to
+    /// `process` (at most `u32::MAX`). The batch is copied into the guest's
+    /// memory, so keep it well below `memory_bytes_max`; a batch over it is
+    /// refused before the call, leaving the instance usable.
+    pub batch_bytes_max: usize,
     /// Largest number of records (and of headers) one call may return. A
     /// call returning more fails, before the host builds its records.
     pub output_records_max: usize,
@@ -54,6 +59,7 @@ impl Default for Config {
             stack_bytes_max: 512 << 10,
             instances_max: 256,
             batch_records_max: 64 * 1024,
+            batch_bytes_max: 16 << 20,
             output_records_max: 1 << 20,
             guest_output_bytes_max: 64 << 10,
             counters_max: 64,
@@ -88,6 +94,13 @@ impl Config {
             return bad(format!(
                 "stack_bytes_max={} is too small; give at least 65536 bytes",
                 self.stack_bytes_max
+            ));
+        }
+        if self.batch_bytes_max == 0 || u32::try_from(self.batch_bytes_max).is_err() {
+            return bad(format!(
+                "batch_bytes_max={} must be between 1 and {} (32-bit offsets)",
+                self.batch_bytes_max,
+                u32::MAX
             ));
         }
         if self.instances_max == 0 || self.batch_records_max == 0 || self.component_bytes_max == 0 {

@@ -100,10 +100,10 @@ pub enum ProcessError {
         "the batch has {records} records, more than the limit of {limit}; send smaller batches"
     )]
     BatchTooLarge { records: usize, limit: usize },
-    /// The batch's keys, values and headers add up to more bytes than a
-    /// call can carry.
+    /// The batch's keys, values and headers add up to more bytes than the
+    /// runtime's `batch_bytes_max`.
     #[error(
-        "the batch holds {bytes} bytes of keys, values and headers, more than the limit of {limit}; send smaller batches"
+        "the batch holds {bytes} bytes of keys, values and headers, more than the limit of {limit} (batch_bytes_max); send smaller batches"
     )]
     BatchBytesTooLarge { bytes: usize, limit: usize },
 }

@@ -84,6 +84,7 @@ impl Processor {
             arena: Arena::default(),
             deadline_ticks: config.deadline_ticks(),
             batch_records_max: config.batch_records_max,
+            batch_bytes_max: config.batch_bytes_max,
             output_records_max: config.output_records_max,
             poisoned: false,
         };
@@ -114,6 +115,7 @@ pub struct Instance {
     arena: Arena,
     deadline_ticks: u64,
     batch_records_max: usize,
+    batch_bytes_max: usize,
     output_records_max: usize,
     poisoned: bool,
 }
@@ -139,6 +141,13 @@ impl Instance {
                 limit: self.batch_records_max,
             });
         }
+        let bytes = payload_bytes(batch);
+        if bytes > self.batch_bytes_max {
+            return Err(ProcessError::BatchBytesTooLarge {
+                bytes,
+                limit: self.batch_bytes_max,
+            });
+        }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let (bindings, store) = (&self.bindings, &mut self.store);
         let result = self
@@ -146,7 +155,7 @@ impl Instance {
             .with_batch(batch, |b| bindings.call_process(store, b))
             .map_err(|e| ProcessError::BatchBytesTooLarge {
                 bytes: e.bytes,
-                limit: u32::MAX as usize,
+                limit: self.batch_bytes_max,
             })?;
         match self.finish(result)? {
             Ok(out) => outputs(out, batch, self.output_records_max).map_err(|message| {
@@ -192,12 +201,27 @@ impl Instance {
     /// [`ProcessError`], poisoning the instance.
     fn finish<T>(&mut self, result: wasmtime::Result<T>) -> Result<T, ProcessError> {
         let stderr = self.store.data_mut().output.finish_call();
+        // A refused growth explains a trap of this call only: a guest that
+        // coped with it (`try_reserve`) and trapped later for another
+        // reason must not be reported as out of memory.
+        let refused = self.store.data_mut().limiter.refused_bytes.take();
         result.map_err(|e| {
             self.poisoned = true;
-            let refused = self.store.data_mut().limiter.refused_bytes.take();
             classify(&e, &stderr, refused)
         })
     }
+}
+
+/// The key, value and header bytes of `batch`: what its `data` will hold.
+fn payload_bytes(batch: &[InputRecord]) -> usize {
+    let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, |b| b.len());
+    batch
+        .iter()
+        .map(|r| {
+            let headers: usize = r.headers.iter().map(|h| h.key.len() + h.value.len()).sum();
+            len(&r.key) + len(&r.value) + headers
+        })
+        .fold(0, usize::saturating_add)
 }
 
 /// Names a trap, preferring the guest's own words (what it wrote to

@@ -138,18 +138,19 @@ impl Runtime {
             })?,
         };
         validate::check(engine, &component)?;
-        if fresh
-            && let Some(cache) = &self.inner.cache
-            && let Err(e) = cache.store(&digest, &component)
-        {
-            tracing::warn!(error = %e, "could not save the compiled processor; it will be recompiled next time");
-        }
         let pre = self
             .inner
             .linker
             .instantiate_pre(&component)
             .and_then(bindings::ProcessorPre::new)
             .map_err(|e| Error::WrongWorld { detail: chain(&e) })?;
+        // Only a component that will run is worth keeping.
+        if fresh
+            && let Some(cache) = &self.inner.cache
+            && let Err(e) = cache.store(&digest, &component)
+        {
+            tracing::warn!(error = %e, "could not save the compiled processor; it will be recompiled next time");
+        }
         Ok(Processor::new(self.clone(), pre, digest))
     }
 }

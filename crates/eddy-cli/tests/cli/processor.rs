@@ -233,3 +233,35 @@ fn two_runs_print_byte_identical_outputs() {
     assert!(!first.is_empty());
     assert_eq!(run(), first);
 }
+
+#[test]
+fn a_trap_in_a_batch_names_the_record_that_traps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write(
+        tmp.path(),
+        "in.jsonl",
+        "{\"value\": \"fine\"}\n{\"value\": \"fine\"}\n\n{\"value\": \"boom\", \"offset\": 7}\n{\"value\": \"fine\"}\n",
+    );
+    let out = eddy(&[
+        "processor",
+        "test",
+        wasm::TEST_PANIC,
+        "--input",
+        &input,
+        "-p",
+        "when=boom",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("record at offset 7 is cursed"), "{err}");
+    assert!(
+        err.contains("line 4: {\"value\": \"boom\", \"offset\": 7}"),
+        "{err}"
+    );
+    // The batch failed as a whole: none of its outputs were printed.
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -90,6 +90,11 @@ fn a_damaged_cache_entry_is_recompiled_not_loaded() {
 fn refused_components_are_not_cached() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime_with_cache(tmp.path());
-    assert!(rt.compile(&wasm::read(wasm::TEST_FS).unwrap()).is_err());
-    assert!(cache_files(tmp.path()).is_empty());
+    for plugin in [wasm::TEST_WRONG_WORLD, wasm::TEST_FS] {
+        assert!(
+            rt.compile(&wasm::read(plugin).unwrap()).is_err(),
+            "{plugin}"
+        );
+    }
+    assert_eq!(cache_files(tmp.path()), Vec::<std::path::PathBuf>::new());
 }

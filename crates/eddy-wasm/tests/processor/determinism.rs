@@ -68,3 +68,54 @@ fn a_recompiled_processor_gives_identical_output() {
         .unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn nan_results_are_canonical() {
+    // Inputs whose NaN results keep a payload or a sign on x86 unless the
+    // engine canonicalises them: a signalling NaN with a payload, a
+    // negative quiet NaN with a payload, and 0/0 (x86's default NaN is
+    // negative).
+    let pairs: [(u64, f64); 3] = [
+        (0x7FF0_0000_0000_0001, 1.0),
+        (0xFFF8_0000_0000_0042, 2.0),
+        (0.0f64.to_bits(), 0.0),
+    ];
+    let values: Vec<Vec<u8>> = pairs
+        .iter()
+        .map(|&(a, b)| [a.to_le_bytes(), b.to_bits().to_le_bytes()].concat())
+        .collect();
+    let out = instance(wasm::TEST_NAN, &[])
+        .process(&records(values.iter().map(Vec::as_slice)))
+        .unwrap();
+    assert_eq!(out.len(), 3);
+    let mut nans = 0;
+    for (o, (a, b)) in out.iter().zip(pairs) {
+        let bytes = o.value.as_deref().unwrap();
+        let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+        let a = f64::from_bits(a);
+        // What the guest computed, and the canonical NaN of its width.
+        let results = [
+            (word(0), (a + b).to_bits(), 0x7FF8_0000_0000_0000),
+            (word(1), (a / b).to_bits(), 0x7FF8_0000_0000_0000),
+            (
+                word(2),
+                u64::from(((a as f32) + (b as f32)).to_bits()),
+                0x7FC0_0000,
+            ),
+        ];
+        for (i, (got, native, canonical)) in results.into_iter().enumerate() {
+            let native_is_nan = if i == 2 {
+                f32::from_bits(native as u32).is_nan()
+            } else {
+                f64::from_bits(native).is_nan()
+            };
+            if native_is_nan {
+                nans += 1;
+                assert_eq!(got, canonical, "operation {i} on {a:?}, {b}: {got:#x}");
+            } else {
+                assert_eq!(got, native, "operation {i} on {a:?}, {b}");
+            }
+        }
+    }
+    assert_eq!(nans, 7, "the inputs should give seven NaN results");
+}

@@ -62,6 +62,19 @@ fn a_memory_bomb_fails_its_allocation_at_the_cap() {
 }
 
 #[test]
+fn a_refused_allocation_the_guest_coped_with_does_not_explain_a_later_trap() {
+    let mut p = instance(wasm::TEST_MEMORY_BOMB, &[("mode", "try")]);
+    assert!(p.process(&records([&b"try"[..]])).unwrap().is_empty());
+    match p.process(&records([&b"panic"[..]])).unwrap_err() {
+        ProcessError::Trap { kind, message } => {
+            assert_eq!(kind, TrapKind::Panic, "{message}");
+            assert!(message.contains("asked to panic"), "{message}");
+        }
+        other => panic!("expected a trap, got {other}"),
+    }
+}
+
+#[test]
 fn a_panic_is_reported_with_the_guest_message() {
     let (kind, message, _) = trap_of(wasm::TEST_PANIC);
     assert_eq!(kind, TrapKind::Panic);
@@ -131,6 +144,35 @@ fn oversized_batches_are_refused_before_the_call() {
         }
     );
     assert!(!p.is_poisoned());
+}
+
+#[test]
+fn batches_over_the_byte_limit_are_refused_before_the_call() {
+    let rt = Runtime::new(Config {
+        batch_bytes_max: 1000,
+        ..test_config()
+    })
+    .unwrap();
+    let mut p = rt
+        .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
+        .unwrap()
+        .instantiate(&[])
+        .unwrap();
+    // Each record: a 2-byte key (`k0`, `k1`) and its value.
+    let fits = records([&[b'v'; 496][..], &[b'v'; 500][..]]);
+    assert_eq!(p.process(&fits).unwrap().len(), 2);
+    let over = records([&[b'v'; 497][..], &[b'v'; 500][..]]);
+    let err = p.process(&over).unwrap_err();
+    assert_eq!(
+        err,
+        ProcessError::BatchBytesTooLarge {
+            bytes: 1001,
+            limit: 1000
+        }
+    );
+    assert!(err.to_string().contains("batch_bytes_max"), "{err}");
+    assert!(!p.is_poisoned());
+    assert_eq!(p.process(&fits).unwrap().len(), 2);
 }
 
 #[test]
