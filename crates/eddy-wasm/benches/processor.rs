@@ -81,7 +81,7 @@ fn filter_native(batch: &[InputRecord], field: &Path, equals: &str) -> Vec<Outpu
         .filter(|r| {
             r.value
                 .as_deref()
-                .and_then(|json| field.find(json))
+                .and_then(|json| field.find_bytes(json))
                 .is_some_and(|raw| text_is(raw, equals))
         })
         .map(|r| OutputRecord {

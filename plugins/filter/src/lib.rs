@@ -44,7 +44,7 @@ impl Filter {
     fn keeps(&self, record: &Record<'_>) -> bool {
         record
             .value()
-            .and_then(|json| self.field.find(json))
+            .and_then(|json| self.field.find_bytes(json))
             .is_some_and(|raw| text_is(raw, &self.equals))
     }
 }

@@ -73,6 +73,16 @@ impl Path {
     /// not UTF-8) or has no such value. Of repeated keys, the first that
     /// leads to a value wins.
     pub fn find<'a>(&self, json: &'a [u8]) -> Option<&'a str> {
+        // Always UTF-8 (see `find_bytes`); checking costs little, and no
+        // `unsafe`.
+        self.find_bytes(json)
+            .and_then(|raw| std::str::from_utf8(raw).ok())
+    }
+
+    /// [`Path::find`] without turning the raw text into a `&str`, for
+    /// comparing it ([`text_is`]) on every record: in a guest, the UTF-8
+    /// check is a call that costs about as much as the comparison.
+    pub fn find_bytes<'a>(&self, json: &'a [u8]) -> Option<&'a [u8]> {
         scan::find(json, &self.steps).ok().flatten()
     }
 }
@@ -83,15 +93,16 @@ pub fn lookup<'a>(json: &'a [u8], path: &str) -> Option<&'a str> {
     Path::new(path).find(json)
 }
 
-/// Whether the text of a raw JSON value, as [`raw_text`] renders it, is
-/// `text`; allocates nothing unless the value is a string with escapes.
-pub fn text_is(raw: &str, text: &str) -> bool {
-    let bytes = raw.as_bytes();
+/// Whether the text of a raw JSON value (from [`Path::find`] or
+/// [`Path::find_bytes`]), as [`raw_text`] renders it, is `text`; allocates
+/// nothing unless the value is a string with escapes.
+pub fn text_is(raw: impl AsRef<[u8]>, text: &str) -> bool {
+    let bytes = raw.as_ref();
     match bytes {
         [b'"', inner @ .., b'"'] if !scan::has_backslash(inner) => {
             scan::same(inner, text.as_bytes())
         }
-        [b'"', ..] => raw_text(raw) == text,
+        [b'"', ..] => std::str::from_utf8(bytes).is_ok_and(|raw| raw_text(raw) == text),
         _ => scan::same(bytes, text.as_bytes()),
     }
 }

@@ -27,20 +27,15 @@ pub(super) struct Step {
 }
 
 /// Finds the raw text of the value at `path` in `json`; `Ok(None)` when the
-/// document is valid but has no such value.
-pub(super) fn find<'a>(json: &'a [u8], path: &[Step]) -> Result<Option<&'a str>, Invalid> {
+/// document is valid but has no such value. Strings are checked to be
+/// UTF-8 and everything else in a valid document is ASCII, so the bytes
+/// are always UTF-8.
+pub(super) fn find<'a>(json: &'a [u8], path: &[Step]) -> Result<Option<&'a [u8]>, Invalid> {
     let (found, end) = seek(json, ws(json, 0), path, 0)?;
     if ws(json, end) != json.len() {
         return Err(Invalid);
     }
-    // Strings are checked to be UTF-8 and everything else is ASCII, so a
-    // valid span always converts; the check is the price of no `unsafe`.
-    match found {
-        Some((start, end)) => std::str::from_utf8(&json[start..end])
-            .map(Some)
-            .map_err(|_| Invalid),
-        None => Ok(None),
-    }
+    Ok(found.map(|(start, end)| &json[start..end]))
 }
 
 // The scanning functions take a position and return the position after
