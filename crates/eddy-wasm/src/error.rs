@@ -123,7 +123,8 @@ pub enum TrapKind {
     Timeout,
     /// The guest asked for more memory than `memory_bytes_max`.
     OutOfMemory,
-    /// The guest recursed past `stack_bytes_max`.
+    /// The guest recursed past `stack_bytes_max`, or past the end of its
+    /// own stack in linear memory.
     StackOverflow,
     /// The guest panicked (Rust) or aborted.
     Panic,

@@ -232,6 +232,7 @@ fn classify(e: &wasmtime::Error, stderr: &str, refused_bytes: Option<usize>) -> 
     let kind = match trap {
         Some(Trap::Interrupt) => TrapKind::Timeout,
         Some(Trap::StackOverflow) => TrapKind::StackOverflow,
+        Some(Trap::MemoryOutOfBounds) if below_address_zero(e) => TrapKind::StackOverflow,
         _ if e.downcast_ref::<GuestExit>().is_some() => TrapKind::Exit,
         _ if refused_bytes.is_some() => TrapKind::OutOfMemory,
         Some(Trap::UnreachableCodeReached) if !guest_said.is_empty() => TrapKind::Panic,
@@ -253,6 +254,12 @@ fn classify(e: &wasmtime::Error, stderr: &str, refused_bytes: Option<usize>) -> 
             "it tried to grow its memory to {} bytes, past the limit (memory_bytes_max)",
             refused_bytes.unwrap_or_default()
         ),
+        TrapKind::StackOverflow if trap == Some(Trap::MemoryOutOfBounds) => {
+            "it overflowed its stack in linear memory (it touched memory just below address 0, \
+             where a Rust guest's stack ends); recurse less, keep large values off the stack, \
+             or link the processor with a larger stack (-C link-arg=-zstack-size=BYTES)"
+                .to_owned()
+        }
         TrapKind::StackOverflow => "it recursed past its stack limit (stack_bytes_max)".to_owned(),
         _ => String::new(),
     };
@@ -265,6 +272,31 @@ fn classify(e: &wasmtime::Error, stderr: &str, refused_bytes: Option<usize>) -> 
         }
     }
     ProcessError::Trap { kind, message }
+}
+
+/// How far below address 0 (wrapped around to the top of the 32-bit
+/// address space) a fault counts as a stack overflow: Rust and C guests put
+/// their stack in linear memory below their data, growing down to 0, so a
+/// frame pushed past its end lands just under 4 GiB.
+const STACK_WRAP_BYTES: u64 = 1 << 20;
+
+/// Whether `e` is a memory fault just below address 0: what a guest whose
+/// stack in linear memory overflowed touches. wasmtime gives the address
+/// only in its description of the fault.
+fn below_address_zero(e: &wasmtime::Error) -> bool {
+    const PREFIX: &str = "memory fault at wasm address 0x";
+    e.chain().any(|cause| {
+        let text = cause.to_string();
+        let Some(hex) = text.strip_prefix(PREFIX) else {
+            return false;
+        };
+        let digits = hex
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .next()
+            .unwrap_or("");
+        u64::from_str_radix(digits, 16)
+            .is_ok_and(|address| ((1u64 << 32) - STACK_WRAP_BYTES..1 << 32).contains(&address))
+    })
 }
 
 /// The useful part of a guest's stderr: without blank lines and Rust's

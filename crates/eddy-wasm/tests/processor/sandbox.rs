@@ -87,8 +87,26 @@ fn a_panic_is_reported_with_the_guest_message() {
 
 #[test]
 fn deep_recursion_hits_the_stack_cap() {
+    let mut p = instance(wasm::TEST_RECURSION, &[("mode", "wasm-stack")]);
+    match p.process(&records([&b"x"[..]])).unwrap_err() {
+        ProcessError::Trap { kind, message } => {
+            assert_eq!(kind, TrapKind::StackOverflow, "{message}");
+            assert!(message.contains("stack_bytes_max"), "{message}");
+        }
+        other => panic!("expected a trap, got {other}"),
+    }
+    host_still_works();
+}
+
+#[test]
+fn overflowing_the_guest_stack_in_linear_memory_is_a_stack_overflow() {
     let (kind, message, _) = trap_of(wasm::TEST_RECURSION);
     assert_eq!(kind, TrapKind::StackOverflow, "{message}");
+    assert!(
+        message.contains("overflowed its stack in linear memory")
+            && message.contains("-zstack-size"),
+        "{message}"
+    );
     host_still_works();
 }
 
