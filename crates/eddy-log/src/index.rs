@@ -133,6 +133,11 @@ impl<E: Entry> IndexFile<E> {
         self.len
     }
 
+    /// Whether the entries are kept in memory (the active segment's).
+    pub fn is_cached(&self) -> bool {
+        self.cached.is_some()
+    }
+
     pub fn entry(&self, i: usize) -> Result<E> {
         debug_assert!(i < self.len);
         if let Some(cached) = &self.cached {

@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -54,6 +55,8 @@ pub(crate) struct Segment {
     time_index: IndexFile<TimeEntry>,
     bytes_since_entry: u64,
     index_interval: u64,
+    /// A damaged index entry was found and logged (once per segment).
+    index_damage_reported: AtomicBool,
 }
 
 /// Whether a segment may still be appended to.
@@ -92,6 +95,7 @@ impl Segment {
             time_index: IndexFile::open(&dir.join(file_name(base, "timeindex")), true)?,
             bytes_since_entry: 0,
             index_interval: u64::from(index_interval),
+            index_damage_reported: AtomicBool::new(false),
             path,
         })
     }
@@ -135,6 +139,7 @@ impl Segment {
             time_index: IndexFile::open(&dir.join(file_name(base, "timeindex")), active)?,
             bytes_since_entry: 0,
             index_interval: u64::from(index_interval),
+            index_damage_reported: AtomicBool::new(false),
             path,
         };
         let report = segment.recover(active)?;
@@ -416,13 +421,44 @@ impl Segment {
             .0
             .saturating_sub(self.base.0)
             .min(u64::from(u32::MAX)) as u32;
-        Ok(match self.index.search(|e| e.relative_offset <= rel)? {
-            Some((_, e)) => (
-                absolute(self.base, e.relative_offset),
-                u64::from(e.position),
-            ),
-            None => (self.base, 0),
-        })
+        match self.index.search(|e| e.relative_offset <= rel)? {
+            Some((k, _)) => self.verified_entry(k, |offset| offset <= target),
+            None => Ok((self.base, 0)),
+        }
+    }
+
+    /// Index entry `k`, or the nearest one before it, whose batch is where
+    /// the entry says and whose offset passes `wanted`, as (offset,
+    /// position); `(base, 0)` when there is none. The active segment's
+    /// entries are trusted (written by this process, or checked in full on
+    /// open). A sealed segment's are checked here, on use, as opening
+    /// checks only its last one: a damaged entry costs a longer scan from an
+    /// earlier one, never a failed read.
+    fn verified_entry(&self, k: usize, wanted: impl Fn(Offset) -> bool) -> Result<(Offset, u64)> {
+        let mut next = Some(k);
+        while let Some(i) = next {
+            let e = self.index.entry(i)?;
+            let offset = absolute(self.base, e.relative_offset);
+            let pos = u64::from(e.position);
+            if self.index.is_cached() {
+                return Ok((offset, pos));
+            }
+            if wanted(offset)
+                && pos < self.size
+                && self.header_at(pos).is_ok_and(|h| h.base_offset == offset)
+            {
+                return Ok((offset, pos));
+            }
+            if !self.index_damage_reported.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    segment = %self.path.display(),
+                    entry = i,
+                    "index entry does not match the log; reading from an earlier entry (the index is rebuilt if the file is deleted while the partition is closed)"
+                );
+            }
+            next = i.checked_sub(1);
+        }
+        Ok((self.base, 0))
     }
 
     /// Reads whole batches from the one containing (or first after) `from`,
@@ -583,7 +619,9 @@ impl Segment {
             return Ok(None);
         }
         let pos = match self.time_index.search(|t| t.max_timestamp_before < ts)? {
-            Some((k, _)) => u64::from(self.index.entry(k)?.position),
+            // Every batch before entry `k` is older than `ts`, so any
+            // earlier entry is a correct (if slower) place to start.
+            Some((k, _)) => self.verified_entry(k, |_| true)?.1,
             None => 0,
         };
         for item in self.headers_from(pos) {

@@ -298,3 +298,43 @@ fn an_active_segment_keeps_its_age_across_restarts() {
         "65 s after its first batch the segment rolls, restarts or not"
     );
 }
+
+/// Writes `bytes` at `at` in the file at `path`.
+fn overwrite(path: &Path, at: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, at).unwrap();
+}
+
+#[test]
+fn a_damaged_index_entry_in_a_sealed_segment_costs_a_longer_scan_not_a_failed_read() {
+    let s = Scenario::with(|c| {
+        c.index_interval_bytes = 512;
+        c.segment_bytes = 16 * 1024;
+    });
+    let mut log = s.open();
+    for i in 0..120 {
+        append(&mut log, values(2, 100, START_MS + i));
+    }
+    log.close().unwrap();
+    let index = &s.files("index")[0];
+    let entries = std::fs::metadata(index).unwrap().len() / 8;
+    assert!(entries > 6, "the first segment has {entries} index entries");
+    // Entry 3 now points into the middle of a batch, entry 4 names an
+    // offset its batch does not start at; the last entry, which opening
+    // checks, is intact.
+    overwrite(index, 3 * 8 + 4, &77u32.to_be_bytes());
+    overwrite(index, 4 * 8, &1u32.to_be_bytes());
+    let log = s.open();
+    assert_eq!(log.recovery().corrupt_segments.len(), 0);
+    for from in 0..80 {
+        let recs = decode(&log.read(o(from), 1, None).unwrap().bytes);
+        assert!(recs.iter().any(|r| r.offset == from), "offset {from}");
+    }
+    let all = read_all(&log, 1 << 20).unwrap();
+    assert_eq!(offsets(&all), (0..240).collect::<Vec<_>>());
+    for i in [10, 25, 40] {
+        let at = log.offset_for_timestamp(Timestamp(START_MS + i)).unwrap();
+        assert_eq!(at, Some(o(2 * i as u64)), "timestamp {i}");
+    }
+}
