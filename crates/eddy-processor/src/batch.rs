@@ -46,12 +46,32 @@ impl Batch {
 
     /// The records, in offset order.
     pub fn records(&self) -> impl ExactSizeIterator<Item = Record<'_>> {
-        (0..self.len()).map(|index| Record { batch: self, index })
+        self.rows()
+            .iter()
+            .zip(&self.raw.presence)
+            .enumerate()
+            .map(|(index, (row, &presence))| Record {
+                batch: self,
+                index,
+                row,
+                presence,
+            })
     }
 
     /// The record at `index`.
     pub fn get(&self, index: usize) -> Option<Record<'_>> {
-        (index < self.len()).then_some(Record { batch: self, index })
+        Some(Record {
+            batch: self,
+            index,
+            row: self.rows().get(index)?,
+            presence: *self.raw.presence.get(index)?,
+        })
+    }
+
+    /// Each record's group of `layout` entries (the host sends one per
+    /// record).
+    fn rows(&self) -> &[[u32; INPUT_LAYOUT]] {
+        self.raw.layout.as_chunks::<INPUT_LAYOUT>().0
     }
 
     /// `len` bytes of `data` from `start` (empty if the host sent a bad range).
@@ -74,6 +94,10 @@ fn at<T: Copy + Default>(column: &[T], i: usize) -> T {
 pub struct Record<'a> {
     batch: &'a Batch,
     index: usize,
+    /// This record's entries in `layout`, and its `presence` bits: looked
+    /// up once, so the accessors below index fixed-size arrays.
+    row: &'a [u32; INPUT_LAYOUT],
+    presence: u8,
 }
 
 impl<'a> Record<'a> {
@@ -83,12 +107,12 @@ impl<'a> Record<'a> {
     }
 
     fn has(&self, bit: u8) -> bool {
-        at(&self.batch.raw.presence, self.index) & bit != 0
+        self.presence & bit != 0
     }
 
     /// Entry `field` of this record's group in `layout`.
     fn layout(&self, field: usize) -> u32 {
-        at(&self.batch.raw.layout, self.index * INPUT_LAYOUT + field)
+        self.row[field]
     }
 
     /// The key; `None` for a record without one.

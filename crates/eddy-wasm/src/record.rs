@@ -97,7 +97,12 @@ impl Arena {
         f: impl FnOnce(wit::InputBatch<'_>) -> R,
     ) -> Result<R, BatchTooBig> {
         self.clear();
+        self.presence.reserve(batch.len());
+        self.layout.reserve(batch.len() * 8);
+        self.timestamps.reserve(batch.len());
+        self.offsets.reserve(batch.len());
         let mut topics: Vec<&str> = Vec::new();
+        let mut last_topic: Option<(&Arc<str>, usize)> = None;
         for r in batch {
             let first_header = self.headers.len();
             for h in &r.headers {
@@ -107,12 +112,20 @@ impl Arena {
                 };
                 self.headers.push(header);
             }
-            // Batches come from one partition: the topic rarely changes.
-            let topic = match topics.iter().rposition(|t| *t == &*r.topic) {
-                Some(i) => i,
-                None => {
-                    topics.push(&r.topic);
-                    topics.len() - 1
+            // Batches come from one partition: the topic rarely changes,
+            // and is usually the very same `Arc` as the record before.
+            let topic = match last_topic {
+                Some((arc, i)) if Arc::ptr_eq(arc, &r.topic) => i,
+                _ => {
+                    let i = match topics.iter().rposition(|t| *t == &*r.topic) {
+                        Some(i) => i,
+                        None => {
+                            topics.push(&r.topic);
+                            topics.len() - 1
+                        }
+                    };
+                    last_topic = Some((&r.topic, i));
+                    i
                 }
             };
             let mut presence = 0;
