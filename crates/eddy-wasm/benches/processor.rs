@@ -15,7 +15,9 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group};
 use eddy_processor::json::{Path, text_is};
 use eddy_test_plugins as wasm;
-use eddy_wasm::{Config, InputRecord, Offset, OutputRecord, Processor, Runtime, Timestamp};
+use eddy_wasm::{
+    Config, InputRecord, Instance, Offset, OutputRecord, Processor, Runtime, Timestamp,
+};
 
 const RECORD_BYTES: usize = 100;
 const BATCH_SIZES: [usize; 4] = [1, 16, 256, 1024];
@@ -112,14 +114,18 @@ fn pass_through(c: &mut Criterion) {
     group.finish();
 }
 
-fn filter(c: &mut Criterion) {
-    let rt = runtime();
-    let filter = compile(&rt, wasm::FILTER);
+/// The `filter` plugin keeping records whose `region` is `north`.
+fn filter_instance(rt: &Runtime) -> Instance {
     let params = [
         ("field".to_owned(), "region".to_owned()),
         ("equals".to_owned(), "north".to_owned()),
     ];
-    let mut instance = filter.instantiate(&params).unwrap();
+    compile(rt, wasm::FILTER).instantiate(&params).unwrap()
+}
+
+fn filter(c: &mut Criterion) {
+    let rt = runtime();
+    let mut instance = filter_instance(&rt);
     let records = batch(256);
     assert_eq!(
         instance.process(&records).unwrap(),
@@ -164,12 +170,7 @@ fn filter_interleaved() {
     const ROUNDS: usize = 60;
     const CALLS: u32 = 100;
     let rt = runtime();
-    let filter = compile(&rt, wasm::FILTER);
-    let params = [
-        ("field".to_owned(), "region".to_owned()),
-        ("equals".to_owned(), "north".to_owned()),
-    ];
-    let mut instance = filter.instantiate(&params).unwrap();
+    let mut instance = filter_instance(&rt);
     let records = batch(256);
     let (field, equals) = std::hint::black_box((Path::new("region"), "north"));
     let per_call = |start: Instant| start.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS);

@@ -164,18 +164,23 @@ fn oversized_batches_are_refused_before_the_call() {
     assert!(!p.is_poisoned());
 }
 
-#[test]
-fn batches_over_the_byte_limit_are_refused_before_the_call() {
-    let rt = Runtime::new(Config {
-        batch_bytes_max: 1000,
-        ..test_config()
-    })
-    .unwrap();
-    let mut p = rt
+/// A pass-through instance in a runtime of its own, set up with `config`.
+fn passthrough_in(config: Config) -> (Runtime, eddy_wasm::Instance) {
+    let rt = Runtime::new(config).unwrap();
+    let p = rt
         .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
         .unwrap()
         .instantiate(&[])
         .unwrap();
+    (rt, p)
+}
+
+#[test]
+fn batches_over_the_byte_limit_are_refused_before_the_call() {
+    let (_rt, mut p) = passthrough_in(Config {
+        batch_bytes_max: 1000,
+        ..test_config()
+    });
     // Each record: a 2-byte key (`k0`, `k1`) and its value.
     let fits = records([&[b'v'; 496][..], &[b'v'; 500][..]]);
     assert_eq!(p.process(&fits).unwrap().len(), 2);
@@ -265,18 +270,12 @@ fn a_component_that_needs_more_memory_than_the_cap_is_refused_on_load() {
 
 #[test]
 fn a_call_returning_more_records_than_allowed_fails() {
-    let rt = Runtime::new(Config {
+    let (_rt, mut p) = passthrough_in(Config {
         output_records_max: 2,
         cache_dir: None,
         instances_max: 2,
         ..test_config()
-    })
-    .unwrap();
-    let mut p = rt
-        .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
-        .unwrap()
-        .instantiate(&[])
-        .unwrap();
+    });
     assert_eq!(p.process(&records([&b"a"[..], b"b"])).unwrap().len(), 2);
     let err = p.process(&records([&b"a"[..], b"b", b"c"])).unwrap_err();
     assert!(err.to_string().contains("output_records_max=2"), "{err}");
