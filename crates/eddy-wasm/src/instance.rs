@@ -79,6 +79,7 @@ impl Processor {
             Error::Instantiate(format!("{detail}{hint}"))
         })?;
         let mut instance = Instance {
+            _runtime: self.runtime.clone(),
             store,
             bindings,
             arena: Arena::default(),
@@ -110,6 +111,10 @@ impl Processor {
 /// calls: its memory may be in any state. Drop it and instantiate a fresh
 /// one from the [`Processor`].
 pub struct Instance {
+    /// Keeps the runtime's epoch timer running while the instance lives,
+    /// even if the caller dropped the runtime and the processor: without
+    /// it, the time budget would never run out.
+    _runtime: Runtime,
     store: Store<State>,
     bindings: bindings::Processor,
     arena: Arena,

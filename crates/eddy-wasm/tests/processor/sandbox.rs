@@ -164,6 +164,35 @@ fn oversized_batches_are_refused_before_the_call() {
     assert!(!p.is_poisoned());
 }
 
+#[test]
+fn an_instance_keeps_its_time_budget_after_its_runtime_is_dropped() {
+    let rt = Runtime::new(Config {
+        cache_dir: None,
+        instances_max: 1,
+        ..test_config()
+    })
+    .unwrap();
+    let mut p = rt
+        .compile(&wasm::read(wasm::TEST_LOOP).unwrap())
+        .unwrap()
+        .instantiate(&[])
+        .unwrap();
+    drop(rt);
+    let start = Instant::now();
+    let err = p.process(&records([&b"x"[..]])).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessError::Trap {
+                kind: TrapKind::Timeout,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
 /// A pass-through instance in a runtime of its own, set up with `config`.
 fn passthrough_in(config: Config) -> (Runtime, eddy_wasm::Instance) {
     let rt = Runtime::new(config).unwrap();
