@@ -58,7 +58,7 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// The high bit of each byte of `w` that may end a run of plain string
-/// bytes: `"`, `\\`, a control character (< 0x20) or a non-ASCII byte. The
+/// bytes: a quote, a backslash, a control character (< 0x20) or a non-ASCII byte. The
 /// lowest set bit is always exact (the usual borrow trick can only add
 /// false hits above a true one).
 #[inline(always)]
