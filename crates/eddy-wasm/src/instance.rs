@@ -146,18 +146,13 @@ impl Instance {
                 limit: self.batch_records_max,
             });
         }
-        let bytes = payload_bytes(batch);
-        if bytes > self.batch_bytes_max {
-            return Err(ProcessError::BatchBytesTooLarge {
-                bytes,
-                limit: self.batch_bytes_max,
-            });
-        }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let (bindings, store) = (&self.bindings, &mut self.store);
         let result = self
             .arena
-            .with_batch(batch, |b| bindings.call_process(store, b))
+            .with_batch(batch, self.batch_bytes_max, |b| {
+                bindings.call_process(store, b)
+            })
             .map_err(|e| ProcessError::BatchBytesTooLarge {
                 bytes: e.bytes,
                 limit: self.batch_bytes_max,
@@ -215,18 +210,6 @@ impl Instance {
             classify(&e, &stderr, refused)
         })
     }
-}
-
-/// The key, value and header bytes of `batch`: what its `data` will hold.
-fn payload_bytes(batch: &[InputRecord]) -> usize {
-    let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, |b| b.len());
-    batch
-        .iter()
-        .map(|r| {
-            let headers: usize = r.headers.iter().map(|h| h.key.len() + h.value.len()).sum();
-            len(&r.key) + len(&r.value) + headers
-        })
-        .fold(0, usize::saturating_add)
 }
 
 /// Names a trap, preferring the guest's own words (what it wrote to

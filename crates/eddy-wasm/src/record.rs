@@ -74,7 +74,8 @@ pub(crate) struct Arena {
     headers: Vec<wit::Header>,
 }
 
-/// Why a batch cannot be lowered: its bytes do not fit 32-bit offsets.
+/// Why a batch is not lowered: its keys, values and headers add up to
+/// `bytes`, more than the limit given to [`Arena::with_batch`].
 #[derive(Debug)]
 pub(crate) struct BatchTooBig {
     pub(crate) bytes: usize,
@@ -90,12 +91,20 @@ impl Arena {
         self.headers.clear();
     }
 
-    /// Lays `batch` out as an `input-batch` and calls `f` with it.
+    /// Lays `batch` out as an `input-batch` and calls `f` with it, unless
+    /// its keys, values and headers add up to more than `bytes_max` (at
+    /// most `u32::MAX`, so that every offset fits the WIT spans); that is
+    /// checked before anything is copied.
     pub(crate) fn with_batch<R>(
         &mut self,
         batch: &[InputRecord],
+        bytes_max: usize,
         f: impl FnOnce(wit::InputBatch<'_>) -> R,
     ) -> Result<R, BatchTooBig> {
+        let bytes = payload_bytes(batch);
+        if bytes > bytes_max || u32::try_from(bytes).is_err() {
+            return Err(BatchTooBig { bytes });
+        }
         self.clear();
         self.presence.reserve(batch.len());
         self.layout.reserve(batch.len() * 8);
@@ -157,11 +166,6 @@ impl Arena {
             self.timestamps.push(r.timestamp.0);
             self.offsets.push(r.offset.0);
         }
-        if u32::try_from(self.data.len()).is_err() {
-            return Err(BatchTooBig {
-                bytes: self.data.len(),
-            });
-        }
         let result = f(wit::InputBatch {
             data: &self.data,
             presence: &self.presence,
@@ -185,8 +189,20 @@ impl Arena {
     }
 }
 
-/// Offsets past `u32::MAX` wrap here and are caught by the check on the
-/// total size in [`Arena::with_batch`].
+/// The key, value and header bytes of `batch`: what its `data` will hold.
+fn payload_bytes(batch: &[InputRecord]) -> usize {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+    batch
+        .iter()
+        .map(|r| {
+            let headers: usize = r.headers.iter().map(|h| h.key.len() + h.value.len()).sum();
+            len(&r.key) + len(&r.value) + headers
+        })
+        .fold(0, usize::saturating_add)
+}
+
+/// Never wraps: [`Arena::with_batch`] refuses batches whose bytes do not
+/// fit `u32` before it lays any out.
 fn span(start: usize, len: usize) -> wit::Span {
     wit::Span {
         start: start as u32,
