@@ -8,8 +8,12 @@ use eddy_wasm::{ProcessError, TrapKind};
 use super::*;
 
 fn trap_of(path: &'static str) -> (TrapKind, String, Instance) {
-    let mut p = instance(path, &[]);
-    match p.process(&records([&b"x"[..]])) {
+    trap_on(instance(path, &[]), &[b"x"])
+}
+
+/// The trap `p` hits processing a batch of records with `values`.
+fn trap_on(mut p: Instance, values: &[&[u8]]) -> (TrapKind, String, Instance) {
+    match p.process(&records(values.iter().copied())) {
         Err(ProcessError::Trap { kind, message }) => (kind, message, p),
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -65,13 +69,9 @@ fn a_memory_bomb_fails_its_allocation_at_the_cap() {
 fn a_refused_allocation_the_guest_coped_with_does_not_explain_a_later_trap() {
     let mut p = instance(wasm::TEST_MEMORY_BOMB, &[("mode", "try")]);
     assert!(p.process(&records([&b"try"[..]])).unwrap().is_empty());
-    match p.process(&records([&b"panic"[..]])).unwrap_err() {
-        ProcessError::Trap { kind, message } => {
-            assert_eq!(kind, TrapKind::Panic, "{message}");
-            assert!(message.contains("asked to panic"), "{message}");
-        }
-        other => panic!("expected a trap, got {other}"),
-    }
+    let (kind, message, _) = trap_on(p, &[b"panic"]);
+    assert_eq!(kind, TrapKind::Panic, "{message}");
+    assert!(message.contains("asked to panic"), "{message}");
 }
 
 #[test]
@@ -87,14 +87,10 @@ fn a_panic_is_reported_with_the_guest_message() {
 
 #[test]
 fn deep_recursion_hits_the_stack_cap() {
-    let mut p = instance(wasm::TEST_RECURSION, &[("mode", "wasm-stack")]);
-    match p.process(&records([&b"x"[..]])).unwrap_err() {
-        ProcessError::Trap { kind, message } => {
-            assert_eq!(kind, TrapKind::StackOverflow, "{message}");
-            assert!(message.contains("stack_bytes_max"), "{message}");
-        }
-        other => panic!("expected a trap, got {other}"),
-    }
+    let p = instance(wasm::TEST_RECURSION, &[("mode", "wasm-stack")]);
+    let (kind, message, _) = trap_on(p, &[b"x"]);
+    assert_eq!(kind, TrapKind::StackOverflow, "{message}");
+    assert!(message.contains("stack_bytes_max"), "{message}");
     host_still_works();
 }
 
@@ -166,50 +162,41 @@ fn oversized_batches_are_refused_before_the_call() {
 
 #[test]
 fn an_instance_keeps_its_time_budget_after_its_runtime_is_dropped() {
-    let rt = Runtime::new(Config {
-        cache_dir: None,
-        instances_max: 1,
-        ..test_config()
-    })
-    .unwrap();
-    let mut p = rt
-        .compile(&wasm::read(wasm::TEST_LOOP).unwrap())
-        .unwrap()
-        .instantiate(&[])
-        .unwrap();
-    drop(rt);
-    let start = Instant::now();
-    let err = p.process(&records([&b"x"[..]])).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ProcessError::Trap {
-                kind: TrapKind::Timeout,
-                ..
-            }
-        ),
-        "{err}"
+    let p = instance_in(
+        Config {
+            cache_dir: None,
+            instances_max: 1,
+            ..test_config()
+        },
+        wasm::TEST_LOOP,
     );
+    let start = Instant::now();
+    let (kind, message, _) = trap_on(p, &[b"x"]);
+    assert_eq!(kind, TrapKind::Timeout, "{message}");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
-/// A pass-through instance in a runtime of its own, set up with `config`.
-fn passthrough_in(config: Config) -> (Runtime, eddy_wasm::Instance) {
-    let rt = Runtime::new(config).unwrap();
-    let p = rt
-        .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
+/// An instance of the plugin at `path` in a runtime of its own, set up
+/// with `config`. The caller holds only the instance: the runtime and the
+/// processor handles are dropped here.
+fn instance_in(config: Config, path: &str) -> Instance {
+    Runtime::new(config)
+        .unwrap()
+        .compile(&wasm::read(path).unwrap())
         .unwrap()
         .instantiate(&[])
-        .unwrap();
-    (rt, p)
+        .unwrap()
 }
 
 #[test]
 fn batches_over_the_byte_limit_are_refused_before_the_call() {
-    let (_rt, mut p) = passthrough_in(Config {
-        batch_bytes_max: 1000,
-        ..test_config()
-    });
+    let mut p = instance_in(
+        Config {
+            batch_bytes_max: 1000,
+            ..test_config()
+        },
+        wasm::PASSTHROUGH,
+    );
     // Each record: a 2-byte key (`k0`, `k1`) and its value.
     let fits = records([&[b'v'; 496][..], &[b'v'; 500][..]]);
     assert_eq!(p.process(&fits).unwrap().len(), 2);
@@ -257,9 +244,8 @@ fn an_output_batch_pointing_outside_its_data_is_refused() {
 
 #[test]
 fn an_output_batch_whose_lists_disagree_on_the_record_count_is_refused() {
-    let mut p = instance(wasm::TEST_BAD_OUTPUT, &[("mode", "short-column")]);
-    let err = p.process(&records([&b"x"[..]])).unwrap_err();
-    let message = err.to_string();
+    let p = instance(wasm::TEST_BAD_OUTPUT, &[("mode", "short-column")]);
+    let (_, message, p) = trap_on(p, &[b"x"]);
     assert!(
         message.contains("lists 2 records, so its layout needs 14 entries"),
         "{message}"
@@ -270,9 +256,8 @@ fn an_output_batch_whose_lists_disagree_on_the_record_count_is_refused() {
 
 #[test]
 fn an_output_batch_forwarding_a_record_past_the_batch_is_refused() {
-    let mut p = instance(wasm::TEST_BAD_OUTPUT, &[("mode", "bad-forward")]);
-    let err = p.process(&records([&b"x"[..], &b"y"[..]])).unwrap_err();
-    let message = err.to_string();
+    let p = instance(wasm::TEST_BAD_OUTPUT, &[("mode", "bad-forward")]);
+    let (_, message, p) = trap_on(p, &[b"x", b"y"]);
     assert!(
         message.contains("forwards input record 2 of a batch of 2 records"),
         "{message}"
@@ -299,12 +284,15 @@ fn a_component_that_needs_more_memory_than_the_cap_is_refused_on_load() {
 
 #[test]
 fn a_call_returning_more_records_than_allowed_fails() {
-    let (_rt, mut p) = passthrough_in(Config {
-        output_records_max: 2,
-        cache_dir: None,
-        instances_max: 2,
-        ..test_config()
-    });
+    let mut p = instance_in(
+        Config {
+            output_records_max: 2,
+            cache_dir: None,
+            instances_max: 2,
+            ..test_config()
+        },
+        wasm::PASSTHROUGH,
+    );
     assert_eq!(p.process(&records([&b"a"[..], b"b"])).unwrap().len(), 2);
     let err = p.process(&records([&b"a"[..], b"b", b"c"])).unwrap_err();
     assert!(err.to_string().contains("output_records_max=2"), "{err}");
