@@ -85,6 +85,16 @@ fn result(r: pb::ProduceResponse) -> pb::PartitionProduceResult {
         .unwrap()
 }
 
+/// Sends `batch` to partition 0 of `topic` and returns that partition's
+/// answer.
+async fn produce_one(
+    p: &mut ProduceClient<Channel>,
+    topic: &str,
+    batch: Bytes,
+) -> pb::PartitionProduceResult {
+    result(p.produce(request(topic, batch)).await.unwrap().into_inner())
+}
+
 fn end_offset(b: &TestBroker, topic: &str) -> String {
     let described = b.ok(&["topic", "describe", topic]);
     let row = described
@@ -101,19 +111,9 @@ async fn a_batch_sent_twice_is_written_once_and_both_answers_carry_its_offsets()
     b.ok(&["topic", "create", "i"]);
     let mut p = produce_client(&b.addr).await;
     let id = identity(&mut p, "").await;
-    let first = result(
-        p.produce(request("i", stamped(id, 0, 3)))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let first = produce_one(&mut p, "i", stamped(id, 0, 3)).await;
     // The answer to the first send was "lost": the producer sends it again.
-    let second = result(
-        p.produce(request("i", stamped(id, 0, 3)))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let second = produce_one(&mut p, "i", stamped(id, 0, 3)).await;
     assert_eq!(
         (first.base_offset, first.last_offset),
         (second.base_offset, second.last_offset)
@@ -163,23 +163,11 @@ async fn a_resend_after_a_lost_answer_is_acknowledged_with_the_original_offsets(
     proxy.cut_all();
 
     // The producer, not knowing, sends the same batch again.
-    let again = result(
-        direct
-            .produce(request("lost", stamped(id, 2, 3)))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let again = produce_one(&mut direct, "lost", stamped(id, 2, 3)).await;
     assert!(again.duplicate);
     assert_eq!((again.base_offset, again.last_offset), (2, 4));
     assert_eq!(end_offset(&written, "lost"), "5", "one copy in the log");
-    let next = result(
-        direct
-            .produce(request("lost", stamped(id, 5, 1)))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let next = produce_one(&mut direct, "lost", stamped(id, 5, 1)).await;
     assert_eq!((next.base_offset, next.duplicate), (5, false));
 }
 
@@ -224,12 +212,7 @@ async fn gaps_and_fenced_epochs_are_refused_with_their_errors() {
         "PRODUCER_FENCED"
     );
     // A stable producer's resend of old output is acknowledged as a duplicate.
-    let resent = result(
-        p.produce(request("e", stamped(new, 0, 1)))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let resent = produce_one(&mut p, "e", stamped(new, 0, 1)).await;
     assert!(resent.duplicate);
     assert_eq!(end_offset(&b, "e"), "3");
 }
@@ -252,19 +235,9 @@ async fn deduplication_survives_a_kill_9_and_restart() {
     .await
     .unwrap();
     let mut p = produce_client(&b.addr).await;
-    let again = result(
-        p.produce(request("k", stamped(id, 16, 4)))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let again = produce_one(&mut p, "k", stamped(id, 16, 4)).await;
     assert!(again.duplicate && again.base_offset == 16, "{again:?}");
-    let next = result(
-        p.produce(request("k", stamped(id, 20, 1)))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let next = produce_one(&mut p, "k", stamped(id, 20, 1)).await;
     assert_eq!((next.duplicate, next.base_offset), (false, 20));
     let b = tokio::task::spawn_blocking(move || {
         let mut b = b;
@@ -275,12 +248,7 @@ async fn deduplication_survives_a_kill_9_and_restart() {
     .await
     .unwrap();
     let mut p = produce_client(&b.addr).await;
-    let once_more = result(
-        p.produce(request("k", stamped(id, 20, 1)))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let once_more = produce_one(&mut p, "k", stamped(id, 20, 1)).await;
     assert!(once_more.duplicate, "after a clean restart too (snapshot)");
 }
 
