@@ -105,6 +105,12 @@ fn ok(position: usize) -> Result<usize, Invalid> {
     }
 }
 
+// The four container loops below (`seek_in_object`, `seek_in_array`,
+// `object`, `array`) spell out their opening and separator steps. Folding
+// those into shared inline helpers returning an enum measured 3–8% slower
+// in the guest (interleaved filter benchmark, fastest rounds 59–63 µs
+// against 57–58 µs), so they stay apart.
+
 /// [`seek`] inside an object whose `{` ends before `i`.
 fn seek_in_object(
     b: &[u8],
