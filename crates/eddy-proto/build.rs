@@ -7,8 +7,17 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["common", "cluster", "admin", "produce", "consume", "groups"]
-        .map(|f| format!("proto/eddy/v1/{f}.proto"));
+    let files = [
+        "common",
+        "cluster",
+        "admin",
+        "produce",
+        "consume",
+        "groups",
+        "processors",
+        "pipelines",
+    ]
+    .map(|f| format!("proto/eddy/v1/{f}.proto"));
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -106,7 +106,8 @@ impl Broker {
         self.shutdown.subscribe()
     }
 
-    pub(crate) fn now_ms(&self) -> i64 {
+    /// The broker's clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 

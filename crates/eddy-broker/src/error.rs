@@ -103,6 +103,7 @@ impl BrokerError {
             BrokerError::Meta(e) => match e {
                 MetaError::TopicExists(_) => ErrorCode::TopicExists,
                 MetaError::UnknownTopic(_) => ErrorCode::UnknownTopic,
+                MetaError::NotFound(_) => ErrorCode::NotFound,
                 MetaError::InvalidTopicName { .. } | MetaError::Invalid(_) => {
                     ErrorCode::InvalidRequest
                 }
@@ -124,7 +125,8 @@ impl BrokerError {
             return Code::NotFound;
         }
         match self.code() {
-            ErrorCode::UnknownTopic => Code::NotFound,
+            ErrorCode::UnknownTopic | ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::InvalidProcessor => Code::InvalidArgument,
             ErrorCode::UnknownPartition | ErrorCode::OffsetOutOfRange => Code::OutOfRange,
             ErrorCode::TopicExists => Code::AlreadyExists,
             ErrorCode::InvalidRequest => Code::InvalidArgument,

@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod fetch;
 mod group;
+mod internal;
 mod partition;
 mod produce;
 mod records;
@@ -28,6 +29,10 @@ pub use broker::{Broker, DATA_DIR_MARKER};
 pub use config::{BrokerConfig, Limits, PARTITIONS_MAX, TopicConfig, TopicDefaults};
 pub use error::BrokerError;
 pub use group::{GroupConfig, OFFSETS_TOPIC};
+pub use internal::{InternalTopic, StoredRecord};
 pub use partition::{Partition, PartitionOffsets, Role, StartAt};
-pub use server::{CONNECTION_WINDOW_BYTES, FRAME_BYTES, STREAM_WINDOW_BYTES, ServerHandle, start};
+pub use server::{
+    CONNECTION_WINDOW_BYTES, Extension, ExtensionFactory, FRAME_BYTES, STREAM_WINDOW_BYTES,
+    ServerHandle, start, start_with,
+};
 pub use topics::{TopicState, Topics};

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eddy_log::{
-    AppendInfo, CheckedBatch, Clock, LeaderEpoch, Log, LogConfig, Offset, ReadResult, Timestamp,
+    AppendInfo, CheckedBatch, Clock, LeaderEpoch, Log, LogConfig, Offset, ProducerEpoch,
+    ProducerId, ReadResult, Sequence, Timestamp,
 };
 use eddy_meta::{NodeId, PartitionId, TopicId};
 use parking_lot::RwLock;
@@ -139,6 +140,12 @@ impl Partition {
     pub fn read(&self, from: Offset, max_bytes: usize) -> eddy_log::Result<ReadResult> {
         let log = self.log.read();
         log.read(from, max_bytes, Some(self.high_watermark()))
+    }
+
+    /// What this replica knows of an idempotent producer: its newest epoch
+    /// and the last sequence written.
+    pub fn producer(&self, id: ProducerId) -> Option<(ProducerEpoch, Sequence)> {
+        self.log.read().producer_state().last_sequence(id)
     }
 
     pub fn offsets(&self) -> PartitionOffsets {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eddy_log::{
-    AppendInfo, CheckedBatch, Offset, Written, check_batch, partitioner::partition_for_key,
+    AppendInfo, CheckedBatch, Offset, ProducerEpoch, ProducerId, Sequence, Written, check_batch,
+    partitioner::partition_for_key,
 };
 use eddy_proto::v1::{
     Acks, PartitionProduceResult, ProduceRequest, ProduceResponse, Record, TopicProduceResult,
@@ -123,6 +124,21 @@ impl Broker {
             ));
         }
         Ok(plan)
+    }
+
+    /// What each of `partitions` knows of `producer` (`None`: nothing).
+    pub fn describe_producer(
+        &self,
+        producer: ProducerId,
+        partitions: &[(String, u32)],
+    ) -> Vec<Result<Option<(ProducerEpoch, Sequence)>, BrokerError>> {
+        partitions
+            .iter()
+            .map(|(topic, partition)| {
+                let t = self.topics.get(topic)?;
+                Ok(t.partition(*partition)?.producer(producer))
+            })
+            .collect()
     }
 
     /// acks=all needs min.insync.replicas in-sync replicas.

@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tonic::Status;
 use tonic::server::NamedService;
-use tonic::service::Routes;
+use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::Layer;
@@ -70,9 +70,31 @@ impl ServerHandle {
     }
 }
 
+/// gRPC services another crate adds to a broker's server: the processor
+/// registry and the pipelines, which need what this crate must not know
+/// (WebAssembly, manifests).
+pub trait Extension: Send + Sync + 'static {
+    /// Adds the services to the server's routes.
+    fn add_services(&self, routes: &mut RoutesBuilder);
+    /// Their full gRPC names, reported by the health service.
+    fn service_names(&self) -> Vec<&'static str>;
+}
+
+/// Makes a broker's [`Extension`] once the broker is open.
+pub type ExtensionFactory =
+    Box<dyn FnOnce(&Arc<Broker>) -> Result<Box<dyn Extension>, BrokerError> + Send>;
+
 /// Binds `config.listen`, opens the broker (recovering partitions after an
 /// unclean stop) and starts serving.
 pub async fn start(config: BrokerConfig) -> Result<ServerHandle, BrokerError> {
+    start_with(config, None).await
+}
+
+/// [`start`], serving an extension's services beside Eddy's own.
+pub async fn start_with(
+    config: BrokerConfig,
+    extension: Option<ExtensionFactory>,
+) -> Result<ServerHandle, BrokerError> {
     let listener = TcpListener::bind(config.listen).await.map_err(|e| {
         BrokerError::InvalidRequest(format!(
             "cannot listen on {}: {e}; pick another address with --listen",
@@ -87,8 +109,12 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, BrokerError> {
         .clone()
         .unwrap_or_else(|| local_addr.to_string());
     let broker = Broker::open(config, address).await?;
+    let extension = match extension {
+        Some(make) => Some(make(&broker)?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(run(broker.clone(), listener, stop_rx));
+    let task = tokio::spawn(run(broker.clone(), listener, extension, stop_rx));
     Ok(ServerHandle {
         local_addr,
         broker,
@@ -100,20 +126,34 @@ pub async fn start(config: BrokerConfig) -> Result<ServerHandle, BrokerError> {
 async fn run(
     broker: Arc<Broker>,
     listener: TcpListener,
+    extension: Option<Box<dyn Extension>>,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), BrokerError> {
     let limit = broker.config.limits.request_bytes_max;
     let service = Service::new(broker.clone());
+    let extra_names = extension.as_ref().map_or(Vec::new(), |e| e.service_names());
     let (health, health_service) = tonic_health::server::health_reporter();
-    report_health(&health, ServingStatus::Serving).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(eddy_proto::FILE_DESCRIPTOR_SET)
+    report_health(&health, &extra_names, ServingStatus::Serving).await;
+    // Both reflection versions: grpcurl and tonic speak v1, while Python's
+    // grpcio-reflection, Postman and older tools speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(eddy_proto::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| BrokerError::Internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| BrokerError::Internal(format!("reflection: {e}")))?;
     let mut routes = Routes::builder();
+    if let Some(e) = &extension {
+        e.add_services(&mut routes);
+    }
     routes
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(AdminServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(ClusterServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(GroupsServer::new(service.clone()).max_decoding_message_size(limit))
@@ -136,7 +176,7 @@ async fn run(
     broker.begin_shutdown();
     // Health watchers (load balancers, orchestrators) learn at once that
     // this broker is going away, while its connections drain.
-    report_health(&health, ServingStatus::NotServing).await;
+    report_health(&health, &extra_names, ServingStatus::NotServing).await;
     drain(connections).await;
     housekeeping.abort();
     groups.abort();
@@ -145,17 +185,18 @@ async fn run(
     Ok(())
 }
 
-/// Sets the health of the broker as a whole ("") and of each Eddy service.
-async fn report_health(health: &HealthReporter, status: ServingStatus) {
-    for service in [
+/// Sets the health of the broker as a whole ("") and of each service.
+async fn report_health(health: &HealthReporter, extra: &[&'static str], status: ServingStatus) {
+    let own = [
         "",
         <AdminServer<Service> as NamedService>::NAME,
         <ClusterServer<Service> as NamedService>::NAME,
         <ProduceServer<Service> as NamedService>::NAME,
         <ConsumeServer<Service> as NamedService>::NAME,
         <GroupsServer<Service> as NamedService>::NAME,
-    ] {
-        health.set_service_status(service, status).await;
+    ];
+    for service in own.iter().chain(extra) {
+        health.set_service_status(*service, status).await;
     }
 }
 

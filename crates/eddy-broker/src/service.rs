@@ -205,6 +205,46 @@ impl Produce for Service {
         }))
     }
 
+    async fn describe_producer(
+        &self,
+        req: Request<pb::DescribeProducerRequest>,
+    ) -> Result<Response<pb::DescribeProducerResponse>, Status> {
+        let req = req.into_inner();
+        let wanted: Vec<(String, u32)> = req
+            .topics
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.topic;
+                t.partitions.into_iter().map(move |p| (topic.clone(), p))
+            })
+            .collect();
+        let partitions = self
+            .broker
+            .describe_producer(eddy_log::ProducerId(req.producer_id), &wanted)
+            .into_iter()
+            .zip(wanted)
+            .map(|(state, (topic, partition))| match state {
+                Ok(known) => pb::ProducerPartitionState {
+                    topic,
+                    partition,
+                    known: known.is_some(),
+                    producer_epoch: known.map_or(-1, |(e, _)| i32::from(e.0)),
+                    last_sequence: known.map_or(-1, |(_, s)| s.0),
+                    error: None,
+                },
+                Err(e) => pb::ProducerPartitionState {
+                    topic,
+                    partition,
+                    known: false,
+                    producer_epoch: -1,
+                    last_sequence: -1,
+                    error: Some(e.to_partition_error()),
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::DescribeProducerResponse { partitions }))
+    }
+
     type ProduceStreamStream = BoxStream<pb::ProduceResponse>;
 
     async fn produce_stream(
@@ -374,6 +414,14 @@ impl Groups for Service {
         Ok(Response::new(
             self.broker.describe_group(req.into_inner()).await?,
         ))
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        self.broker.delete_group(&req.into_inner().group_id).await?;
+        Ok(Response::new(pb::DeleteGroupResponse {}))
     }
 }
 

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_proto::v1::{
-    MetadataRequest, MetadataResponse, admin_client::AdminClient, cluster_client::ClusterClient,
-    consume_client::ConsumeClient, produce_client::ProduceClient,
+    DescribeProducerRequest, DescribeProducerTopic, MetadataRequest, MetadataResponse,
+    admin_client::AdminClient, cluster_client::ClusterClient, consume_client::ConsumeClient,
+    produce_client::ProduceClient,
 };
 use parking_lot::RwLock;
 use tonic::transport::{Channel, Endpoint};
@@ -78,6 +79,50 @@ impl Client {
 
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// The shared control connection to the bootstrap broker.
+    pub fn bootstrap_channel(&self) -> Channel {
+        self.inner.bootstrap.clone()
+    }
+
+    /// What each partition's leader knows of `producer_id`: per partition,
+    /// in request order, `Some((epoch, last sequence))` or `None` when it
+    /// has no state for it.
+    pub async fn describe_producer(
+        &self,
+        producer_id: i64,
+        partitions: &[(String, u32)],
+    ) -> Result<Vec<Option<(i16, i32)>>> {
+        let mut out = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            let request = DescribeProducerRequest {
+                producer_id,
+                topics: vec![DescribeProducerTopic {
+                    topic: topic.clone(),
+                    partitions: vec![*partition],
+                }],
+            };
+            let channel = self.leader(topic, *partition).await?;
+            let response = self
+                .produce_client(channel)
+                .describe_producer(request)
+                .await?
+                .into_inner();
+            let state =
+                response.partitions.into_iter().next().ok_or_else(|| {
+                    ClientError::Invalid("empty DescribeProducer response".into())
+                })?;
+            if let Some(e) = &state.error {
+                return Err(ClientError::partition(e));
+            }
+            out.push(
+                state
+                    .known
+                    .then_some((state.producer_epoch as i16, state.last_sequence)),
+            );
+        }
+        Ok(out)
     }
 
     pub(crate) fn cluster(&self) -> ClusterClient<Channel> {

@@ -242,27 +242,16 @@ impl Membership {
         &self,
         offsets: Vec<OffsetCommit>,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let mut groups = self.groups();
-        let request = CommitOffsetsRequest {
+        let target = self.commit_target();
+        let (member_id, generation) = (self.member_id.clone(), self.generation);
+        async move { target.commit(member_id, generation, offsets).await }
+    }
+
+    /// Where this member's commits go.
+    pub fn commit_target(&self) -> CommitTarget {
+        CommitTarget {
             group_id: self.config.group_id.clone(),
-            member_id: self.member_id.clone(),
-            generation: self.generation,
-            offsets: offsets
-                .into_iter()
-                .map(|o| PartitionOffset {
-                    topic: o.topic.to_string(),
-                    partition: o.partition,
-                    offset: o.offset,
-                    metadata: o.metadata,
-                })
-                .collect(),
-        };
-        async move {
-            if request.offsets.is_empty() {
-                return Ok(());
-            }
-            groups.commit_offsets(request).await?;
-            Ok(())
+            channel: self.channel.clone(),
         }
     }
 
@@ -298,6 +287,44 @@ impl Membership {
             member_id: self.member_id.clone(),
         };
         self.groups().leave_group(request).await?;
+        Ok(())
+    }
+}
+
+/// A group's coordinator, for commits.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitTarget {
+    group_id: String,
+    channel: Channel,
+}
+
+impl CommitTarget {
+    pub async fn commit(
+        &self,
+        member_id: String,
+        generation: i32,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let request = CommitOffsetsRequest {
+            group_id: self.group_id.clone(),
+            member_id,
+            generation,
+            offsets: offsets
+                .into_iter()
+                .map(|o| PartitionOffset {
+                    topic: o.topic.to_string(),
+                    partition: o.partition,
+                    offset: o.offset,
+                    metadata: o.metadata,
+                })
+                .collect(),
+        };
+        GroupsClient::new(self.channel.clone())
+            .commit_offsets(request)
+            .await?;
         Ok(())
     }
 }

@@ -12,16 +12,20 @@
 //! are placed with the same murmur2 partitioner the broker uses.
 
 mod admin;
+mod catalog;
 mod client;
 mod consumer;
 mod error;
 mod group;
+mod member;
 mod producer;
 
 pub use admin::{Admin, NewTopic};
+pub use catalog::{Pipelines, Processors, UPLOAD_CHUNK_BYTES};
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Fetched, Start};
 pub use eddy_proto::v1::{Acks, Assignor, ErrorCode};
 pub use error::{ClientError, Result};
 pub use group::{GroupConfig, OffsetCommit, RebalanceListener, TopicPartition};
+pub use member::{Assignment, Committer, GroupMember};
 pub use producer::{DeliveryTicket, Producer, ProducerConfig, ProducerRecord};

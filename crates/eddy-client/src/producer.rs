@@ -238,6 +238,19 @@ struct Shared {
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,
+    /// Shared by every clone: when the last one goes, the sender stops.
+    _last: Arc<StopOnDrop>,
+}
+
+/// Stops a producer's sender once no handle to the producer is left
+/// (records not yet sealed are dropped, as after `close` without `flush`).
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.acc.lock().closed = true;
+        self.0.wake.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Producer {
@@ -269,7 +282,10 @@ impl Producer {
             identity: tokio::sync::OnceCell::new(),
         });
         tokio::spawn(sender(shared.clone()));
-        Producer { shared }
+        Producer {
+            _last: Arc::new(StopOnDrop(shared.clone())),
+            shared,
+        }
     }
 
     /// Buffers a record, waiting for room if the buffer is full.
@@ -387,6 +403,26 @@ impl Producer {
     pub fn next_sequence(&self, topic: &str, partition: u32) -> Option<i32> {
         let acc = self.shared.acc.lock();
         acc.sequences.get(&(Arc::from(topic), partition)).copied()
+    }
+
+    /// Asks for the producer's identity now rather than at the first send
+    /// (idempotence only; `None` without it). A stable-name producer needs
+    /// its id before it can learn where its sequences stand.
+    pub async fn init(&self) -> Result<Option<(i64, i16)>> {
+        let s = &self.shared;
+        if !(s.config.idempotence && s.config.acks == Acks::All) {
+            return Ok(None);
+        }
+        if !s.identity.initialized() {
+            self.init_identity().await?;
+        }
+        Ok(self.identity())
+    }
+
+    /// The first failure of a record sent by this producer, if any; after
+    /// one, later records of the same partitions cannot be trusted to land.
+    pub fn error(&self) -> Option<ClientError> {
+        self.shared.first_error.lock().clone()
     }
 
     /// The producer's id and epoch, once idempotence has started.

@@ -11,6 +11,9 @@ pub enum MetaError {
     InvalidTopicName { name: String, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// A processor or pipeline that does not exist; the message says how to find one.
+    #[error("{0}")]
+    NotFound(String),
     #[error("{op} {}: {source}", path.display())]
     Io {
         op: &'static str,

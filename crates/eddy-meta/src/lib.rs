@@ -12,11 +12,16 @@
 //! segments or gRPC. It stores topic configs as strings; the broker
 //! validates them.
 
+mod catalog;
 mod command_log;
 mod error;
 mod state;
 mod store;
 
+pub use catalog::{
+    NAME_LEN_MAX, PipelineFailure, PipelineId, PipelineMeta, PipelineRunState, ProcessorMeta,
+    ProcessorVersion, validate_name,
+};
 pub use error::{MetaError, Result};
 pub use state::{
     BrokerMeta, Command, MetaState, NodeId, PartitionId, PartitionMeta, TopicId, TopicMeta,

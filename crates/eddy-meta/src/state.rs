@@ -6,6 +6,7 @@ use std::fmt;
 use eddy_log::LeaderEpoch;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{PipelineId, PipelineMeta, PipelineRunState, ProcessorMeta, ProcessorVersion};
 use crate::error::{MetaError, Result};
 
 /// A broker's identity in the cluster.
@@ -105,6 +106,28 @@ pub enum Command {
     InitStableProducer {
         name: String,
     },
+    /// Adds a processor version (bytes already stored in `__processors`).
+    /// The same sha256 again under the same name changes nothing.
+    RegisterProcessor {
+        name: String,
+        version: ProcessorVersion,
+    },
+    /// Removes one version of a processor, or all of them.
+    DeleteProcessor {
+        name: String,
+        version: Option<u32>,
+    },
+    /// Creates or replaces a pipeline definition.
+    PutPipeline(PipelineMeta),
+    /// Runs, pauses or fails a pipeline.
+    SetPipelineState {
+        name: String,
+        id: PipelineId,
+        state: PipelineRunState,
+    },
+    DeletePipeline {
+        name: String,
+    },
 }
 
 /// Everything the cluster knows about itself.
@@ -121,6 +144,10 @@ pub struct MetaState {
     pub stable_producers: BTreeMap<String, (i64, i16)>,
     /// The next stable producer id.
     pub next_stable_producer_id: i64,
+    /// Uploaded processors by name.
+    pub processors: BTreeMap<String, ProcessorMeta>,
+    /// Pipeline definitions by name.
+    pub pipelines: BTreeMap<String, PipelineMeta>,
 }
 
 impl MetaState {
@@ -159,6 +186,12 @@ impl MetaState {
             }
             Command::DeleteTopic { name } => {
                 self.topic(name)?;
+                if let Some(p) = self.pipeline_using_topic(name) {
+                    return Err(MetaError::Invalid(format!(
+                        "topic {name:?} is used by pipeline {:?}; delete the pipeline first (`eddy pipeline delete {}`)",
+                        p.name, p.name
+                    )));
+                }
             }
             Command::AllocateProducerIds { count } => {
                 if *count == 0 || *count > 1_000_000 {
@@ -173,6 +206,17 @@ impl MetaState {
                         "a stable producer name has 1 to 1024 characters".into(),
                     ));
                 }
+            }
+            Command::RegisterProcessor { name, version } => {
+                self.check_register_processor(name, version)?;
+            }
+            Command::DeleteProcessor { name, version } => {
+                self.check_delete_processor(name, *version)?;
+            }
+            Command::PutPipeline(p) => self.check_put_pipeline(p)?,
+            Command::SetPipelineState { name, id, .. } => self.check_pipeline_id(name, *id)?,
+            Command::DeletePipeline { name } => {
+                self.pipeline(name)?;
             }
         }
         Ok(())
@@ -224,6 +268,23 @@ impl MetaState {
                         self.next_stable_producer_id += 1;
                     }
                 }
+            }
+            Command::RegisterProcessor { name, version } => {
+                self.apply_register_processor(name, version);
+            }
+            Command::DeleteProcessor { name, version } => {
+                self.apply_delete_processor(name, *version);
+            }
+            Command::PutPipeline(p) => {
+                self.pipelines.insert(p.name.clone(), p.clone());
+            }
+            Command::SetPipelineState { name, state, .. } => {
+                if let Some(p) = self.pipelines.get_mut(name) {
+                    p.state = state.clone();
+                }
+            }
+            Command::DeletePipeline { name } => {
+                self.pipelines.remove(name);
             }
         }
         self.version += 1;

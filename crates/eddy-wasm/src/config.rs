@@ -110,9 +110,4 @@ impl Config {
         }
         Ok(())
     }
-
-    /// The epoch deadline, in ticks, for one call.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        self.batch_time_ms_max.div_ceil(EPOCH_TICK_MS)
-    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmtime::{Store, Trap};
 
 use crate::bindings::{self, eddy::processor::types as wit};
+use crate::config::EPOCH_TICK_MS;
 use crate::error::{Error, ProcessError, Result, TrapKind};
 use crate::record::{Arena, InputRecord, OutputRecord, outputs};
 use crate::runtime::{Digest, Runtime, chain};
@@ -55,14 +56,40 @@ impl Processor {
     /// Creates an instance and runs its `init` with `params`. Each instance
     /// has its own memory and limits; create one per task.
     pub fn instantiate(&self, params: &[(String, String)]) -> Result<Instance> {
+        self.instantiate_with(params, InstanceLimits::default())
+    }
+
+    /// [`Processor::instantiate`] with tighter limits than the runtime's
+    /// (a pipeline's own memory cap and time budget). A limit above the
+    /// runtime's is refused, since the runtime's are the most it can grant.
+    pub fn instantiate_with(
+        &self,
+        params: &[(String, String)],
+        limits: InstanceLimits,
+    ) -> Result<Instance> {
         let config = &self.runtime.inner.config;
+        let memory_bytes_max = limits.memory_bytes_max.unwrap_or(config.memory_bytes_max);
+        let batch_time_ms_max = limits.batch_time_ms_max.unwrap_or(config.batch_time_ms_max);
+        if memory_bytes_max > config.memory_bytes_max || memory_bytes_max < (1 << 16) {
+            return Err(Error::Config(format!(
+                "an instance may have 64 KiB to {} bytes of memory (the runtime's memory_bytes_max), not {memory_bytes_max}",
+                config.memory_bytes_max
+            )));
+        }
+        if batch_time_ms_max > config.batch_time_ms_max || batch_time_ms_max < EPOCH_TICK_MS {
+            return Err(Error::Config(format!(
+                "an instance's time budget is {EPOCH_TICK_MS} to {} ms (the runtime's batch_time_ms_max), not {batch_time_ms_max}",
+                config.batch_time_ms_max
+            )));
+        }
+        let deadline_ticks = batch_time_ms_max.div_ceil(EPOCH_TICK_MS);
         let mut store = Store::new(
             &self.runtime.inner.engine,
-            State::new(self.label.clone(), config),
+            State::new(self.label.clone(), config, memory_bytes_max),
         );
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(config.deadline_ticks());
+        store.set_epoch_deadline(deadline_ticks);
         let bindings = self.pre.instantiate(&mut store).map_err(|e| {
             let detail = chain(&e);
             let hint = if detail.contains("concurrent limit") {
@@ -83,7 +110,7 @@ impl Processor {
             store,
             bindings,
             arena: Arena::default(),
-            deadline_ticks: config.deadline_ticks(),
+            deadline_ticks,
             batch_records_max: config.batch_records_max,
             batch_bytes_max: config.batch_bytes_max,
             output_records_max: config.output_records_max,
@@ -102,6 +129,16 @@ impl Processor {
             Err(e) => Err(Error::InitTrap(e)),
         }
     }
+}
+
+/// Limits of one instance, each at most the runtime's; `None` takes the
+/// runtime's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceLimits {
+    /// Largest linear memory, in bytes.
+    pub memory_bytes_max: Option<usize>,
+    /// Wall-clock budget of one call, in milliseconds.
+    pub batch_time_ms_max: Option<u64>,
 }
 
 /// A running processor: one sandbox with its own memory, limits, log

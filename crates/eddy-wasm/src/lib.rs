@@ -33,7 +33,7 @@ mod wasi;
 pub use config::{Config, EPOCH_TICK_MS};
 pub use eddy_log::{Offset, Timestamp};
 pub use error::{Error, ProcessError, RefusedImport, Result, TrapKind};
-pub use instance::{Instance, Processor};
+pub use instance::{Instance, InstanceLimits, Processor};
 pub use record::{Header, InputRecord, OutputRecord};
 pub use runtime::{Digest, Runtime};
 

@@ -22,10 +22,10 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(label: Arc<str>, config: &crate::Config) -> State {
+    pub(crate) fn new(label: Arc<str>, config: &crate::Config, memory_bytes_max: usize) -> State {
         State {
             limiter: Limiter {
-                memory_bytes_max: config.memory_bytes_max,
+                memory_bytes_max,
                 refused_bytes: None,
             },
             output: GuestOutput::new(label, config.guest_output_bytes_max),

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_log::{BatchBuilder, RecordRef, Timestamp, check_batch, partitioner::partition_for_key};
-use eddy_meta::{Command, MetaState, TopicId, TopicMeta, assign_replicas};
+use eddy_meta::{MetaState, TopicId};
 use eddy_proto::v1 as pb;
 use parking_lot::Mutex;
 use tokio::sync::{OnceCell, watch};
@@ -33,6 +33,7 @@ use self::assignor::{MemberInput, Strategy, Tp, assign};
 use self::records::{GroupValue, Key, OffsetValue};
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
+use crate::internal::InternalTopic;
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -337,33 +338,16 @@ impl Broker {
 
     /// Creates `__consumer_offsets` on first use.
     async fn offsets_topic(self: &Arc<Self>) -> Result<(), BrokerError> {
-        if !self.meta.state().topics.contains_key(OFFSETS_TOPIC) {
-            let state = self.meta.state();
-            let brokers: Vec<_> = state.brokers.keys().copied().collect();
-            let rf = brokers.len().min(3);
-            let meta = TopicMeta {
-                name: OFFSETS_TOPIC.to_string(),
-                id: TopicId::random(),
-                configs: BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), (100u64 << 20).to_string()),
-                    ("retention.ms".to_string(), "-1".to_string()),
-                ]),
-                partitions: assign_replicas(
-                    &brokers,
-                    0,
-                    self.groups.config.offsets_topic_partitions,
-                    rf,
-                )?,
-                internal: true,
-            };
-            match self.meta.propose(Command::CreateTopic(meta)).await {
-                Ok(_) | Err(eddy_meta::MetaError::TopicExists(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            self.reconcile().await?;
-            tracing::info!("created {OFFSETS_TOPIC}");
-        }
+        let topic = InternalTopic {
+            name: OFFSETS_TOPIC,
+            partitions: self.groups.config.offsets_topic_partitions,
+            configs: BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), (100u64 << 20).to_string()),
+                ("retention.ms".to_string(), "-1".to_string()),
+            ]),
+        };
+        self.ensure_internal_topic(&topic).await?;
         self.groups_loaded().await
     }
 
@@ -372,24 +356,13 @@ impl Broker {
         let mut offsets: HashMap<String, BTreeMap<Tp, Committed>> = HashMap::new();
         let mut generations: HashMap<String, Option<GroupValue>> = HashMap::new();
         for p in topic.partitions.iter().flatten() {
-            let mut from = p.offsets().log_start;
-            loop {
-                let read = p
-                    .read(from, 4 << 20)
-                    .map_err(BrokerError::log(OFFSETS_TOPIC, p.id.0))?;
-                if read.bytes.is_empty() {
-                    break;
-                }
-                for batch in eddy_log::batches(&read.bytes, eddy_log::BATCH_BYTES_LIMIT) {
-                    let Ok(batch) = batch else { break };
-                    for r in batch.records().flatten() {
-                        if r.offset < from {
-                            continue;
-                        }
-                        apply_record(&mut offsets, &mut generations, r.key, r.value);
-                    }
-                }
-                from = read.next_offset;
+            for r in crate::internal::scan(p, OFFSETS_TOPIC)? {
+                apply_record(
+                    &mut offsets,
+                    &mut generations,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                );
             }
         }
         let now_ms = self.now_ms();
@@ -1032,26 +1005,59 @@ impl Broker {
     /// expired group, so they stay gone after a restart.
     async fn expire_groups(self: &Arc<Self>, expired: Vec<String>) {
         for id in expired {
-            let keys: Vec<Vec<u8>> = {
-                let mut cache = self.groups.offsets.lock();
-                let tps = cache.remove(&id).unwrap_or_default();
-                tps.into_keys()
-                    .map(|(topic, partition)| {
-                        Key::Offset {
-                            group: id.clone(),
-                            topic,
-                            partition,
-                        }
-                        .encode()
-                    })
-                    .chain(std::iter::once(Key::Group { group: id.clone() }.encode()))
-                    .collect()
-            };
-            let records = keys.into_iter().map(|k| (k, None)).collect();
-            match self.write_offsets(&id, records).await {
+            match self.forget_offsets(&id).await {
                 Ok(()) => tracing::info!(group = %id, "expired an empty group and its offsets"),
                 Err(e) => tracing::warn!(group = %id, error = %e, "could not expire group"),
             }
         }
+    }
+
+    /// Drops a group's committed offsets and generation from the cache and
+    /// writes their tombstones.
+    async fn forget_offsets(self: &Arc<Self>, id: &str) -> Result<(), BrokerError> {
+        let keys: Vec<Vec<u8>> = {
+            let mut cache = self.groups.offsets.lock();
+            let tps = cache.remove(id).unwrap_or_default();
+            tps.into_keys()
+                .map(|(topic, partition)| {
+                    Key::Offset {
+                        group: id.to_string(),
+                        topic,
+                        partition,
+                    }
+                    .encode()
+                })
+                .chain(std::iter::once(
+                    Key::Group {
+                        group: id.to_string(),
+                    }
+                    .encode(),
+                ))
+                .collect()
+        };
+        let records = keys.into_iter().map(|k| (k, None)).collect();
+        self.write_offsets(id, records).await
+    }
+
+    /// Deletes a group that has no members, with its committed offsets.
+    pub async fn delete_group(self: &Arc<Self>, id: &str) -> Result<(), BrokerError> {
+        check_group_id(id)?;
+        self.groups_loaded().await?;
+        {
+            let mut groups = self.groups.groups.lock();
+            let known = groups.contains_key(id) || self.groups.offsets.lock().contains_key(id);
+            if !known {
+                return Err(BrokerError::UnknownGroup(id.to_string()));
+            }
+            if groups.get(id).is_some_and(|g| !g.members.is_empty()) {
+                return Err(BrokerError::GroupNotEmpty(id.to_string()));
+            }
+            groups.remove(id);
+        }
+        if self.meta.state().topics.contains_key(OFFSETS_TOPIC) {
+            self.forget_offsets(id).await?;
+        }
+        tracing::info!(group = %id, "deleted group and its offsets");
+        Ok(())
     }
 }

@@ -190,17 +190,17 @@ fn gps(truck: &str, lat: f64, lon: f64, ts: i64) -> Value {
 }
 
 #[test]
-fn geofence_alerts_once_when_a_truck_leaves_the_rectangle() {
+fn geofence_alerts_for_every_position_outside_the_rectangle() {
     let mut p = fence();
     let input = json_records(&[
         gps("t1", 48.5, 2.5, 1),
         gps("t2", 48.6, 2.6, 2),
-        gps("t1", 49.5, 2.5, 3), // t1 leaves
-        gps("t1", 49.6, 2.5, 4), // still outside: no second alert
+        gps("t1", 49.5, 2.5, 3), // t1 outside
+        gps("t1", 49.6, 2.5, 4), // still outside: another alert
         gps("t2", 48.7, 2.7, 5),
     ]);
     let out = p.process(&input).unwrap();
-    assert_eq!(out.len(), 1);
+    assert_eq!(out.len(), 2);
     assert_eq!(out[0].topic.as_deref(), Some("alerts"));
     assert_eq!(out[0].key.as_deref(), Some(&b"t1"[..]));
     assert_eq!(out[0].timestamp, Some(eddy_wasm::Timestamp(3)));
@@ -208,29 +208,25 @@ fn geofence_alerts_once_when_a_truck_leaves_the_rectangle() {
         json_values(&out)[0],
         json!({"alert": "left-geofence", "truck_id": "t1", "lat": 49.5, "lon": 2.5, "ts": 3})
     );
+    assert_eq!(out[1].timestamp, Some(eddy_wasm::Timestamp(4)));
 }
 
 #[test]
-fn geofence_alerts_again_after_a_truck_came_back() {
-    let mut p = fence();
-    assert_eq!(
-        p.process(&json_records(&[gps("t1", 50.0, 2.5, 1)]))
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        p.process(&json_records(&[gps("t1", 48.5, 2.5, 2)]))
-            .unwrap()
-            .len(),
-        0
-    );
-    assert_eq!(
-        p.process(&json_records(&[gps("t1", 48.5, 3.5, 3)]))
-            .unwrap()
-            .len(),
-        1
-    );
+fn geofence_outputs_do_not_depend_on_batch_boundaries() {
+    let input = json_records(&[
+        gps("t1", 50.0, 2.5, 1),
+        gps("t1", 48.5, 2.5, 2),
+        gps("t1", 48.5, 3.5, 3),
+        gps("t2", 47.0, 2.1, 4),
+    ]);
+    let whole = fence().process(&input).unwrap();
+    let mut one_by_one = fence();
+    let singles: Vec<_> = input
+        .iter()
+        .flat_map(|r| one_by_one.process(std::slice::from_ref(r)).unwrap())
+        .collect();
+    assert_eq!(whole.len(), 3);
+    assert_eq!(singles, whole);
 }
 
 #[test]
@@ -240,7 +236,7 @@ fn geofence_forgets_a_failed_batch() {
     bad.extend(json_records(&[json!({"truck_id": "t9"})]));
     let err = p.process(&bad).unwrap_err();
     assert!(err.to_string().contains("field `lat`"), "{err}");
-    // Retrying the good part alerts as if the failed call never happened.
+    // The record error names the record; the good part alone still alerts.
     assert_eq!(p.process(&bad[..1]).unwrap().len(), 1);
 }
 
