@@ -1,0 +1,145 @@
+//! The `eddy.v1.Pipelines` gRPC service over [`Control`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use eddy_broker::Broker;
+use eddy_proto::v1 as pb;
+use eddy_proto::v1::pipelines_server::Pipelines;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{Control, definitions};
+
+/// Serves the control plane.
+#[derive(Debug, Clone)]
+pub struct PipelinesService {
+    control: Arc<Control>,
+    broker: Arc<Broker>,
+}
+
+impl PipelinesService {
+    pub fn new(control: Arc<Control>, broker: Arc<Broker>) -> PipelinesService {
+        PipelinesService { control, broker }
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Pipelines for PipelinesService {
+    async fn apply(
+        &self,
+        req: Request<pb::ApplyPipelinesRequest>,
+    ) -> Result<Response<pb::ApplyPipelinesResponse>, Status> {
+        let results = self.control.apply(&req.into_inner().manifest).await?;
+        Ok(Response::new(pb::ApplyPipelinesResponse { results }))
+    }
+
+    async fn list(
+        &self,
+        _req: Request<pb::ListPipelinesRequest>,
+    ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
+        let pipelines = self.control.list().await?;
+        Ok(Response::new(pb::ListPipelinesResponse { pipelines }))
+    }
+
+    async fn describe(
+        &self,
+        req: Request<pb::PipelineRequest>,
+    ) -> Result<Response<pb::PipelineDescription>, Status> {
+        Ok(Response::new(
+            self.control.describe(&req.into_inner().name).await?,
+        ))
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::PipelineRequest>,
+    ) -> Result<Response<pb::GetPipelineResponse>, Status> {
+        let manifest = self.control.get(&req.into_inner().name)?;
+        Ok(Response::new(pb::GetPipelineResponse { manifest }))
+    }
+
+    async fn pause(
+        &self,
+        req: Request<pb::PipelineRequest>,
+    ) -> Result<Response<pb::PipelineSummary>, Status> {
+        Ok(Response::new(
+            self.control
+                .set_running(&req.into_inner().name, false)
+                .await?,
+        ))
+    }
+
+    async fn resume(
+        &self,
+        req: Request<pb::PipelineRequest>,
+    ) -> Result<Response<pb::PipelineSummary>, Status> {
+        Ok(Response::new(
+            self.control
+                .set_running(&req.into_inner().name, true)
+                .await?,
+        ))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::PipelineRequest>,
+    ) -> Result<Response<pb::DeletePipelineResponse>, Status> {
+        self.control.delete(&req.into_inner().name).await?;
+        Ok(Response::new(pb::DeletePipelineResponse {}))
+    }
+
+    type WatchStream = BoxStream<pb::PipelineSet>;
+
+    async fn watch(
+        &self,
+        _req: Request<pb::WatchPipelinesRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(1);
+        let mut changes = self.broker.meta.subscribe();
+        let mut shutdown = self.broker.shutdown_signal();
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let set = definitions(&changes.borrow_and_update());
+                if last.as_ref() != Some(&set) {
+                    if tx.send(Ok(set.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(set);
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    _ = shutdown.changed() => return,
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn report(
+        &self,
+        req: Request<pb::WorkerReport>,
+    ) -> Result<Response<pb::WorkerReportResponse>, Status> {
+        self.control.report(req.into_inner())?;
+        Ok(Response::new(pb::WorkerReportResponse {}))
+    }
+
+    async fn fail(
+        &self,
+        req: Request<pb::FailPipelineRequest>,
+    ) -> Result<Response<pb::PipelineSummary>, Status> {
+        let req = req.into_inner();
+        let error = req
+            .error
+            .ok_or_else(|| Status::invalid_argument("a failure names its record and error"))?;
+        Ok(Response::new(
+            self.control.fail(&req.name, &req.id, error).await?,
+        ))
+    }
+}

@@ -1,0 +1,160 @@
+//! The typed form of a pipeline manifest, with every default filled in.
+//!
+//! The serde derives give the JSON form kept in the metadata store: field names are the
+//! manifest's own (camelCase), so a stored pipeline reads like the YAML it came from.
+//! Deserializing that JSON does not re-validate it; only [`parse`](super::parse) checks
+//! ranges and names.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One `kind: Pipeline` document of a manifest file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// `metadata.name`: the pipeline's name, unique on the broker.
+    pub name: String,
+    /// `spec`: what the pipeline reads, runs and writes.
+    pub spec: PipelineSpec,
+}
+
+/// `spec`: everything about a pipeline except its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineSpec {
+    /// `spec.input`: the topics read and where reading starts.
+    pub input: Input,
+    /// `spec.processor`: the WebAssembly processor that handles each batch.
+    pub processor: ProcessorRef,
+    /// `spec.outputs`: the topics the processor may write to, in file order.
+    pub outputs: Vec<Output>,
+    /// `spec.delivery`: the delivery guarantee.
+    pub delivery: Delivery,
+    /// `spec.parallelism`: how many instances of the processor run at once.
+    pub parallelism: u32,
+    /// `spec.batch`: how records are grouped before the processor sees them.
+    pub batch: BatchSpec,
+    /// `spec.limits`: resources one processor instance may use.
+    pub limits: LimitSpec,
+    /// `spec.onError`: what happens to a batch the processor fails on.
+    pub on_error: OnError,
+}
+
+/// `spec.input`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Input {
+    /// `spec.input.topics`: the topics read, in file order, without duplicates.
+    pub topics: Vec<String>,
+    /// `spec.input.startFrom`: where a new pipeline starts reading.
+    pub start_from: StartFrom,
+}
+
+/// `spec.input.startFrom`: where a pipeline without committed offsets starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StartFrom {
+    /// `earliest`: the oldest record still kept (the default).
+    #[default]
+    Earliest,
+    /// `latest`: only records appended after the pipeline starts.
+    Latest,
+    /// `{offset: N}`: offset N of every partition.
+    Offset(u64),
+    /// `{timestamp: RFC3339}`: the first record at or after this time, in milliseconds
+    /// since the Unix epoch (UTC).
+    Timestamp(i64),
+}
+
+/// `spec.processor`: which processor runs, and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessorRef {
+    /// `spec.processor.name`: the registered processor's name.
+    pub name: String,
+    /// `spec.processor.version`: a pinned version, or `None` for the latest version at
+    /// the time the pipeline is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// `spec.processor.params`: parameter values exactly as written in the file.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// One entry of `spec.outputs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// `topic`: the topic written to.
+    pub topic: String,
+    /// `partitions`: the partition count used if the topic has to be created, or `None`
+    /// for the broker's default. An existing topic is never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+}
+
+/// `spec.delivery`: the delivery guarantee from input to outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// `at-most-once`: a record may be lost after a failure but is never handled twice.
+    AtMostOnce,
+    /// `at-least-once`: no record is lost, but one may be handled again after a failure.
+    AtLeastOnce,
+    /// `exactly-once`: every record's effect on the outputs happens exactly once.
+    ExactlyOnce,
+}
+
+/// `spec.batch`: how many records, or how long, to gather before calling the processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSpec {
+    /// `maxRecords`: the most records in one batch (default 256).
+    pub max_records: u32,
+    /// `maxWaitMs`: the longest wait for a batch to fill, in milliseconds (default 50).
+    pub max_wait_ms: u32,
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        Self {
+            max_records: 256,
+            max_wait_ms: 50,
+        }
+    }
+}
+
+/// `spec.limits`: the resources one processor instance may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitSpec {
+    /// `memoryMiB`: the processor's linear memory limit, in MiB (default 64).
+    #[serde(rename = "memoryMiB")]
+    pub memory_mib: u32,
+    /// `cpuMsPerBatch`: the CPU time one batch may take, in milliseconds (default 1000).
+    pub cpu_ms_per_batch: u32,
+}
+
+impl Default for LimitSpec {
+    fn default() -> Self {
+        Self {
+            memory_mib: 64,
+            cpu_ms_per_batch: 1000,
+        }
+    }
+}
+
+/// `spec.onError`: what happens to a batch the processor fails on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnError {
+    /// `stop`: the pipeline stops and waits for an operator (the default).
+    #[default]
+    Stop,
+    /// `skip`: the failed batch is skipped and the pipeline goes on.
+    Skip,
+    /// `{deadLetter: TOPIC}`: the failed batch's records go to this topic and the
+    /// pipeline goes on.
+    DeadLetter(String),
+}

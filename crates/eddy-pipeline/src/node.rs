@@ -1,0 +1,125 @@
+//! A broker with everything pipelines need: the registry and pipeline
+//! services, and its own worker. `eddy serve`, `eddy dev` and `eddy demo`
+//! start one of these.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use eddy_broker::{BrokerConfig, BrokerError, ServerHandle};
+use eddy_client::{Client, ClientConfig};
+use eddy_wasm::Runtime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::registry::RegistryConfig;
+use crate::worker::{Worker, WorkerConfig};
+
+/// Directory under the data directory where compiled processors are kept.
+pub const COMPILE_CACHE_DIR: &str = "processor-cache";
+/// How long a stopping node waits for its worker's tasks to commit.
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub broker: BrokerConfig,
+    /// The processor sandbox's limits (the compile cache goes in the data
+    /// directory whatever `cache_dir` says).
+    pub wasm: eddy_wasm::Config,
+    pub registry: RegistryConfig,
+    /// Whether the broker runs its own pipeline worker.
+    pub worker: bool,
+}
+
+impl NodeConfig {
+    pub fn new(broker: BrokerConfig) -> NodeConfig {
+        let registry = RegistryConfig::default();
+        NodeConfig {
+            broker,
+            wasm: eddy_wasm::Config {
+                component_bytes_max: registry.processor_bytes_max,
+                ..eddy_wasm::Config::default()
+            },
+            registry,
+            worker: true,
+        }
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    pub server: ServerHandle,
+    worker: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Node {
+    /// Starts the broker (recovering its data), then its worker.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        let cell: Arc<OnceLock<Runtime>> = Arc::new(OnceLock::new());
+        let wasm = config.wasm.clone();
+        let registry = config.registry.clone();
+        let runtime_cell = cell.clone();
+        let factory: eddy_broker::ExtensionFactory = Box::new(move |broker| {
+            // Made once the data directory is claimed: the cache lives in it.
+            let runtime = Runtime::new(eddy_wasm::Config {
+                cache_dir: Some(broker.config.data_dir.join(COMPILE_CACHE_DIR)),
+                ..wasm
+            })
+            .map_err(|e| BrokerError::InvalidRequest(format!("processor runtime: {e}")))?;
+            let _ = runtime_cell.set(runtime.clone());
+            crate::extension(runtime, registry)(broker)
+        });
+        let server = eddy_broker::start_with(config.broker.clone(), Some(factory)).await?;
+        let runtime = cell
+            .get()
+            .cloned()
+            .ok_or_else(|| Error::Internal("the processor runtime was not made".into()))?;
+        let worker = if config.worker {
+            Some(start_worker(&server, runtime).await?)
+        } else {
+            None
+        };
+        Ok(Node { server, worker })
+    }
+
+    /// Stops the worker (its tasks commit), then the broker.
+    pub async fn stop(self) -> Result<()> {
+        if let Some((stop, join)) = self.worker {
+            let _ = stop.send(true);
+            if tokio::time::timeout(WORKER_STOP_TIMEOUT, join)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the worker did not stop in time");
+            }
+        }
+        self.server.stop().await?;
+        Ok(())
+    }
+}
+
+async fn start_worker(
+    server: &ServerHandle,
+    runtime: Runtime,
+) -> Result<(watch::Sender<bool>, JoinHandle<()>)> {
+    let mut addr = server.local_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let address = addr.to_string();
+    let client = Client::connect(ClientConfig::new(address)).await?;
+    let id = format!("broker-{}", server.broker.config.node_id);
+    let worker = Worker::new(
+        client,
+        runtime,
+        WorkerConfig {
+            id,
+            report_interval: Duration::from_secs(1),
+        },
+    );
+    let (stop, stopped) = watch::channel(false);
+    let join = tokio::spawn(worker.run(stopped));
+    Ok((stop, join))
+}

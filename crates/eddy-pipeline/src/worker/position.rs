@@ -1,0 +1,200 @@
+//! What a task commits beside its input offset, and how exactly-once
+//! output sequences are resumed from it.
+//!
+//! The commit metadata names the pipeline incarnation (a commit left by a
+//! deleted pipeline of the same name is not a position of this one) and,
+//! for exactly-once, the next output sequence of every output partition
+//! the task has written to:
+//!
+//! ```text
+//! u8 version=1, [u8; 16] pipeline id, u32 n,
+//! n × (u16 topic length, topic UTF-8, u32 partition, i32 next sequence)
+//! ```
+//!
+//! Sequences are a function of the input position: a task that resumes
+//! from a commit and replays the same input gives each output record the
+//! same sequence it had, so leaders drop what they already hold. A replay
+//! may cut batches differently, so a replayed batch could straddle the
+//! last sequence a leader holds (it would be refused as out of order);
+//! [`Sequences::resume`] therefore starts each partition past what its
+//! leader already has, and the task skips that many records there.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use eddy_meta::PipelineId;
+
+/// An output partition: topic and partition number.
+pub type OutputPartition = (String, u32);
+
+const VERSION: u8 = 1;
+
+/// The decoded metadata of a task's commit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommitMetadata {
+    pub pipeline: Option<PipelineId>,
+    /// Next output sequence per output partition (exactly-once only).
+    pub sequences: BTreeMap<OutputPartition, i32>,
+}
+
+impl CommitMetadata {
+    pub fn encode(&self, pipeline: PipelineId) -> Bytes {
+        let mut out = Vec::with_capacity(21 + self.sequences.len() * 24);
+        out.push(VERSION);
+        out.extend_from_slice(&pipeline.0.to_be_bytes());
+        out.extend_from_slice(&(self.sequences.len() as u32).to_be_bytes());
+        for ((topic, partition), next) in &self.sequences {
+            out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+            out.extend_from_slice(topic.as_bytes());
+            out.extend_from_slice(&partition.to_be_bytes());
+            out.extend_from_slice(&next.to_be_bytes());
+        }
+        Bytes::from(out)
+    }
+
+    /// `None` when the bytes are not this format (a commit made by
+    /// something else, e.g. `eddy group reset-offsets`, has none).
+    pub fn decode(b: &[u8]) -> Option<CommitMetadata> {
+        let mut r = Reader(b);
+        if r.take(1)?[0] != VERSION {
+            return None;
+        }
+        let pipeline = PipelineId(u128::from_be_bytes(r.take(16)?.try_into().ok()?));
+        let n = r.u32()?;
+        let mut sequences = BTreeMap::new();
+        for _ in 0..n {
+            let len = u16::from_be_bytes(r.take(2)?.try_into().ok()?) as usize;
+            let topic = std::str::from_utf8(r.take(len)?).ok()?.to_string();
+            let partition = r.u32()?;
+            let next = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
+            sequences.insert((topic, partition), next);
+        }
+        if !r.0.is_empty() {
+            return None;
+        }
+        Some(CommitMetadata {
+            pipeline: Some(pipeline),
+            sequences,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
+/// An exactly-once task's output sequences.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sequences {
+    /// The sequence the next output record to each partition has.
+    next: BTreeMap<OutputPartition, i32>,
+    /// Records still to skip per partition: their sequences are at or
+    /// below what the partition's leader already holds.
+    skip: BTreeMap<OutputPartition, i32>,
+}
+
+impl Sequences {
+    /// Resumes from a commit's sequences and what each output partition's
+    /// leader already holds from this producer (`last`: the last sequence
+    /// written there, if any). Returns the sequences and, per partition,
+    /// the first sequence the producer must send there.
+    pub fn resume(
+        committed: &BTreeMap<OutputPartition, i32>,
+        last: &BTreeMap<OutputPartition, Option<i32>>,
+    ) -> (Sequences, BTreeMap<OutputPartition, i32>) {
+        let mut s = Sequences::default();
+        let mut first_sent = BTreeMap::new();
+        for (p, held) in last {
+            let next = committed.get(p).copied().unwrap_or(0);
+            let skip = held.map_or(0, |l| (l.saturating_add(1) - next).max(0));
+            s.next.insert(p.clone(), next);
+            if skip > 0 {
+                s.skip.insert(p.clone(), skip);
+            }
+            first_sent.insert(p.clone(), next.saturating_add(skip));
+        }
+        (s, first_sent)
+    }
+
+    /// Accounts one output record to `partition`; returns whether it must
+    /// be sent (false: its leader already has it).
+    pub fn take(&mut self, partition: &OutputPartition) -> bool {
+        let next = self.next.entry(partition.clone()).or_insert(0);
+        *next = if *next == i32::MAX { 0 } else { *next + 1 };
+        match self.skip.get_mut(partition) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The next sequence per partition, for the commit.
+    pub fn snapshot(&self) -> BTreeMap<OutputPartition, i32> {
+        self.next.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(topic: &str, partition: u32) -> OutputPartition {
+        (topic.to_string(), partition)
+    }
+
+    #[test]
+    fn metadata_round_trips_and_refuses_other_bytes() {
+        let id = PipelineId(0x1234_5678_9abc_def0_1122_3344_5566_7788);
+        let m = CommitMetadata {
+            pipeline: Some(id),
+            sequences: BTreeMap::from([(p("out", 0), 7), (p("dlq", 3), 0)]),
+        };
+        assert_eq!(CommitMetadata::decode(&m.encode(id)), Some(m));
+        assert_eq!(CommitMetadata::decode(b""), None);
+        assert_eq!(CommitMetadata::decode(b"\x02rest"), None);
+        let mut trailing = CommitMetadata::default().encode(id).to_vec();
+        trailing.push(0);
+        assert_eq!(CommitMetadata::decode(&trailing), None);
+    }
+
+    #[test]
+    fn resuming_skips_what_the_leader_already_holds() {
+        let committed = BTreeMap::from([(p("out", 0), 10), (p("out", 1), 4)]);
+        let last = BTreeMap::from([
+            (p("out", 0), Some(12)), // 10, 11, 12 already written after the commit
+            (p("out", 1), Some(3)),  // nothing after the commit
+            (p("out", 2), None),     // never written
+            (p("out", 3), Some(1)),  // written, but the commit predates it
+        ]);
+        let (mut s, first) = Sequences::resume(&committed, &last);
+        assert_eq!(
+            first,
+            BTreeMap::from([
+                (p("out", 0), 13),
+                (p("out", 1), 4),
+                (p("out", 2), 0),
+                (p("out", 3), 2)
+            ])
+        );
+        let sent: Vec<bool> = (0..4).map(|_| s.take(&p("out", 0))).collect();
+        assert_eq!(sent, [false, false, false, true]);
+        assert!(s.take(&p("out", 1)));
+        assert_eq!(s.snapshot()[&p("out", 0)], 14);
+        assert_eq!(s.snapshot()[&p("out", 1)], 5);
+    }
+}

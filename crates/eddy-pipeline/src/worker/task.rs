@@ -1,0 +1,577 @@
+//! One pipeline task: owns one input partition for one group generation
+//! and moves its records: fetch a batch → process it in the sandbox →
+//! produce the outputs → commit the input position.
+//!
+//! Delivery decides the order of the last two steps:
+//!
+//! - at-most-once commits a batch's end before producing its outputs
+//!   (acks=1): a crash loses that batch's outputs and never repeats them.
+//! - at-least-once produces (idempotent, acks=all) and commits a position
+//!   only once every output before it is acknowledged.
+//! - exactly-once does the same with a producer whose id is stable for
+//!   (pipeline, input partition); taking the task over bumps its epoch,
+//!   fencing the previous owner, and output sequences continue from the
+//!   commit (see `position.rs`), so what a replay sends again is dropped
+//!   by the leaders as duplicates.
+//!
+//! In flight at once: one batch in the sandbox and at most
+//! [`PENDING_BATCHES_MAX`] batches awaiting acknowledgement; the consumer
+//! and producer bound their own buffers. A slow processor or a slow
+//! output slows consumption; nothing queues without bound.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eddy_client::{
+    Acks, Client, Committer, Consumer, ConsumerConfig, DeliveryTicket, OffsetCommit, Pipelines,
+    Producer, ProducerConfig, ProducerRecord, Start,
+};
+use eddy_log::partitioner::partition_for_key;
+use eddy_proto::v1 as pb;
+use eddy_wasm::{Header, InputRecord, Offset, OutputRecord, Timestamp};
+use tokio::sync::watch;
+
+use super::Definition;
+use super::position::{CommitMetadata, OutputPartition, Sequences};
+use super::sandbox::{Failure, Sandbox, Segment};
+use super::stats::Stats;
+use crate::error::{Error, Result};
+use crate::manifest::{Delivery, OnError, StartFrom};
+
+/// Batches produced but not yet all acknowledged, per task.
+pub const PENDING_BATCHES_MAX: usize = 16;
+/// How often a task commits its position while it runs.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// Bytes of input a task's consumer buffers.
+const FETCH_BYTES_MAX: u32 = 4 << 20;
+/// Longest wait for input before a task checks whether it should stop.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// What every task of a pipeline on this worker shares.
+#[derive(Debug)]
+pub struct TaskSetup {
+    pub def: Arc<Definition>,
+    pub sandbox: Arc<Sandbox>,
+    pub client: Client,
+    pub committer: Committer,
+    pub stats: Arc<Stats>,
+    pub pipelines: Pipelines,
+    /// Partition counts of the output and dead-letter topics.
+    pub partition_counts: BTreeMap<String, u32>,
+}
+
+/// How a task ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// Asked to stop; its position is committed.
+    Stopped,
+    /// It hit a record it cannot process under `onError: stop`; the
+    /// pipeline is marked failed there.
+    Failed,
+}
+
+/// An output record with its destination chosen.
+struct Routed {
+    topic: String,
+    partition: u32,
+    record: ProducerRecord,
+}
+
+/// A batch whose outputs are in flight.
+struct Pending {
+    /// The input offset after the batch.
+    end: u64,
+    sequences: Option<BTreeMap<OutputPartition, i32>>,
+    tickets: Vec<DeliveryTicket>,
+}
+
+/// Runs the task for `partition` of `topic` from its committed position
+/// until `stop` turns true (or it fails).
+pub async fn run(
+    setup: Arc<TaskSetup>,
+    topic: Arc<str>,
+    partition: u32,
+    committed: Option<OffsetCommit>,
+    stop: watch::Receiver<bool>,
+) -> Result<TaskEnd> {
+    let mut task = Task::start(setup, topic, partition, committed, stop).await?;
+    let end = task.run().await?;
+    if end == TaskEnd::Stopped {
+        task.finish().await?;
+    }
+    Ok(end)
+}
+
+struct Task {
+    setup: Arc<TaskSetup>,
+    topic: Arc<str>,
+    partition: u32,
+    consumer: Consumer,
+    producer: Producer,
+    /// Exactly-once only.
+    sequences: Option<Sequences>,
+    leftover: VecDeque<InputRecord>,
+    pending: VecDeque<Pending>,
+    /// The newest position whose outputs are all acknowledged.
+    done: Option<(u64, Option<BTreeMap<OutputPartition, i32>>)>,
+    committed_at: Instant,
+    stop: watch::Receiver<bool>,
+}
+
+impl Task {
+    async fn start(
+        setup: Arc<TaskSetup>,
+        topic: Arc<str>,
+        partition: u32,
+        committed: Option<OffsetCommit>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Task> {
+        let def = &setup.def;
+        let metadata = committed
+            .as_ref()
+            .map(|c| CommitMetadata::decode(&c.metadata).unwrap_or_default());
+        // A commit left by an earlier pipeline of the same name is not ours.
+        let committed = committed.filter(|_| {
+            metadata
+                .as_ref()
+                .and_then(|m| m.pipeline)
+                .is_none_or(|id| id == def.id)
+        });
+        let start = match &committed {
+            Some(c) => Start::Offset(c.offset),
+            None => match def.spec.input.start_from {
+                StartFrom::Earliest => Start::Earliest,
+                StartFrom::Latest => Start::Latest,
+                StartFrom::Offset(o) => Start::Offset(o),
+                StartFrom::Timestamp(ts) => Start::Timestamp(ts),
+            },
+        };
+        let producer = Producer::new(
+            setup.client.clone(),
+            producer_config(def, &topic, partition),
+        );
+        let sequences = match def.spec.delivery {
+            Delivery::ExactlyOnce => {
+                let committed_seqs = metadata
+                    .filter(|_| committed.is_some())
+                    .map(|m| m.sequences)
+                    .unwrap_or_default();
+                Some(resume_sequences(&setup, &producer, &committed_seqs).await?)
+            }
+            _ => None,
+        };
+        let mut consumer = Consumer::new(
+            setup.client.clone(),
+            ConsumerConfig {
+                fetch_bytes_max: FETCH_BYTES_MAX,
+                partition_bytes_max: FETCH_BYTES_MAX,
+                auto_offset_reset: Some(Start::Earliest),
+            },
+        );
+        let offset = consumer.assign(&topic, partition, start).await?;
+        tracing::info!(pipeline = %def.name, %topic, partition, offset, "task started");
+        Ok(Task {
+            setup,
+            topic,
+            partition,
+            consumer,
+            producer,
+            sequences,
+            leftover: VecDeque::new(),
+            pending: VecDeque::new(),
+            done: None,
+            committed_at: Instant::now(),
+            stop,
+        })
+    }
+
+    async fn run(&mut self) -> Result<TaskEnd> {
+        let on_error_stop = matches!(self.setup.def.spec.on_error, OnError::Stop);
+        while let Some(batch) = self.next_batch().await? {
+            let records = Arc::new(batch);
+            Stats::add(&self.setup.stats.records_in, records.len());
+            let run = self
+                .setup
+                .sandbox
+                .run(records.clone(), on_error_stop)
+                .await?;
+            self.setup.stats.add_processor_counters(&run.counters);
+            let (routed, stopped_at) = self.route(&records, run.segments)?;
+            let end = records.last().map_or(0, |r| r.offset.0 + 1);
+            if let Some(offset) = stopped_at {
+                self.send(routed, end).await?;
+                self.fail_at(offset).await?;
+                return Ok(TaskEnd::Failed);
+            }
+            if self.setup.def.spec.delivery == Delivery::AtMostOnce {
+                self.commit(end, None).await?;
+                self.send(routed, end).await?;
+            } else {
+                self.send(routed, end).await?;
+                self.settle(false).await?;
+            }
+        }
+        Ok(TaskEnd::Stopped)
+    }
+
+    /// The next batch: up to `maxRecords`, or what arrived within
+    /// `maxWaitMs` of its first record. `None` when the task must stop.
+    async fn next_batch(&mut self) -> Result<Option<Vec<InputRecord>>> {
+        let spec = &self.setup.def.spec.batch;
+        let max = spec.max_records as usize;
+        let wait = Duration::from_millis(u64::from(spec.max_wait_ms));
+        let mut batch = Vec::with_capacity(max.min(4096));
+        let mut deadline: Option<Instant> = None;
+        loop {
+            while batch.len() < max
+                && let Some(r) = self.leftover.pop_front()
+            {
+                batch.push(r);
+            }
+            let now = Instant::now();
+            if batch.len() >= max {
+                return Ok(Some(batch));
+            }
+            if !batch.is_empty() && now >= *deadline.get_or_insert(now + wait) {
+                return Ok(Some(batch));
+            }
+            if *self.stop.borrow() {
+                return Ok(None);
+            }
+            let poll_wait = deadline.map_or(IDLE_POLL, |d| d.saturating_duration_since(now));
+            let fetched = tokio::select! {
+                f = self.consumer.poll(poll_wait) => f?,
+                _ = self.stop.changed() => return Ok(None),
+            };
+            for f in fetched {
+                let records = f.records()?;
+                self.leftover.extend(records.into_iter().map(|r| {
+                    InputRecord {
+                        key: r.key,
+                        value: r.value,
+                        headers: r
+                            .headers
+                            .into_iter()
+                            .map(|(key, value)| Header { key, value })
+                            .collect(),
+                        timestamp: Timestamp(r.timestamp_ms),
+                        topic: r.topic,
+                        partition: r.partition,
+                        offset: Offset(r.offset),
+                    }
+                }));
+            }
+            // Commits keep going while input is quiet.
+            if self.setup.def.spec.delivery != Delivery::AtMostOnce {
+                self.settle(false).await?;
+            }
+        }
+    }
+
+    /// Chooses every output's topic and partition, turns failed records
+    /// into dead letters or skips, and returns the offset of the record
+    /// the task stops at under `onError: stop`.
+    fn route(
+        &self,
+        records: &[InputRecord],
+        segments: Vec<Segment>,
+    ) -> Result<(Vec<Routed>, Option<u64>)> {
+        let def = &self.setup.def;
+        let first_output = def
+            .spec
+            .outputs
+            .first()
+            .map(|o| o.topic.clone())
+            .ok_or_else(|| Error::Internal("a pipeline without outputs".into()))?;
+        let batch_ts = records.last().map_or(0, |r| r.timestamp.0);
+        let mut routed = Vec::new();
+        let mut stopped_at = None;
+        for segment in segments {
+            match segment {
+                Segment::Outputs(outputs) => {
+                    for o in outputs {
+                        let topic = o.topic.as_deref().unwrap_or(&first_output).to_string();
+                        let partition = self.place(&topic, o.key.as_deref())?;
+                        routed.push(Routed {
+                            record: producer_record(o, partition, batch_ts),
+                            topic,
+                            partition,
+                        });
+                    }
+                }
+                Segment::Failed { index, failure } => {
+                    let record = records.get(index).ok_or_else(|| {
+                        Error::Internal(format!("failure at position {index} of a shorter batch"))
+                    })?;
+                    self.record_error(record, &failure);
+                    match &def.spec.on_error {
+                        OnError::Stop => {
+                            stopped_at = Some(record.offset.0);
+                            break;
+                        }
+                        OnError::Skip => Stats::add(&self.setup.stats.skipped, 1),
+                        OnError::DeadLetter(topic) => {
+                            Stats::add(&self.setup.stats.dead_lettered, 1);
+                            let partition = self.place(topic, record.key.as_deref())?;
+                            routed.push(Routed {
+                                record: self.dead_letter(record, &failure, partition),
+                                topic: topic.clone(),
+                                partition,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok((routed, stopped_at))
+    }
+
+    /// Keyed records go where Kafka's partitioner puts their key; keyless
+    /// ones to a partition chosen by the input partition, never by time or
+    /// arrival, so that a replay places them the same way.
+    fn place(&self, topic: &str, key: Option<&[u8]>) -> Result<u32> {
+        let n = self
+            .setup
+            .partition_counts
+            .get(topic)
+            .copied()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| Error::Internal(format!("no partition count for output {topic:?}")))?;
+        Ok(match key {
+            Some(k) => partition_for_key(k, n),
+            None => self.partition % n,
+        })
+    }
+
+    /// The failed input record unchanged, with headers saying what failed.
+    fn dead_letter(&self, r: &InputRecord, failure: &Failure, partition: u32) -> ProducerRecord {
+        let def = &self.setup.def;
+        let mut headers: Vec<(String, Bytes)> = r
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect();
+        for (name, value) in [
+            ("eddy.error.kind", failure.kind.to_string()),
+            ("eddy.error.message", failure.message.clone()),
+            (
+                "eddy.processor",
+                format!("{}@{}", def.processor, def.processor_version),
+            ),
+            ("eddy.pipeline", def.name.clone()),
+            ("eddy.source.topic", r.topic.to_string()),
+            ("eddy.source.partition", r.partition.to_string()),
+            ("eddy.source.offset", r.offset.0.to_string()),
+        ] {
+            headers.push((name.to_string(), Bytes::from(value)));
+        }
+        ProducerRecord {
+            partition: Some(partition),
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers,
+            timestamp_ms: Some(r.timestamp.0),
+        }
+    }
+
+    fn record_error(&self, r: &InputRecord, failure: &Failure) {
+        tracing::warn!(pipeline = %self.setup.def.name, topic = %r.topic, partition = r.partition, offset = r.offset.0, kind = failure.kind, error = %failure.message, "record failed");
+        self.setup.stats.set_last_error(pipeline_error(r, failure));
+    }
+
+    /// Hands the outputs to the producer; with delivery guarantees, their
+    /// tickets wait in `pending` until acknowledged.
+    async fn send(&mut self, routed: Vec<Routed>, end: u64) -> Result<()> {
+        let mut tickets = Vec::with_capacity(routed.len());
+        let mut sent = 0;
+        for r in routed {
+            if let Some(s) = self.sequences.as_mut()
+                && !s.take(&(r.topic.clone(), r.partition))
+            {
+                continue; // its leader already holds it
+            }
+            tickets.push(self.producer.send(&r.topic, r.record).await?);
+            sent += 1;
+        }
+        Stats::add(&self.setup.stats.records_out, sent);
+        if self.setup.def.spec.delivery != Delivery::AtMostOnce {
+            self.pending.push_back(Pending {
+                end,
+                sequences: self.sequences.as_ref().map(Sequences::snapshot),
+                tickets,
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves acknowledged batches out of `pending` and commits when due.
+    /// `all` waits for every pending batch and commits at once.
+    async fn settle(&mut self, all: bool) -> Result<()> {
+        while let Some(front) = self.pending.front() {
+            let ready = front.tickets.iter().all(|t| t.completed_at().is_some());
+            if !ready && !all && self.pending.len() <= PENDING_BATCHES_MAX {
+                break;
+            }
+            let Some(batch) = self.pending.pop_front() else {
+                break;
+            };
+            for t in batch.tickets {
+                t.wait().await?;
+            }
+            self.done = Some((batch.end, batch.sequences));
+        }
+        if let Some(e) = self.producer.error() {
+            return Err(e.into());
+        }
+        if !(all || self.committed_at.elapsed() >= COMMIT_INTERVAL) {
+            return Ok(());
+        }
+        self.committed_at = Instant::now();
+        if let Some((end, sequences)) = self.done.take()
+            && let Err(e) = self.commit(end, sequences.clone()).await
+        {
+            if all {
+                return Err(e);
+            }
+            // Retried at the next interval: the member may be between
+            // generations.
+            tracing::debug!(error = %e, "commit failed; retrying");
+            self.done = Some((end, sequences));
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        offset: u64,
+        sequences: Option<BTreeMap<OutputPartition, i32>>,
+    ) -> Result<()> {
+        let metadata = CommitMetadata {
+            pipeline: Some(self.setup.def.id),
+            sequences: sequences.unwrap_or_default(),
+        }
+        .encode(self.setup.def.id);
+        self.setup
+            .committer
+            .commit(vec![OffsetCommit {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset,
+                metadata,
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// `onError: stop`: commits the position of the failing record (its
+    /// predecessors' outputs acknowledged first) and marks the pipeline
+    /// failed there.
+    async fn fail_at(&mut self, offset: u64) -> Result<()> {
+        self.settle(true).await?;
+        // Nothing after the failing record was produced, so the sequences
+        // now are those of its position.
+        let sequences = self.sequences.as_ref().map(Sequences::snapshot);
+        self.commit(offset, sequences).await?;
+        let error = self
+            .setup
+            .stats
+            .last_error()
+            .unwrap_or_else(|| pb::PipelineError {
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                offset,
+                ..Default::default()
+            });
+        let def = &self.setup.def;
+        self.setup
+            .pipelines
+            .fail(&def.name, &def.id.to_string(), error)
+            .await?;
+        tracing::warn!(pipeline = %def.name, topic = %self.topic, partition = self.partition, offset, "pipeline stopped at a record it cannot process (onError: stop)");
+        Ok(())
+    }
+
+    /// On a clean stop: everything produced is acknowledged and committed.
+    async fn finish(mut self) -> Result<()> {
+        if self.setup.def.spec.delivery == Delivery::AtMostOnce {
+            self.producer.flush().await?;
+        } else {
+            self.settle(true).await?;
+        }
+        Ok(())
+    }
+}
+
+fn producer_config(def: &Definition, topic: &str, partition: u32) -> ProducerConfig {
+    let mut config = ProducerConfig {
+        linger_ms: 1,
+        ..ProducerConfig::default()
+    };
+    match def.spec.delivery {
+        Delivery::AtMostOnce => {
+            config.acks = Acks::Leader;
+            config.idempotence = false;
+        }
+        Delivery::AtLeastOnce => {}
+        Delivery::ExactlyOnce => {
+            config.stable_name = Some(format!("pipeline/{}/{topic}/{partition}", def.id));
+        }
+    }
+    config
+}
+
+/// Takes the task's stable producer identity (fencing the previous
+/// owner), asks each output partition's leader what it already holds from
+/// it, and sets where the producer's sequences continue.
+async fn resume_sequences(
+    setup: &TaskSetup,
+    producer: &Producer,
+    committed: &BTreeMap<OutputPartition, i32>,
+) -> Result<Sequences> {
+    let (producer_id, _epoch) = producer
+        .init()
+        .await?
+        .ok_or_else(|| Error::Internal("an exactly-once task's producer has no identity".into()))?;
+    let partitions: Vec<(String, u32)> = setup
+        .partition_counts
+        .iter()
+        .flat_map(|(t, &n)| (0..n).map(move |p| (t.clone(), p)))
+        .collect();
+    let held = setup
+        .client
+        .describe_producer(producer_id, &partitions)
+        .await?;
+    let last: BTreeMap<OutputPartition, Option<i32>> = partitions
+        .into_iter()
+        .zip(held)
+        .map(|(p, h)| (p, h.map(|(_, seq)| seq)))
+        .collect();
+    let (sequences, first) = Sequences::resume(committed, &last);
+    for ((topic, partition), next) in first {
+        producer.set_next_sequence(&topic, partition, next);
+    }
+    Ok(sequences)
+}
+
+fn producer_record(o: OutputRecord, partition: u32, batch_ts: i64) -> ProducerRecord {
+    ProducerRecord {
+        partition: Some(partition),
+        key: o.key,
+        value: o.value,
+        headers: o.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+        timestamp_ms: Some(o.timestamp.map_or(batch_ts, |t| t.0)),
+    }
+}
+
+fn pipeline_error(r: &InputRecord, failure: &Failure) -> pb::PipelineError {
+    pb::PipelineError {
+        topic: r.topic.to_string(),
+        partition: r.partition,
+        offset: r.offset.0,
+        kind: failure.kind.to_string(),
+        message: failure.message.clone(),
+        at_ms: eddy_log::Clock::now_ms(&eddy_log::SystemClock),
+    }
+}
