@@ -79,7 +79,7 @@ fn run() -> Result<(), String> {
         let path = path.display();
         let _ = writeln!(
             out,
-            "/// `plugins/{name}` built for {TARGET}.\npub const {konst}: &str = {path:?};"
+            "/// `plugins/{name}` built for {TARGET}.\npub const {konst}: &str = {path:?};\n/// The bytes of [`{konst}`], built into the program that uses them.\npub static {konst}_WASM: &[u8] = include_bytes!({path:?});"
         );
         let _ = writeln!(all, "    ({name:?}, {konst}),");
     }

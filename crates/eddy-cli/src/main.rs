@@ -1,5 +1,6 @@
-//! `eddy`: one binary for the server (`serve`, `dev`), the client commands
-//! (`topic`, `produce`, `consume`), and the developer tools (`bench`,
+//! `eddy`: one binary for the server (`serve`, `dev`, `worker`, `demo`),
+//! the client commands (`topic`, `produce`, `consume`, `group`,
+//! `processor`, `pipeline`), and the developer tools (`bench`,
 //! `processor test`). Each command lives in its own module; this file only
 //! parses the command line and reports errors.
 
@@ -9,12 +10,15 @@ use clap::{Args, Parser, Subcommand};
 
 mod bench;
 mod consume;
+mod demo;
 mod group;
 mod out;
+mod pipeline;
 mod processor;
 mod produce;
 mod serve;
 mod topic;
+mod worker;
 
 /// The address `eddy dev` listens on and client commands use by default.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9292";
@@ -47,6 +51,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a single local broker with development defaults (data in ./.eddy).
     Dev(serve::DevArgs),
+    /// Run the truck-GPS pipeline end to end on an embedded broker in a
+    /// temporary directory: topics, the geofence processor, an exactly-once
+    /// pipeline, simulated trucks, and the alerts it finds.
+    Demo(demo::DemoArgs),
+    /// Run a standalone pipeline worker against a cluster.
+    Worker(worker::WorkerArgs),
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -60,22 +70,29 @@ enum Command {
     /// Measure throughput and latency against a running broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Work with WebAssembly processors.
+    /// Work with WebAssembly processors: test one locally, or upload, list
+    /// and delete them in the cluster.
     #[command(subcommand)]
     Processor(processor::ProcessorCommand),
+    /// Apply pipeline manifests; list, describe, pause, resume and delete pipelines.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers, and processors under test (their log lines are the point),
-    // log at info by default; client commands only warn.
-    let chatty = matches!(
-        cli.command,
-        Command::Serve(_) | Command::Dev(_) | Command::Processor(_)
-    );
-    init_logging(cli.log.as_deref(), chatty);
+    // log at info by default; client commands only warn; the demo tells
+    // its own story and logs only errors.
+    let level = match &cli.command {
+        Command::Serve(_) | Command::Dev(_) | Command::Worker(_) => "info",
+        Command::Processor(cmd) if processor::is_local(cmd) => "info",
+        Command::Demo(_) => "error",
+        _ => "warn",
+    };
+    init_logging(cli.log.as_deref(), level);
     let result = match cli.command {
-        Command::Processor(cmd) => processor::run(cmd),
+        Command::Processor(cmd) if processor::is_local(&cmd) => processor::run_local(cmd),
         command => runtime().and_then(|rt| rt.block_on(run_async(command, cli.conn))),
     };
     match result {
@@ -96,7 +113,10 @@ async fn run_async(command: Command, conn: Connection) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(args, &conn).await,
         Command::Group(cmd) => group::run(cmd, &conn).await,
         Command::Bench(cmd) => bench::run(cmd, &conn).await,
-        Command::Processor(_) => unreachable!("handled without a runtime"),
+        Command::Processor(cmd) => processor::run(cmd, &conn).await,
+        Command::Pipeline(cmd) => pipeline::run(cmd, &conn).await,
+        Command::Worker(args) => worker::run(args, &conn).await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }
 
@@ -106,17 +126,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// `chatty` commands log at info by default; others only warn, so their
-/// stdout and stderr stay clean for scripts.
-fn init_logging(filter: Option<&str>, chatty: bool) {
+/// Logs at `fallback` unless `--log`, `EDDY_LOG` or `RUST_LOG` says
+/// otherwise; client commands default to warnings only, so their stdout
+/// and stderr stay clean for scripts.
+fn init_logging(filter: Option<&str>, fallback: &str) {
     use tracing_subscriber::EnvFilter;
-    let fallback = if chatty { "info" } else { "warn" };
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(fallback)),
     };
+    // Colour only on a terminal: broker logs go to files and pipes too.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use eddy_broker::{BrokerConfig, TopicConfig};
 use eddy_meta::NodeId;
+use eddy_pipeline::{Node, NodeConfig};
 use serde::Deserialize;
 
 use crate::DEFAULT_ADDRESS;
@@ -58,6 +59,10 @@ pub struct Tuning {
     /// all, this many minutes after it became empty (default 7 days).
     #[arg(long, env = "EDDY_OFFSETS_RETENTION_MINUTES")]
     offsets_retention_minutes: Option<u64>,
+    /// Do not run a pipeline worker in this broker (pipelines then run
+    /// only on `eddy worker` processes).
+    #[arg(long, env = "EDDY_NO_WORKER")]
+    no_worker: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,13 +121,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = BrokerConfig::new(node_id, data_dir, listen);
     config.advertised_address = args.advertise.clone().or(file.advertise.clone());
     apply(&mut config, &args.tuning, &file)?;
-    run(config, false).await
+    run(config, !args.tuning.no_worker, false).await
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut config = BrokerConfig::new(NodeId(1), args.data_dir.clone(), args.listen);
     apply(&mut config, &args.tuning, &FileConfig::default())?;
-    run(config, true).await
+    run(config, !args.tuning.no_worker, true).await
 }
 
 fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Result<()> {
@@ -174,10 +179,15 @@ fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Re
     Ok(())
 }
 
-async fn run(config: BrokerConfig, hints: bool) -> anyhow::Result<()> {
+async fn run(config: BrokerConfig, worker: bool, hints: bool) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let node = config.node_id;
-    let handle = eddy_broker::start(config).await?;
+    let node_config = NodeConfig {
+        worker,
+        ..NodeConfig::new(config)
+    };
+    let running = Node::start(node_config).await?;
+    let handle = &running.server;
     // Tests and scripts read this line to learn the port. A closed stdout
     // must not stop the server, so write errors are ignored here.
     let mut out = std::io::stdout().lock();
@@ -206,11 +216,11 @@ async fn run(config: BrokerConfig, hints: bool) -> anyhow::Result<()> {
     drop(out);
     wait_for_signal().await?;
     tracing::info!("shutting down");
-    handle.stop().await?;
+    running.stop().await?;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {

@@ -1,19 +1,16 @@
-//! `geofence`: watches truck GPS positions and emits an alert when a truck
-//! leaves a rectangle.
+//! `geofence`: watches truck GPS positions and emits an alert for every
+//! position outside a rectangle.
 //!
 //! Input: JSON `{"truck_id": "t1", "lat": 48.85, "lon": 2.35, "ts": 1700000000000}`.
 //! Params: `min_lat`, `max_lat`, `min_lon`, `max_lon` (the rectangle,
 //! degrees, bounds included), `alert_topic` (optional output topic; by
 //! default the pipeline's first output).
 //!
-//! A truck seen outside the rectangle emits one alert, keyed by truck id:
-//! `{"alert": "left-geofence", "truck_id", "lat", "lon", "ts"}`; it emits
-//! no more until it has been seen inside again. A truck first seen outside
-//! counts as having left. State is per instance and kept only for batches
-//! that succeed, so a batch retried after a record error gives the same
-//! alerts.
-
-use std::collections::BTreeMap;
+//! Each position outside the rectangle gives one alert, keyed by truck id:
+//! `{"alert": "left-geofence", "truck_id", "lat", "lon", "ts"}`. The
+//! processor keeps no state between records, so its outputs depend only on
+//! each record: what exactly-once pipelines need (a replay after a crash may
+//! cut batches differently and must give the same alerts).
 
 use eddy_processor::serde_json::{Value, json};
 use eddy_processor::{Batch, Output, OutputRecord, Params, Processor, Record, RecordError};
@@ -22,9 +19,6 @@ struct Geofence {
     lat: (f64, f64),
     lon: (f64, f64),
     alert_topic: Option<String>,
-    /// Whether each truck was last seen outside. BTreeMap: no hashing seed,
-    /// deterministic.
-    outside: BTreeMap<String, bool>,
 }
 
 struct Position {
@@ -54,28 +48,17 @@ impl Processor for Geofence {
             lat,
             lon,
             alert_topic: params.get("alert_topic").map(str::to_owned),
-            outside: BTreeMap::new(),
         })
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError> {
-        let mut seen: BTreeMap<String, bool> = BTreeMap::new();
         eddy_processor::each(batch, out, |record, out| {
             let p = position(&record)?;
-            let outside = !self.contains(p.lat, p.lon);
-            let was_outside = seen
-                .get(&p.truck_id)
-                .or_else(|| self.outside.get(&p.truck_id))
-                .copied()
-                .unwrap_or(false);
-            if outside && !was_outside {
+            if !self.contains(p.lat, p.lon) {
                 self.alert(&p, out);
             }
-            seen.insert(p.truck_id, outside);
             Ok(())
-        })?;
-        self.outside.extend(seen);
-        Ok(())
+        })
     }
 }
 

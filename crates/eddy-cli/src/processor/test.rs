@@ -1,5 +1,3 @@
-//! `eddy processor …`: commands for WebAssembly processors.
-//!
 //! `eddy processor test` runs a processor on records from a JSON Lines
 //! file with no broker: the edit/build/test loop for processor authors.
 
@@ -10,54 +8,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use clap::{Args, Subcommand};
+use clap::Args;
 use eddy_wasm::{
     Config, Header, InputRecord, Instance, Offset, OutputRecord, ProcessError, Processor, Runtime,
     Timestamp,
 };
 use serde_json::{Map, Value, json};
-
-#[derive(Debug, Subcommand)]
-pub enum ProcessorCommand {
-    /// Run a processor locally on sample records and print its outputs.
-    ///
-    /// Runs FILE.wasm on the records in --input, in batches, with the same
-    /// sandbox and limits as a pipeline, and prints one JSON line per output
-    /// record on stdout. The processor's log messages go to stderr.
-    ///
-    /// Input: one JSON object per line; every field is optional:
-    ///
-    ///   {"key": "truck-1", "value": {"lat": 48.1}, "headers": {"source": "gps"},
-    ///    "timestamp": 1700000000000, "topic": "positions", "partition": 0, "offset": 7}
-    ///
-    /// `value` (and each header value) that is a JSON string is used as its
-    /// UTF-8 bytes; any other JSON is used as its compact text; `null` or a
-    /// missing value is a tombstone. `key` is a string or null. `timestamp`
-    /// defaults to 0, `topic` to "input", `partition` to 0, and `offset` to the
-    /// line's position among the records (0, 1, …). Blank lines are skipped.
-    ///
-    /// Output: one JSON object per line:
-    ///
-    ///   {"topic": null, "key": "truck-1", "value": {"lat": 48.1}, "headers": {}, "timestamp": null}
-    ///
-    /// `topic` null means the pipeline's first output topic; `timestamp` null
-    /// means the processor left it to the host. `value` is the JSON document when the bytes
-    /// are JSON, else a string; bytes that are not UTF-8 are written as hex in
-    /// `value_hex` (likewise `key_hex`).
-    ///
-    /// On a record error or a trap, prints the error with the record that
-    /// caused it and exits non-zero; outputs of earlier batches have been
-    /// printed by then. After a trap in a batch of several records, the batch
-    /// is run again one record at a time to find the record that traps.
-    #[command(verbatim_doc_comment)]
-    Test(TestArgs),
-}
-
-pub fn run(cmd: ProcessorCommand) -> anyhow::Result<()> {
-    match cmd {
-        ProcessorCommand::Test(args) => test(args),
-    }
-}
 
 /// Arguments of `eddy processor test`.
 #[derive(Debug, Args)]
@@ -94,7 +50,7 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn test(args: TestArgs) -> anyhow::Result<()> {
+pub fn test(args: TestArgs) -> anyhow::Result<()> {
     let records = read_records(&args.input)?;
     let bytes =
         std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
