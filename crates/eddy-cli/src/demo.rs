@@ -103,8 +103,8 @@ async fn steps(args: &DemoArgs, address: &str) -> anyhow::Result<()> {
         );
     }
     let produced = produce(&client, args).await?;
-    let counts = wait_for_pipeline(&client, produced).await?;
-    print_alerts(&client, args.sample, counts.records_out).await?;
+    wait_for_pipeline(&client, produced).await?;
+    print_alerts(&client, args.sample).await?;
     outln!("7. eddy pipeline describe {PIPELINE}:");
     let d = Pipelines::new(client.clone()).describe(PIPELINE).await?;
     crate::pipeline::print_description(&d);
@@ -160,10 +160,7 @@ async fn produce(client: &Client, args: &DemoArgs) -> anyhow::Result<u64> {
 }
 
 /// Waits until the pipeline has processed every produced record.
-async fn wait_for_pipeline(
-    client: &Client,
-    produced: u64,
-) -> anyhow::Result<eddy_proto::v1::PipelineCounters> {
+async fn wait_for_pipeline(client: &Client, produced: u64) -> anyhow::Result<()> {
     let pipelines = Pipelines::new(client.clone());
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
     loop {
@@ -171,7 +168,7 @@ async fn wait_for_pipeline(
         let counts = d.counters.clone().unwrap_or_default();
         let lag = d.summary.as_ref().map_or(u64::MAX, |s| s.lag);
         if lag == 0 && counts.records_in >= produced {
-            return Ok(counts);
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
@@ -184,16 +181,22 @@ async fn wait_for_pipeline(
 }
 
 /// Reads every alert back and prints a few.
-async fn print_alerts(client: &Client, sample: usize, expected: u64) -> anyhow::Result<()> {
+async fn print_alerts(client: &Client, sample: usize) -> anyhow::Result<()> {
+    let described = Admin::new(client.clone()).describe_topic(ALERTS).await?;
+    let end: u64 = described.partitions.iter().map(|p| p.high_watermark).sum();
     let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
-    let partitions = client.partition_count(ALERTS).await?;
-    for p in 0..partitions {
-        consumer.assign(ALERTS, p, Start::Earliest).await?;
+    for p in &described.partitions {
+        consumer
+            .assign(ALERTS, p.partition, Start::Earliest)
+            .await?;
     }
     let mut alerts = Vec::new();
     let mut trucks = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while (alerts.len() as u64) < expected && Instant::now() < deadline {
+    while (alerts.len() as u64) < end {
+        if Instant::now() > deadline {
+            bail!("read {} of the {end} alerts in {ALERTS}", alerts.len());
+        }
         for f in consumer.poll(Duration::from_millis(200)).await? {
             for r in f.records()? {
                 if let Some(k) = &r.key {
@@ -203,6 +206,7 @@ async fn print_alerts(client: &Client, sample: usize, expected: u64) -> anyhow::
             }
         }
     }
+    alerts.sort_by_key(|r| r.timestamp_ms);
     outln!(
         "6. the pipeline wrote {} alerts for {} trucks to {ALERTS}; the first {}:",
         alerts.len(),

@@ -151,3 +151,14 @@ pub async fn connect(conn: &Connection) -> anyhow::Result<eddy_client::Client> {
             .await?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks the definitions (unique names, valid defaults) only
+    /// when a command is parsed; this checks every command at once.
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -59,6 +59,9 @@ pub struct Tuning {
     /// all, this many minutes after it became empty (default 7 days).
     #[arg(long, env = "EDDY_OFFSETS_RETENTION_MINUTES")]
     offsets_retention_minutes: Option<u64>,
+    /// Largest processor component an upload may be, in bytes (default 64 MiB).
+    #[arg(long, env = "EDDY_PROCESSOR_BYTES_MAX")]
+    processor_bytes_max: Option<usize>,
     /// Do not run a pipeline worker in this broker (pipelines then run
     /// only on `eddy worker` processes).
     #[arg(long, env = "EDDY_NO_WORKER")]
@@ -121,13 +124,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = BrokerConfig::new(node_id, data_dir, listen);
     config.advertised_address = args.advertise.clone().or(file.advertise.clone());
     apply(&mut config, &args.tuning, &file)?;
-    run(config, !args.tuning.no_worker, false).await
+    run(config, &args.tuning, false).await
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut config = BrokerConfig::new(NodeId(1), args.data_dir.clone(), args.listen);
     apply(&mut config, &args.tuning, &FileConfig::default())?;
-    run(config, !args.tuning.no_worker, true).await
+    run(config, &args.tuning, true).await
 }
 
 fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Result<()> {
@@ -179,13 +182,18 @@ fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Re
     Ok(())
 }
 
-async fn run(config: BrokerConfig, worker: bool, hints: bool) -> anyhow::Result<()> {
+async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let node = config.node_id;
-    let node_config = NodeConfig {
-        worker,
-        ..NodeConfig::new(config)
-    };
+    let mut node_config = NodeConfig::new(config);
+    node_config.worker = !tuning.no_worker;
+    if let Some(max) = tuning.processor_bytes_max {
+        if max == 0 {
+            bail!("--processor-bytes-max must be at least 1");
+        }
+        node_config.registry.processor_bytes_max = max;
+        node_config.wasm.component_bytes_max = max;
+    }
     let running = Node::start(node_config).await?;
     let handle = &running.server;
     // Tests and scripts read this line to learn the port. A closed stdout
@@ -210,6 +218,10 @@ async fn run(config: BrokerConfig, worker: bool, hints: bool) -> anyhow::Result<
             "  printf 'truck-1:hello\\ntruck-2:world\\n' | eddy produce demo --key-separator :{at}"
         );
         let _ = writeln!(out, "  eddy consume demo --from-beginning --print-key{at}");
+        let _ = writeln!(
+            out,
+            "and a pipeline: follow examples/truck-gps/README.md (or run `eddy demo`)"
+        );
         let _ = writeln!(out, "stop with Ctrl-C");
     }
     let _ = out.flush();

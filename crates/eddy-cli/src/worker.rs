@@ -3,7 +3,6 @@
 //! running pipelines like the worker inside every broker.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -21,6 +20,10 @@ pub struct WorkerArgs {
     /// (default: $XDG_CACHE_HOME/eddy/processors, else ~/.cache/eddy/processors).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// A worker silent this long (killed, cut off) is dropped from the
+    /// pipelines' groups and its partitions move to other workers.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(500..=300_000))]
+    session_timeout_ms: u32,
 }
 
 pub async fn run(args: WorkerArgs, conn: &Connection) -> anyhow::Result<()> {
@@ -36,8 +39,8 @@ pub async fn run(args: WorkerArgs, conn: &Connection) -> anyhow::Result<()> {
         client,
         runtime,
         WorkerConfig {
-            id: id.clone(),
-            report_interval: Duration::from_secs(1),
+            session_timeout_ms: args.session_timeout_ms,
+            ..WorkerConfig::new(id.clone())
         },
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -111,14 +111,7 @@ async fn start_worker(
     let address = addr.to_string();
     let client = Client::connect(ClientConfig::new(address)).await?;
     let id = format!("broker-{}", server.broker.config.node_id);
-    let worker = Worker::new(
-        client,
-        runtime,
-        WorkerConfig {
-            id,
-            report_interval: Duration::from_secs(1),
-        },
-    );
+    let worker = Worker::new(client, runtime, WorkerConfig::new(id));
     let (stop, stopped) = watch::channel(false);
     let join = tokio::spawn(worker.run(stopped));
     Ok((stop, join))

@@ -56,6 +56,7 @@ pub enum ProcessorCommand {
     },
     /// Delete a processor version, or all versions of a name (refused while
     /// a pipeline uses a version being deleted).
+    #[command(disable_version_flag = true)]
     Delete {
         /// The processor's name.
         name: String,

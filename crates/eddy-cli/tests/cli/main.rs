@@ -8,6 +8,7 @@ mod client;
 mod groups;
 mod grpc;
 mod idempotence;
+mod pipelines;
 mod processor;
 mod proxy;
 mod recovery;

@@ -71,6 +71,19 @@ pub struct WorkerConfig {
     pub id: String,
     /// How often the worker reports its counters.
     pub report_interval: Duration,
+    /// A worker silent this long leaves the pipelines' groups, and its
+    /// partitions move to the other workers.
+    pub session_timeout_ms: u32,
+}
+
+impl WorkerConfig {
+    pub fn new(id: impl Into<String>) -> WorkerConfig {
+        WorkerConfig {
+            id: id.into(),
+            report_interval: Duration::from_secs(1),
+            session_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// A pipeline this worker runs.
@@ -89,6 +102,8 @@ pub struct Worker {
     config: WorkerConfig,
     /// Compiled processors by (name, version).
     processors: tokio::sync::Mutex<HashMap<(String, u32), Processor>>,
+    /// Counters per pipeline incarnation, kept across its revisions.
+    stats: parking_lot::Mutex<HashMap<(String, PipelineId), Arc<Stats>>>,
 }
 
 /// Waits between attempts to reach the brokers.
@@ -101,6 +116,7 @@ impl Worker {
             runtime,
             config,
             processors: tokio::sync::Mutex::new(HashMap::new()),
+            stats: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
@@ -170,6 +186,14 @@ impl Worker {
                 stop_running(r).await;
             }
         }
+        // Counters outlive a revision, not the pipeline.
+        let known: std::collections::BTreeSet<(String, PipelineId)> = set
+            .pipelines
+            .iter()
+            .filter_map(|d| Definition::from_pb(d).ok())
+            .map(|d| (d.name, d.id))
+            .collect();
+        self.stats.lock().retain(|k, _| known.contains(k));
         for (name, def) in wanted {
             if running.contains_key(&name) {
                 continue;
@@ -181,7 +205,12 @@ impl Worker {
 
     fn start(self: &Arc<Self>, def: Arc<Definition>) -> Running {
         let (stop, stopped) = watch::channel(false);
-        let stats = Arc::new(Stats::default());
+        let stats = self
+            .stats
+            .lock()
+            .entry((def.name.clone(), def.id))
+            .or_default()
+            .clone();
         let join = tokio::spawn(
             self.clone()
                 .keep_running(def.clone(), stats.clone(), stopped),
@@ -270,6 +299,7 @@ impl Worker {
             def: def.clone(),
             client: self.client.clone(),
             worker_id: self.config.id.clone(),
+            session_timeout_ms: self.config.session_timeout_ms,
             sandbox,
             stats: stats.clone(),
         };

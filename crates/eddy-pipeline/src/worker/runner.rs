@@ -32,7 +32,6 @@ const TICK: Duration = Duration::from_millis(50);
 /// Waits before a failed task (or join) is tried again.
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-const SESSION_TIMEOUT_MS: u32 = 10_000;
 const REBALANCE_TIMEOUT_MS: u32 = 60_000;
 
 /// The consumer group of a pipeline.
@@ -56,6 +55,7 @@ pub(crate) struct Runner {
     pub def: Arc<Definition>,
     pub client: Client,
     pub worker_id: String,
+    pub session_timeout_ms: u32,
     pub sandbox: Arc<Sandbox>,
     pub stats: Arc<Stats>,
 }
@@ -67,7 +67,7 @@ impl Runner {
         let def = self.def.clone();
         let config = GroupConfig {
             client_id: self.worker_id.clone(),
-            session_timeout_ms: SESSION_TIMEOUT_MS,
+            session_timeout_ms: self.session_timeout_ms,
             rebalance_timeout_ms: REBALANCE_TIMEOUT_MS,
             heartbeat_wait_ms: 1_000,
             assignor: Assignor::CooperativeSticky,

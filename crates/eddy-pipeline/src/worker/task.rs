@@ -191,7 +191,6 @@ impl Task {
         let on_error_stop = matches!(self.setup.def.spec.on_error, OnError::Stop);
         while let Some(batch) = self.next_batch().await? {
             let records = Arc::new(batch);
-            Stats::add(&self.setup.stats.records_in, records.len());
             let run = self
                 .setup
                 .sandbox
@@ -199,6 +198,9 @@ impl Task {
                 .await?;
             self.setup.stats.add_processor_counters(&run.counters);
             let (routed, stopped_at) = self.route(&records, run.segments)?;
+            // Counted last, and read first by a report: a report that
+            // counts a record also has every other count it caused.
+            Stats::add(&self.setup.stats.records_in, records.len());
             let end = records.last().map_or(0, |r| r.offset.0 + 1);
             if let Some(offset) = stopped_at {
                 self.send(routed, end).await?;
