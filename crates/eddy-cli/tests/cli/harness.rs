@@ -154,10 +154,15 @@ pub fn run(cmd: &mut Command, input: &[u8]) -> Out {
 }
 
 /// Spawns a server command and waits for the line announcing its address.
-pub fn spawn_and_wait(mut cmd: Command, marker: &str) -> (Child, String) {
+pub fn spawn_and_wait(cmd: Command, marker: &str) -> (Child, String) {
+    spawn_and_wait_logging(cmd, marker, Stdio::null())
+}
+
+/// [`spawn_and_wait`] with the command's stderr going to `stderr`.
+pub fn spawn_and_wait_logging(mut cmd: Command, marker: &str, stderr: Stdio) -> (Child, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("eddy starts");
     let stdout = child.stdout.take().unwrap();

@@ -14,6 +14,7 @@ mod proxy;
 mod recovery;
 mod round_trip;
 mod settings;
+mod tools;
 
 use std::path::Path;
 use std::process::{Command, Output};
