@@ -41,7 +41,7 @@ pub enum BrokerError {
     },
     #[error("{0}")]
     LimitExceeded(String),
-    #[error("metadata: {0}")]
+    #[error("{0}")]
     Meta(#[from] MetaError),
     #[error("group {0:?} does not exist")]
     UnknownGroup(String),

@@ -42,6 +42,10 @@ pub struct ConsumeArgs {
     /// Print PARTITION:OFFSET and a tab before each record.
     #[arg(long)]
     print_offset: bool,
+    /// Print each record's headers, as `name=value` separated by `,`, and a
+    /// tab before its key or value (e.g. the error headers of dead letters).
+    #[arg(long)]
+    print_headers: bool,
     /// Read as a member of this consumer group: the group splits the
     /// partitions among its members and remembers what was printed, so the
     /// next run continues there.
@@ -250,6 +254,16 @@ async fn follow(
                 let written = (|| -> std::io::Result<()> {
                     if args.print_offset {
                         write!(out, "{}:{}\t", r.partition, r.offset)?;
+                    }
+                    if args.print_headers {
+                        for (i, (name, value)) in r.headers.iter().enumerate() {
+                            let sep: &[u8] = if i == 0 { b"" } else { b"," };
+                            out.write_all(sep)?;
+                            out.write_all(name.as_bytes())?;
+                            out.write_all(b"=")?;
+                            out.write_all(value)?;
+                        }
+                        out.write_all(b"\t")?;
                     }
                     if args.print_key {
                         out.write_all(r.key.as_deref().unwrap_or(b""))?;

@@ -20,12 +20,13 @@
 //! leader already has, and the task skips that many records there.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use eddy_meta::PipelineId;
 
 /// An output partition: topic and partition number.
-pub type OutputPartition = (String, u32);
+pub type OutputPartition = (Arc<str>, u32);
 
 const VERSION: u8 = 1;
 
@@ -64,7 +65,7 @@ impl CommitMetadata {
         let mut sequences = BTreeMap::new();
         for _ in 0..n {
             let len = u16::from_be_bytes(r.take(2)?.try_into().ok()?) as usize;
-            let topic = std::str::from_utf8(r.take(len)?).ok()?.to_string();
+            let topic: Arc<str> = Arc::from(std::str::from_utf8(r.take(len)?).ok()?);
             let partition = r.u32()?;
             let next = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
             sequences.insert((topic, partition), next);
@@ -99,11 +100,18 @@ impl<'a> Reader<'a> {
 /// An exactly-once task's output sequences.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sequences {
-    /// The sequence the next output record to each partition has.
-    next: BTreeMap<OutputPartition, i32>,
-    /// Records still to skip per partition: their sequences are at or
-    /// below what the partition's leader already holds.
-    skip: BTreeMap<OutputPartition, i32>,
+    /// Per output topic, per partition number.
+    topics: BTreeMap<Arc<str>, Vec<Slot>>,
+}
+
+/// One output partition's sequence state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Slot {
+    /// The sequence the next output record to the partition has.
+    next: i32,
+    /// Records still to skip: their sequences are at or below what the
+    /// partition's leader already holds.
+    skip: i32,
 }
 
 impl Sequences {
@@ -120,32 +128,55 @@ impl Sequences {
         for (p, held) in last {
             let next = committed.get(p).copied().unwrap_or(0);
             let skip = held.map_or(0, |l| (l.saturating_add(1) - next).max(0));
-            s.next.insert(p.clone(), next);
-            if skip > 0 {
-                s.skip.insert(p.clone(), skip);
-            }
+            *s.slot(&p.0, p.1) = Slot { next, skip };
             first_sent.insert(p.clone(), next.saturating_add(skip));
         }
         (s, first_sent)
     }
 
-    /// Accounts one output record to `partition`; returns whether it must
-    /// be sent (false: its leader already has it).
-    pub fn take(&mut self, partition: &OutputPartition) -> bool {
-        let next = self.next.entry(partition.clone()).or_insert(0);
-        *next = if *next == i32::MAX { 0 } else { *next + 1 };
-        match self.skip.get_mut(partition) {
-            Some(left) if *left > 0 => {
-                *left -= 1;
-                false
-            }
-            _ => true,
+    fn slot(&mut self, topic: &Arc<str>, partition: u32) -> &mut Slot {
+        let slots = self.topics.entry(topic.clone()).or_default();
+        let i = partition as usize;
+        if slots.len() <= i {
+            slots.resize(i + 1, Slot::default());
         }
+        &mut slots[i]
     }
 
-    /// The next sequence per partition, for the commit.
+    /// Accounts one output record to `partition` of `topic`; returns
+    /// whether it must be sent (false: its leader already has it).
+    pub fn take(&mut self, topic: &Arc<str>, partition: u32) -> bool {
+        let slot = match self
+            .topics
+            .get_mut(&**topic)
+            .and_then(|slots| slots.get_mut(partition as usize))
+        {
+            Some(slot) => slot,
+            None => self.slot(topic, partition),
+        };
+        slot.next = if slot.next == i32::MAX {
+            0
+        } else {
+            slot.next + 1
+        };
+        if slot.skip > 0 {
+            slot.skip -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// The next sequence of every partition written to, for the commit.
     pub fn snapshot(&self) -> BTreeMap<OutputPartition, i32> {
-        self.next.clone()
+        let mut out = BTreeMap::new();
+        for (topic, slots) in &self.topics {
+            for (partition, slot) in slots.iter().enumerate() {
+                if slot.next != 0 {
+                    out.insert((topic.clone(), partition as u32), slot.next);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -154,7 +185,7 @@ mod tests {
     use super::*;
 
     fn p(topic: &str, partition: u32) -> OutputPartition {
-        (topic.to_string(), partition)
+        (Arc::from(topic), partition)
     }
 
     #[test]
@@ -191,9 +222,10 @@ mod tests {
                 (p("out", 3), 2)
             ])
         );
-        let sent: Vec<bool> = (0..4).map(|_| s.take(&p("out", 0))).collect();
+        let out: Arc<str> = Arc::from("out");
+        let sent: Vec<bool> = (0..4).map(|_| s.take(&out, 0)).collect();
         assert_eq!(sent, [false, false, false, true]);
-        assert!(s.take(&p("out", 1)));
+        assert!(s.take(&out, 1));
         assert_eq!(s.snapshot()[&p("out", 0)], 14);
         assert_eq!(s.snapshot()[&p("out", 1)], 5);
     }

@@ -147,8 +147,15 @@ impl Runner {
             .chain(spec.on_error.dead_letter_topic().map(str::to_string));
         for topic in topics {
             let n = self.client.partition_count(&topic).await?;
-            partition_counts.insert(topic, n);
+            partition_counts.insert(Arc::<str>::from(topic), n);
         }
+        let named = |topic: &str| partition_counts.keys().find(|t| &***t == topic).cloned();
+        let first_output = spec
+            .outputs
+            .first()
+            .and_then(|o| named(&o.topic))
+            .ok_or_else(|| Error::Internal("a pipeline without outputs".into()))?;
+        let dead_letter = spec.on_error.dead_letter_topic().and_then(named);
         Ok(TaskSetup {
             def: self.def.clone(),
             sandbox: self.sandbox.clone(),
@@ -157,6 +164,8 @@ impl Runner {
             stats: self.stats.clone(),
             pipelines: Pipelines::new(self.client.clone()),
             partition_counts,
+            first_output,
+            dead_letter,
         })
     }
 

@@ -59,7 +59,10 @@ pub struct TaskSetup {
     pub stats: Arc<Stats>,
     pub pipelines: Pipelines,
     /// Partition counts of the output and dead-letter topics.
-    pub partition_counts: BTreeMap<String, u32>,
+    pub partition_counts: BTreeMap<Arc<str>, u32>,
+    /// Where outputs that name no topic go.
+    pub first_output: Arc<str>,
+    pub dead_letter: Option<Arc<str>>,
 }
 
 /// How a task ended without an error.
@@ -74,7 +77,7 @@ pub enum TaskEnd {
 
 /// An output record with its destination chosen.
 struct Routed {
-    topic: String,
+    topic: Arc<str>,
     partition: u32,
     record: ProducerRecord,
 }
@@ -84,7 +87,10 @@ struct Pending {
     /// The input offset after the batch.
     end: u64,
     sequences: Option<BTreeMap<OutputPartition, i32>>,
-    tickets: Vec<DeliveryTicket>,
+    /// The ticket of the batch's last record to each output partition: a
+    /// partition's records are acknowledged in order, and a failure of an
+    /// earlier one shows in `Producer::error`.
+    tickets: Vec<(OutputPartition, DeliveryTicket)>,
 }
 
 /// Runs the task for `partition` of `topic` from its committed position
@@ -281,12 +287,7 @@ impl Task {
         segments: Vec<Segment>,
     ) -> Result<(Vec<Routed>, Option<u64>)> {
         let def = &self.setup.def;
-        let first_output = def
-            .spec
-            .outputs
-            .first()
-            .map(|o| o.topic.clone())
-            .ok_or_else(|| Error::Internal("a pipeline without outputs".into()))?;
+        let first_output = self.setup.first_output.clone();
         let batch_ts = records.last().map_or(0, |r| r.timestamp.0);
         let mut routed = Vec::new();
         let mut stopped_at = None;
@@ -294,7 +295,16 @@ impl Task {
             match segment {
                 Segment::Outputs(outputs) => {
                     for o in outputs {
-                        let topic = o.topic.as_deref().unwrap_or(&first_output).to_string();
+                        let topic = match &o.topic {
+                            // The setup's own name, so that later lookups
+                            // compare one pointer's worth of text at most.
+                            Some(t) => self
+                                .setup
+                                .partition_counts
+                                .get_key_value(&**t)
+                                .map_or_else(|| t.clone(), |(k, _)| k.clone()),
+                            None => first_output.clone(),
+                        };
                         let partition = self.place(&topic, o.key.as_deref())?;
                         routed.push(Routed {
                             record: producer_record(o, partition, batch_ts),
@@ -314,12 +324,15 @@ impl Task {
                             break;
                         }
                         OnError::Skip => Stats::add(&self.setup.stats.skipped, 1),
-                        OnError::DeadLetter(topic) => {
+                        OnError::DeadLetter(_) => {
                             Stats::add(&self.setup.stats.dead_lettered, 1);
-                            let partition = self.place(topic, record.key.as_deref())?;
+                            let topic = self.setup.dead_letter.clone().ok_or_else(|| {
+                                Error::Internal("no dead-letter topic set up".into())
+                            })?;
+                            let partition = self.place(&topic, record.key.as_deref())?;
                             routed.push(Routed {
                                 record: self.dead_letter(record, &failure, partition),
-                                topic: topic.clone(),
+                                topic,
                                 partition,
                             });
                         }
@@ -386,17 +399,28 @@ impl Task {
     /// Hands the outputs to the producer; with delivery guarantees, their
     /// tickets wait in `pending` until acknowledged.
     async fn send(&mut self, routed: Vec<Routed>, end: u64) -> Result<()> {
-        let mut tickets = Vec::with_capacity(routed.len());
+        let mut tickets: Vec<(OutputPartition, DeliveryTicket)> = Vec::new();
         let mut sent = 0;
+        // Consecutive records for one topic go to the producer together.
+        let mut group: Vec<ProducerRecord> = Vec::new();
+        let mut group_topic: Option<Arc<str>> = None;
         for r in routed {
             if let Some(s) = self.sequences.as_mut()
-                && !s.take(&(r.topic.clone(), r.partition))
+                && !s.take(&r.topic, r.partition)
             {
                 continue; // its leader already holds it
             }
-            tickets.push(self.producer.send(&r.topic, r.record).await?);
-            sent += 1;
+            if group_topic.as_ref().is_some_and(|t| *t != r.topic) {
+                sent += self
+                    .send_group(&mut group, &group_topic, &mut tickets)
+                    .await?;
+            }
+            group_topic = Some(r.topic);
+            group.push(r.record);
         }
+        sent += self
+            .send_group(&mut group, &group_topic, &mut tickets)
+            .await?;
         Stats::add(&self.setup.stats.records_out, sent);
         if self.setup.def.spec.delivery != Delivery::AtMostOnce {
             self.pending.push_back(Pending {
@@ -408,18 +432,48 @@ impl Task {
         Ok(())
     }
 
+    /// Sends `group` (records for `topic`) and keeps the last ticket per
+    /// partition.
+    async fn send_group(
+        &self,
+        group: &mut Vec<ProducerRecord>,
+        topic: &Option<Arc<str>>,
+        tickets: &mut Vec<(OutputPartition, DeliveryTicket)>,
+    ) -> Result<usize> {
+        let (Some(topic), false) = (topic, group.is_empty()) else {
+            return Ok(0);
+        };
+        let records = std::mem::take(group);
+        let partitions: Vec<u32> = records.iter().map(|r| r.partition.unwrap_or(0)).collect();
+        let sent = self.producer.send_many(topic, records).await?;
+        let n = sent.len();
+        for (partition, ticket) in partitions.into_iter().zip(sent) {
+            match tickets
+                .iter_mut()
+                .find(|(p, _)| p.1 == partition && p.0 == *topic)
+            {
+                Some(last) => last.1 = ticket,
+                None => tickets.push(((topic.clone(), partition), ticket)),
+            }
+        }
+        Ok(n)
+    }
+
     /// Moves acknowledged batches out of `pending` and commits when due.
     /// `all` waits for every pending batch and commits at once.
     async fn settle(&mut self, all: bool) -> Result<()> {
         while let Some(front) = self.pending.front() {
-            let ready = front.tickets.iter().all(|t| t.completed_at().is_some());
+            let ready = front
+                .tickets
+                .iter()
+                .all(|(_, t)| t.completed_at().is_some());
             if !ready && !all && self.pending.len() <= PENDING_BATCHES_MAX {
                 break;
             }
             let Some(batch) = self.pending.pop_front() else {
                 break;
             };
-            for t in batch.tickets {
+            for (_, t) in batch.tickets {
                 t.wait().await?;
             }
             self.done = Some((batch.end, batch.sequences));
@@ -536,15 +590,16 @@ async fn resume_sequences(
         .init()
         .await?
         .ok_or_else(|| Error::Internal("an exactly-once task's producer has no identity".into()))?;
-    let partitions: Vec<(String, u32)> = setup
+    let partitions: Vec<OutputPartition> = setup
         .partition_counts
         .iter()
         .flat_map(|(t, &n)| (0..n).map(move |p| (t.clone(), p)))
         .collect();
-    let held = setup
-        .client
-        .describe_producer(producer_id, &partitions)
-        .await?;
+    let named: Vec<(String, u32)> = partitions
+        .iter()
+        .map(|(t, p)| (t.to_string(), *p))
+        .collect();
+    let held = setup.client.describe_producer(producer_id, &named).await?;
     let last: BTreeMap<OutputPartition, Option<i32>> = partitions
         .into_iter()
         .zip(held)

@@ -342,3 +342,28 @@ async fn a_standalone_worker_shares_a_pipeline_with_the_brokers_worker() {
     c.caught_up("shared", 600).await;
     assert_eq!(c.read_all("out").await.len(), 600);
 }
+
+#[test]
+fn the_demo_runs_end_to_end_and_cleans_up() {
+    let out = crate::eddy(&["demo", "--trucks", "100", "--positions", "10"]);
+    let printed = crate::stdout(&out);
+    assert!(out.status.success(), "{printed}\n{}", crate::stderr(&out));
+    for step in [
+        "2. created topic truck_gps with 10 partitions",
+        "3. uploaded processor geofence version 1",
+        "4. applied pipeline truck-alerts (geofence@1, exactly-once)",
+        "5. produced 1003 records: 100 trucks × 10 positions, and 3 unreadable ones",
+        "and 3 unreadable records went to truck_gps.dlq",
+        "records in 1003",
+        "dead-lettered 3",
+        "the data directory is removed",
+    ] {
+        assert!(printed.contains(step), "{step:?} in\n{printed}");
+    }
+    let dir = printed
+        .split("(data in ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap();
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was removed");
+}

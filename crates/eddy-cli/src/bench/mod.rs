@@ -1,6 +1,8 @@
-//! `eddy bench produce|consume|e2e`: throughput and latency against a
-//! running broker, reported like the OpenMessaging Benchmark (records/s,
-//! MB/s, latency percentiles).
+//! `eddy bench produce|consume|e2e|group|pipeline`: throughput and latency
+//! against a running broker, reported like the OpenMessaging Benchmark
+//! (records/s, MB/s, latency percentiles).
+
+mod pipeline;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +32,11 @@ pub enum BenchCommand {
     /// Consumer groups: a group of members draining a backlog against one
     /// consumer, and how long a rebalance takes after a member leaves.
     Group(GroupArgs),
+    /// Pipelines through a pass-through processor against a plain
+    /// consume→produce copy with the same client: records/s draining a
+    /// backlog exactly-once, at-least-once and copied, and the latency a
+    /// pipeline adds at a fixed rate.
+    Pipeline(pipeline::PipelineArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -93,6 +100,8 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
         BenchCommand::Produce(a) | BenchCommand::Consume(a) => a.clone(),
         BenchCommand::E2e(e) => e.common.clone(),
         BenchCommand::Group(g) => g.common.clone(),
+        // Makes its own topics.
+        BenchCommand::Pipeline(p) => return pipeline::run(&client, p).await,
     };
     let topic = prepare_topic(&client, &args).await?;
     let result = match cmd {
@@ -100,6 +109,7 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
         BenchCommand::Consume(a) => consume(&client, &topic, &a).await,
         BenchCommand::E2e(e) => e2e(&client, &topic, &e).await,
         BenchCommand::Group(g) => group(&client, &topic, &g).await,
+        BenchCommand::Pipeline(_) => Ok(()),
     };
     if args.topic.is_none() && !args.keep {
         Admin::new(client).delete_topic(&topic).await?;
@@ -440,13 +450,13 @@ async fn wait_stable(
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     // 1 µs to 100 s at 3 significant digits; the bounds are constants.
     Histogram::new_with_bounds(1, 100_000_000, 3)
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
-fn throughput(what: &str, records: u64, bytes: u64, elapsed: Duration) {
+pub(super) fn throughput(what: &str, records: u64, bytes: u64, elapsed: Duration) {
     let s = elapsed.as_secs_f64();
     outln!(
         "{what}: {records} records in {s:.2} s = {:.0} records/s, {:.1} MB/s",
@@ -455,7 +465,7 @@ fn throughput(what: &str, records: u64, bytes: u64, elapsed: Duration) {
     );
 }
 
-fn latency(what: &str, h: &Histogram<u64>) {
+pub(super) fn latency(what: &str, h: &Histogram<u64>) {
     let ms = |us: u64| us as f64 / 1000.0;
     outln!(
         "{what} (ms, {} samples): p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
