@@ -4,8 +4,9 @@
 //!
 //! Delivery decides the order of the last two steps:
 //!
-//! - at-most-once commits a batch's end before producing its outputs
-//!   (acks=1): a crash loses that batch's outputs and never repeats them.
+//! - at-most-once commits a batch's end before producing its outputs: a
+//!   crash loses that batch's outputs and never repeats them (the producer
+//!   is idempotent, so a retried request is not written twice either).
 //! - at-least-once produces (idempotent, acks=all) and commits a position
 //!   only once every output before it is acknowledged.
 //! - exactly-once does the same with a producer whose id is stable for
@@ -25,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_client::{
-    Acks, Client, Committer, Consumer, ConsumerConfig, DeliveryTicket, OffsetCommit, Pipelines,
-    Producer, ProducerConfig, ProducerRecord, Start,
+    Client, Committer, Consumer, ConsumerConfig, DeliveryTicket, OffsetCommit, Pipelines, Producer,
+    ProducerConfig, ProducerRecord, Start,
 };
 use eddy_log::partitioner::partition_for_key;
 use eddy_proto::v1 as pb;
@@ -566,11 +567,8 @@ fn producer_config(def: &Definition, topic: &str, partition: u32) -> ProducerCon
         ..ProducerConfig::default()
     };
     match def.spec.delivery {
-        Delivery::AtMostOnce => {
-            config.acks = Acks::Leader;
-            config.idempotence = false;
-        }
-        Delivery::AtLeastOnce => {}
+        // Idempotent too: a retried request must not write twice.
+        Delivery::AtMostOnce | Delivery::AtLeastOnce => {}
         Delivery::ExactlyOnce => {
             config.stable_name = Some(format!("pipeline/{}/{topic}/{partition}", def.id));
         }

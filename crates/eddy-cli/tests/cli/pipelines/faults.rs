@@ -235,3 +235,20 @@ async fn at_least_once_loses_nothing_when_its_worker_is_killed() {
     eprintln!("at-least-once: {lost} lost, {extra} duplicates (allowed)");
     assert_eq!(lost, 0, "seed {}", rng.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_once_never_repeats_an_output_when_its_worker_is_killed() {
+    let mut rng = Rng::from_env("at_most_once_never_repeats_an_output_when_its_worker_is_killed");
+    let c = setup("at-most-once", &["--no-worker"]).await;
+    let mut worker = TestWorker::start(&c.broker, "w1");
+    let done = Arc::new(AtomicBool::new(false));
+    let feeding = feed(&c, done.clone());
+    kill_workers(&mut rng, &c, &mut worker).await;
+    feeding.await.unwrap();
+    c.caught_up("shape", 0).await;
+    let (_, per_input) = outputs(&c).await;
+    let lost = (0..RECORDS).filter(|n| !per_input.contains_key(n)).count();
+    let doubled = per_input.values().filter(|&&k| k > 1).count();
+    eprintln!("at-most-once: {lost} lost (allowed), {doubled} duplicated");
+    assert_eq!(doubled, 0, "seed {}", rng.0);
+}

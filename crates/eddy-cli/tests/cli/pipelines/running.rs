@@ -367,3 +367,50 @@ fn the_demo_runs_end_to_end_and_cleans_up() {
         .unwrap();
     assert!(!std::path::Path::new(dir).exists(), "{dir} was removed");
 }
+
+#[tokio::test]
+async fn a_deleted_pipeline_applied_again_starts_over() {
+    let c = Cluster::start().await;
+    c.create_topic("in", 2).await;
+    c.upload("p", wasm::PASSTHROUGH);
+    let yaml = manifest("copy", "p", &["in"], &["out"], "exactly-once", "");
+    c.apply(&yaml);
+    c.produce("in", &numbered(40, 4)).await;
+    c.caught_up("copy", 40).await;
+    let deleted = c.broker.ok(&["pipeline", "delete", "copy"]);
+    assert!(deleted.contains("deleted pipeline copy"), "{deleted}");
+    let groups = c.broker.ok(&["group", "list"]);
+    assert!(
+        !groups.contains("pipeline.copy"),
+        "the group went too: {groups}"
+    );
+    let listed = c.broker.ok(&["pipeline", "list"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    // A new incarnation reads from the start again, with producers of its
+    // own: its outputs are not taken for the old one's duplicates.
+    c.apply(&yaml);
+    c.caught_up("copy", 40).await;
+    wait_for("the second incarnation's outputs", || async {
+        (c.read_all("out").await.len() == 80).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn at_most_once_delivers_everything_when_nothing_fails() {
+    let c = Cluster::start().await;
+    c.create_topic("in", 3).await;
+    c.upload("p", wasm::PASSTHROUGH);
+    c.apply(&manifest(
+        "copy",
+        "p",
+        &["in"],
+        &["out"],
+        "at-most-once",
+        "",
+    ));
+    c.produce("in", &numbered(300, 9)).await;
+    c.caught_up("copy", 300).await;
+    let got = by_key(&c.read_all("out").await);
+    assert_eq!(got, by_key(&c.read_all("in").await));
+}
