@@ -154,6 +154,56 @@ async fn kill_workers(rng: &mut Rng, c: &Cluster, worker: &mut TestWorker) {
     }
 }
 
+/// Checks that the output is exactly the transform of every input record.
+async fn assert_exactly_once(c: &Cluster, what: &str, seed: u64) {
+    let (got, per_input) = outputs(c).await;
+    let lost = (0..RECORDS).filter(|n| !per_input.contains_key(n)).count();
+    let doubled = per_input.values().filter(|&&k| k > 1).count();
+    eprintln!(
+        "{what}: {} outputs, {lost} lost, {doubled} duplicated",
+        per_input.values().sum::<usize>()
+    );
+    assert_eq!((lost, doubled), (0, 0), "seed {seed}");
+    assert!(
+        got == expected_by_key(),
+        "per-key content and order differ (seed {seed})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_survives_workers_killed_and_paused_at_random_points() {
+    let mut rng = Rng::from_env("exactly_once_survives_workers_killed_and_paused_at_random_points");
+    let c = setup("exactly-once", &["--no-worker"]).await;
+    let mut workers = [
+        TestWorker::start(&c.broker, "w1"),
+        TestWorker::start(&c.broker, "w2"),
+    ];
+    let done = Arc::new(AtomicBool::new(false));
+    let feeding = feed(&c, done.clone());
+    for _ in 0..KILLS {
+        tokio::time::sleep(rng.millis(1000, 2500)).await;
+        let at = committed(&c).await;
+        let w = &mut workers[rng.below(2) as usize];
+        if rng.below(2) == 0 {
+            w.kill9();
+            eprintln!("killed a worker with {at} of {RECORDS} records committed");
+            tokio::time::sleep(rng.millis(50, 700)).await;
+            tokio::task::block_in_place(|| w.start_again());
+        } else {
+            // Past its session timeout (1.5 s) its partitions move; when it
+            // wakes it still holds batches it had started, and must not
+            // write them twice.
+            w.pause();
+            eprintln!("paused a worker with {at} of {RECORDS} records committed");
+            tokio::time::sleep(rng.millis(2000, 4000)).await;
+            w.unpause();
+        }
+    }
+    feeding.await.unwrap();
+    c.caught_up("shape", 0).await;
+    assert_exactly_once(&c, "exactly-once, two workers", rng.0).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_survives_a_worker_killed_at_random_points() {
     let mut rng = Rng::from_env("exactly_once_survives_a_worker_killed_at_random_points");

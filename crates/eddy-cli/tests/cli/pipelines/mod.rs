@@ -266,6 +266,21 @@ impl TestWorker {
         assert!(self.child.is_none(), "still running");
         self.spawn();
     }
+
+    /// SIGSTOP: the process keeps its state but does nothing, as a worker
+    /// on a stalled machine; past its session timeout it is a zombie.
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            crate::harness::signal(c, "STOP");
+        }
+    }
+
+    /// SIGCONT after [`TestWorker::pause`].
+    pub fn unpause(&self) {
+        if let Some(c) = &self.child {
+            crate::harness::signal(c, "CONT");
+        }
+    }
 }
 
 impl Drop for TestWorker {
