@@ -214,19 +214,7 @@ async fn exactly_once_survives_a_worker_killed_at_random_points() {
     kill_workers(&mut rng, &c, &mut worker).await;
     feeding.await.unwrap();
     c.caught_up("shape", 0).await;
-    let (got, per_input) = outputs(&c).await;
-    let lost = (0..RECORDS).filter(|n| !per_input.contains_key(n)).count();
-    let doubled = per_input.values().filter(|&&k| k > 1).count();
-    eprintln!(
-        "exactly-once: {} outputs, {lost} lost, {doubled} duplicated",
-        per_input.values().sum::<usize>()
-    );
-    assert_eq!((lost, doubled), (0, 0), "seed {}", rng.0);
-    assert!(
-        got == expected_by_key(),
-        "per-key content and order differ (seed {})",
-        rng.0
-    );
+    assert_exactly_once(&c, "exactly-once", rng.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,16 +245,7 @@ async fn exactly_once_survives_its_broker_killed_at_random_points() {
         },
     )
     .await;
-    let (got, per_input) = outputs(&c).await;
-    let lost = (0..RECORDS).filter(|n| !per_input.contains_key(n)).count();
-    let doubled = per_input.values().filter(|&&k| k > 1).count();
-    eprintln!("exactly-once, broker killed: {lost} lost, {doubled} duplicated");
-    assert_eq!((lost, doubled), (0, 0), "seed {}", rng.0);
-    assert!(
-        got == expected_by_key(),
-        "per-key content and order differ (seed {})",
-        rng.0
-    );
+    assert_exactly_once(&c, "exactly-once, broker killed", rng.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
