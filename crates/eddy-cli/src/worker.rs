@@ -28,12 +28,9 @@ pub struct WorkerArgs {
 
 pub async fn run(args: WorkerArgs, conn: &Connection) -> anyhow::Result<()> {
     let id = args.id.unwrap_or_else(default_id);
-    let runtime = eddy_wasm::Runtime::new(eddy_wasm::Config {
-        cache_dir: Some(args.cache_dir.unwrap_or_else(default_cache_dir)),
-        component_bytes_max: eddy_pipeline::registry::RegistryConfig::default().processor_bytes_max,
-        ..eddy_wasm::Config::default()
-    })
-    .context("starting the processor runtime")?;
+    let cache = args.cache_dir.unwrap_or_else(default_cache_dir);
+    let runtime = eddy_wasm::Runtime::new(eddy_pipeline::worker::sandbox_config(Some(cache)))
+        .context("starting the processor runtime")?;
     let client = connect(conn).await?;
     let worker = Worker::new(
         client,

@@ -290,10 +290,48 @@ impl Producer {
 
     /// Buffers a record, waiting for room if the buffer is full.
     pub async fn send(&self, topic: &str, record: ProducerRecord) -> Result<DeliveryTicket> {
-        let mut tickets = self.send_many(topic, vec![record]).await?;
-        tickets
-            .pop()
-            .ok_or_else(|| ClientError::Invalid("no ticket for the record sent".into()))
+        let (count, size) = self.admit(topic, &record).await?;
+        let mut ticket = None;
+        self.buffer_group(topic, count, [(record, size)], size, |t| ticket = Some(t))
+            .await?;
+        ticket.ok_or_else(|| ClientError::Invalid("no ticket for the record sent".into()))
+    }
+
+    /// The topic's partition count and the record's size, once the record
+    /// is known to fit (and the producer has its identity).
+    async fn admit(&self, topic: &str, record: &ProducerRecord) -> Result<(u32, usize)> {
+        let count = self.ready(topic).await?;
+        Ok((count, self.check(topic, count, record)?))
+    }
+
+    /// The topic's partition count, with the producer's identity in hand.
+    async fn ready(&self, topic: &str) -> Result<u32> {
+        let s = &self.shared;
+        let count = self.partition_count(topic).await?;
+        if s.config.idempotence && s.config.acks == Acks::All && !s.identity.initialized() {
+            self.init_identity().await?;
+        }
+        Ok(count)
+    }
+
+    /// The record's size, if it fits the buffer and names a partition the
+    /// topic has.
+    fn check(&self, topic: &str, count: u32, record: &ProducerRecord) -> Result<usize> {
+        let size = record_size(record);
+        if size > self.shared.config.buffer_bytes_max {
+            return Err(ClientError::Invalid(format!(
+                "a record of {size} bytes does not fit the producer buffer of {} bytes (buffer_bytes_max)",
+                self.shared.config.buffer_bytes_max
+            )));
+        }
+        if let Some(p) = record.partition
+            && p >= count
+        {
+            return Err(ClientError::Invalid(format!(
+                "topic {topic:?} has {count} partitions; partition {p} does not exist"
+            )));
+        }
+        Ok(size)
     }
 
     /// Buffers records for one topic, in order, as `send` would one by one
@@ -305,30 +343,13 @@ impl Producer {
         topic: &str,
         records: Vec<ProducerRecord>,
     ) -> Result<Vec<DeliveryTicket>> {
-        let s = &self.shared;
-        let count = self.partition_count(topic).await?;
-        if s.config.idempotence && s.config.acks == Acks::All && !s.identity.initialized() {
-            self.init_identity().await?;
-        }
+        let count = self.ready(topic).await?;
         let mut sized = Vec::with_capacity(records.len());
         for record in records {
-            let size = record_size(&record);
-            if size > s.config.buffer_bytes_max {
-                return Err(ClientError::Invalid(format!(
-                    "a record of {size} bytes does not fit the producer buffer of {} bytes (buffer_bytes_max)",
-                    s.config.buffer_bytes_max
-                )));
-            }
-            if let Some(p) = record.partition
-                && p >= count
-            {
-                return Err(ClientError::Invalid(format!(
-                    "topic {topic:?} has {count} partitions; partition {p} does not exist"
-                )));
-            }
+            let size = self.check(topic, count, &record)?;
             sized.push((record, size));
         }
-        let budget = (s.config.buffer_bytes_max / 4).max(1);
+        let budget = (self.shared.config.buffer_bytes_max / 4).max(1);
         let mut tickets = Vec::with_capacity(sized.len());
         let mut rest = sized.into_iter().peekable();
         while rest.peek().is_some() {
@@ -343,7 +364,7 @@ impl Producer {
                     group.push(next);
                 }
             }
-            self.buffer_group(topic, count, group, bytes, &mut tickets)
+            self.buffer_group(topic, count, group, bytes, |t| tickets.push(t))
                 .await?;
         }
         Ok(tickets)
@@ -354,9 +375,9 @@ impl Producer {
         &self,
         topic: &str,
         count: u32,
-        group: Vec<(ProducerRecord, usize)>,
+        group: impl IntoIterator<Item = (ProducerRecord, usize)>,
         bytes: usize,
-        tickets: &mut Vec<DeliveryTicket>,
+        tickets: impl FnMut(DeliveryTicket),
     ) -> Result<()> {
         let s = &self.shared;
         let permits = u32::try_from(bytes).map_err(|_| {
@@ -508,8 +529,8 @@ fn append_group(
     s: &Shared,
     topic: &str,
     count: u32,
-    group: Vec<(ProducerRecord, usize)>,
-    tickets: &mut Vec<DeliveryTicket>,
+    group: impl IntoIterator<Item = (ProducerRecord, usize)>,
+    mut tickets: impl FnMut(DeliveryTicket),
     unused: &mut usize,
 ) -> (bool, Result<()>) {
     if acc.closed {
@@ -555,7 +576,7 @@ fn append_group(
         wake |= woke;
         set = Some(partition);
         s.pending.fetch_add(1, Ordering::AcqRel);
-        tickets.push(ticket);
+        tickets(ticket);
     }
     (wake, Ok(()))
 }

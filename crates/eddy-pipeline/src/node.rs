@@ -37,10 +37,7 @@ impl NodeConfig {
         let registry = RegistryConfig::default();
         NodeConfig {
             broker,
-            wasm: eddy_wasm::Config {
-                component_bytes_max: registry.processor_bytes_max,
-                ..eddy_wasm::Config::default()
-            },
+            wasm: crate::worker::sandbox_config(None),
             registry,
             worker: true,
         }

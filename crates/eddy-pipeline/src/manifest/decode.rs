@@ -51,8 +51,8 @@ const VERSION: RangeInclusive<u32> = 1..=u32::MAX;
 const PARTITIONS: RangeInclusive<u32> = 1..=10_000;
 const MAX_RECORDS: RangeInclusive<u32> = 1..=65_536;
 const MAX_WAIT_MS: RangeInclusive<u32> = 0..=60_000;
-const MEMORY_MIB: RangeInclusive<u32> = 1..=4096;
-const CPU_MS_PER_BATCH: RangeInclusive<u32> = 5..=60_000;
+const MEMORY_MIB: RangeInclusive<u32> = 1..=super::MEMORY_MIB_MAX;
+const CPU_MS_PER_BATCH: RangeInclusive<u32> = 5..=super::CPU_MS_PER_BATCH_MAX;
 
 const START_FROM_EXPECTED: &str = "earliest, latest, {offset: N} or {timestamp: RFC3339}";
 const ON_ERROR_EXPECTED: &str = "stop, skip or {deadLetter: TOPIC}";

@@ -55,6 +55,11 @@ pub use types::{
 
 use reader::{Path, Sink};
 
+/// The largest `spec.limits.memoryMiB` (a 32-bit wasm memory's 4 GiB).
+pub const MEMORY_MIB_MAX: u32 = 4096;
+/// The largest `spec.limits.cpuMsPerBatch`.
+pub const CPU_MS_PER_BATCH_MAX: u32 = 60_000;
+
 /// The largest manifest file read, in bytes (1 MiB).
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 

@@ -64,6 +64,19 @@ impl Definition {
     }
 }
 
+/// The sandbox settings of a worker's runtime: the most any manifest may
+/// ask of an instance (each instance gets its pipeline's own, lower,
+/// limits) and components as large as the registry takes.
+pub fn sandbox_config(cache_dir: Option<std::path::PathBuf>) -> eddy_wasm::Config {
+    eddy_wasm::Config {
+        memory_bytes_max: (crate::manifest::MEMORY_MIB_MAX as usize) << 20,
+        batch_time_ms_max: u64::from(crate::manifest::CPU_MS_PER_BATCH_MAX),
+        component_bytes_max: crate::registry::RegistryConfig::default().processor_bytes_max,
+        cache_dir,
+        ..eddy_wasm::Config::default()
+    }
+}
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

@@ -83,7 +83,8 @@ async fn a_router_sends_records_to_several_outputs() {
         &["in"],
         &["r-north", "r-south", "r-east"],
         "at-least-once",
-        "",
+        // Limits above the defaults are the pipeline's to take.
+        "  limits: { memoryMiB: 512, cpuMsPerBatch: 10000 }\n",
     )
     .replace(
         "    name: router\n",
