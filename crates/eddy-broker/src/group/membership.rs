@@ -1,0 +1,304 @@
+//! The membership RPCs: join (a long poll until the rebalance completes),
+//! heartbeat (a long poll that answers the moment a rebalance starts) and
+//! leave, and recording each completed generation.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy_meta::MetaState;
+use eddy_proto::v1 as pb;
+
+use super::records::{GroupValue, Key};
+use super::state::{Group, Member, State};
+use super::{
+    REBALANCE_TIMEOUT_DEFAULT_MS, SESSION_TIMEOUT_DEFAULT_MS, check_group_id, from_pb, strategy,
+    strategy_pb, to_pb, uuid_short,
+};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+impl Broker {
+    pub async fn join_group(
+        self: &Arc<Self>,
+        req: pb::JoinGroupRequest,
+    ) -> Result<pb::JoinGroupResponse, BrokerError> {
+        check_group_id(&req.group_id)?;
+        let cfg = &self.groups.config;
+        let session_ms = match req.session_timeout_ms {
+            0 => SESSION_TIMEOUT_DEFAULT_MS,
+            n => n,
+        };
+        if !(cfg.session_timeout_ms_min..=cfg.session_timeout_ms_max).contains(&session_ms) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "session timeout {session_ms} ms is outside {}..={} ms",
+                cfg.session_timeout_ms_min, cfg.session_timeout_ms_max
+            )));
+        }
+        let rebalance_ms = match req.rebalance_timeout_ms {
+            0 => REBALANCE_TIMEOUT_DEFAULT_MS,
+            n => n,
+        };
+        if req.topics.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "a member subscribes to at least one topic".into(),
+            ));
+        }
+        let meta = self.meta.state();
+        for t in &req.topics {
+            meta.topic(t)?;
+        }
+        let wanted = strategy(req.assignor)?;
+        self.offsets_topic().await?;
+        let now = Instant::now();
+        let delay = Duration::from_millis(cfg.initial_rebalance_delay_ms);
+        let (member_id, target, mut events) = {
+            let mut groups = self.groups.groups.lock();
+            let g = self.group_or_new(&mut groups, &req.group_id)?;
+            let others = g.members.keys().any(|m| *m != req.member_id);
+            if others && g.strategy.is_some_and(|s| s != wanted) {
+                return Err(BrokerError::InconsistentAssignor(req.group_id.clone()));
+            }
+            let member_id = if req.member_id.is_empty() {
+                if g.members.len() >= cfg.members_per_group_max {
+                    return Err(BrokerError::LimitExceeded(format!(
+                        "group {:?} already has {} members (members_per_group_max)",
+                        req.group_id, cfg.members_per_group_max
+                    )));
+                }
+                let client = if req.client_id.is_empty() {
+                    "member"
+                } else {
+                    req.client_id.as_str()
+                };
+                format!("{client}-{}", uuid_short())
+            } else if g.members.contains_key(&req.member_id) {
+                req.member_id.clone()
+            } else {
+                return Err(BrokerError::UnknownMember {
+                    group: req.group_id.clone(),
+                    member: req.member_id.clone(),
+                });
+            };
+            let topics: BTreeSet<String> = req.topics.iter().cloned().collect();
+            let changed = g.members.get(&member_id).is_none_or(|m| m.topics != topics);
+            g.members.insert(
+                member_id.clone(),
+                Member {
+                    client_id: req.client_id.clone(),
+                    session_timeout: Duration::from_millis(u64::from(session_ms)),
+                    rebalance_timeout: Duration::from_millis(u64::from(rebalance_ms)),
+                    topics,
+                    owned: from_pb(&req.owned),
+                    assignment: Vec::new(),
+                    last_seen: now,
+                },
+            );
+            g.strategy = Some(wanted);
+            if changed {
+                tracing::info!(group = %req.group_id, member = %member_id, "member joined");
+            }
+            // Any join starts a rebalance (a no-op if one is under way): a
+            // known member rejoining a stable group missed a generation.
+            g.start_rebalance(now, delay);
+            g.joined.insert(member_id.clone());
+            let target = g.completed + 1;
+            if g.ready(now) {
+                self.finish_rebalance(&req.group_id, g, &meta, now);
+            }
+            (member_id, target, g.events.subscribe())
+        };
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            {
+                let groups = self.groups.groups.lock();
+                let Some(g) = groups.get(&req.group_id) else {
+                    return Err(BrokerError::UnknownMember {
+                        group: req.group_id.clone(),
+                        member: member_id,
+                    });
+                };
+                let Some(m) = g.members.get(&member_id) else {
+                    return Err(BrokerError::UnknownMember {
+                        group: req.group_id.clone(),
+                        member: member_id,
+                    });
+                };
+                if g.completed >= target {
+                    return Ok(pb::JoinGroupResponse {
+                        generation: g.generation,
+                        member_id,
+                        assignment: to_pb(&m.assignment),
+                        assignor: strategy_pb(g.strategy) as i32,
+                        follow_up: g.follow_up,
+                    });
+                }
+            }
+            tokio::select! {
+                changed = events.changed() => if changed.is_err() { return Err(BrokerError::ShuttingDown) },
+                _ = shutdown.changed() => return Err(BrokerError::ShuttingDown),
+            }
+        }
+    }
+
+    pub async fn heartbeat(self: &Arc<Self>, req: pb::HeartbeatRequest) -> Result<(), BrokerError> {
+        let wait_ms = req.wait_ms;
+        let wait = Duration::from_millis(u64::from(
+            wait_ms.min(self.groups.config.heartbeat_wait_ms_max),
+        ));
+        let mut events = {
+            let mut groups = self.groups.groups.lock();
+            let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
+            check_generation(g, &req)?;
+            if let Some(m) = g.members.get_mut(&req.member_id) {
+                m.last_seen = Instant::now() + wait;
+            }
+            g.events.subscribe()
+        };
+        let mut shutdown = self.shutdown_signal();
+        // If the call is dropped mid-wait (the client went away), the member
+        // stops being vouched for from that moment, not from the wait's end.
+        let mut vouch = Vouch {
+            broker: self,
+            group: &req.group_id,
+            member: &req.member_id,
+            waiting: true,
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = events.changed() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        vouch.waiting = false;
+        let mut groups = self.groups.groups.lock();
+        let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
+        if let Some(m) = g.members.get_mut(&req.member_id) {
+            m.last_seen = m.last_seen.max(Instant::now());
+        }
+        check_generation(g, &req)
+    }
+
+    pub(super) fn member_of<'a>(
+        &self,
+        groups: &'a mut HashMap<String, Group>,
+        group: &str,
+        member: &str,
+    ) -> Result<&'a mut Group, BrokerError> {
+        match groups.get_mut(group) {
+            Some(g) if g.members.contains_key(member) => Ok(g),
+            _ => Err(BrokerError::UnknownMember {
+                group: group.to_string(),
+                member: member.to_string(),
+            }),
+        }
+    }
+
+    pub async fn leave_group(
+        self: &Arc<Self>,
+        req: pb::LeaveGroupRequest,
+    ) -> Result<(), BrokerError> {
+        let mut groups = self.groups.groups.lock();
+        let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
+        let delay = Duration::from_millis(self.groups.config.initial_rebalance_delay_ms);
+        g.remove_member(&req.member_id, Instant::now(), delay, self.now_ms());
+        tracing::info!(group = %req.group_id, member = %req.member_id, "member left");
+        Ok(())
+    }
+
+    /// The group `id`, created empty if it is new and `groups_max` allows.
+    pub(super) fn group_or_new<'g>(
+        &self,
+        groups: &'g mut HashMap<String, Group>,
+        id: &str,
+    ) -> Result<&'g mut Group, BrokerError> {
+        let max = self.groups.config.groups_max;
+        if !groups.contains_key(id) && groups.len() >= max {
+            return Err(BrokerError::LimitExceeded(format!(
+                "this coordinator already has {max} groups (groups_max); delete idle groups or raise the limit"
+            )));
+        }
+        Ok(groups
+            .entry(id.to_string())
+            .or_insert_with(|| Group::new(self.now_ms())))
+    }
+
+    /// Completes a rebalance, records the generation, and starts the
+    /// follow-up rebalance a cooperative assignment may need.
+    pub(super) fn finish_rebalance(
+        self: &Arc<Self>,
+        id: &str,
+        g: &mut Group,
+        meta: &MetaState,
+        now: Instant,
+    ) {
+        g.complete(meta, self.now_ms());
+        tracing::info!(group = %id, generation = g.generation, members = g.members.len(), "rebalance complete");
+        self.persist_group(id, g);
+        if g.follow_up {
+            g.start_rebalance(
+                now,
+                Duration::from_millis(self.groups.config.initial_rebalance_delay_ms),
+            );
+        }
+    }
+
+    /// Records a completed rebalance's generation so it survives a restart.
+    pub(super) fn persist_group(self: &Arc<Self>, group: &str, g: &Group) {
+        let Some(assignor) = g.strategy else { return };
+        let key = Key::Group {
+            group: group.to_string(),
+        }
+        .encode();
+        let value = GroupValue {
+            generation: g.generation,
+            assignor,
+        }
+        .encode();
+        let this = self.clone();
+        let group = group.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.write_offsets(&group, vec![(key, Some(value))]).await {
+                tracing::warn!(%group, error = %e, "could not record the group's generation");
+            }
+        });
+    }
+}
+
+/// Undoes a waiting heartbeat's claim on the future when the call is dropped.
+struct Vouch<'a> {
+    broker: &'a Broker,
+    group: &'a str,
+    member: &'a str,
+    waiting: bool,
+}
+
+impl Drop for Vouch<'_> {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        let mut groups = self.broker.groups.groups.lock();
+        if let Some(m) = groups
+            .get_mut(self.group)
+            .and_then(|g| g.members.get_mut(self.member))
+        {
+            m.last_seen = Instant::now();
+        }
+    }
+}
+
+fn check_generation(g: &Group, req: &pb::HeartbeatRequest) -> Result<(), BrokerError> {
+    if matches!(g.state, State::Preparing { .. }) {
+        return Err(BrokerError::RebalanceInProgress(req.group_id.clone()));
+    }
+    if g.generation != req.generation {
+        return Err(BrokerError::IllegalGeneration {
+            group: req.group_id.clone(),
+            sent: req.generation,
+            current: g.generation,
+        });
+    }
+    Ok(())
+}

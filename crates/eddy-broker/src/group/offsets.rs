@@ -1,0 +1,334 @@
+//! Committed offsets: cached in memory, written as records of the
+//! compacted `__consumer_offsets` (`records.rs` is their format), loaded
+//! once at start.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eddy_log::{BatchBuilder, RecordRef, Timestamp, check_batch, partitioner::partition_for_key};
+use eddy_proto::v1 as pb;
+
+use super::assignor::Tp;
+use super::records::{GroupValue, Key, OffsetValue};
+use super::state::{Committed, Group};
+use super::{OFFSETS_TOPIC, check_group_id, from_pb};
+use crate::broker::{Broker, blocking};
+use crate::error::BrokerError;
+use crate::internal::InternalTopic;
+
+impl Broker {
+    /// Loads committed offsets and group generations from
+    /// `__consumer_offsets` once, if the topic exists.
+    pub(super) async fn groups_loaded(self: &Arc<Self>) -> Result<(), BrokerError> {
+        if !self.meta.state().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        if self.topics.get(OFFSETS_TOPIC).is_err() {
+            // Another request created it and has not opened it here yet.
+            self.reconcile().await?;
+        }
+        let this = self.clone();
+        self.groups
+            .loaded
+            .get_or_try_init(|| async move { blocking(move || this.load_offsets()).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates `__consumer_offsets` on first use.
+    pub(super) async fn offsets_topic(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let topic = InternalTopic {
+            name: OFFSETS_TOPIC,
+            partitions: self.groups.config.offsets_topic_partitions,
+            configs: BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), (100u64 << 20).to_string()),
+                ("retention.ms".to_string(), "-1".to_string()),
+            ]),
+        };
+        self.ensure_internal_topic(&topic).await?;
+        self.groups_loaded().await
+    }
+
+    fn load_offsets(&self) -> Result<(), BrokerError> {
+        let topic = self.topics.get(OFFSETS_TOPIC)?;
+        let mut offsets: HashMap<String, BTreeMap<Tp, Committed>> = HashMap::new();
+        let mut generations: HashMap<String, Option<GroupValue>> = HashMap::new();
+        for p in topic.partitions.iter().flatten() {
+            for r in crate::internal::scan(p, OFFSETS_TOPIC)? {
+                apply_record(
+                    &mut offsets,
+                    &mut generations,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                );
+            }
+        }
+        let now_ms = self.now_ms();
+        let mut groups = self.groups.groups.lock();
+        for (id, value) in generations {
+            if let Some(v) = value {
+                let g = groups.entry(id).or_insert_with(|| Group::new(now_ms));
+                g.generation = v.generation;
+                g.strategy = Some(v.assignor);
+            }
+        }
+        // Every group with offsets is known, so that it expires; it has been
+        // empty since its last commit (members would have committed since).
+        for (id, committed) in &offsets {
+            let last = committed.values().map(|c| c.commit_ms).max();
+            let g = groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(now_ms));
+            if let Some(last) = last {
+                g.empty_since_ms = Some(last.min(now_ms));
+            }
+        }
+        tracing::info!(groups = offsets.len(), "loaded committed offsets");
+        *self.groups.offsets.lock() = offsets;
+        Ok(())
+    }
+
+    pub async fn commit_offsets(
+        self: &Arc<Self>,
+        req: pb::CommitOffsetsRequest,
+    ) -> Result<(), BrokerError> {
+        check_group_id(&req.group_id)?;
+        if req.offsets.is_empty() {
+            return Ok(());
+        }
+        let meta = self.meta.state();
+        for o in &req.offsets {
+            let count = meta.topic(&o.topic)?.partitions.len() as u32;
+            if o.partition >= count {
+                return Err(BrokerError::UnknownPartition {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    count,
+                });
+            }
+        }
+        self.offsets_topic().await?;
+        let now_ms = self.now_ms();
+        {
+            let mut groups = self.groups.groups.lock();
+            match groups.get_mut(&req.group_id) {
+                Some(g) if req.member_id.is_empty() && !g.members.is_empty() => {
+                    return Err(BrokerError::GroupNotEmpty(req.group_id.clone()));
+                }
+                Some(g) if !req.member_id.is_empty() => {
+                    if !g.members.contains_key(&req.member_id) {
+                        return Err(BrokerError::UnknownMember {
+                            group: req.group_id.clone(),
+                            member: req.member_id.clone(),
+                        });
+                    }
+                    if g.generation != req.generation {
+                        return Err(BrokerError::IllegalGeneration {
+                            group: req.group_id.clone(),
+                            sent: req.generation,
+                            current: g.generation,
+                        });
+                    }
+                }
+                None if !req.member_id.is_empty() => {
+                    return Err(BrokerError::UnknownMember {
+                        group: req.group_id.clone(),
+                        member: req.member_id.clone(),
+                    });
+                }
+                Some(g) => {
+                    // An admin commit to an empty group: its retention restarts.
+                    g.empty_since_ms = Some(now_ms);
+                }
+                None => {
+                    // An admin commit creates the group (empty), so it expires too.
+                    self.group_or_new(&mut groups, &req.group_id)?;
+                }
+            }
+        }
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = req
+            .offsets
+            .iter()
+            .map(|o| {
+                let key = Key::Offset {
+                    group: req.group_id.clone(),
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                };
+                let value = OffsetValue {
+                    offset: o.offset,
+                    commit_ms: now_ms,
+                    metadata: o.metadata.to_vec(),
+                };
+                (key.encode(), Some(value.encode()))
+            })
+            .collect();
+        self.write_offsets(&req.group_id, records).await?;
+        let mut cache = self.groups.offsets.lock();
+        let entry = cache.entry(req.group_id.clone()).or_default();
+        for o in req.offsets {
+            entry.insert(
+                (o.topic, o.partition),
+                Committed {
+                    offset: o.offset,
+                    metadata: o.metadata,
+                    commit_ms: now_ms,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends records to the group's partition of `__consumer_offsets`.
+    pub(super) async fn write_offsets(
+        self: &Arc<Self>,
+        group: &str,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), BrokerError> {
+        let topic = self.topics.get(OFFSETS_TOPIC)?;
+        let index = partition_for_key(group.as_bytes(), topic.partition_count());
+        let partition = topic.partition(index)?.clone();
+        let lock = &self.groups.write_locks[index as usize % self.groups.write_locks.len()];
+        let _guard = lock.lock().await;
+        let now = self.now_ms();
+        blocking(move || {
+            let mut builder = BatchBuilder::new();
+            for (k, v) in &records {
+                builder.push(&RecordRef {
+                    timestamp: Timestamp(now),
+                    key: Some(k),
+                    value: v.as_deref(),
+                    headers: &[],
+                });
+            }
+            let Some(bytes) = builder.finish() else {
+                return Ok(());
+            };
+            let batch = check_batch(bytes, eddy_log::BATCH_BYTES_LIMIT)
+                .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
+            partition
+                .append(&batch)
+                .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn fetch_offsets(
+        self: &Arc<Self>,
+        req: pb::FetchOffsetsRequest,
+    ) -> Result<pb::FetchOffsetsResponse, BrokerError> {
+        check_group_id(&req.group_id)?;
+        self.groups_loaded().await?;
+        let cache = self.groups.offsets.lock();
+        let Some(committed) = cache.get(&req.group_id) else {
+            return Ok(pb::FetchOffsetsResponse::default());
+        };
+        let wanted: Option<BTreeSet<Tp>> =
+            (!req.partitions.is_empty()).then(|| from_pb(&req.partitions).into_iter().collect());
+        let offsets = committed
+            .iter()
+            .filter(|(tp, _)| wanted.as_ref().is_none_or(|w| w.contains(*tp)))
+            .map(|((topic, partition), c)| pb::PartitionOffset {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: c.offset,
+                metadata: c.metadata.clone(),
+            })
+            .collect();
+        Ok(pb::FetchOffsetsResponse { offsets })
+    }
+
+    /// Drops a group's committed offsets and generation from the cache and
+    /// writes their tombstones.
+    pub(super) async fn forget_offsets(self: &Arc<Self>, id: &str) -> Result<(), BrokerError> {
+        let keys: Vec<Vec<u8>> = {
+            let mut cache = self.groups.offsets.lock();
+            let tps = cache.remove(id).unwrap_or_default();
+            tps.into_keys()
+                .map(|(topic, partition)| {
+                    Key::Offset {
+                        group: id.to_string(),
+                        topic,
+                        partition,
+                    }
+                    .encode()
+                })
+                .chain(std::iter::once(
+                    Key::Group {
+                        group: id.to_string(),
+                    }
+                    .encode(),
+                ))
+                .collect()
+        };
+        let records = keys.into_iter().map(|k| (k, None)).collect();
+        self.write_offsets(id, records).await
+    }
+
+    /// Deletes a group that has no members, with its committed offsets.
+    pub async fn delete_group(self: &Arc<Self>, id: &str) -> Result<(), BrokerError> {
+        check_group_id(id)?;
+        self.groups_loaded().await?;
+        {
+            let mut groups = self.groups.groups.lock();
+            let known = groups.contains_key(id) || self.groups.offsets.lock().contains_key(id);
+            if !known {
+                return Err(BrokerError::UnknownGroup(id.to_string()));
+            }
+            if groups.get(id).is_some_and(|g| !g.members.is_empty()) {
+                return Err(BrokerError::GroupNotEmpty(id.to_string()));
+            }
+            groups.remove(id);
+        }
+        if self.meta.state().topics.contains_key(OFFSETS_TOPIC) {
+            self.forget_offsets(id).await?;
+        }
+        tracing::info!(group = %id, "deleted group and its offsets");
+        Ok(())
+    }
+}
+
+fn apply_record(
+    offsets: &mut HashMap<String, BTreeMap<Tp, Committed>>,
+    generations: &mut HashMap<String, Option<GroupValue>>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
+    let Some(key) = key.and_then(Key::decode) else {
+        tracing::warn!("skipping an unreadable {OFFSETS_TOPIC} record");
+        return;
+    };
+    match key {
+        Key::Offset {
+            group,
+            topic,
+            partition,
+        } => match value.map(OffsetValue::decode) {
+            Some(Some(v)) => {
+                offsets.entry(group).or_default().insert(
+                    (topic, partition),
+                    Committed {
+                        offset: v.offset,
+                        metadata: Bytes::from(v.metadata),
+                        commit_ms: v.commit_ms,
+                    },
+                );
+            }
+            Some(None) => tracing::warn!(%group, "skipping an unreadable committed offset"),
+            None => {
+                if let Some(g) = offsets.get_mut(&group) {
+                    g.remove(&(topic, partition));
+                    if g.is_empty() {
+                        offsets.remove(&group);
+                    }
+                }
+            }
+        },
+        Key::Group { group } => {
+            generations.insert(group, value.and_then(GroupValue::decode));
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! A group's membership state machine: who is in it, which rebalance it
+//! is in, and what each member was assigned.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eddy_meta::MetaState;
+use tokio::sync::watch;
+
+use super::assignor::{MemberInput, Strategy, Tp, assign};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Empty,
+    Preparing { deadline: Instant, initial: bool },
+    Stable,
+}
+
+impl State {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            State::Empty => "Empty",
+            State::Preparing { .. } => "PreparingRebalance",
+            State::Stable => "Stable",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) client_id: String,
+    pub(super) session_timeout: Duration,
+    pub(super) rebalance_timeout: Duration,
+    pub(super) topics: BTreeSet<String>,
+    pub(super) owned: Vec<Tp>,
+    pub(super) assignment: Vec<Tp>,
+    /// Alive at least until this instant (a waiting heartbeat vouches for
+    /// its whole wait, so a dropped call needs no cleanup); the session
+    /// timeout counts from here.
+    pub(super) last_seen: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct Group {
+    pub(super) generation: i32,
+    pub(super) strategy: Option<Strategy>,
+    pub(super) state: State,
+    pub(super) members: BTreeMap<String, Member>,
+    pub(super) joined: BTreeSet<String>,
+    pub(super) follow_up: bool,
+    /// Rebalances completed; a joiner waits for the next one.
+    pub(super) completed: u64,
+    /// Bumped when a rebalance starts or completes.
+    pub(super) events: watch::Sender<u64>,
+    pub(super) empty_since_ms: Option<i64>,
+}
+
+impl Group {
+    pub(super) fn new(now_ms: i64) -> Group {
+        Group {
+            generation: 0,
+            strategy: None,
+            state: State::Empty,
+            members: BTreeMap::new(),
+            joined: BTreeSet::new(),
+            follow_up: false,
+            completed: 0,
+            events: watch::Sender::new(0),
+            empty_since_ms: Some(now_ms),
+        }
+    }
+
+    pub(super) fn bump(&self) {
+        self.events.send_modify(|n| *n += 1);
+    }
+
+    pub(super) fn start_rebalance(&mut self, now: Instant, initial_delay: Duration) {
+        if matches!(self.state, State::Preparing { .. }) {
+            return;
+        }
+        let initial = self.state == State::Empty;
+        let wait = if initial {
+            initial_delay
+        } else {
+            self.members
+                .values()
+                .map(|m| m.rebalance_timeout)
+                .max()
+                .unwrap_or_default()
+        };
+        self.state = State::Preparing {
+            deadline: now + wait,
+            initial,
+        };
+        self.joined.clear();
+        self.bump();
+    }
+
+    pub(super) fn ready(&self, now: Instant) -> bool {
+        match self.state {
+            State::Preparing { deadline, initial } => {
+                now >= deadline
+                    || (!initial && self.members.keys().all(|m| self.joined.contains(m)))
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends a rebalance: drops members that did not rejoin and assigns.
+    pub(super) fn complete(&mut self, meta: &MetaState, now_ms: i64) {
+        let joined = std::mem::take(&mut self.joined);
+        self.members.retain(|id, _| joined.contains(id));
+        self.generation += 1;
+        self.completed += 1;
+        self.follow_up = false;
+        if self.members.is_empty() {
+            self.state = State::Empty;
+            self.empty_since_ms = Some(now_ms);
+        } else {
+            let inputs: Vec<MemberInput> = self
+                .members
+                .iter()
+                .map(|(id, m)| MemberInput {
+                    id: id.clone(),
+                    topics: m.topics.clone(),
+                    owned: m.owned.clone(),
+                })
+                .collect();
+            let partitions: BTreeMap<String, u32> = self
+                .members
+                .values()
+                .flat_map(|m| m.topics.iter())
+                .filter_map(|t| {
+                    meta.topics
+                        .get(t)
+                        .map(|tm| (t.clone(), tm.partitions.len() as u32))
+                })
+                .collect();
+            let result = assign(
+                self.strategy.unwrap_or(Strategy::CooperativeSticky),
+                &inputs,
+                &partitions,
+            );
+            for (id, m) in self.members.iter_mut() {
+                m.assignment = result.by_member.get(id).cloned().unwrap_or_default();
+                m.owned = m.assignment.clone();
+            }
+            self.follow_up = !result.withheld.is_empty();
+            self.state = State::Stable;
+            self.empty_since_ms = None;
+        }
+        self.bump();
+    }
+
+    pub(super) fn remove_member(
+        &mut self,
+        id: &str,
+        now: Instant,
+        initial_delay: Duration,
+        now_ms: i64,
+    ) {
+        if self.members.remove(id).is_none() {
+            return;
+        }
+        self.joined.remove(id);
+        if self.members.is_empty() && !matches!(self.state, State::Preparing { .. }) {
+            self.state = State::Empty;
+            self.empty_since_ms = Some(now_ms);
+            self.bump();
+        } else {
+            self.start_rebalance(now, initial_delay);
+        }
+    }
+}
+
+/// A committed offset in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Committed {
+    pub(super) offset: u64,
+    pub(super) metadata: Bytes,
+    /// When it was committed (broker clock), which dates an empty group.
+    pub(super) commit_ms: i64,
+}
