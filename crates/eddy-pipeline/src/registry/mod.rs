@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use eddy_broker::Broker;
+use eddy_log::Offset;
 use eddy_meta::{Command, MetaState, ProcessorVersion, validate_name};
 use eddy_proto::v1 as pb;
 use eddy_wasm::{Digest, Runtime};
@@ -271,8 +272,10 @@ impl Registry {
         Ok(versions)
     }
 
-    /// A version (0: the latest) and its component's chunks.
-    pub async fn download(&self, name: &str, version: u32) -> Result<(StoredVersion, Vec<Bytes>)> {
+    /// A version (0: the latest) and where its component's chunks are;
+    /// [`Registry::chunk`] reads them one at a time, so a download holds
+    /// one chunk in memory, not the component.
+    pub async fn download(&self, name: &str, version: u32) -> Result<(StoredVersion, Vec<Offset>)> {
         let state = self.broker.meta.state();
         let p = state.processor(name)?;
         let v = match version {
@@ -290,8 +293,13 @@ impl Registry {
         let loaded = index
             .as_ref()
             .ok_or_else(|| Error::Internal("registry index missing".into()))?;
-        let chunks = self.store.read(loaded, &digest).await?;
+        let chunks = self.store.chunks(loaded, &digest)?;
         Ok((StoredVersion::of(&state, name, v), chunks))
+    }
+
+    /// One chunk of a stored component (see [`Registry::download`]).
+    pub async fn chunk(&self, at: Offset) -> Result<Bytes> {
+        self.store.read_chunk(at).await
     }
 }
 

@@ -82,16 +82,25 @@ impl Processors for ProcessorsService {
     ) -> Result<Response<Self::DownloadStream>, Status> {
         let req = req.into_inner();
         let (stored, chunks) = self.registry.download(&req.name, req.version).await?;
-        let mut first = Some(stored.to_pb());
-        let messages: Vec<Result<pb::DownloadProcessorResponse, Status>> = chunks
-            .into_iter()
-            .map(|chunk| {
-                Ok(pb::DownloadProcessorResponse {
-                    version: first.take(),
-                    chunk,
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+        let registry = self.registry.clone();
+        let first = Some(stored.to_pb());
+        // One chunk read at a time, as the client takes them; the stream
+        // ends after an error.
+        let messages = futures::stream::unfold(Some((chunks.into_iter(), first)), move |state| {
+            let registry = registry.clone();
+            async move {
+                let (mut rest, mut first) = state?;
+                let at = rest.next()?;
+                match registry.chunk(at).await {
+                    Ok(chunk) => {
+                        let version = first.take();
+                        let message = pb::DownloadProcessorResponse { version, chunk };
+                        Some((Ok(message), Some((rest, first))))
+                    }
+                    Err(e) => Some((Err(Status::from(e)), None)),
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(messages)))
     }
 }

@@ -202,21 +202,17 @@ impl ComponentStore {
         Ok(orphans.len())
     }
 
-    /// The chunks of a stored component, in order.
-    pub async fn read(&self, index: &ChunkIndex, digest: &Digest) -> Result<Vec<Bytes>> {
-        let offsets = index.components.get(digest).cloned().ok_or_else(|| {
+    /// Where a stored component's chunks are, in order.
+    pub fn chunks(&self, index: &ChunkIndex, digest: &Digest) -> Result<Vec<Offset>> {
+        index.components.get(digest).cloned().ok_or_else(|| {
             Error::Internal(format!(
                 "component {digest} is registered but its bytes are not in {PROCESSORS_TOPIC}"
             ))
-        })?;
-        let mut chunks = Vec::with_capacity(offsets.len());
-        for offset in offsets {
-            chunks.push(self.read_chunk(offset).await?);
-        }
-        Ok(chunks)
+        })
     }
 
-    async fn read_chunk(&self, offset: Offset) -> Result<Bytes> {
+    /// One chunk's bytes.
+    pub async fn read_chunk(&self, offset: Offset) -> Result<Bytes> {
         let records = self
             .broker
             .read_internal(PROCESSORS_TOPIC, 0, offset)
