@@ -45,6 +45,18 @@ pub enum Outcome {
     Unchanged,
 }
 
+/// One pipeline apply created, changed or left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub name: String,
+    pub outcome: Outcome,
+    pub processor: String,
+    /// The processor version it runs (the latest, if the manifest named none).
+    pub processor_version: u32,
+    /// Output and dead-letter topics apply created.
+    pub created_topics: Vec<String>,
+}
+
 impl Control {
     pub fn new(broker: Arc<Broker>) -> Control {
         Control {
@@ -54,7 +66,7 @@ impl Control {
     }
 
     /// Creates or updates every pipeline of a manifest; see the service docs.
-    pub async fn apply(&self, text: &str) -> Result<Vec<pb::ApplyResult>> {
+    pub async fn apply(&self, text: &str) -> Result<Vec<Applied>> {
         let manifests = manifest::parse(text)
             .map_err(|errors| Error::Invalid(format!("the manifest was refused:\n{errors}")))?;
         if manifests.is_empty() {
@@ -82,13 +94,9 @@ impl Control {
             let created_topics = self.create_topics(&p.manifest).await?;
             let outcome = self.put(&p).await?;
             tracing::info!(pipeline = %p.manifest.name, ?outcome, "applied pipeline");
-            results.push(pb::ApplyResult {
+            results.push(Applied {
                 name: p.manifest.name.clone(),
-                outcome: match outcome {
-                    Outcome::Created => pb::ApplyOutcome::Created,
-                    Outcome::Updated => pb::ApplyOutcome::Updated,
-                    Outcome::Unchanged => pb::ApplyOutcome::Unchanged,
-                } as i32,
+                outcome,
                 processor: p.manifest.spec.processor.name.clone(),
                 processor_version: p.version,
                 created_topics,

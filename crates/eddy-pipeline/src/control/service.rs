@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Control, definitions};
+use super::{Control, Outcome, definitions};
 
 /// Serves the control plane.
 #[derive(Debug, Clone)]
@@ -34,7 +34,21 @@ impl Pipelines for PipelinesService {
         &self,
         req: Request<pb::ApplyPipelinesRequest>,
     ) -> Result<Response<pb::ApplyPipelinesResponse>, Status> {
-        let results = self.control.apply(&req.into_inner().manifest).await?;
+        let applied = self.control.apply(&req.into_inner().manifest).await?;
+        let results = applied
+            .into_iter()
+            .map(|a| pb::ApplyResult {
+                name: a.name,
+                outcome: match a.outcome {
+                    Outcome::Created => pb::ApplyOutcome::Created,
+                    Outcome::Updated => pb::ApplyOutcome::Updated,
+                    Outcome::Unchanged => pb::ApplyOutcome::Unchanged,
+                } as i32,
+                processor: a.processor,
+                processor_version: a.processor_version,
+                created_topics: a.created_topics,
+            })
+            .collect();
         Ok(Response::new(pb::ApplyPipelinesResponse { results }))
     }
 
