@@ -67,8 +67,9 @@ impl Control {
 
     /// Creates or updates every pipeline of a manifest; see the service docs.
     pub async fn apply(&self, text: &str) -> Result<Vec<Applied>> {
-        let manifests = manifest::parse(text)
+        let numbered = manifest::parse_numbered(text)
             .map_err(|errors| Error::Invalid(format!("the manifest was refused:\n{errors}")))?;
+        let manifests: Vec<Manifest> = numbered.iter().map(|(_, m)| m.clone()).collect();
         if manifests.is_empty() {
             return Err(Error::Invalid(
                 "the manifest holds no pipeline: write one `kind: Pipeline` document (see examples/truck-gps/pipeline.yaml)".into(),
@@ -77,8 +78,8 @@ impl Control {
         let state = self.broker.meta.state();
         let mut plans = Vec::with_capacity(manifests.len());
         let mut problems = Vec::new();
-        for (i, m) in manifests.iter().enumerate() {
-            match plan(&state, text, i + 1, m, &manifests[..i]) {
+        for (i, (document, m)) in numbered.iter().enumerate() {
+            match plan(&state, text, *document, m, &manifests[..i]) {
                 Ok(p) => plans.push(p),
                 Err(e) => problems.push(e),
             }

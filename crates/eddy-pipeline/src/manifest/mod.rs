@@ -73,6 +73,16 @@ pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Every error found, in file order. Documents are checked independently; a YAML
 /// syntax error ends the file, but the documents before it are still checked.
 pub fn parse(text: &str) -> Result<Vec<Manifest>, ManifestErrors> {
+    Ok(parse_numbered(text)?.into_iter().map(|(_, m)| m).collect())
+}
+
+/// [`parse`], with each manifest's document number in the file (from 1,
+/// counting empty documents, as error messages do).
+///
+/// # Errors
+///
+/// As [`parse`].
+pub fn parse_numbered(text: &str) -> Result<Vec<(usize, Manifest)>, ManifestErrors> {
     let mut sink = Sink::default();
     let manifests = if text.len() > MAX_FILE_BYTES {
         sink.start_document(1);
@@ -92,7 +102,7 @@ pub fn parse(text: &str) -> Result<Vec<Manifest>, ManifestErrors> {
 }
 
 /// Decodes each non-empty document, then reports what stopped the YAML parser.
-fn read_documents(text: &str, sink: &mut Sink) -> Vec<Manifest> {
+fn read_documents(text: &str, sink: &mut Sink) -> Vec<(usize, Manifest)> {
     let loaded = tree::load(text);
     let mut manifests = Vec::with_capacity(loaded.documents.len());
     for document in &loaded.documents {
@@ -100,7 +110,8 @@ fn read_documents(text: &str, sink: &mut Sink) -> Vec<Manifest> {
             continue;
         }
         sink.start_document(document.number);
-        manifests.extend(decode::manifest(&document.root, sink));
+        let number = document.number;
+        manifests.extend(decode::manifest(&document.root, sink).map(|m| (number, m)));
         if sink.is_full() {
             return manifests;
         }

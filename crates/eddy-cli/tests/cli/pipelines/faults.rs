@@ -118,6 +118,18 @@ async fn outputs(c: &Cluster) -> (BTreeMap<String, Vec<String>>, BTreeMap<usize,
     (by_key(&out), per_input)
 }
 
+/// CRC-32C of every key's values in order, keys in order.
+fn checksum(by_key: &BTreeMap<String, Vec<String>>) -> u32 {
+    let mut crc = 0;
+    for (key, values) in by_key {
+        crc = crc32c::crc32c_append(crc, key.as_bytes());
+        for v in values {
+            crc = crc32c::crc32c_append(crc, v.as_bytes());
+        }
+    }
+    crc
+}
+
 fn expected_by_key() -> BTreeMap<String, Vec<String>> {
     let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in 0..RECORDS {
@@ -159,13 +171,16 @@ async fn assert_exactly_once(c: &Cluster, what: &str, seed: u64) {
     let (got, per_input) = outputs(c).await;
     let lost = (0..RECORDS).filter(|n| !per_input.contains_key(n)).count();
     let doubled = per_input.values().filter(|&&k| k > 1).count();
+    let expected = expected_by_key();
     eprintln!(
-        "{what}: {} outputs, {lost} lost, {doubled} duplicated",
-        per_input.values().sum::<usize>()
+        "{what}: {} outputs, {lost} lost, {doubled} duplicated, content checksum {:08x} (expected {:08x})",
+        per_input.values().sum::<usize>(),
+        checksum(&got),
+        checksum(&expected)
     );
     assert_eq!((lost, doubled), (0, 0), "seed {seed}");
     assert!(
-        got == expected_by_key(),
+        got == expected,
         "per-key content and order differ (seed {seed})"
     );
 }

@@ -83,6 +83,20 @@ async fn one_bad_document_refuses_the_whole_file() {
 }
 
 #[tokio::test]
+async fn document_numbers_count_empty_documents_as_the_parser_does() {
+    let c = setup().await;
+    let bad = good()
+        .replace("name: copy", "name: other")
+        .replace("    name: p\n", "    name: nope\n");
+    // The empty document between the two `---` is document 2.
+    let err = c.apply_refused(&format!("{}---\n---\n{bad}", good()));
+    assert!(
+        err.contains("document 3, spec.processor.name (line 25, column 11)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn applying_the_same_manifest_again_changes_nothing() {
     let c = setup().await;
     let created = c.apply(&good());
