@@ -57,7 +57,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "1. started an embedded Eddy on {address} (data in {})",
         tmp.path().display()
     );
-    let result = steps(&args, &address).await;
+    // Ctrl-C stops the node too, so the temporary directory goes with it.
+    let signals = crate::serve::Signals::catch()?;
+    let result = tokio::select! {
+        r = steps(&args, &address) => r,
+        () = signals.wait() => Err(anyhow::anyhow!("interrupted")),
+    };
     node.stop().await?;
     result?;
     outln!(

@@ -194,6 +194,7 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
         node_config.registry.processor_bytes_max = max;
         node_config.wasm.component_bytes_max = max;
     }
+    let signals = Signals::catch()?;
     let running = Node::start(node_config).await?;
     let handle = &running.server;
     // Tests and scripts read this line to learn the port. A closed stdout
@@ -226,18 +227,34 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
     }
     let _ = out.flush();
     drop(out);
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down");
     running.stop().await?;
     Ok(())
 }
 
-pub async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+/// SIGTERM and Ctrl-C, caught from the moment this is made: made before a
+/// server says it is listening, so that a signal sent right after that
+/// line stops it cleanly instead of killing it.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn catch() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    /// Waits for either signal.
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }

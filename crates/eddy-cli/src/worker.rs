@@ -41,10 +41,11 @@ pub async fn run(args: WorkerArgs, conn: &Connection) -> anyhow::Result<()> {
         },
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signals = crate::serve::Signals::catch()?;
     let running = tokio::spawn(worker.run(stopped));
     // Tests and scripts wait for this line.
     crate::out::outln!("eddy worker {id} running pipelines from {}", conn.bootstrap);
-    crate::serve::wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("stopping the worker");
     let _ = stop.send(true);
     running.await.context("the worker failed")?;

@@ -29,6 +29,8 @@ use crate::error::{Error, Result};
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the member checks for rebalances and finished tasks.
 const TICK: Duration = Duration::from_millis(50);
+/// How often it checks whether its input topics grew.
+const PARTITIONS_CHECK: Duration = Duration::from_secs(5);
 /// Waits before a failed task (or join) is tried again.
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -80,6 +82,8 @@ impl Runner {
         let mut tasks: BTreeMap<TopicPartition, TaskHandle> = BTreeMap::new();
         let mut retries: BTreeMap<TopicPartition, Retry> = BTreeMap::new();
         let mut join_wait = RETRY_MIN;
+        let mut counts = BTreeMap::new();
+        self.inputs_grew(&mut counts).await;
         'member: while !*stop.borrow() {
             let assignment = match member.join().await {
                 Ok(a) => a,
@@ -116,12 +120,21 @@ impl Runner {
             self.start_tasks(&setup, &member, &added, &mut tasks).await;
             member.set_owned(assignment.partitions.clone());
             tracing::info!(pipeline = %def.name, generation = assignment.generation, partitions = assignment.partitions.len(), "pipeline tasks assigned");
+            let mut checked = Instant::now();
             loop {
                 if sleep_or_stop(&mut stop, TICK).await {
                     break 'member;
                 }
                 if member.needs_rejoin() {
                     continue 'member;
+                }
+                if checked.elapsed() >= PARTITIONS_CHECK {
+                    checked = Instant::now();
+                    if self.inputs_grew(&mut counts).await {
+                        // A join starts a rebalance that assigns the new ones.
+                        tracing::info!(pipeline = %def.name, "input partitions added; rebalancing");
+                        continue 'member;
+                    }
                 }
                 self.reap(&mut tasks, &mut retries).await;
                 self.retry_due(&setup, &member, &mut tasks, &mut retries)
@@ -134,6 +147,25 @@ impl Runner {
             tracing::debug!(pipeline = %def.name, error = %e, "leaving the group failed; the coordinator expires the member");
         }
         Ok(())
+    }
+
+    /// Whether an input topic has more partitions than `counts` says
+    /// (which it then records); the group assigns partitions only when it
+    /// rebalances.
+    async fn inputs_grew(&self, counts: &mut BTreeMap<String, u32>) -> bool {
+        let topics = &self.def.spec.input.topics;
+        if let Err(e) = self.client.refresh_metadata(topics).await {
+            tracing::debug!(error = %e, "metadata refresh failed");
+            return false;
+        }
+        let mut grew = false;
+        for t in topics {
+            if let Ok(n) = self.client.partition_count(t).await {
+                let known = counts.insert(t.clone(), n);
+                grew |= known.is_some_and(|k| k < n);
+            }
+        }
+        grew
     }
 
     /// What every task of this pipeline shares.

@@ -415,3 +415,40 @@ async fn at_most_once_delivers_everything_when_nothing_fails() {
     let got = by_key(&c.read_all("out").await);
     assert_eq!(got, by_key(&c.read_all("in").await));
 }
+
+#[tokio::test]
+async fn partitions_added_to_an_input_are_picked_up() {
+    let mut c = Cluster::start().await;
+    c.create_topic("in", 1).await;
+    c.upload("p", wasm::PASSTHROUGH);
+    c.apply(&manifest(
+        "copy",
+        "p",
+        &["in"],
+        &["out"],
+        "exactly-once",
+        "",
+    ));
+    c.produce("in", &numbered(10, 2)).await;
+    c.caught_up("copy", 10).await;
+    c.broker.ok(&["topic", "alter", "in", "--partitions", "3"]);
+    // A fresh client, so the records spread over all three.
+    c.reconnect().await;
+    let records: Vec<_> = (0..30)
+        .map(|i| (Some(format!("n{i}")), format!("v{i}")))
+        .collect();
+    c.produce("in", &records).await;
+    let d = wait_for("the new partitions to be owned and drained", || async {
+        let d = c.describe("copy").await;
+        let owned = d.partitions.len() == 3 && d.partitions.iter().all(|p| !p.owner.is_empty());
+        let drained = d.summary.as_ref().is_some_and(|s| s.lag == 0);
+        (owned && drained).then_some(d)
+    })
+    .await;
+    assert!(
+        d.partitions.iter().all(|p| p.committed.is_some()),
+        "{:?}",
+        d.partitions
+    );
+    assert_eq!(c.read_all("out").await.len(), 40);
+}
