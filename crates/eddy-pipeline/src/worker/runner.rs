@@ -188,6 +188,7 @@ impl Runner {
             .and_then(|o| named(&o.topic))
             .ok_or_else(|| Error::Internal("a pipeline without outputs".into()))?;
         let dead_letter = spec.on_error.dead_letter_topic().and_then(named);
+        let first_output_partitions = partition_counts.get(&first_output).copied().unwrap_or(0);
         Ok(TaskSetup {
             def: self.def.clone(),
             sandbox: self.sandbox.clone(),
@@ -197,6 +198,7 @@ impl Runner {
             pipelines: Pipelines::new(self.client.clone()),
             partition_counts,
             first_output,
+            first_output_partitions,
             dead_letter,
         })
     }

@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_client::{
-    Client, Committer, Consumer, ConsumerConfig, DeliveryTicket, OffsetCommit, Pipelines, Producer,
-    ProducerConfig, ProducerRecord, Start,
+    Client, Committer, Consumer, ConsumerConfig, DeliveryTicket, Fetched, OffsetCommit, Pipelines,
+    Producer, ProducerConfig, ProducerRecord, Start,
 };
 use eddy_log::partitioner::partition_for_key;
 use eddy_proto::v1 as pb;
-use eddy_wasm::{Header, InputRecord, Offset, OutputRecord, Timestamp};
+use eddy_wasm::{Header, InputRecord, OutputRecord};
 use tokio::sync::watch;
 
 use super::Definition;
@@ -61,8 +61,9 @@ pub struct TaskSetup {
     pub pipelines: Pipelines,
     /// Partition counts of the output and dead-letter topics.
     pub partition_counts: BTreeMap<Arc<str>, u32>,
-    /// Where outputs that name no topic go.
+    /// Where outputs that name no topic go, and its partition count.
     pub first_output: Arc<str>,
+    pub first_output_partitions: u32,
     pub dead_letter: Option<Arc<str>>,
 }
 
@@ -254,23 +255,8 @@ impl Task {
                 f = self.consumer.poll(poll_wait) => f?,
                 _ = self.stop.changed() => return Ok(None),
             };
-            for f in fetched {
-                let records = f.records()?;
-                self.leftover.extend(records.into_iter().map(|r| {
-                    InputRecord {
-                        key: r.key,
-                        value: r.value,
-                        headers: r
-                            .headers
-                            .into_iter()
-                            .map(|(key, value)| Header { key, value })
-                            .collect(),
-                        timestamp: Timestamp(r.timestamp_ms),
-                        topic: r.topic,
-                        partition: r.partition,
-                        offset: Offset(r.offset),
-                    }
-                }));
+            for f in &fetched {
+                decode(f, &mut self.leftover)?;
             }
             // Commits keep going while input is quiet.
             if self.setup.def.spec.delivery != Delivery::AtMostOnce {
@@ -347,14 +333,15 @@ impl Task {
     /// Keyed records go where Kafka's partitioner puts their key; keyless
     /// ones to a partition chosen by the input partition, never by time or
     /// arrival, so that a replay places them the same way.
-    fn place(&self, topic: &str, key: Option<&[u8]>) -> Result<u32> {
-        let n = self
-            .setup
-            .partition_counts
-            .get(topic)
-            .copied()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| Error::Internal(format!("no partition count for output {topic:?}")))?;
+    fn place(&self, topic: &Arc<str>, key: Option<&[u8]>) -> Result<u32> {
+        // Most outputs go to the first output topic: no lookup for those.
+        let n = if Arc::ptr_eq(topic, &self.setup.first_output) {
+            Some(self.setup.first_output_partitions)
+        } else {
+            self.setup.partition_counts.get(&**topic).copied()
+        }
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Error::Internal(format!("no partition count for output {topic:?}")))?;
         Ok(match key {
             Some(k) => partition_for_key(k, n),
             None => self.partition % n,
@@ -411,7 +398,10 @@ impl Task {
             {
                 continue; // its leader already holds it
             }
-            if group_topic.as_ref().is_some_and(|t| *t != r.topic) {
+            if group_topic
+                .as_ref()
+                .is_some_and(|t| !Arc::ptr_eq(t, &r.topic) && *t != r.topic)
+            {
                 sent += self
                     .send_group(&mut group, &group_topic, &mut tickets)
                     .await?;
@@ -559,6 +549,38 @@ impl Task {
         }
         Ok(())
     }
+}
+
+/// The records of fetched batches from the caller's position on, as the
+/// processor takes them (keys, values and headers share the fetched bytes).
+fn decode(f: &Fetched, out: &mut VecDeque<InputRecord>) -> Result<()> {
+    let damaged =
+        |e: eddy_log::BatchError| Error::Internal(format!("fetched batch is damaged: {e}"));
+    for batch in eddy_log::batches(&f.bytes, eddy_log::BATCH_BYTES_LIMIT) {
+        for r in batch.map_err(damaged)?.records() {
+            let r = r.map_err(damaged)?;
+            if r.offset.0 < f.from {
+                continue;
+            }
+            let slice = |b: &[u8]| f.bytes.slice_ref(b);
+            out.push_back(InputRecord {
+                key: r.key.map(slice),
+                value: r.value.map(slice),
+                headers: r
+                    .headers()
+                    .map(|(key, value)| Header {
+                        key: key.to_string(),
+                        value: slice(value),
+                    })
+                    .collect(),
+                timestamp: r.timestamp,
+                topic: f.topic.clone(),
+                partition: f.partition,
+                offset: r.offset,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn producer_config(def: &Definition, topic: &str, partition: u32) -> ProducerConfig {
