@@ -235,7 +235,7 @@ impl Broker {
     ) {
         g.complete(meta, self.now_ms());
         tracing::info!(group = %id, generation = g.generation, members = g.members.len(), "rebalance complete");
-        self.persist_group(id, g);
+        self.persist_group(id);
         if g.follow_up {
             g.start_rebalance(
                 now,
@@ -245,24 +245,55 @@ impl Broker {
     }
 
     /// Records a completed rebalance's generation so it survives a restart.
-    pub(super) fn persist_group(self: &Arc<Self>, group: &str, g: &Group) {
-        let Some(assignor) = g.strategy else { return };
+    pub(super) fn persist_group(self: &Arc<Self>, group: &str) {
+        // One write pending per group is enough: it writes the generation
+        // the group is at when it runs.
+        if !self.groups.persisting.lock().insert(group.to_string()) {
+            return;
+        }
+        let this = self.clone();
+        let group = group.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.write_generation(&group).await {
+                tracing::warn!(%group, error = %e, "could not record the group's generation");
+            }
+        });
+    }
+
+    /// Writes the group's current generation, unless a newer or equal one
+    /// is written already: under the partition's write lock, so a
+    /// generation never lands after a later one.
+    async fn write_generation(self: &Arc<Self>, group: &str) -> Result<(), BrokerError> {
+        let writer = self.offsets_writer(group).await;
+        // From here on, a rebalance needs a write of its own.
+        self.groups.persisting.lock().remove(group);
+        let writer = writer?;
+        let latest = {
+            let groups = self.groups.groups.lock();
+            groups.get(group).and_then(|g| {
+                g.strategy.map(|assignor| GroupValue {
+                    generation: g.generation,
+                    assignor,
+                })
+            })
+        };
+        let Some(value) = latest else {
+            return Ok(());
+        };
+        let written = self.groups.persisted.lock().get(group).copied();
+        if written.is_some_and(|w| w >= value.generation) {
+            return Ok(());
+        }
         let key = Key::Group {
             group: group.to_string(),
         }
         .encode();
-        let value = GroupValue {
-            generation: g.generation,
-            assignor,
-        }
-        .encode();
-        let this = self.clone();
-        let group = group.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = this.write_offsets(&group, vec![(key, Some(value))]).await {
-                tracing::warn!(%group, error = %e, "could not record the group's generation");
-            }
-        });
+        writer.append(vec![(key, Some(value.encode()))]).await?;
+        self.groups
+            .persisted
+            .lock()
+            .insert(group.to_string(), value.generation);
+        Ok(())
     }
 }
 

@@ -24,12 +24,15 @@ mod describe;
 mod expiry;
 #[cfg(test)]
 mod expiry_tests;
+#[cfg(test)]
+mod generation_tests;
 mod membership;
 mod offsets;
 mod records;
 mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use eddy_meta::TopicId;
 use eddy_proto::v1 as pb;
@@ -86,20 +89,26 @@ pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     offsets: Mutex<HashMap<String, BTreeMap<Tp, Committed>>>,
     /// Commits to one offsets partition are written and cached in order.
-    write_locks: Vec<tokio::sync::Mutex<()>>,
+    write_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
+    /// Groups whose generation is waiting to be written (at most one
+    /// write pending per group), and the newest generation written.
+    persisting: Mutex<HashSet<String>>,
+    persisted: Mutex<HashMap<String, i32>>,
     loaded: OnceCell<()>,
 }
 
 impl Coordinator {
     pub fn new(config: GroupConfig) -> Coordinator {
         let write_locks = (0..config.offsets_topic_partitions.max(1))
-            .map(|_| tokio::sync::Mutex::new(()))
+            .map(|_| Arc::new(tokio::sync::Mutex::new(())))
             .collect();
         Coordinator {
             config,
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
             write_locks,
+            persisting: Mutex::new(HashSet::new()),
+            persisted: Mutex::new(HashMap::new()),
             loaded: OnceCell::new(),
         }
     }

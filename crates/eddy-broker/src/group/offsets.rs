@@ -16,6 +16,7 @@ use super::{OFFSETS_TOPIC, check_group_id, from_pb};
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
 use crate::internal::InternalTopic;
+use crate::partition::Partition;
 
 impl Broker {
     /// Loads committed offsets and group generations from
@@ -67,13 +68,16 @@ impl Broker {
         }
         let now_ms = self.now_ms();
         let mut groups = self.groups.groups.lock();
+        let mut persisted = self.groups.persisted.lock();
         for (id, value) in generations {
             if let Some(v) = value {
+                persisted.insert(id.clone(), v.generation);
                 let g = groups.entry(id).or_insert_with(|| Group::new(now_ms));
                 g.generation = v.generation;
                 g.strategy = Some(v.assignor);
             }
         }
+        drop(persisted);
         // Every group with offsets is known, so that it expires; it has been
         // empty since its last commit (members would have committed since).
         for (id, committed) in &offsets {
@@ -110,7 +114,10 @@ impl Broker {
             }
         }
         self.offsets_topic().await?;
-        let now_ms = self.now_ms();
+        // Taken before the generation check and held until the cache is
+        // updated: nothing can come between the check and the write.
+        let writer = self.offsets_writer(&req.group_id).await?;
+        let now_ms = writer.now_ms;
         {
             let mut groups = self.groups.groups.lock();
             match groups.get_mut(&req.group_id) {
@@ -165,7 +172,7 @@ impl Broker {
                 (key.encode(), Some(value.encode()))
             })
             .collect();
-        self.write_offsets(&req.group_id, records).await?;
+        writer.append(records).await?;
         let mut cache = self.groups.offsets.lock();
         let entry = cache.entry(req.group_id.clone()).or_default();
         for o in req.offsets {
@@ -182,38 +189,35 @@ impl Broker {
     }
 
     /// Appends records to the group's partition of `__consumer_offsets`.
+    /// Holds the write lock of the `__consumer_offsets` partition that
+    /// keeps `group`: every write there, and every read of the group's
+    /// committed offsets, happens in the order the lock is taken, so a
+    /// commit checked against a generation lands before anything that
+    /// follows it, and a reader sees every commit accepted before it.
+    pub(super) async fn offsets_writer(
+        self: &Arc<Self>,
+        group: &str,
+    ) -> Result<Writer, BrokerError> {
+        let topic = self.topics.get(OFFSETS_TOPIC)?;
+        let index = partition_for_key(group.as_bytes(), topic.partition_count());
+        let partition = topic.partition(index)?.clone();
+        let lock = self.groups.write_locks[index as usize % self.groups.write_locks.len()].clone();
+        let guard = lock.lock_owned().await;
+        Ok(Writer {
+            _guard: guard,
+            partition,
+            index,
+            now_ms: self.now_ms(),
+        })
+    }
+
+    /// Appends records to the group's partition of `__consumer_offsets`.
     pub(super) async fn write_offsets(
         self: &Arc<Self>,
         group: &str,
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), BrokerError> {
-        let topic = self.topics.get(OFFSETS_TOPIC)?;
-        let index = partition_for_key(group.as_bytes(), topic.partition_count());
-        let partition = topic.partition(index)?.clone();
-        let lock = &self.groups.write_locks[index as usize % self.groups.write_locks.len()];
-        let _guard = lock.lock().await;
-        let now = self.now_ms();
-        blocking(move || {
-            let mut builder = BatchBuilder::new();
-            for (k, v) in &records {
-                builder.push(&RecordRef {
-                    timestamp: Timestamp(now),
-                    key: Some(k),
-                    value: v.as_deref(),
-                    headers: &[],
-                });
-            }
-            let Some(bytes) = builder.finish() else {
-                return Ok(());
-            };
-            let batch = check_batch(bytes, eddy_log::BATCH_BYTES_LIMIT)
-                .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
-            partition
-                .append(&batch)
-                .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
-            Ok(())
-        })
-        .await
+        self.offsets_writer(group).await?.append(records).await
     }
 
     pub async fn fetch_offsets(
@@ -222,6 +226,12 @@ impl Broker {
     ) -> Result<pb::FetchOffsetsResponse, BrokerError> {
         check_group_id(&req.group_id)?;
         self.groups_loaded().await?;
+        // Waits for commits being written: a new owner of a partition sees
+        // every commit accepted before it asked.
+        let _writer = match self.topics.get(OFFSETS_TOPIC) {
+            Ok(_) => Some(self.offsets_writer(&req.group_id).await?),
+            Err(_) => None,
+        };
         let cache = self.groups.offsets.lock();
         let Some(committed) = cache.get(&req.group_id) else {
             return Ok(pb::FetchOffsetsResponse::default());
@@ -244,6 +254,7 @@ impl Broker {
     /// Drops a group's committed offsets and generation from the cache and
     /// writes their tombstones.
     pub(super) async fn forget_offsets(self: &Arc<Self>, id: &str) -> Result<(), BrokerError> {
+        self.groups.persisted.lock().remove(id);
         let keys: Vec<Vec<u8>> = {
             let mut cache = self.groups.offsets.lock();
             let tps = cache.remove(id).unwrap_or_default();
@@ -330,5 +341,46 @@ fn apply_record(
         Key::Group { group } => {
             generations.insert(group, value.and_then(GroupValue::decode));
         }
+    }
+}
+
+/// The write lock of one `__consumer_offsets` partition, held, and the
+/// partition to append to.
+pub(super) struct Writer {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    partition: Arc<Partition>,
+    index: u32,
+    /// The broker's clock when the lock was taken.
+    pub(super) now_ms: i64,
+}
+
+impl Writer {
+    /// Appends `records` (key, value; `None` is a tombstone) as one batch.
+    pub(super) async fn append(
+        &self,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), BrokerError> {
+        let (partition, index, now) = (self.partition.clone(), self.index, self.now_ms);
+        blocking(move || {
+            let mut builder = BatchBuilder::new();
+            for (k, v) in &records {
+                builder.push(&RecordRef {
+                    timestamp: Timestamp(now),
+                    key: Some(k),
+                    value: v.as_deref(),
+                    headers: &[],
+                });
+            }
+            let Some(bytes) = builder.finish() else {
+                return Ok(());
+            };
+            let batch = check_batch(bytes, eddy_log::BATCH_BYTES_LIMIT)
+                .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
+            partition
+                .append(&batch)
+                .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
+            Ok(())
+        })
+        .await
     }
 }
