@@ -40,7 +40,8 @@ struct Cli {
 /// How client commands find the cluster.
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
-    /// Any broker of the cluster, as HOST:PORT.
+    /// Brokers of the cluster as HOST:PORT, comma-separated; the first that
+    /// answers is used.
     #[arg(long, global = true, env = "EDDY_BOOTSTRAP", default_value = DEFAULT_ADDRESS)]
     pub bootstrap: String,
 }

@@ -20,7 +20,8 @@ const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Any broker of the cluster, as host:port.
+    /// Brokers of the cluster as host:port, separated by commas; the client
+    /// connects to the first that answers.
     pub bootstrap: String,
     pub connect_timeout_ms: u64,
     /// Largest message the client sends.
@@ -57,6 +58,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     config: ClientConfig,
+    /// The bootstrap broker this client reached, and the channel to it.
+    bootstrap_address: String,
     bootstrap: Channel,
     /// Channels by broker address.
     channels: RwLock<HashMap<String, Channel>>,
@@ -64,12 +67,34 @@ struct Inner {
 }
 
 impl Client {
-    /// Connects to the bootstrap broker.
+    /// Connects to the first bootstrap broker that answers.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
-        let bootstrap = connect(&config.bootstrap, &config).await?;
+        let addresses: Vec<&str> = config
+            .bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect();
+        let mut last = None;
+        let mut reached = None;
+        for address in &addresses {
+            match connect(address, &config).await {
+                Ok(channel) => {
+                    reached = Some((address.to_string(), channel));
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let Some((bootstrap_address, bootstrap)) = reached else {
+            return Err(last.unwrap_or_else(|| {
+                ClientError::Invalid("no bootstrap broker given: pass one or more HOST:PORT".into())
+            }));
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
+                bootstrap_address,
                 bootstrap,
                 channels: RwLock::new(HashMap::new()),
                 metadata: RwLock::new(None),
@@ -84,6 +109,11 @@ impl Client {
     /// The shared control connection to the bootstrap broker.
     pub fn bootstrap_channel(&self) -> Channel {
         self.inner.bootstrap.clone()
+    }
+
+    /// The bootstrap broker this client reached.
+    pub fn bootstrap_address(&self) -> &str {
+        &self.inner.bootstrap_address
     }
 
     /// What each partition's leader knows of `producer_id`: per partition,
@@ -170,19 +200,30 @@ impl Client {
     }
 
     /// Number of partitions of `topic`, from cached metadata if present.
+    /// Never 0: a broker answering that a topic has no partitions sent a
+    /// malformed answer, which is an error rather than a division by zero
+    /// when a record is placed.
     pub async fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(n) = self.cached_partition_count(topic) {
-            return Ok(n);
+        let n = match self.cached_partition_count(topic) {
+            Some(n) => n,
+            None => {
+                self.refresh_metadata(&[topic.to_string()]).await?;
+                self.cached_partition_count(topic)
+                    .ok_or_else(|| ClientError::Broker {
+                        code: eddy_proto::v1::ErrorCode::UnknownTopic,
+                        grpc: tonic::Code::NotFound,
+                        message: format!(
+                            "topic {topic:?} does not exist; create it with `eddy topic create {topic}`"
+                        ),
+                    })?
+            }
+        };
+        if n == 0 {
+            return Err(ClientError::Invalid(format!(
+                "the broker's metadata says topic {topic:?} has no partitions, which cannot be; refresh and retry, or check the broker"
+            )));
         }
-        self.refresh_metadata(&[topic.to_string()]).await?;
-        self.cached_partition_count(topic)
-            .ok_or_else(|| ClientError::Broker {
-                code: eddy_proto::v1::ErrorCode::UnknownTopic,
-                grpc: tonic::Code::NotFound,
-                message: format!(
-                    "topic {topic:?} does not exist; create it with `eddy topic create {topic}`"
-                ),
-            })
+        Ok(n)
     }
 
     fn cached_partition_count(&self, topic: &str) -> Option<u32> {
@@ -208,7 +249,7 @@ impl Client {
                         .clone(),
                 )
             })
-            .unwrap_or_else(|| self.inner.config.bootstrap.clone())
+            .unwrap_or_else(|| self.inner.bootstrap_address.clone())
     }
 
     /// The channel to the leader of `topic`/`partition`.
@@ -249,7 +290,7 @@ impl Client {
     /// The shared control connection to the broker at `address`,
     /// connecting on first use.
     pub async fn channel_to(&self, address: &str) -> Result<Channel> {
-        if address == self.inner.config.bootstrap {
+        if address == self.inner.bootstrap_address {
             return Ok(self.inner.bootstrap.clone());
         }
         if let Some(c) = self.inner.channels.read().get(address) {

@@ -169,3 +169,31 @@ fn every_command_documents_itself() {
         );
     }
 }
+
+#[test]
+fn client_commands_take_several_brokers_and_use_the_first_that_answers() {
+    let b = crate::harness::TestBroker::start();
+    let dead = "127.0.0.1:1";
+    let both = format!("{dead},{}", b.addr);
+    let out = run(
+        Command::new(EDDY).args(["topic", "create", "multi", "-p", "2", "--bootstrap", &both]),
+        b"",
+    );
+    assert!(out.success, "{}", out.stderr);
+    assert!(out.stdout.contains("created topic multi"), "{}", out.stdout);
+    let none = run(
+        Command::new(EDDY).args([
+            "topic",
+            "list",
+            "--bootstrap",
+            &format!("{dead}, 127.0.0.1:2"),
+        ]),
+        b"",
+    );
+    assert!(!none.success);
+    assert!(
+        none.stderr.contains("cannot connect to 127.0.0.1:2"),
+        "{}",
+        none.stderr
+    );
+}

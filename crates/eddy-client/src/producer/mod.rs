@@ -372,7 +372,7 @@ impl Producer {
                 retrying(&s.config, || async {
                     let stable_name = s.config.stable_name.clone().unwrap_or_default();
                     let request = InitProducerIdRequest { stable_name };
-                    let channel = s.client.channel_to(&s.client.config().bootstrap).await?;
+                    let channel = s.client.bootstrap_channel();
                     let mut client = s.client.produce_client(channel);
                     let r = client.init_producer_id(request).await?.into_inner();
                     Ok(ProducerStamp {
