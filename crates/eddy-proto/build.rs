@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "groups",
         "processors",
         "pipelines",
+        "controller",
     ]
     .map(|f| format!("proto/eddy/v1/{f}.proto"));
     for f in &files {

@@ -4,14 +4,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use eddy_log::{Clock, SystemClock};
 use eddy_meta::{
-    BrokerMeta, Command, MetaStore, TopicId, TopicMeta, assign_replicas, validate_topic_name,
+    BrokerMeta, Command, MetaConfig, MetaStore, Output, TopicId, TopicMeta, assign_replicas,
+    validate_topic_name,
 };
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::{BrokerConfig, PARTITIONS_MAX, TopicConfig};
+use crate::controller::GrpcTransport;
 use crate::error::BrokerError;
 use crate::group::Coordinator;
 use crate::topics::{TopicState, Topics};
@@ -52,22 +55,31 @@ impl Broker {
         address: String,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Broker>, BrokerError> {
-        let (meta, topics) = {
+        let topics = {
             let config = config.clone();
             let clock = clock.clone();
             blocking(move || {
                 claim_data_dir(&config.data_dir, config.node_id)?;
-                let meta = MetaStore::open(&config.data_dir.join("meta"))?;
-                let topics = Topics::new(
+                Topics::new(
                     &config.data_dir,
                     config.node_id,
                     config.topic_defaults.clone(),
                     clock,
-                )?;
-                Ok((meta, topics))
+                )
             })
             .await?
         };
+        let meta_config = MetaConfig {
+            node_id: config.node_id,
+            voters: config.peers.clone(),
+            propose_timeout: Duration::from_secs(15),
+        };
+        let meta = MetaStore::open(
+            &config.data_dir.join("meta"),
+            meta_config,
+            Arc::new(GrpcTransport::default()),
+        )
+        .await?;
         let broker = Arc::new(Broker {
             produce_permits: Arc::new(Semaphore::new(config.limits.produce_in_flight_max)),
             subscription_permits: Arc::new(Semaphore::new(config.limits.subscriptions_max)),
@@ -80,15 +92,37 @@ impl Broker {
             address,
             clock,
         });
-        let me = BrokerMeta {
-            id: broker.config.node_id,
-            address: broker.address.clone(),
-        };
-        if broker.meta.state().brokers.get(&me.id) != Some(&me) {
-            broker.meta.propose(Command::RegisterBroker(me)).await?;
+        // A quorum of one leads at once; a broker among other voters joins
+        // once its server is up and a majority answers (see `start_with`).
+        if broker.config.peers.len() <= 1 {
+            broker.register().await?;
         }
         broker.reconcile().await?;
         Ok(broker)
+    }
+
+    /// Names the cluster if no broker has yet, and records this broker
+    /// (its address) in the metadata.
+    pub async fn register(self: &Arc<Self>) -> Result<(), BrokerError> {
+        if self.meta.state().cluster_id.is_empty() {
+            let name = Command::InitCluster {
+                cluster_id: TopicId::random().to_string(),
+            };
+            // Another broker may have named it meanwhile: that one stands.
+            if let Err(e) = self.meta.propose(name).await
+                && self.meta.state().cluster_id.is_empty()
+            {
+                return Err(e.into());
+            }
+        }
+        let me = BrokerMeta {
+            id: self.config.node_id,
+            address: self.address.clone(),
+        };
+        if self.meta.state().brokers.get(&me.id) != Some(&me) {
+            self.meta.propose(Command::RegisterBroker(me)).await?;
+        }
+        Ok(())
     }
 
     /// Brings hosted partitions in line with the current metadata.
@@ -111,16 +145,18 @@ impl Broker {
         self.clock.now_ms()
     }
 
-    /// Flushes every partition to disk.
+    /// Flushes every partition to disk and leaves the metadata quorum.
     pub async fn close(self: &Arc<Self>) -> Result<(), BrokerError> {
         let this = self.clone();
-        blocking(move || {
+        let flushed = blocking(move || {
             for p in this.topics.partitions() {
                 p.flush().map_err(BrokerError::log(&p.topic, p.id.0))?;
             }
             Ok(())
         })
-        .await
+        .await;
+        self.meta.shutdown().await;
+        flushed
     }
 
     pub async fn create_topic(
@@ -204,30 +240,35 @@ impl Broker {
     /// with the next epoch (fencing the older ones).
     pub async fn init_producer_id(&self, stable_name: &str) -> Result<(i64, i16), BrokerError> {
         if !stable_name.is_empty() {
-            let state = self
+            let (_, output) = self
                 .meta
-                .propose(Command::InitStableProducer {
+                .propose_for(Command::InitStableProducer {
                     name: stable_name.to_string(),
                 })
                 .await?;
-            return state
-                .stable_producers
-                .get(stable_name)
-                .copied()
-                .ok_or_else(|| BrokerError::Internal("stable producer missing after init".into()));
+            return match output {
+                Some(Output::StableProducer { id, epoch }) => Ok((id, epoch)),
+                _ => Err(BrokerError::Internal(
+                    "the metadata gave no stable producer id".into(),
+                )),
+            };
         }
         let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let state = self
+            let (_, output) = self
                 .meta
-                .propose(Command::AllocateProducerIds {
+                .propose_for(Command::AllocateProducerIds {
                     count: PRODUCER_ID_BLOCK,
                 })
                 .await?;
-            *ids = (
-                state.next_producer_id - i64::from(PRODUCER_ID_BLOCK),
-                state.next_producer_id,
-            );
+            let Some(Output::ProducerIds { first }) = output else {
+                return Err(BrokerError::Internal(
+                    "the metadata gave no producer ids".into(),
+                ));
+            };
+            // The block is the one this command reserved, whatever other
+            // brokers reserved after it.
+            *ids = (first, first + i64::from(PRODUCER_ID_BLOCK));
         }
         let id = ids.0;
         ids.0 += 1;

@@ -26,6 +26,9 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Consumer-group coordinator settings.
     pub groups: GroupConfig,
+    /// Every voter of the metadata quorum, this broker included, and the
+    /// address it listens on; empty: this broker is the only voter.
+    pub peers: BTreeMap<NodeId, String>,
 }
 
 impl BrokerConfig {
@@ -40,6 +43,7 @@ impl BrokerConfig {
             topic_defaults: TopicDefaults::default(),
             retention_check_interval_ms: 30_000,
             groups: GroupConfig::default(),
+            peers: BTreeMap::new(),
         }
     }
 }

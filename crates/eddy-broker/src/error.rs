@@ -21,6 +21,16 @@ pub enum BrokerError {
     },
     #[error("topic {0:?} already exists")]
     TopicExists(String),
+    #[error(
+        "this broker does not lead {topic}-{partition} (leader: {}, epoch {epoch}); refresh metadata and send it to the leader",
+        leader.map_or("none".to_string(), |n| format!("node {n}"))
+    )]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        leader: Option<eddy_meta::NodeId>,
+        epoch: i32,
+    },
     #[error("{0}")]
     InvalidRequest(String),
     #[error("{topic}-{partition}: {source}")]
@@ -86,6 +96,7 @@ impl BrokerError {
             BrokerError::UnknownTopic(_) => ErrorCode::UnknownTopic,
             BrokerError::UnknownPartition { .. } => ErrorCode::UnknownPartition,
             BrokerError::TopicExists(_) => ErrorCode::TopicExists,
+            BrokerError::NotLeader { .. } => ErrorCode::NotLeader,
             BrokerError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             BrokerError::Log { source, .. } => match source {
                 L::Batch(_) | L::Config(_) => ErrorCode::InvalidRequest,
@@ -104,6 +115,7 @@ impl BrokerError {
                 MetaError::TopicExists(_) => ErrorCode::TopicExists,
                 MetaError::UnknownTopic(_) => ErrorCode::UnknownTopic,
                 MetaError::NotFound(_) => ErrorCode::NotFound,
+                MetaError::Unavailable(_) => ErrorCode::Unavailable,
                 MetaError::InvalidTopicName { .. } | MetaError::Invalid(_) => {
                     ErrorCode::InvalidRequest
                 }

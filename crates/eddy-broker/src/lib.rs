@@ -13,6 +13,7 @@
 
 mod broker;
 mod config;
+mod controller;
 mod error;
 mod fetch;
 mod group;

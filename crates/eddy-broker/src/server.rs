@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use eddy_proto::v1::{
     admin_server::AdminServer, cluster_server::ClusterServer, consume_server::ConsumeServer,
-    groups_server::GroupsServer, produce_server::ProduceServer,
+    controller_server::ControllerServer, groups_server::GroupsServer,
+    produce_server::ProduceServer,
 };
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
@@ -28,6 +29,7 @@ use tower::Layer;
 
 use crate::broker::{Broker, blocking};
 use crate::config::BrokerConfig;
+use crate::controller::{ControllerService, RAFT_MESSAGE_BYTES_MAX};
 use crate::error::BrokerError;
 use crate::service::Service;
 use crate::subscribe_route::ConsumeRoutes;
@@ -115,12 +117,53 @@ pub async fn start_with(
     };
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(run(broker.clone(), listener, extension, stop_rx));
-    Ok(ServerHandle {
+    let handle = ServerHandle {
         local_addr,
         broker,
         stop: Some(stop_tx),
         task,
-    })
+    };
+    if handle.broker.config.peers.len() > 1 {
+        // Now that this broker answers Raft messages, a majority can form.
+        if let Err(e) = join_cluster(&handle.broker).await {
+            let _ = handle.stop().await;
+            return Err(e);
+        }
+    }
+    Ok(handle)
+}
+
+/// How long a broker among other voters waits for a majority to form.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Registers this broker once the metadata quorum has a leader.
+async fn join_cluster(broker: &Arc<Broker>) -> Result<(), BrokerError> {
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    loop {
+        match broker.register().await {
+            Ok(()) => return broker.reconcile().await,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "waiting for a majority of the metadata voters");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(BrokerError::Internal(format!(
+                    "no metadata quorum formed within {JOIN_TIMEOUT:?}: {e}; start the other voters given in --peers"
+                )));
+            }
+        }
+    }
+}
+
+/// Opens and closes hosted partitions as the metadata changes, whichever
+/// broker changed it.
+async fn follow_metadata(broker: Arc<Broker>) {
+    let mut changes = broker.meta.subscribe();
+    while changes.changed().await.is_ok() {
+        if let Err(e) = broker.reconcile().await {
+            tracing::warn!(error = %e, "could not bring partitions in line with the metadata");
+        }
+    }
 }
 
 async fn run(
@@ -155,6 +198,11 @@ async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
+        .add_service(
+            ControllerServer::new(ControllerService::new(broker.clone()))
+                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
+        )
         .add_service(AdminServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(ClusterServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(GroupsServer::new(service.clone()).max_decoding_message_size(limit))
@@ -173,6 +221,7 @@ async fn run(
     let app = OversizeLayer { limit }.layer(routes);
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));
     let groups = tokio::spawn(crate::group::group_ticker(broker.clone()));
+    let metadata = tokio::spawn(follow_metadata(broker.clone()));
     let connections = accept(listener, app, stop).await;
     broker.begin_shutdown();
     // Health watchers (load balancers, orchestrators) learn at once that
@@ -181,6 +230,7 @@ async fn run(
     drain(connections).await;
     housekeeping.abort();
     groups.abort();
+    metadata.abort();
     broker.close().await?;
     tracing::info!("broker stopped; all partitions flushed");
     Ok(())

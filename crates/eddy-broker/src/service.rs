@@ -106,7 +106,7 @@ impl Cluster for Service {
             .collect();
         Ok(Response::new(pb::MetadataResponse {
             cluster_id: state.cluster_id.clone(),
-            controller_id: self.broker.config.node_id.0,
+            controller_id: self.broker.meta.leader().map_or(-1, |n| n.0),
             brokers: state
                 .brokers
                 .values()

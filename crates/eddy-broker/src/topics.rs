@@ -30,6 +30,8 @@ pub struct TopicState {
     pub partitions: Vec<Option<Arc<Partition>>>,
     /// Rotates the partition that keyless records without a partition go to.
     sticky: AtomicU32,
+    /// This broker.
+    me: NodeId,
 }
 
 impl TopicState {
@@ -37,19 +39,29 @@ impl TopicState {
         self.meta.partitions.len() as u32
     }
 
-    /// The local replica of `partition`.
+    /// The local replica of `partition`, which this broker leads: produce,
+    /// fetch and offset lookups go to the leader only, and the metadata
+    /// names it.
     pub fn partition(&self, partition: u32) -> Result<&Arc<Partition>, BrokerError> {
-        match self.partitions.get(partition as usize) {
-            Some(Some(p)) => Ok(p),
-            Some(None) => Err(BrokerError::Internal(format!(
-                "{}-{partition} has no replica on this broker",
-                self.meta.name
-            ))),
-            None => Err(BrokerError::UnknownPartition {
+        let Some(meta) = self.meta.partitions.get(partition as usize) else {
+            return Err(BrokerError::UnknownPartition {
                 topic: self.meta.name.clone(),
                 partition,
                 count: self.partition_count(),
-            }),
+            });
+        };
+        let not_leader = || BrokerError::NotLeader {
+            topic: self.meta.name.clone(),
+            partition,
+            leader: meta.leader,
+            epoch: meta.leader_epoch.0,
+        };
+        if meta.leader != Some(self.me) {
+            return Err(not_leader());
+        }
+        match self.partitions.get(partition as usize) {
+            Some(Some(p)) => Ok(p),
+            _ => Err(not_leader()),
         }
     }
 
@@ -189,6 +201,7 @@ impl Topics {
             config,
             partitions,
             sticky: AtomicU32::new(sticky),
+            me: self.node_id,
         })
     }
 

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod cluster;
 mod consume;
 mod demo;
 mod group;
@@ -58,6 +59,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a standalone pipeline worker against a cluster.
     Worker(worker::WorkerArgs),
+    /// Show the cluster: brokers, controller, unhealthy partitions.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -84,9 +88,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers, and processors under test (their log lines are the point),
     // log at info by default; client commands only warn; the demo tells
-    // its own story and logs only errors.
+    // its own story and logs only errors. openraft narrates every vote
+    // and heartbeat at info, so a server hears only its warnings.
     let level = match &cli.command {
-        Command::Serve(_) | Command::Dev(_) | Command::Worker(_) => "info",
+        Command::Serve(_) | Command::Dev(_) => "info,openraft=warn",
+        Command::Worker(_) => "info",
         Command::Processor(cmd) if processor::is_local(cmd) => "info",
         Command::Demo(_) => "error",
         _ => "warn",
@@ -109,6 +115,7 @@ async fn run_async(command: Command, conn: Connection) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Dev(args) => serve::dev(args).await,
+        Command::Cluster(cmd) => cluster::run(cmd, &conn).await,
         Command::Topic(cmd) => topic::run(cmd, &conn).await,
         Command::Produce(args) => produce::run(args, &conn).await,
         Command::Consume(args) => consume::run(args, &conn).await,

@@ -32,9 +32,17 @@ pub struct ServeArgs {
     /// This broker's node id.
     #[arg(long, env = "EDDY_NODE_ID")]
     node_id: Option<i32>,
-    /// Address clients should use to reach this broker, if not the listen address.
+    /// Address clients should use to reach this broker, if not the listen
+    /// address (with --peers: this broker's address there).
     #[arg(long, env = "EDDY_ADVERTISE")]
     advertise: Option<String>,
+    /// Every broker of the cluster as ID=HOST:PORT, comma-separated, this
+    /// one included, e.g. `1=10.0.0.1:9092,2=10.0.0.2:9092,3=10.0.0.3:9092`.
+    /// These brokers are the metadata controller's voters; an odd number
+    /// (3 or 5) survives the loss of a minority. Without it the broker is a
+    /// cluster of one.
+    #[arg(long, env = "EDDY_PEERS")]
+    peers: Option<String>,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -88,6 +96,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     node_id: Option<i32>,
     advertise: Option<String>,
+    peers: Option<String>,
     default_partitions: Option<u32>,
     flush: Option<String>,
     request_bytes_max: Option<usize>,
@@ -116,13 +125,33 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no data directory: pass --data-dir DIR (or set EDDY_DATA_DIR, or data_dir in --config)"
         );
     };
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or(DEFAULT_ADDRESS.parse()?);
     let node_id = NodeId(args.node_id.or(file.node_id).unwrap_or(1));
+    let peers = match args.peers.as_ref().or(file.peers.as_ref()) {
+        Some(list) => parse_peers(list).context("--peers")?,
+        None => BTreeMap::new(),
+    };
+    let own = if peers.is_empty() {
+        None
+    } else {
+        let Some(own) = peers.get(&node_id) else {
+            bail!(
+                "--peers does not name this broker (node {node_id}): list every broker, this one included, or pass the right --node-id"
+            );
+        };
+        Some(own.clone())
+    };
+    // Among peers, a broker listens where the others will call it unless
+    // told otherwise.
+    let listen = match (args.listen.or(file.listen), &own) {
+        (Some(listen), _) => listen,
+        (None, Some(own)) => own.parse().with_context(|| {
+            format!("--peers gives {own} for this broker, which is not an IP:PORT to listen on: pass --listen")
+        })?,
+        (None, None) => DEFAULT_ADDRESS.parse()?,
+    };
     let mut config = BrokerConfig::new(node_id, data_dir, listen);
-    config.advertised_address = args.advertise.clone().or(file.advertise.clone());
+    config.advertised_address = args.advertise.clone().or(file.advertise.clone()).or(own);
+    config.peers = peers;
     apply(&mut config, &args.tuning, &file)?;
     run(config, &args.tuning, false).await
 }
@@ -131,6 +160,36 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut config = BrokerConfig::new(NodeId(1), args.data_dir.clone(), args.listen);
     apply(&mut config, &args.tuning, &FileConfig::default())?;
     run(config, &args.tuning, true).await
+}
+
+/// Reads `1=host:port,2=host:port`.
+fn parse_peers(list: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let mut peers = BTreeMap::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((id, address)) = entry.split_once('=') else {
+            bail!("{entry:?} is not ID=HOST:PORT");
+        };
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .with_context(|| format!("{id:?} in {entry:?} is not a node id (0 or more)"))?;
+        let address = address.trim();
+        if address
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            bail!("{address:?} in {entry:?} is not HOST:PORT");
+        }
+        if peers.insert(NodeId(id), address.to_string()).is_some() {
+            bail!("node {id} is listed twice");
+        }
+    }
+    if peers.is_empty() {
+        bail!("no brokers given: list them as ID=HOST:PORT,ID=HOST:PORT");
+    }
+    Ok(peers)
 }
 
 fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Result<()> {
@@ -255,6 +314,30 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.interrupt.recv() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_id_equals_address() {
+        let peers = parse_peers("1=127.0.0.1:9092, 2=broker-2:9092,3=[::1]:9094").unwrap();
+        assert_eq!(peers.len(), 3);
+        assert_eq!(peers[&NodeId(2)], "broker-2:9092");
+        assert_eq!(peers[&NodeId(3)], "[::1]:9094");
+        for bad in [
+            "",
+            "1",
+            "1=host",
+            "x=h:1",
+            "1=h:1,1=h:2",
+            "-1=h:1",
+            "1=:9092",
+        ] {
+            assert!(parse_peers(bad).is_err(), "{bad:?} was accepted");
         }
     }
 }

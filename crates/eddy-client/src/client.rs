@@ -199,6 +199,16 @@ impl Client {
         Ok(response)
     }
 
+    /// The whole cluster as the bootstrap broker sees it: brokers, the
+    /// controller leader, and every topic, internal ones included.
+    pub async fn cluster_metadata(&self) -> Result<MetadataResponse> {
+        let request = MetadataRequest {
+            topics: Vec::new(),
+            include_internal: true,
+        };
+        Ok(self.cluster().metadata(request).await?.into_inner())
+    }
+
     /// Number of partitions of `topic`, from cached metadata if present.
     /// Never 0: a broker answering that a topic has no partitions sent a
     /// malformed answer, which is an error rather than a division by zero

@@ -1,18 +1,16 @@
-//! The durable command log: one line per command, `CRC32C-hex SP json LF`,
-//! fsynced before the command is applied.
+//! The local command log Eddy kept before the metadata quorum (one line
+//! per command, `CRC32C-hex SP json LF`), read once to move its commands
+//! into the quorum.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 
 use crate::error::{MetaError, Result};
 use crate::state::Command;
 
 #[derive(Debug)]
-pub(crate) struct CommandLog {
-    path: PathBuf,
-    file: File,
-}
+pub(crate) struct CommandLog;
 
 impl CommandLog {
     /// Opens the log and returns the commands in it. A damaged last line is
@@ -63,24 +61,7 @@ impl CommandLog {
             file.set_len(good_len)
                 .map_err(MetaError::io("truncating", path))?;
         }
-        Ok((
-            CommandLog {
-                path: path.to_path_buf(),
-                file,
-            },
-            commands,
-        ))
-    }
-
-    /// Appends a command and forces it to disk.
-    pub fn append(&mut self, cmd: &Command) -> Result<()> {
-        let json = serde_json::to_string(cmd)
-            .map_err(|e| MetaError::Invalid(format!("cannot encode command: {e}")))?;
-        let line = format!("{:08x} {json}\n", crc32c::crc32c(json.as_bytes()));
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.file.sync_data())
-            .map_err(MetaError::io("writing", &self.path))
+        Ok((CommandLog, commands))
     }
 }
 

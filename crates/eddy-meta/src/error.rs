@@ -11,6 +11,10 @@ pub enum MetaError {
     InvalidTopicName { name: String, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// No metadata leader could take the change (an election, or too few
+    /// voters running); the message says what to do.
+    #[error("{0}")]
+    Unavailable(String),
     /// A processor or pipeline that does not exist; the message says how to find one.
     #[error("{0}")]
     NotFound(String),

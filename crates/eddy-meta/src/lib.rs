@@ -15,6 +15,7 @@
 mod catalog;
 mod command_log;
 mod error;
+pub mod raft;
 mod state;
 mod store;
 
@@ -23,8 +24,10 @@ pub use catalog::{
     ProcessorVersion, validate_name,
 };
 pub use error::{MetaError, Result};
+pub use raft::network::CallFuture;
+pub use raft::{Rpc, Transport, TransportError};
 pub use state::{
-    BrokerMeta, Command, MetaState, NodeId, PartitionId, PartitionMeta, TopicId, TopicMeta,
+    BrokerMeta, Command, MetaState, NodeId, Output, PartitionId, PartitionMeta, TopicId, TopicMeta,
     assign_replicas, validate_topic_name,
 };
-pub use store::MetaStore;
+pub use store::{MetaConfig, MetaStore, NoPeers};

@@ -97,6 +97,10 @@ pub enum Command {
     DeleteTopic {
         name: String,
     },
+    /// Names the cluster, once: the first voter to start does it.
+    InitCluster {
+        cluster_id: String,
+    },
     /// Reserves the next `count` plain producer ids for one broker.
     AllocateProducerIds {
         count: u32,
@@ -130,8 +134,17 @@ pub enum Command {
     },
 }
 
+/// What a command gave, for the one who proposed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Output {
+    /// `AllocateProducerIds`: the first id of the block reserved.
+    ProducerIds { first: i64 },
+    /// `InitStableProducer`: the name's id and its new epoch.
+    StableProducer { id: i64, epoch: i16 },
+}
+
 /// Everything the cluster knows about itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaState {
     pub cluster_id: String,
     pub brokers: BTreeMap<NodeId, BrokerMeta>,
@@ -193,6 +206,17 @@ impl MetaState {
                     )));
                 }
             }
+            Command::InitCluster { cluster_id } => {
+                if !self.cluster_id.is_empty() {
+                    return Err(MetaError::Invalid(format!(
+                        "the cluster is named {:?} already",
+                        self.cluster_id
+                    )));
+                }
+                if cluster_id.is_empty() {
+                    return Err(MetaError::Invalid("a cluster id cannot be empty".into()));
+                }
+            }
             Command::AllocateProducerIds { count } => {
                 if *count == 0 || *count > 1_000_000 {
                     return Err(MetaError::Invalid(format!(
@@ -238,6 +262,20 @@ impl MetaState {
         Ok(())
     }
 
+    /// What `cmd`, just applied, gave.
+    pub fn output_of(&self, cmd: &Command) -> Option<Output> {
+        match cmd {
+            Command::AllocateProducerIds { count } => Some(Output::ProducerIds {
+                first: self.next_producer_id - i64::from(*count),
+            }),
+            Command::InitStableProducer { name } => self
+                .stable_producers
+                .get(name)
+                .map(|&(id, epoch)| Output::StableProducer { id, epoch }),
+            _ => None,
+        }
+    }
+
     /// Applies a command that passed [`MetaState::check`].
     pub fn apply(&mut self, cmd: &Command) {
         match cmd {
@@ -254,6 +292,9 @@ impl MetaState {
             }
             Command::DeleteTopic { name } => {
                 self.topics.remove(name);
+            }
+            Command::InitCluster { cluster_id } => {
+                self.cluster_id = cluster_id.clone();
             }
             Command::AllocateProducerIds { count } => {
                 self.next_producer_id += i64::from(*count);

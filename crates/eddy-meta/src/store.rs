@@ -1,92 +1,424 @@
-//! The metadata store: the state machine plus its durable command log.
+//! The metadata store: one voter of the metadata quorum. Read the applied
+//! state at any time; change it only by proposing commands, which the
+//! quorum's leader orders and every voter applies.
+//!
+//! A proposal made on a follower is forwarded to the leader. Every voter
+//! keeps the whole applied state, so reads are local (and may lag the
+//! leader by the entries in flight).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{Mutex, watch};
+use bytes::Bytes;
+use openraft::BasicNode;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::command_log::CommandLog;
 use crate::error::{MetaError, Result};
-use crate::state::{Command, MetaState};
+use crate::raft::log_store::FileLogStore;
+use crate::raft::network::{Network, from_json, to_json};
+use crate::raft::state_machine::FileStateMachine;
+use crate::raft::{RaftId, Response, Rpc, Transport, TransportError, fsutil, typ};
+use crate::state::{Command, MetaState, NodeId, Output};
 
-const CLUSTER_ID_FILE: &str = "cluster-id";
-const LOG_FILE: &str = "commands.log";
+/// The local command log of Eddy before the quorum; read once to migrate.
+const LEGACY_LOG_FILE: &str = "commands.log";
+const LEGACY_CLUSTER_ID_FILE: &str = "cluster-id";
+const NODE_ID_FILE: &str = "node-id";
+const LOCK_FILE: &str = "LOCK";
 
-/// Cluster metadata: read the current state at any time, change it only by
-/// proposing commands.
-#[derive(Debug)]
+/// How a voter joins the quorum.
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    pub node_id: NodeId,
+    /// Every voter, this one included, and the address it is reached at;
+    /// empty: this node is the only voter.
+    pub voters: BTreeMap<NodeId, String>,
+    /// How long a proposal waits for a leader before it fails.
+    pub propose_timeout: Duration,
+}
+
+impl MetaConfig {
+    /// The only voter of its own quorum.
+    pub fn single(node_id: NodeId) -> MetaConfig {
+        MetaConfig {
+            node_id,
+            voters: BTreeMap::new(),
+            propose_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Cluster metadata; see the module docs.
 pub struct MetaStore {
-    /// The async lock orders proposals; the inner one lets the blocking
-    /// pool do the write and fsync, so no runtime worker waits on the disk.
-    log: Mutex<Arc<std::sync::Mutex<CommandLog>>>,
-    current: watch::Sender<Arc<MetaState>>,
+    id: RaftId,
+    raft: typ::Raft,
+    sm: FileStateMachine,
+    transport: Arc<dyn Transport>,
+    voters: BTreeMap<NodeId, String>,
+    propose_timeout: Duration,
+    /// Held while open: two processes must never write one voter's state.
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaStore")
+            .field("id", &self.id)
+            .field("voters", &self.voters)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MetaStore {
-    /// Opens (or starts) the metadata in `dir` and replays its commands.
-    pub fn open(dir: &Path) -> Result<MetaStore> {
+    /// Opens this voter's state in `dir` (log, vote, snapshot) and joins
+    /// the quorum. The lowest-numbered voter initializes the quorum the
+    /// first time, and only then; with no other voters this node leads at
+    /// once. A directory written by Eddy before the quorum (a local command
+    /// log) is taken over: its commands become the first entries.
+    pub async fn open(
+        dir: &Path,
+        config: MetaConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<MetaStore> {
+        let id = raft_id(config.node_id)?;
         std::fs::create_dir_all(dir).map_err(MetaError::io("creating", dir))?;
-        let id_path = dir.join(CLUSTER_ID_FILE);
-        let cluster_id = match std::fs::read_to_string(&id_path) {
-            Ok(id) => id.trim().to_string(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let id = uuid::Uuid::new_v4().to_string();
-                std::fs::write(&id_path, &id).map_err(MetaError::io("writing", &id_path))?;
-                id
-            }
-            Err(e) => return Err(MetaError::io("reading", &id_path)(e)),
-        };
-        let (log, commands) = CommandLog::open(&dir.join(LOG_FILE))?;
-        let mut state = MetaState {
-            cluster_id,
-            ..MetaState::default()
-        };
-        for cmd in &commands {
-            // Commands were checked before they were logged; a command that
-            // no longer passes means the log was edited by hand.
-            if let Err(e) = state.check(cmd) {
-                return Err(MetaError::CorruptLog {
-                    path: dir.join(LOG_FILE),
-                    line: state.version as usize + 1,
-                    reason: format!("command cannot be applied: {e}"),
-                });
-            }
-            state.apply(cmd);
-        }
-        Ok(MetaStore {
-            log: Mutex::new(Arc::new(std::sync::Mutex::new(log))),
-            current: watch::Sender::new(Arc::new(state)),
-        })
-    }
-
-    /// The current state.
-    pub fn state(&self) -> Arc<MetaState> {
-        self.current.borrow().clone()
-    }
-
-    /// Notified with every new state.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<MetaState>> {
-        self.current.subscribe()
-    }
-
-    /// Checks `cmd`, makes it durable, applies it and returns the new state.
-    /// Proposals are applied one at a time, in the order they get here.
-    pub async fn propose(&self, cmd: Command) -> Result<Arc<MetaState>> {
-        let log = self.log.lock().await;
-        let state = self.state();
-        state.check(&cmd)?;
-        let (file, logged) = (log.clone(), cmd.clone());
-        tokio::task::spawn_blocking(move || {
-            file.lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .append(&logged)
-        })
+        let lock = lock_dir(dir)?;
+        check_node_id(dir, config.node_id)?;
+        let log = FileLogStore::open(dir)
+            .await
+            .map_err(MetaError::io("opening the metadata log in", dir))?;
+        let sm = FileStateMachine::open(dir)
+            .await
+            .map_err(MetaError::io("opening the metadata snapshot in", dir))?;
+        let raft_config = crate::raft::config()
+            .validate()
+            .map_err(|e| MetaError::Invalid(format!("metadata quorum settings: {e}")))?;
+        let raft = openraft::Raft::new(
+            id,
+            Arc::new(raft_config),
+            Network {
+                transport: transport.clone(),
+            },
+            log,
+            sm.clone(),
+        )
         .await
-        .map_err(|e| MetaError::Invalid(format!("the metadata write did not finish: {e}")))??;
-        let mut next = (*state).clone();
-        next.apply(&cmd);
-        let next = Arc::new(next);
-        self.current.send_replace(next.clone());
-        Ok(next)
+        .map_err(|e| MetaError::Invalid(format!("starting the metadata quorum: {e}")))?;
+        let store = MetaStore {
+            id,
+            raft,
+            sm,
+            transport,
+            voters: config.voters.clone(),
+            propose_timeout: config.propose_timeout,
+            _lock: lock,
+        };
+        let members = store.members()?;
+        let first = members.keys().next().copied();
+        if first == Some(id) && store.initialize(members).await? {
+            tracing::info!(node = id, "initialized the metadata quorum");
+            if store.voters.len() <= 1 {
+                store.migrate(dir).await?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Every voter as openraft names them.
+    fn members(&self) -> Result<BTreeMap<RaftId, BasicNode>> {
+        if self.voters.is_empty() {
+            return Ok(BTreeMap::from([(
+                self.id,
+                BasicNode {
+                    addr: String::new(),
+                },
+            )]));
+        }
+        if !self
+            .voters
+            .keys()
+            .any(|&n| raft_id(n).ok() == Some(self.id))
+        {
+            return Err(MetaError::Invalid(format!(
+                "node {} is not among the voters {:?}; give every voter, this one included, in --peers",
+                self.id,
+                self.voters.keys().map(|n| n.0).collect::<Vec<_>>()
+            )));
+        }
+        self.voters
+            .iter()
+            .map(|(&n, addr)| Ok((raft_id(n)?, BasicNode { addr: addr.clone() })))
+            .collect()
+    }
+
+    /// Initializes the quorum if this voter has never been part of one;
+    /// whether it did.
+    async fn initialize(&self, members: BTreeMap<RaftId, BasicNode>) -> Result<bool> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| MetaError::Invalid(format!("metadata quorum: {e}")))?;
+        if initialized {
+            return Ok(false);
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            // Already initialized (a vote from a peer got here first).
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
+            Err(e) => Err(MetaError::Invalid(format!(
+                "initializing the metadata quorum: {e}"
+            ))),
+        }
+    }
+
+    /// Takes over a data directory of a single-node Eddy from before the
+    /// quorum: its cluster id and commands, in order, then renames the old
+    /// log so it is never replayed twice.
+    async fn migrate(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(LEGACY_LOG_FILE);
+        if !path.exists() {
+            return Ok(());
+        }
+        let (_, commands) = CommandLog::open(&path)?;
+        if let Ok(id) = std::fs::read_to_string(dir.join(LEGACY_CLUSTER_ID_FILE)) {
+            self.propose(Command::InitCluster {
+                cluster_id: id.trim().to_string(),
+            })
+            .await?;
+        }
+        for cmd in commands {
+            self.propose(cmd).await?;
+        }
+        let done = PathBuf::from(format!("{}.migrated", path.display()));
+        std::fs::rename(&path, &done).map_err(MetaError::io("renaming", &path))?;
+        tracing::info!(path = %done.display(), "moved the local metadata log into the quorum");
+        Ok(())
+    }
+
+    /// The only voter of its own quorum: it never calls another.
+    pub async fn open_local(dir: &Path, node_id: NodeId) -> Result<MetaStore> {
+        MetaStore::open(dir, MetaConfig::single(node_id), Arc::new(NoPeers)).await
+    }
+
+    /// The state as this voter has applied it.
+    pub fn state(&self) -> Arc<MetaState> {
+        self.sm.state()
+    }
+
+    /// Notified with every newly applied state.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetaState>> {
+        self.sm.subscribe()
+    }
+
+    /// The quorum's leader, if this voter knows one.
+    pub fn leader(&self) -> Option<NodeId> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        leader.and_then(|l| i32::try_from(l).ok()).map(NodeId)
+    }
+
+    /// The voters and their addresses, as configured.
+    pub fn voters(&self) -> &BTreeMap<NodeId, String> {
+        &self.voters
+    }
+
+    /// Replicates `cmd` and returns the state once this voter has applied
+    /// it. A command the state refuses when the quorum applies it fails
+    /// with that refusal.
+    pub async fn propose(&self, cmd: Command) -> Result<Arc<MetaState>> {
+        Ok(self.propose_for(cmd).await?.0)
+    }
+
+    /// [`MetaStore::propose`], with what the command gave (see [`Output`]).
+    pub async fn propose_for(&self, cmd: Command) -> Result<(Arc<MetaState>, Option<Output>)> {
+        let deadline = Instant::now() + self.propose_timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(self.no_leader());
+            }
+            let written = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone()))
+                .await
+                .map_err(|_| self.no_leader())?;
+            let forward = match written {
+                Ok(response) => return self.applied(response, deadline).await,
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+                Err(e) => return Err(MetaError::Unavailable(format!("metadata quorum: {e}"))),
+            };
+            if let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node)
+                && leader != self.id
+                && let Some(response) = self.forward(&node.addr, &cmd, remaining).await?
+            {
+                return self.applied(response, deadline).await;
+            }
+            // No leader known yet (an election), or it moved: try again.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends `cmd` to the leader at `addr`; `None` when it should be tried
+    /// again (the leader moved or could not be reached).
+    async fn forward(
+        &self,
+        addr: &str,
+        cmd: &Command,
+        ttl: Duration,
+    ) -> Result<Option<typ::ClientWriteResponse>> {
+        let payload = to_json(cmd).map_err(MetaError::Invalid)?;
+        match self
+            .transport
+            .call(addr, Rpc::Propose, payload, Bytes::new(), ttl)
+            .await
+        {
+            Ok(answer) => {
+                let result: std::result::Result<
+                    typ::ClientWriteResponse,
+                    typ::RaftError<typ::ClientWriteError>,
+                > = from_json(&answer).map_err(MetaError::Invalid)?;
+                match result {
+                    Ok(response) => Ok(Some(response)),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(None),
+                    Err(e) => Err(MetaError::Unavailable(format!(
+                        "the metadata leader at {addr}: {e}"
+                    ))),
+                }
+            }
+            Err(TransportError::Unreachable(e)) => {
+                tracing::debug!(%addr, error = %e, "metadata leader unreachable; retrying");
+                Ok(None)
+            }
+            Err(TransportError::Failed(e)) => Err(MetaError::Unavailable(format!(
+                "the metadata change sent to the leader at {addr} may or may not have been made ({e}); check, then retry"
+            ))),
+        }
+    }
+
+    /// Waits until this voter applied a committed proposal, then gives its
+    /// outcome.
+    async fn applied(
+        &self,
+        response: typ::ClientWriteResponse,
+        deadline: Instant,
+    ) -> Result<(Arc<MetaState>, Option<Output>)> {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
+        self.raft
+            .wait(Some(wait))
+            .applied_index_at_least(Some(response.log_id.index), "a proposal applied here")
+            .await
+            .map_err(|e| {
+                MetaError::Unavailable(format!(
+                    "the metadata change was committed but this node has not applied it yet: {e}"
+                ))
+            })?;
+        match response.data {
+            Response::Rejected(r) => Err(r.into_error()),
+            Response::Applied { output, .. } => Ok((self.state(), output)),
+            Response::None => Ok((self.state(), None)),
+        }
+    }
+
+    fn no_leader(&self) -> MetaError {
+        MetaError::Unavailable(format!(
+            "no metadata leader answered within {:?}: a majority of the voters {:?} must be running and reach each other",
+            self.propose_timeout,
+            self.voters.keys().map(|n| n.0).collect::<Vec<_>>()
+        ))
+    }
+
+    /// Answers a call from another voter (what the transport delivers).
+    pub async fn handle(&self, rpc: Rpc, header: &[u8], data: Bytes) -> Result<Bytes, String> {
+        match rpc {
+            Rpc::AppendEntries => to_json(&self.raft.append_entries(from_json(header)?).await),
+            Rpc::Vote => to_json(&self.raft.vote(from_json(header)?).await),
+            Rpc::InstallSnapshot => {
+                let (vote, meta): (typ::Vote, typ::SnapshotMeta) = from_json(header)?;
+                let snapshot = typ::Snapshot {
+                    meta,
+                    snapshot: Box::new(data.to_vec()),
+                };
+                to_json(&self.raft.install_full_snapshot(vote, snapshot).await)
+            }
+            // No second hop: a leader that moved on answers ForwardToLeader.
+            Rpc::Propose => {
+                let cmd: Command = from_json(header)?;
+                to_json(&self.raft.client_write(cmd).await)
+            }
+        }
+    }
+
+    /// Stops this voter's part in the quorum.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "stopping the metadata quorum");
+        }
+    }
+}
+
+fn raft_id(n: NodeId) -> Result<RaftId> {
+    u64::try_from(n.0)
+        .map_err(|_| MetaError::Invalid(format!("node id {n} is negative; use 0 or more")))
+}
+
+/// Refuses a directory that holds another node's Raft state: a vote and a
+/// log mean something only for the id that wrote them.
+fn check_node_id(dir: &Path, id: NodeId) -> Result<()> {
+    match fsutil::read_opt(dir, NODE_ID_FILE).map_err(MetaError::io("reading", dir))? {
+        Some(b) => {
+            let found = String::from_utf8_lossy(&b).trim().to_string();
+            if found != id.0.to_string() {
+                return Err(MetaError::Invalid(format!(
+                    "the metadata in {} belongs to node {found}, not {id}",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        None => fsutil::write_atomic(dir, NODE_ID_FILE, id.0.to_string().as_bytes(), true)
+            .map_err(MetaError::io("writing", dir)),
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(MetaError::io("opening", &path))?;
+    f.try_lock().map_err(|e| {
+        MetaError::Invalid(format!(
+            "{} is in use by another process ({e}); stop it first",
+            dir.display()
+        ))
+    })?;
+    Ok(f)
+}
+
+/// The transport of a quorum of one, which has no one to call.
+#[derive(Debug)]
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn call<'a>(
+        &'a self,
+        address: &'a str,
+        _rpc: Rpc,
+        _header: Bytes,
+        _data: Bytes,
+        _timeout: Duration,
+    ) -> crate::raft::network::CallFuture<'a> {
+        Box::pin(async move {
+            Err(TransportError::Unreachable(format!(
+                "a single-voter quorum calls no one, not {address:?}"
+            )))
+        })
     }
 }

@@ -1,0 +1,4 @@
+//! Several brokers sharing one metadata quorum.
+
+mod controller;
+mod harness;
