@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "processors",
         "pipelines",
         "controller",
+        "replication",
     ]
     .map(|f| format!("proto/eddy/v1/{f}.proto"));
     for f in &files {

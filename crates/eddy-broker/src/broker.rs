@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_log::{Clock, SystemClock};
+use eddy_log::{Clock, Offset, SystemClock};
 use eddy_meta::{
     BrokerMeta, Command, MetaConfig, MetaStore, Output, TopicId, TopicMeta, assign_replicas,
     validate_topic_name,
@@ -17,6 +17,9 @@ use crate::config::{BrokerConfig, PARTITIONS_MAX, TopicConfig};
 use crate::controller::GrpcTransport;
 use crate::error::BrokerError;
 use crate::group::Coordinator;
+use crate::liveness::Liveness;
+use crate::partition::Partition;
+use crate::replication::Fetchers;
 use crate::topics::{TopicState, Topics};
 
 /// File that marks a directory as an Eddy broker's data directory.
@@ -36,6 +39,8 @@ pub struct Broker {
     /// Plain producer ids reserved for this broker: (next, end).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     shutdown: watch::Sender<bool>,
+    pub(crate) liveness: Liveness,
+    pub(crate) fetchers: Fetchers,
 }
 
 /// Plain producer ids reserved per metadata command.
@@ -86,6 +91,8 @@ impl Broker {
             shutdown: watch::Sender::new(false),
             groups: Coordinator::new(config.groups.clone()),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            liveness: Liveness::default(),
+            fetchers: Fetchers::default(),
             config,
             meta,
             topics,
@@ -118,17 +125,37 @@ impl Broker {
         let me = BrokerMeta {
             id: self.config.node_id,
             address: self.address.clone(),
+            fenced: false,
         };
-        if self.meta.state().brokers.get(&me.id) != Some(&me) {
+        let known = self
+            .meta
+            .state()
+            .brokers
+            .get(&me.id)
+            .map(|b| b.address.clone());
+        if known.as_ref() != Some(&me.address) {
             self.meta.propose(Command::RegisterBroker(me)).await?;
         }
         Ok(())
     }
 
+    /// Waits until the ISR of `partition` has everything below `end`.
+    pub(crate) async fn replicated(
+        &self,
+        partition: &Partition,
+        end: Offset,
+    ) -> Result<(), BrokerError> {
+        partition
+            .wait_replicated(end, self.config.replication.ack_timeout())
+            .await
+    }
+
     /// Brings hosted partitions in line with the current metadata.
     pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<(), BrokerError> {
         let this = self.clone();
-        blocking(move || this.topics.reconcile(&this.meta.state())).await
+        blocking(move || this.topics.reconcile(&this.meta.state())).await?;
+        self.sync_fetchers();
+        Ok(())
     }
 
     /// Tells long-polls and subscriptions to end.
@@ -147,6 +174,7 @@ impl Broker {
 
     /// Flushes every partition to disk and leaves the metadata quorum.
     pub async fn close(self: &Arc<Self>) -> Result<(), BrokerError> {
+        self.fetchers.stop_all();
         let this = self.clone();
         let flushed = blocking(move || {
             for p in this.topics.partitions() {
@@ -184,8 +212,8 @@ impl Broker {
         if state.topics.contains_key(name) {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
-        let brokers: Vec<_> = state.brokers.keys().copied().collect();
-        let assignment = assign_replicas(&brokers, 0, partitions, rf as usize)?;
+        let brokers = state.live_brokers();
+        let assignment = assign_replicas(&brokers, spread_start(&state), partitions, rf as usize)?;
         let meta = TopicMeta {
             name: name.to_string(),
             id: TopicId::random(),
@@ -218,7 +246,7 @@ impl Broker {
             )));
         }
         check_partition_count(total)?;
-        let brokers: Vec<_> = state.brokers.keys().copied().collect();
+        let brokers = state.live_brokers();
         let added = assign_replicas(
             &brokers,
             current,
@@ -341,4 +369,11 @@ fn claim_data_dir(dir: &Path, node_id: eddy_meta::NodeId) -> Result<(), BrokerEr
         }
         Err(e) => Err(fail(format!("cannot be read: {e}"))),
     }
+}
+
+/// Where a new topic's first leader goes: after every partition placed so
+/// far, so that small topics do not all start on the same broker.
+pub(crate) fn spread_start(state: &eddy_meta::MetaState) -> u32 {
+    let placed: usize = state.topics.values().map(|t| t.partitions.len()).sum();
+    placed as u32
 }

@@ -29,6 +29,52 @@ pub struct BrokerConfig {
     /// Every voter of the metadata quorum, this broker included, and the
     /// address it listens on; empty: this broker is the only voter.
     pub peers: BTreeMap<NodeId, String>,
+    /// Liveness and partition replication.
+    pub replication: ReplicationConfig,
+}
+
+/// How brokers watch each other and copy partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// A broker that has not heartbeated the controller for this long is
+    /// fenced: its partitions get new leaders (Kafka's
+    /// broker.session.timeout.ms). It also stops taking writes itself
+    /// once its own heartbeats have failed this long.
+    pub broker_session_timeout_ms: u64,
+    /// How often a broker heartbeats the controller leader.
+    pub broker_heartbeat_interval_ms: u64,
+    /// A follower that has not caught up for this long leaves the ISR
+    /// (Kafka's replica.lag.time.max.ms).
+    pub replica_lag_time_max_ms: u64,
+    /// Longest an acks=all write waits for the ISR before the producer is
+    /// told to retry.
+    pub ack_timeout_ms: u64,
+    /// Longest a leader holds a follower's fetch open while it has nothing new.
+    pub replica_fetch_wait_ms_max: u64,
+    /// Largest answer to one follower fetch, all partitions together.
+    pub replica_fetch_bytes_max: usize,
+    /// Largest share of it for one partition.
+    pub replica_fetch_partition_bytes_max: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            broker_session_timeout_ms: 6_000,
+            broker_heartbeat_interval_ms: 500,
+            replica_lag_time_max_ms: 30_000,
+            ack_timeout_ms: 30_000,
+            replica_fetch_wait_ms_max: 500,
+            replica_fetch_bytes_max: 16 << 20,
+            replica_fetch_partition_bytes_max: 4 << 20,
+        }
+    }
+}
+
+impl ReplicationConfig {
+    pub fn ack_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.ack_timeout_ms)
+    }
 }
 
 impl BrokerConfig {
@@ -44,6 +90,7 @@ impl BrokerConfig {
             retention_check_interval_ms: 30_000,
             groups: GroupConfig::default(),
             peers: BTreeMap::new(),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -141,8 +188,20 @@ impl TopicConfig {
                     })?;
                 continue;
             }
+            if key == eddy_meta::UNCLEAN_ELECTION_CONFIG {
+                // Read by the controller; only the spelling is checked here.
+                if value != "true" && value != "false" {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "{key}={value:?} is not valid: expected true or false"
+                    )));
+                }
+                continue;
+            }
             config.log.set(key, value).map_err(|e| {
-                BrokerError::InvalidRequest(format!("{e} (also known: min.insync.replicas)"))
+                BrokerError::InvalidRequest(format!(
+                    "{e} (also known: min.insync.replicas, {})",
+                    eddy_meta::UNCLEAN_ELECTION_CONFIG
+                ))
             })?;
         }
         config

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_meta::{CallFuture, Rpc, Transport, TransportError};
-use eddy_proto::v1::RaftMessage;
 use eddy_proto::v1::controller_client::ControllerClient;
 use eddy_proto::v1::controller_server::Controller;
+use eddy_proto::v1::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, RaftMessage};
 use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -164,5 +164,17 @@ impl Controller for ControllerService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.answer(Rpc::Propose, request).await
+    }
+
+    async fn broker_heartbeat(
+        &self,
+        request: Request<BrokerHeartbeatRequest>,
+    ) -> Result<Response<BrokerHeartbeatResponse>, Status> {
+        let node = eddy_meta::NodeId(request.into_inner().node_id);
+        let reply = self.broker.answer_heartbeat(node).await?;
+        Ok(Response::new(BrokerHeartbeatResponse {
+            fenced: reply.fenced,
+            metadata_version: reply.metadata_version,
+        }))
     }
 }

@@ -49,6 +49,32 @@ pub enum BrokerError {
         isr: usize,
         min: u32,
     },
+    #[error(
+        "{topic}-{partition}: written on the leader, but the in-sync replicas did not confirm it within {waited_ms} ms; retry (an idempotent producer's retry is not written twice)"
+    )]
+    NotReplicated {
+        topic: String,
+        partition: u32,
+        waited_ms: u64,
+    },
+    #[error(
+        "{topic}-{partition}: the request names leader epoch {sent}, this broker has {current}; {}",
+        if sent < current { "the sender follows an old leader: refresh metadata" } else { "this broker's metadata is behind: retry shortly" }
+    )]
+    LeaderEpochMismatch {
+        topic: String,
+        partition: u32,
+        sent: i32,
+        current: i32,
+    },
+    /// This broker may not take writes (it lost contact with the controller).
+    #[error("{0}")]
+    Fenced(String),
+    #[error(
+        "this broker does not lead the metadata controller ({}); send it to the controller leader",
+        leader.map_or("no leader is known yet".to_string(), |n| format!("broker {n} does"))
+    )]
+    NotController { leader: Option<eddy_meta::NodeId> },
     #[error("{0}")]
     LimitExceeded(String),
     #[error("{0}")]
@@ -102,6 +128,7 @@ impl BrokerError {
                 L::Batch(_) | L::Config(_) => ErrorCode::InvalidRequest,
                 L::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
                 L::Corrupt { .. } => ErrorCode::CorruptData,
+                L::NotContiguous { .. } => ErrorCode::InvalidRequest,
                 L::StaleEpoch { .. } => ErrorCode::NotLeader,
                 L::Sequence(eddy_log::SequenceError::OutOfOrder { .. }) => {
                     ErrorCode::OutOfOrderSequence
@@ -110,6 +137,16 @@ impl BrokerError {
                 L::Io { .. } | L::NotEddyDir { .. } => ErrorCode::StorageError,
             },
             BrokerError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+            BrokerError::NotReplicated { .. } => ErrorCode::NotEnoughReplicasAfterAppend,
+            BrokerError::Fenced(_) => ErrorCode::NotLeader,
+            BrokerError::NotController { .. } => ErrorCode::NotController,
+            BrokerError::LeaderEpochMismatch { sent, current, .. } => {
+                if sent < current {
+                    ErrorCode::FencedLeaderEpoch
+                } else {
+                    ErrorCode::UnknownLeaderEpoch
+                }
+            }
             BrokerError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             BrokerError::Meta(e) => match e {
                 MetaError::TopicExists(_) => ErrorCode::TopicExists,
@@ -142,7 +179,14 @@ impl BrokerError {
             ErrorCode::UnknownPartition | ErrorCode::OffsetOutOfRange => Code::OutOfRange,
             ErrorCode::TopicExists => Code::AlreadyExists,
             ErrorCode::InvalidRequest => Code::InvalidArgument,
-            ErrorCode::NotEnoughReplicas | ErrorCode::NotLeader => Code::FailedPrecondition,
+            ErrorCode::NotEnoughReplicas
+            | ErrorCode::NotLeader
+            | ErrorCode::FencedLeaderEpoch
+            | ErrorCode::NotCoordinator
+            | ErrorCode::NotController => Code::FailedPrecondition,
+            ErrorCode::UnknownLeaderEpoch | ErrorCode::NotEnoughReplicasAfterAppend => {
+                Code::Unavailable
+            }
             ErrorCode::LimitExceeded => Code::ResourceExhausted,
             ErrorCode::CorruptData => Code::DataLoss,
             ErrorCode::RebalanceInProgress

@@ -46,13 +46,18 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         if !self.meta.state().topics.contains_key(topic.name) {
             let state = self.meta.state();
-            let brokers: Vec<_> = state.brokers.keys().copied().collect();
+            let brokers = state.live_brokers();
             let rf = brokers.len().min(3);
             let meta = TopicMeta {
                 name: topic.name.to_string(),
                 id: TopicId::random(),
                 configs: topic.configs.clone(),
-                partitions: assign_replicas(&brokers, 0, topic.partitions, rf)?,
+                partitions: assign_replicas(
+                    &brokers,
+                    crate::broker::spread_start(&state),
+                    topic.partitions,
+                    rf,
+                )?,
                 internal: true,
             };
             match self.meta.propose(Command::CreateTopic(meta)).await {
@@ -77,10 +82,13 @@ impl Broker {
         partition: u32,
         records: Vec<(Vec<u8>, Option<Bytes>)>,
     ) -> Result<Offset, BrokerError> {
+        self.check_lease()?;
         let p = self.topics.get(topic)?.partition(partition)?.clone();
         let now = self.now_ms();
         let topic = topic.to_string();
-        blocking(move || {
+        let writer = p.clone();
+        let (base, end) = blocking(move || {
+            let p = writer;
             let size: usize = records
                 .iter()
                 .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 32)
@@ -95,16 +103,18 @@ impl Broker {
                 });
             }
             let Some(bytes) = builder.finish() else {
-                return Ok(p.offsets().log_end);
+                let end = p.log_end();
+                return Ok((end, end));
             };
             let batch = check_batch(bytes, eddy_log::BATCH_BYTES_LIMIT)
                 .map_err(BrokerError::log(&topic, partition))?;
-            let info = p
-                .append(&batch)
-                .map_err(BrokerError::log(&topic, partition))?;
-            Ok(info.base_offset)
+            let info = p.append(&batch)?;
+            Ok((info.base_offset, p.log_end()))
         })
-        .await
+        .await?;
+        // Eddy's own records are acknowledged only once the ISR has them.
+        self.replicated(&p, end).await?;
+        Ok(base)
     }
 
     /// Every record of one partition of an internal topic, oldest first.

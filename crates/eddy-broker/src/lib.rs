@@ -18,16 +18,21 @@ mod error;
 mod fetch;
 mod group;
 mod internal;
+mod liveness;
 mod partition;
 mod produce;
 mod records;
+mod replica;
+mod replication;
 mod server;
 mod service;
 mod subscribe_route;
 mod topics;
 
 pub use broker::{Broker, DATA_DIR_MARKER};
-pub use config::{BrokerConfig, Limits, PARTITIONS_MAX, TopicConfig, TopicDefaults};
+pub use config::{
+    BrokerConfig, Limits, PARTITIONS_MAX, ReplicationConfig, TopicConfig, TopicDefaults,
+};
 pub use error::BrokerError;
 pub use group::{GroupConfig, OFFSETS_TOPIC};
 pub use internal::{InternalTopic, StoredRecord};

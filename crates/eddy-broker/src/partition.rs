@@ -1,33 +1,36 @@
 //! One partition replica hosted by this broker.
 //!
-//! Shaped for replication from the start: the replica knows its role and
-//! leader epoch (stamped into every batch it writes) and keeps a high
-//! watermark, the offset below which every in-sync replica has the data.
-//! Fetches are served only below it. With a single replica the high
-//! watermark moves with every append.
+//! The replica knows its role and leader epoch (stamped into every batch
+//! it writes as leader) and keeps a high watermark: the offset below which
+//! every in-sync replica has the data. Clients read only below it. As
+//! leader it tracks each follower's fetches ([`Leadership`]), which move
+//! the high watermark and tell when a follower leaves or rejoins the ISR;
+//! as follower it appends what the leader sent, with the leader's offsets
+//! and epochs, and truncates where its log diverged from the leader's.
 //!
 //! Methods here block on disk I/O; async callers run them on the blocking pool.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use eddy_log::{
     AppendInfo, CheckedBatch, Clock, LeaderEpoch, Log, LogConfig, Offset, ProducerEpoch,
     ProducerId, ReadResult, Sequence, Timestamp,
 };
-use eddy_meta::{NodeId, PartitionId, TopicId};
-use parking_lot::RwLock;
-use tokio::sync::watch;
+use eddy_meta::{AlterIsr, NodeId, PartitionId, PartitionMeta, TopicId};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, watch};
+
+use crate::error::BrokerError;
+pub use crate::replica::Role;
+use crate::replica::{Leadership, Transition};
 
 /// File in a partition directory naming the topic incarnation it belongs to.
 pub const TOPIC_ID_FILE: &str = "topic-id";
-
-/// What this broker does for a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Leader,
-    Follower { leader: NodeId },
-}
+/// File in a partition directory holding the last high watermark saved.
+const HIGH_WATERMARK_FILE: &str = "high-watermark";
 
 /// Where a partition's offsets stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,31 +50,67 @@ pub enum StartAt {
     Timestamp(Timestamp),
 }
 
+/// What a leader sends a follower for one partition.
+#[derive(Debug)]
+pub enum FollowerFetch {
+    /// Batches from the fetch offset (possibly none yet).
+    Records {
+        bytes: Bytes,
+        high_watermark: Offset,
+        log_start: Offset,
+    },
+    /// The follower's log diverged: it must cut at the smaller of
+    /// `end_offset` and its own end of `epoch` (no epoch: its log start).
+    Diverging {
+        epoch: Option<LeaderEpoch>,
+        end_offset: Offset,
+        high_watermark: Offset,
+        log_start: Offset,
+    },
+    /// The follower is behind the leader's log start: it must start over
+    /// there.
+    Behind { log_start: Offset },
+}
+
+/// What a follower asks its leader for, per partition.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchPosition {
+    pub fetch_offset: Offset,
+    pub last_fetched_epoch: Option<LeaderEpoch>,
+    pub leader_epoch: LeaderEpoch,
+}
+
 #[derive(Debug)]
 pub struct Partition {
     pub topic: Arc<str>,
     pub id: PartitionId,
     pub topic_id: TopicId,
     pub dir: PathBuf,
-    role: Role,
-    leader_epoch: LeaderEpoch,
+    /// This broker.
+    me: NodeId,
     log: RwLock<Log>,
-    /// The high watermark; fetch long-polls wait on its changes.
+    /// Lock order: `leadership`, then `log`.
+    leadership: Mutex<Leadership>,
+    /// The high watermark; fetch long-polls and acks=all wait on it.
     high_watermark: watch::Sender<Offset>,
-    /// Replicas in sync, this one included.
-    isr_size: usize,
+    /// Shared by every partition of the broker: woken by each append, for
+    /// followers' fetches waiting for new data.
+    appended: Arc<Notify>,
 }
 
 impl Partition {
-    /// Opens (recovering if needed) or creates the replica in `dir`.
+    /// Opens (recovering if needed) or creates the replica in `dir`. It
+    /// starts offline; [`Partition::apply_metadata`] gives it its role.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         dir: &Path,
         topic: Arc<str>,
         id: PartitionId,
         topic_id: TopicId,
-        leader_epoch: LeaderEpoch,
+        me: NodeId,
         config: LogConfig,
         clock: Arc<dyn Clock>,
+        appended: Arc<Notify>,
     ) -> eddy_log::Result<Partition> {
         let log = Log::open(dir, config, clock)?;
         let id_file = dir.join(TOPIC_ID_FILE);
@@ -89,51 +128,361 @@ impl Partition {
                 "recovered partition after an unclean stop"
             );
         }
-        let end = log.end_offset();
+        // The last high watermark saved; a leader whose ISR is itself
+        // alone moves it to its log end at once.
+        let saved = std::fs::read_to_string(dir.join(HIGH_WATERMARK_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(log.start_offset(), Offset);
+        let hw = saved.clamp(log.start_offset(), log.end_offset());
         Ok(Partition {
             topic,
             id,
             topic_id,
             dir: dir.to_path_buf(),
-            role: Role::Leader,
-            leader_epoch,
+            me,
             log: RwLock::new(log),
-            high_watermark: watch::Sender::new(end),
-            isr_size: 1,
+            leadership: Mutex::new(Leadership::offline()),
+            high_watermark: watch::Sender::new(hw),
+            appended,
         })
     }
 
     pub fn role(&self) -> Role {
-        self.role
+        self.leadership.lock().role
     }
 
     pub fn leader_epoch(&self) -> LeaderEpoch {
-        self.leader_epoch
+        self.leadership.lock().leader_epoch
     }
 
+    /// In-sync replicas, this one included, as the metadata has them.
     pub fn isr_size(&self) -> usize {
-        self.isr_size
+        self.leadership.lock().isr.len()
     }
 
     pub fn high_watermark(&self) -> Offset {
         *self.high_watermark.borrow()
     }
 
-    /// A receiver that wakes whenever the high watermark moves.
+    /// A receiver that wakes whenever the high watermark moves (and when
+    /// the replica's role changes, so that waiters look again).
     pub fn watch_high_watermark(&self) -> watch::Receiver<Offset> {
         self.high_watermark.subscribe()
     }
 
+    /// Takes the metadata's word on leader, epochs and ISR. Returns
+    /// whether the role or leader epoch changed.
+    pub fn apply_metadata(&self, pm: &PartitionMeta, now_ms: i64) -> bool {
+        let mut l = self.leadership.lock();
+        let log_end = self.log.read().end_offset();
+        let transition = l.apply(self.me, pm, log_end, now_ms);
+        if l.role == Role::Leader {
+            self.advance_high_watermark(&l, log_end);
+        }
+        if transition == Transition::Changed {
+            // Waiters for acks=all re-check the role.
+            self.high_watermark.send_modify(|_| {});
+            tracing::info!(
+                topic = %self.topic, partition = self.id.0, role = ?l.role,
+                epoch = l.leader_epoch.0, "partition role changed"
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Moves the high watermark forward to what the ISR has (never back).
+    fn advance_high_watermark(&self, l: &Leadership, log_end: Offset) {
+        let hw = l.high_watermark(self.me, log_end);
+        self.high_watermark.send_if_modified(|current| {
+            if hw > *current {
+                *current = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn not_leader(&self, l: &Leadership) -> BrokerError {
+        BrokerError::NotLeader {
+            topic: self.topic.to_string(),
+            partition: self.id.0,
+            leader: match l.role {
+                Role::Follower { leader } => Some(leader),
+                Role::Leader => Some(self.me),
+                Role::Offline => None,
+            },
+            epoch: l.leader_epoch.0,
+        }
+    }
+
+    fn log_error(&self) -> impl FnOnce(eddy_log::Error) -> BrokerError {
+        BrokerError::log(&self.topic, self.id.0)
+    }
+
     /// Appends a checked batch as leader.
-    pub fn append<B: AsRef<[u8]>>(&self, batch: &CheckedBatch<B>) -> eddy_log::Result<AppendInfo> {
+    pub fn append<B: AsRef<[u8]>>(
+        &self,
+        batch: &CheckedBatch<B>,
+    ) -> Result<AppendInfo, BrokerError> {
+        let l = self.leadership.lock();
+        if l.role != Role::Leader {
+            return Err(self.not_leader(&l));
+        }
         let mut log = self.log.write();
-        let info = log.append_checked(batch, self.leader_epoch)?;
-        // One replica: everything written is replicated. Sent under the
-        // lock so the watermark only moves forward.
+        let info = log
+            .append_checked(batch, l.leader_epoch)
+            .map_err(self.log_error())?;
         let end = log.end_offset();
-        debug_assert!(end >= self.high_watermark());
-        self.high_watermark.send_replace(end);
+        drop(log);
+        self.advance_high_watermark(&l, end);
+        drop(l);
+        self.appended.notify_waiters();
         Ok(info)
+    }
+
+    /// The log end now: what a write just made waits to be replicated up to.
+    pub fn log_end(&self) -> Offset {
+        self.log.read().end_offset()
+    }
+
+    /// Waits until the ISR has everything below `end` (acks=all). Fails
+    /// when this replica stops leading meanwhile, or after `timeout`.
+    pub async fn wait_replicated(&self, end: Offset, timeout: Duration) -> Result<(), BrokerError> {
+        let epoch = self.leader_epoch();
+        let mut hw = self.watch_high_watermark();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let l = self.leadership.lock();
+                if l.role != Role::Leader || l.leader_epoch != epoch {
+                    return Err(self.not_leader(&l));
+                }
+            }
+            if *hw.borrow_and_update() >= end {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, hw.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(BrokerError::ShuttingDown),
+                Err(_) => {
+                    return Err(BrokerError::NotReplicated {
+                        topic: self.topic.to_string(),
+                        partition: self.id.0,
+                        waited_ms: timeout.as_millis() as u64,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Serves a follower's fetch as leader: checks its epochs, records its
+    /// progress (which may move the high watermark), and reads what comes
+    /// next, up to the log end.
+    pub fn serve_follower(
+        &self,
+        replica: NodeId,
+        position: FetchPosition,
+        max_bytes: usize,
+        now_ms: i64,
+    ) -> Result<FollowerFetch, BrokerError> {
+        let mut l = self.leadership.lock();
+        if l.role != Role::Leader {
+            return Err(self.not_leader(&l));
+        }
+        if position.leader_epoch != l.leader_epoch {
+            return Err(BrokerError::LeaderEpochMismatch {
+                topic: self.topic.to_string(),
+                partition: self.id.0,
+                sent: position.leader_epoch.0,
+                current: l.leader_epoch.0,
+            });
+        }
+        if !l.replicas.contains(&replica) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "broker {replica} is not a replica of {}-{}",
+                self.topic, self.id.0
+            )));
+        }
+        let log = self.log.read();
+        let (start, end) = (log.start_offset(), log.end_offset());
+        let hw = self.high_watermark();
+        let fetch = position.fetch_offset;
+        // Where the follower's last epoch ends on this log: past it, or a
+        // different epoch there, and the logs diverged.
+        let diverged = match position.last_fetched_epoch {
+            Some(epoch) => match log.end_offset_for_epoch(epoch) {
+                Some((e, e_end)) if e == epoch && e_end >= fetch => None,
+                Some((e, e_end)) => Some((Some(e), e_end)),
+                None => Some((None, start)),
+            },
+            None => None,
+        };
+        if let Some((epoch, end_offset)) = diverged {
+            return Ok(FollowerFetch::Diverging {
+                epoch,
+                end_offset,
+                high_watermark: hw,
+                log_start: start,
+            });
+        }
+        if fetch > end {
+            // Ahead without an epoch to compare: cut back to this log.
+            return Ok(FollowerFetch::Diverging {
+                epoch: log.latest_epoch(),
+                end_offset: end,
+                high_watermark: hw,
+                log_start: start,
+            });
+        }
+        if fetch < start {
+            return Ok(FollowerFetch::Behind { log_start: start });
+        }
+        l.record_fetch(replica, fetch, end, now_ms);
+        self.advance_high_watermark(&l, end);
+        drop(l);
+        let read = log.read(fetch, max_bytes, None).map_err(self.log_error())?;
+        Ok(FollowerFetch::Records {
+            bytes: read.bytes,
+            high_watermark: self.high_watermark(),
+            log_start: start,
+        })
+    }
+
+    /// What to ask the leader for as a follower of `leader`; `None` when
+    /// this replica does not follow it (any more).
+    pub fn fetch_position(&self, leader: NodeId) -> Option<FetchPosition> {
+        let l = self.leadership.lock();
+        if l.role != (Role::Follower { leader }) {
+            return None;
+        }
+        let log = self.log.read();
+        Some(FetchPosition {
+            fetch_offset: log.end_offset(),
+            last_fetched_epoch: log.latest_epoch(),
+            leader_epoch: l.leader_epoch,
+        })
+    }
+
+    /// Applies a leader's answer as its follower in `epoch`. An answer for
+    /// an older role or epoch is dropped.
+    pub fn apply_fetched(
+        &self,
+        leader: NodeId,
+        epoch: LeaderEpoch,
+        fetched: FollowerFetch,
+    ) -> Result<(), BrokerError> {
+        let l = self.leadership.lock();
+        if l.role != (Role::Follower { leader }) || l.leader_epoch != epoch {
+            return Ok(());
+        }
+        let mut log = self.log.write();
+        let set_hw = |leader_hw: Offset, log: &Log| {
+            let hw = leader_hw.min(log.end_offset()).max(log.start_offset());
+            self.high_watermark.send_if_modified(|current| {
+                let changed = *current != hw;
+                *current = hw;
+                changed
+            });
+        };
+        match fetched {
+            FollowerFetch::Records {
+                bytes,
+                high_watermark,
+                ..
+            } => {
+                let limit = eddy_log::BATCH_BYTES_LIMIT;
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let size = eddy_log::BatchHeader::parse(&rest)
+                        .map_err(|e| self.log_error()(e.into()))?
+                        .total_len();
+                    if size > rest.len() {
+                        return Err(self.log_error()(
+                            eddy_log::BatchError::Truncated {
+                                needed: size,
+                                available: rest.len(),
+                            }
+                            .into(),
+                        ));
+                    }
+                    let one = rest.split_to(size);
+                    let batch =
+                        eddy_log::check_replicated_batch(one, limit).map_err(self.log_error())?;
+                    log.append_replicated(&batch).map_err(self.log_error())?;
+                }
+                set_hw(high_watermark, &log);
+            }
+            FollowerFetch::Diverging {
+                epoch: diverging,
+                end_offset,
+                high_watermark,
+                ..
+            } => {
+                let own = diverging.and_then(|e| log.end_offset_for_epoch(e));
+                let cut = match own {
+                    Some((_, own_end)) => own_end.min(end_offset),
+                    None => log.start_offset(),
+                };
+                let cut = cut.clamp(log.start_offset(), log.end_offset());
+                tracing::info!(
+                    topic = %self.topic, partition = self.id.0, from = log.end_offset().0,
+                    to = cut.0, "truncating a diverged follower log"
+                );
+                log.truncate_to(cut).map_err(self.log_error())?;
+                set_hw(high_watermark, &log);
+            }
+            FollowerFetch::Behind { log_start } => {
+                tracing::info!(
+                    topic = %self.topic, partition = self.id.0, at = log_start.0,
+                    "follower is behind the leader's log start; starting over there"
+                );
+                log.reset_to(log_start).map_err(self.log_error())?;
+                set_hw(log_start, &log);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ISR change this leader should ask the controller for, if any;
+    /// marked pending until the metadata answers (or
+    /// [`Partition::isr_change_failed`]).
+    pub fn wanted_isr_change(&self, now_ms: i64, lag_max_ms: i64) -> Option<AlterIsr> {
+        let mut l = self.leadership.lock();
+        let hw = self.high_watermark();
+        let isr = l.wanted_isr(self.me, hw, now_ms, lag_max_ms)?;
+        l.pending_isr = Some(isr.clone());
+        Some(AlterIsr {
+            topic: self.topic.to_string(),
+            partition: self.id.0,
+            leader: self.me,
+            leader_epoch: l.leader_epoch,
+            partition_epoch: l.partition_epoch,
+            isr,
+        })
+    }
+
+    /// The controller refused or did not get an ISR change: the next
+    /// check may ask again.
+    pub fn isr_change_failed(&self) {
+        self.leadership.lock().pending_isr = None;
+    }
+
+    /// Saves the high watermark, so that a restarted replica does not
+    /// start from its log start.
+    pub fn checkpoint_high_watermark(&self) -> eddy_log::Result<()> {
+        let hw = self.high_watermark();
+        let path = self.dir.join(HIGH_WATERMARK_FILE);
+        let tmp = self.dir.join(format!("{HIGH_WATERMARK_FILE}.tmp"));
+        std::fs::write(&tmp, hw.0.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| eddy_log::Error::Io {
+                op: "writing",
+                path,
+                source,
+            })
     }
 
     /// Whole batches from `from`, up to `max_bytes`, below the high watermark.
@@ -213,6 +562,7 @@ impl Partition {
 
     /// Flushes everything to disk (clean shutdown).
     pub fn flush(&self) -> eddy_log::Result<()> {
-        self.log.write().flush()
+        self.log.write().flush()?;
+        self.checkpoint_high_watermark()
     }
 }

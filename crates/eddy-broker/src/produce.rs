@@ -34,9 +34,12 @@ struct Planned {
 /// Where one batch went.
 struct Landed {
     topic_index: usize,
-    partition: u32,
+    partition: Arc<Partition>,
     info: AppendInfo,
     log_start: Offset,
+    /// The log end right after the write: acks=all waits for the ISR to
+    /// reach it (for a duplicate too, which may not be replicated yet).
+    end: Offset,
 }
 
 impl Broker {
@@ -57,6 +60,9 @@ impl Broker {
         if *self.shutdown_signal().borrow() {
             return Err(BrokerError::ShuttingDown);
         }
+        if acks != Acks::None {
+            self.check_lease()?;
+        }
         let correlation_id = req.correlation_id;
         let topic_names: Vec<String> = req.topics.iter().map(|t| t.topic.clone()).collect();
         let this = self.clone();
@@ -72,6 +78,12 @@ impl Broker {
         })
         .await?;
         drop(permit);
+        if matches!(acks, Acks::All | Acks::Unspecified) {
+            let timeout = self.config.replication.ack_timeout();
+            for w in &written {
+                w.partition.wait_replicated(w.end, timeout).await?;
+            }
+        }
         if acks == Acks::None {
             return Ok(ProduceResponse {
                 correlation_id,
@@ -178,15 +190,14 @@ fn place<'a>(topic: &TopicState, recs: &'a [Record]) -> BTreeMap<u32, Vec<&'a Re
 fn write(plan: Vec<Planned>) -> Result<Vec<Landed>, BrokerError> {
     let mut written = Vec::with_capacity(plan.len());
     for p in plan {
-        let info = p
-            .partition
-            .append(&p.batch)
-            .map_err(BrokerError::log(&p.partition.topic, p.partition.id.0))?;
+        let info = p.partition.append(&p.batch)?;
+        let offsets = p.partition.offsets();
         written.push(Landed {
             topic_index: p.topic_index,
-            partition: p.partition.id.0,
+            partition: p.partition,
             info,
-            log_start: p.partition.offsets().log_start,
+            log_start: offsets.log_start,
+            end: offsets.log_end,
         });
     }
     Ok(written)
@@ -204,7 +215,7 @@ fn response(correlation_id: u64, topics: Vec<String>, written: Vec<Landed>) -> P
         results[w.topic_index]
             .partitions
             .push(PartitionProduceResult {
-                partition: w.partition,
+                partition: w.partition.id.0,
                 base_offset: w.info.base_offset.0,
                 last_offset: w.info.last_offset.0,
                 record_count: w.info.record_count,

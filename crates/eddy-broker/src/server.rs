@@ -11,7 +11,7 @@ use std::time::Duration;
 use eddy_proto::v1::{
     admin_server::AdminServer, cluster_server::ClusterServer, consume_server::ConsumeServer,
     controller_server::ControllerServer, groups_server::GroupsServer,
-    produce_server::ProduceServer,
+    produce_server::ProduceServer, replication_server::ReplicationServer,
 };
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
@@ -30,6 +30,10 @@ use tower::Layer;
 use crate::broker::{Broker, blocking};
 use crate::config::BrokerConfig;
 use crate::controller::{ControllerService, RAFT_MESSAGE_BYTES_MAX};
+use crate::replication::ReplicationService;
+
+/// Largest replica fetch answer sent (the leader's own limit is below).
+const REPLICA_FETCH_BYTES_MAX: usize = 256 << 20;
 use crate::error::BrokerError;
 use crate::service::Service;
 use crate::subscribe_route::ConsumeRoutes;
@@ -140,8 +144,16 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 async fn join_cluster(broker: &Arc<Broker>) -> Result<(), BrokerError> {
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     loop {
-        match broker.register().await {
-            Ok(()) => return broker.reconcile().await,
+        let joined = async {
+            broker.register().await?;
+            broker.reconcile().await?;
+            // Take writes from the start: heartbeat until the controller
+            // has this broker live (it unfences a returning broker).
+            broker.heartbeat_voters().await?;
+            broker.check_lease()
+        };
+        match joined.await {
+            Ok(()) => return Ok(()),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::info!(error = %e, "waiting for a majority of the metadata voters");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -203,6 +215,10 @@ async fn run(
                 .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
         )
+        .add_service(
+            ReplicationServer::new(ReplicationService::new(broker.clone()))
+                .max_encoding_message_size(REPLICA_FETCH_BYTES_MAX),
+        )
         .add_service(AdminServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(ClusterServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(GroupsServer::new(service.clone()).max_decoding_message_size(limit))
@@ -222,6 +238,17 @@ async fn run(
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));
     let groups = tokio::spawn(crate::group::group_ticker(broker.clone()));
     let metadata = tokio::spawn(follow_metadata(broker.clone()));
+    // A cluster's brokers heartbeat the controller, and its leader fences
+    // silent ones; leaders manage their ISR.
+    let cluster_tasks = if broker.config.peers.len() > 1 {
+        vec![
+            tokio::spawn(crate::liveness::heartbeat_loop(broker.clone())),
+            tokio::spawn(crate::liveness::fence_loop(broker.clone())),
+            tokio::spawn(crate::replication::isr_loop(broker.clone())),
+        ]
+    } else {
+        Vec::new()
+    };
     let connections = accept(listener, app, stop).await;
     broker.begin_shutdown();
     // Health watchers (load balancers, orchestrators) learn at once that
@@ -231,6 +258,9 @@ async fn run(
     housekeeping.abort();
     groups.abort();
     metadata.abort();
+    for t in cluster_tasks {
+        t.abort();
+    }
     broker.close().await?;
     tracing::info!("broker stopped; all partitions flushed");
     Ok(())

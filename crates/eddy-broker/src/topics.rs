@@ -79,6 +79,8 @@ pub struct Topics {
     defaults: TopicDefaults,
     clock: Arc<dyn Clock>,
     map: RwLock<HashMap<String, Arc<TopicState>>>,
+    /// Woken by every append to a hosted partition.
+    appended: Arc<tokio::sync::Notify>,
     /// Serializes reconciliations.
     reconciling: parking_lot::Mutex<()>,
 }
@@ -106,8 +108,15 @@ impl Topics {
             defaults,
             clock,
             map: RwLock::new(HashMap::new()),
+            appended: Arc::new(tokio::sync::Notify::new()),
             reconciling: parking_lot::Mutex::new(()),
         })
+    }
+
+    /// Woken by every append to a hosted partition (followers' fetches
+    /// wait on it).
+    pub fn appended(&self) -> &tokio::sync::Notify {
+        &self.appended
     }
 
     pub fn defaults(&self) -> &TopicDefaults {
@@ -193,6 +202,7 @@ impl Topics {
                 }
                 None => Arc::new(self.open_partition(meta, &name, i as u32, &config)?),
             };
+            partition.apply_metadata(pm, self.clock.now_ms());
             partitions.push(Some(partition));
         }
         let sticky = old.map_or(0, |t| t.sticky.load(Ordering::Relaxed));
@@ -220,15 +230,15 @@ impl Topics {
                 self.delete_dir(&dir)?;
             }
         }
-        let epoch = meta.partitions[index as usize].leader_epoch;
         Partition::open(
             &dir,
             name.clone(),
             PartitionId(index),
             meta.id,
-            epoch,
+            self.node_id,
             config.log.clone(),
             self.clock.clone(),
+            self.appended.clone(),
         )
         .map_err(BrokerError::log(&meta.name, index))
     }

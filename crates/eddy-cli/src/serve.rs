@@ -70,6 +70,14 @@ pub struct Tuning {
     /// Largest processor component an upload may be, in bytes (default 64 MiB).
     #[arg(long, env = "EDDY_PROCESSOR_BYTES_MAX")]
     processor_bytes_max: Option<usize>,
+    /// In a cluster: a broker that has not heartbeated the controller for
+    /// this long is fenced and its partitions get new leaders (default 6000).
+    #[arg(long, env = "EDDY_BROKER_SESSION_TIMEOUT_MS")]
+    broker_session_timeout_ms: Option<u64>,
+    /// In a cluster: a follower that has not caught up with its leader for
+    /// this long leaves the in-sync replicas (default 30000).
+    #[arg(long, env = "EDDY_REPLICA_LAG_TIME_MAX_MS")]
+    replica_lag_time_max_ms: Option<u64>,
     /// Do not run a pipeline worker in this broker (pipelines then run
     /// only on `eddy worker` processes).
     #[arg(long, env = "EDDY_NO_WORKER")]
@@ -102,6 +110,8 @@ struct FileConfig {
     request_bytes_max: Option<usize>,
     retention_check_interval_ms: Option<u64>,
     offsets_retention_minutes: Option<u64>,
+    broker_session_timeout_ms: Option<u64>,
+    replica_lag_time_max_ms: Option<u64>,
     produce_in_flight_max: Option<usize>,
     fetch_bytes_max: Option<usize>,
     fetch_wait_ms_max: Option<u64>,
@@ -224,6 +234,24 @@ fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Re
         .or(file.retention_check_interval_ms)
     {
         config.retention_check_interval_ms = v.max(1);
+    }
+    let replication = &mut config.replication;
+    if let Some(ms) = t
+        .broker_session_timeout_ms
+        .or(file.broker_session_timeout_ms)
+    {
+        if ms < 100 {
+            bail!("--broker-session-timeout-ms {ms} is too short: give 100 or more");
+        }
+        replication.broker_session_timeout_ms = ms;
+        // Several heartbeats per session, so one lost heartbeat fences nobody.
+        replication.broker_heartbeat_interval_ms = (ms / 6).clamp(10, 500);
+    }
+    if let Some(ms) = t.replica_lag_time_max_ms.or(file.replica_lag_time_max_ms) {
+        if ms < 100 {
+            bail!("--replica-lag-time-max-ms {ms} is too short: give 100 or more");
+        }
+        replication.replica_lag_time_max_ms = ms;
     }
     if let Some(m) = t
         .offsets_retention_minutes

@@ -6,11 +6,14 @@ use eddy_proto::v1::{
     CommitOffsetsRequest, CreatePartitionsRequest, CreateTopicRequest, DeleteTopicRequest,
     DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, GroupSummary,
     ListGroupsRequest, ListTopicsRequest, PartitionOffset, TopicDescription, TopicSummary,
-    groups_client::GroupsClient,
+    admin_client::AdminClient, groups_client::GroupsClient,
 };
 
 use crate::client::Client;
 use crate::error::Result;
+
+/// How long `describe_topic` waits for a partition leader's figures.
+const LEADER_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A topic to create.
 #[derive(Debug, Clone, Default)]
@@ -60,16 +63,63 @@ impl Admin {
             .topics)
     }
 
+    /// A topic's partitions, leaders and ISR as the metadata has them, with
+    /// each partition's offsets as its leader reports them (a follower's
+    /// lag behind). A leader that cannot be reached leaves the bootstrap
+    /// broker's own figures in place.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let req = DescribeTopicRequest {
             name: name.to_string(),
         };
-        Ok(self
+        let mut described = self
             .client
             .admin_client()
-            .describe_topic(req)
+            .describe_topic(req.clone())
             .await?
-            .into_inner())
+            .into_inner();
+        let metadata = self.client.cluster_metadata().await?;
+        let bootstrap = self.client.bootstrap_address().to_string();
+        let mut leaders: Vec<i32> = described.partitions.iter().map(|p| p.leader).collect();
+        leaders.sort();
+        leaders.dedup();
+        for leader in leaders {
+            let Some(address) = metadata
+                .brokers
+                .iter()
+                .find(|b| b.node_id == leader)
+                .map(|b| b.address.clone())
+                .filter(|a| *a != bootstrap)
+            else {
+                continue;
+            };
+            // A leader that does not answer soon (paused, dead) keeps
+            // the bootstrap broker's figures.
+            let ask = async {
+                let channel = self.client.channel_to(&address).await.ok()?;
+                let answer = AdminClient::new(channel).describe_topic(req.clone()).await;
+                answer.ok().map(tonic::Response::into_inner)
+            };
+            let Ok(Some(theirs)) = tokio::time::timeout(LEADER_ANSWER_TIMEOUT, ask).await else {
+                continue;
+            };
+            for p in described
+                .partitions
+                .iter_mut()
+                .filter(|p| p.leader == leader)
+            {
+                if let Some(t) = theirs
+                    .partitions
+                    .iter()
+                    .find(|t| t.partition == p.partition)
+                {
+                    p.log_start_offset = t.log_start_offset;
+                    p.high_watermark = t.high_watermark;
+                    p.log_end_offset = t.log_end_offset;
+                    p.size_bytes = t.size_bytes;
+                }
+            }
+        }
+        Ok(described)
     }
 
     pub async fn create_partitions(&self, name: &str, total: u32) -> Result<TopicDescription> {

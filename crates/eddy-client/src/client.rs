@@ -184,7 +184,7 @@ impl Client {
             topics: topics.to_vec(),
             include_internal: false,
         };
-        let response = Arc::new(self.cluster().metadata(request).await?.into_inner());
+        let response = Arc::new(self.metadata_from_any(request).await?);
         if topics.is_empty() {
             *self.inner.metadata.write() = Some(response.clone());
         } else {
@@ -207,6 +207,42 @@ impl Client {
             include_internal: true,
         };
         Ok(self.cluster().metadata(request).await?.into_inner())
+    }
+
+    /// Asks the bootstrap broker, or when it cannot be reached (it died),
+    /// the other brokers this client knows of, in turn.
+    async fn metadata_from_any(&self, request: MetadataRequest) -> Result<MetadataResponse> {
+        let first = self.cluster().metadata(request.clone()).await;
+        let error = match first {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(status) if unreachable(&status) => ClientError::from(status),
+            Err(status) => return Err(status.into()),
+        };
+        let mut others: Vec<String> = self
+            .inner
+            .config
+            .bootstrap
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .collect();
+        if let Some(m) = self.inner.metadata.read().as_ref() {
+            others.extend(m.brokers.iter().map(|b| b.address.clone()));
+        }
+        others.retain(|a| !a.is_empty() && *a != self.inner.bootstrap_address);
+        others.dedup();
+        for address in others {
+            let Ok(channel) = self.channel_to(&address).await else {
+                continue;
+            };
+            let mut client = ClusterClient::new(channel)
+                .max_decoding_message_size(self.inner.config.response_bytes_max);
+            match client.metadata(request.clone()).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(status) if unreachable(&status) => continue,
+                Err(status) => return Err(status.into()),
+            }
+        }
+        Err(error)
     }
 
     /// Number of partitions of `topic`, from cached metadata if present.
@@ -313,6 +349,14 @@ impl Client {
             .insert(address.to_string(), channel.clone());
         Ok(channel)
     }
+}
+
+/// Whether a failed call means the broker could not be reached.
+fn unreachable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+    )
 }
 
 /// Largest HTTP/2 frame the client accepts (the broker uses the same).

@@ -39,6 +39,11 @@ impl ClientError {
             ErrorCode::Unavailable
                 | ErrorCode::NotLeader
                 | ErrorCode::NotEnoughReplicas
+                | ErrorCode::NotEnoughReplicasAfterAppend
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::NotCoordinator
+                | ErrorCode::NotController
                 | ErrorCode::StreamAborted
         ) || matches!(
             self,

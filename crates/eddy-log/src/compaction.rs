@@ -26,7 +26,7 @@ use crate::batch::{Batch, BatchHeader, HEADER_LEN, retain_records};
 use crate::config::BATCH_BYTES_LIMIT;
 use crate::error::{Error, Result};
 use crate::index::{OffsetEntry, TimeEntry, write_index};
-use crate::log::{Log, finish_swap};
+use crate::log::{Log, finish_swap, sync_dir};
 use crate::segment::{Role, Segment, file_name};
 use crate::types::{Offset, Timestamp};
 
@@ -429,10 +429,4 @@ fn discard(dir: &Path, base: Offset) -> Result<()> {
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).map_err(Error::io("renaming", from))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("syncing", dir))
 }

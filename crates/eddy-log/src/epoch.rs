@@ -66,6 +66,20 @@ impl EpochCache {
         i.checked_sub(1).map(|i| self.entries[i].0)
     }
 
+    /// For the newest epoch at or below `epoch`: that epoch and where it
+    /// ended, which is where the next epoch started, or `log_end` for the
+    /// latest. `None` when every epoch here is newer (or there is none).
+    pub fn end_offset_for(
+        &self,
+        epoch: LeaderEpoch,
+        log_end: Offset,
+    ) -> Option<(LeaderEpoch, Offset)> {
+        let i = self.entries.partition_point(|&(e, _)| e <= epoch);
+        let (found, _) = *self.entries.get(i.checked_sub(1)?)?;
+        let end = self.entries.get(i).map_or(log_end, |&(_, start)| start);
+        Some((found, end))
+    }
+
     /// Records that `epoch` starts writing at `start`; no-op if it already is the latest.
     /// Returns whether the history changed (and must be saved).
     pub fn assign(&mut self, epoch: LeaderEpoch, start: Offset) -> bool {
@@ -102,6 +116,16 @@ impl EpochCache {
         }
         self.entries.drain(..covering - 1);
         true
+    }
+
+    /// Deletes the checkpoint, so that until the next save an open rebuilds
+    /// the history from the log.
+    pub fn delete_checkpoint(&self) -> Result<()> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("removing", &self.path)(e)),
+        }
     }
 
     /// Writes the checkpoint atomically (temp file, fsync, rename).

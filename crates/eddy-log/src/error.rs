@@ -46,6 +46,10 @@ pub enum Error {
         epoch: LeaderEpoch,
         latest: Option<LeaderEpoch>,
     },
+    #[error(
+        "replicated batch starts at offset {got} but this log ends at {expected}; fetch from the log end, after truncate_to (the logs diverged) or reset_to (the leader no longer has it)"
+    )]
+    NotContiguous { expected: Offset, got: Offset },
     #[error("{0}")]
     Sequence(#[from] crate::producer_state::SequenceError),
     #[error("invalid log configuration: {0}")]

@@ -8,6 +8,14 @@
 //! out. Opening a log after a crash scans only the active segment's tail.
 //! Old data goes by retention (time, size) or compaction (newest per key).
 //!
+//! For replication, a follower's log copies the leader's batches unchanged
+//! (offsets and leader epochs included), is cut back where it diverged from
+//! the leader's by the leader-epoch history (KIP-101/KIP-279), or starts over
+//! empty at a later offset; see [`Log::append_replicated`],
+//! [`Log::end_offset_for_epoch`], [`Log::truncate_to`] and [`Log::reset_to`].
+//! The crate only provides these operations; fetching from a leader is the
+//! broker's job.
+//!
 //! Architecture invariant: this crate knows nothing about networking, gRPC
 //! or async runtimes; it is plain blocking file I/O behind `&mut self` for
 //! writes and `&self` for reads, and time comes from a [`Clock`].
@@ -23,6 +31,7 @@ mod log;
 pub mod partitioner;
 mod pool;
 mod producer_state;
+mod replication;
 mod segment;
 mod types;
 pub mod varint;
@@ -38,7 +47,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use log::{
     AppendInfo, CheckedBatch, Log, MARKER_FILE, ReadResult, RecoveryReport, RetentionReport,
-    SegmentInfo, Written, check_batch,
+    SegmentInfo, Written, check_batch, check_replicated_batch,
 };
 pub use producer_state::{
     BATCHES_KEPT, BatchRecord, ProducerState, ProducerStateConfig, STABLE_PRODUCER_ID_BASE,

@@ -1,5 +1,22 @@
 //! A partition's log: an ordered set of segments in one directory, the last
 //! of which takes appends.
+//!
+//! Invariants, held by every operation that changes the log:
+//!
+//! - There is always at least one segment; the last one is active.
+//! - Offsets grow along the log: each batch starts where the log ended
+//!   (compaction may later leave gaps in sealed segments, never reorder).
+//!   The end moves back only when a follower removes whole batches from the
+//!   end ([`Log::truncate_to`]) or starts over ([`Log::reset_to`]).
+//! - The leader-epoch history covers every batch on disk: an epoch is saved
+//!   before its first batch is written, and cut only after the batches it
+//!   covered are gone (reads check each batch's epoch against it).
+//! - A producer-state snapshot named `N` describes exactly the batches below
+//!   `N`; snapshots past the log end are deleted before the log grows again.
+//!
+//! A leader appends with [`Log::append`]; a follower copies the leader's
+//! batches with [`Log::append_replicated`] and cuts its log back where it
+//! diverged with [`Log::truncate_to`] (see `replication.rs`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -104,7 +121,7 @@ pub struct Log {
     /// By base offset; the last one is active. Never empty.
     pub(crate) segments: BTreeMap<Offset, Segment>,
     pub(crate) epochs: EpochCache,
-    producers: ProducerState,
+    pub(crate) producers: ProducerState,
     last_sync_ms: i64,
     recovery: RecoveryReport,
 }
@@ -155,13 +172,14 @@ impl Log {
             recovery,
         };
         log.load_epochs()?;
-        log.load_producers()?;
+        log.recovery.producer_batches_replayed = log.rebuild_producers()?;
         Ok(log)
     }
 
-    /// Rebuilds idempotent-producer state: the newest snapshot, then the
-    /// batch headers after it.
-    fn load_producers(&mut self) -> Result<()> {
+    /// Rebuilds idempotent-producer state for the log as it is now: the
+    /// newest snapshot at or below the log end (later ones are deleted),
+    /// then the batch headers after it. Returns how many batches it replayed.
+    pub(crate) fn rebuild_producers(&mut self) -> Result<u64> {
         let end = self.end_offset();
         let (mut state, from) =
             ProducerState::load_snapshot(&self.dir, self.config.producers, end)?;
@@ -185,9 +203,8 @@ impl Log {
                 }
             }
         }
-        self.recovery.producer_batches_replayed = replayed;
         self.producers = state;
-        Ok(())
+        Ok(replayed)
     }
 
     /// Idempotent-producer state (for inspection and tests).
@@ -204,17 +221,24 @@ impl Log {
     }
 
     fn load_epochs(&mut self) -> Result<()> {
-        let end = self.end_offset();
-        let (mut epochs, rebuilt) = match EpochCache::load(&self.dir) {
+        let (epochs, rebuilt) = match EpochCache::load(&self.dir) {
             Some(e) => (e, false),
             None => (self.rebuild_epochs()?, true),
         };
-        let changed = epochs.truncate_from(end) | epochs.trim_before(self.start_offset());
-        if rebuilt || changed {
-            epochs.save()?;
-        }
         self.recovery.epochs_rebuilt = rebuilt;
         self.epochs = epochs;
+        self.fit_epochs_to_log(rebuilt)
+    }
+
+    /// Forgets epochs that start at or past the log end (it was cut) or
+    /// ended before its start (retention), and saves the history if that
+    /// changed it or `save` asks.
+    pub(crate) fn fit_epochs_to_log(&mut self, save: bool) -> Result<()> {
+        let (start, end) = (self.start_offset(), self.end_offset());
+        let changed = self.epochs.truncate_from(end) | self.epochs.trim_before(start);
+        if save || changed {
+            self.epochs.save()?;
+        }
         Ok(())
     }
 
@@ -248,7 +272,7 @@ impl Log {
         }
     }
 
-    fn active_mut(&mut self) -> &mut Segment {
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
         match self.segments.values_mut().next_back() {
             Some(s) => s,
             None => unreachable!("a log always has an active segment"),
@@ -342,14 +366,8 @@ impl Log {
             let limit = self.config.batch_bytes_max;
             return Err(BatchError::TooLarge { size, limit }.into());
         }
-        if epoch.0 < 0 || self.epochs.latest().is_some_and(|latest| epoch < latest) {
-            return Err(Error::StaleEpoch {
-                epoch,
-                latest: self.epochs.latest(),
-            });
-        }
-        let idempotent = batch.header.producer_id != ProducerId::NONE;
-        if idempotent {
+        self.check_epoch(epoch)?;
+        if batch.header.producer_id != ProducerId::NONE {
             let h = &batch.header;
             let duplicate = |first: Offset, last: Offset, written: Written| AppendInfo {
                 base_offset: first,
@@ -372,22 +390,51 @@ impl Log {
                 }
             }
         }
-        self.maybe_roll(size, batch.header.last_offset_delta)?;
-        let base_offset = self.end_offset();
         let header = BatchHeader {
-            base_offset,
+            base_offset: self.end_offset(),
             leader_epoch: epoch,
             ..batch.header
         };
+        self.write_batch(bytes, &header)
+    }
+
+    /// Refuses a write in an epoch older than the newest one that wrote here.
+    pub(crate) fn check_epoch(&self, epoch: LeaderEpoch) -> Result<()> {
+        let latest = self.epochs.latest();
+        if epoch.0 < 0 || latest.is_some_and(|latest| epoch < latest) {
+            return Err(Error::StaleEpoch { epoch, latest });
+        }
+        Ok(())
+    }
+
+    /// Writes a batch that passed every check at the log end, as `header`
+    /// says (its base offset and leader epoch): rolls first if due, records
+    /// a new epoch, updates producer state and syncs per the fsync policy.
+    pub(crate) fn write_batch(&mut self, bytes: &[u8], header: &BatchHeader) -> Result<AppendInfo> {
+        // Callers check this; a replicated batch may start past the end
+        // where compaction emptied whole batches on the leader.
+        debug_assert!(
+            header.base_offset >= self.end_offset(),
+            "a batch starts at or after the log end"
+        );
+        self.maybe_roll(bytes.len(), header.last_offset_delta)?;
+        if header.base_offset > self.end_offset() && !self.active().compacted {
+            // A gap the leader's compaction left: mark the segment as one
+            // whose offsets may skip, as compaction does, before writing.
+            let marker = self.dir.join(file_name(self.active().base, "compacted"));
+            fs::write(&marker, b"").map_err(Error::io("writing", &marker))?;
+            self.active_mut().compacted = true;
+        }
+        let (epoch, base_offset) = (header.leader_epoch, header.base_offset);
         if self.epochs.assign(epoch, base_offset)
             && let Err(e) = self.epochs.save()
         {
             self.epochs.truncate_from(base_offset);
             return Err(e);
         }
-        self.active_mut().append(bytes, &header)?;
-        if idempotent {
-            self.producers.update(&header, self.clock.now_ms());
+        self.active_mut().append(bytes, header)?;
+        if header.producer_id != ProducerId::NONE {
+            self.producers.update(header, self.clock.now_ms());
         }
         self.sync_per_policy()?;
         Ok(AppendInfo {
@@ -591,6 +638,26 @@ impl<B: AsRef<[u8]>> CheckedBatch<B> {
     }
 }
 
+/// The checks a batch copied from a partition leader must pass: exactly one
+/// whole batch of at most `size_limit` bytes, magic 2, a good CRC. Its
+/// records are not parsed again (the leader checked them when a producer
+/// sent them), and its offsets may have gaps (compaction).
+pub fn check_replicated_batch<B: AsRef<[u8]>>(
+    bytes: B,
+    size_limit: usize,
+) -> Result<CheckedBatch<B>> {
+    let parsed = Batch::parse(bytes.as_ref(), size_limit)?;
+    let header = parsed.header;
+    let len = bytes.as_ref().len();
+    if header.total_len() != len {
+        return Err(BatchError::TrailingBytes {
+            extra: len - header.total_len(),
+        }
+        .into());
+    }
+    Ok(CheckedBatch { bytes, header })
+}
+
 /// The checks a producer's batch must pass before it is written: exactly
 /// one whole batch of at most `size_limit` bytes, magic 2, a good CRC,
 /// uncompressed, not transactional, records numbered 0, 1, 2, … and
@@ -708,6 +775,13 @@ pub(crate) fn finish_swap(dir: &Path, base: Offset) -> Result<()> {
     let swap = dir.join(format!("{}.swap", file_name(base, "log")));
     let log = dir.join(file_name(base, "log"));
     fs::rename(&swap, &log).map_err(Error::io("renaming", &swap))
+}
+
+/// Makes file creations, renames and deletions in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing", dir))
 }
 
 fn parse_base(stem: &str) -> Option<Offset> {

@@ -339,6 +339,15 @@ impl ProducerState {
     }
 }
 
+/// Deletes every snapshot (the log was emptied).
+pub(crate) fn delete_snapshots(dir: &Path) -> Result<()> {
+    for offset in list_snapshots(dir)? {
+        let p = snapshot_path(dir, offset);
+        fs::remove_file(&p).map_err(Error::io("removing", &p))?;
+    }
+    Ok(())
+}
+
 fn list_snapshots(dir: &Path) -> Result<Vec<Offset>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(Error::io("listing", dir))? {

@@ -323,6 +323,63 @@ impl Segment {
         Ok(h)
     }
 
+    /// Where to cut so that no batch holding `offset` or a later one stays:
+    /// the position of the first batch whose last offset is at or after
+    /// `offset`, or the size when there is none. A damaged header before
+    /// that is cut as well, as nothing after it can be read.
+    pub fn cut_position(&self, offset: Offset) -> Result<u64> {
+        let (_, mut pos) = self.seek(offset)?;
+        while pos < self.size {
+            match self.header_at(pos) {
+                Ok(h) if h.last_offset() < offset => pos += h.total_len() as u64,
+                Ok(_) => break,
+                Err(reason) => {
+                    tracing::warn!(
+                        segment = %self.path.display(),
+                        position = pos,
+                        %reason,
+                        "damaged batch before the truncation point; cutting there"
+                    );
+                    break;
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    /// Cuts the segment at `pos` (a batch boundary), durably, and reopens
+    /// it as the active segment, so its end, newest timestamp and indexes
+    /// are exactly what a restart would find.
+    pub fn truncate_into_active(
+        &mut self,
+        dir: &Path,
+        pos: u64,
+        index_interval: u32,
+        now_ms: i64,
+    ) -> Result<()> {
+        // A sealed segment's file is open read-only.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(Error::io("opening segment", &self.path))?;
+        self.file = Arc::new(file);
+        self.truncate_log(pos)?;
+        self.sync_log()?;
+        let (reopened, report) =
+            Segment::open(dir, self.base, Role::Active, index_interval, now_ms)?;
+        if let Some((position, reason)) = &report.truncation {
+            tracing::warn!(
+                segment = %self.path.display(),
+                position,
+                %reason,
+                "damaged batch before the truncation point; cut there"
+            );
+        }
+        *self = reopened;
+        Ok(())
+    }
+
     fn truncate_log(&mut self, pos: u64) -> Result<()> {
         self.file
             .set_len(pos)

@@ -1,12 +1,13 @@
 //! `eddy-meta`: cluster metadata — brokers, topics, partitions, their
 //! replicas, leaders, leader epochs and in-sync replicas.
 //!
-//! Metadata changes only through [`Command`]s. A command is checked against
-//! the current [`MetaState`], made durable in the command log, and then
+//! Metadata changes only through [`Command`]s, ordered by an openraft
+//! quorum among the voters (one voter for a lone broker) and applied by
+//! each: a command is checked against the current [`MetaState`] and then
 //! applied; applying is deterministic, so every node that applies the same
-//! commands in the same order holds the same state. Today the log is a local
-//! file (a one-voter quorum); with replication it becomes an openraft log and
-//! [`MetaStore::propose`] stays the one entry point.
+//! commands in the same order holds the same state. [`MetaStore::propose`]
+//! is the one entry point; `leadership.rs` holds the partition-leadership
+//! rules (fencing, election, ISR changes).
 //!
 //! Architecture invariant: this crate knows nothing about record data,
 //! segments or gRPC. It stores topic configs as strings; the broker
@@ -15,6 +16,7 @@
 mod catalog;
 mod command_log;
 mod error;
+mod leadership;
 pub mod raft;
 mod state;
 mod store;
@@ -24,6 +26,7 @@ pub use catalog::{
     ProcessorVersion, validate_name,
 };
 pub use error::{MetaError, Result};
+pub use leadership::{AlterIsr, UNCLEAN_ELECTION_CONFIG};
 pub use raft::network::CallFuture;
 pub use raft::{Rpc, Transport, TransportError};
 pub use state::{

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{PipelineId, PipelineMeta, PipelineRunState, ProcessorMeta, ProcessorVersion};
 use crate::error::{MetaError, Result};
+use crate::leadership::AlterIsr;
 
 /// A broker's identity in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -52,6 +53,10 @@ pub struct BrokerMeta {
     pub id: NodeId,
     /// Where clients reach it (host:port).
     pub address: String,
+    /// Silent past its session timeout: it leads nothing and is in no ISR
+    /// it could leave, until its heartbeats return.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// Where one partition lives.
@@ -62,6 +67,10 @@ pub struct PartitionMeta {
     pub leader: Option<NodeId>,
     pub leader_epoch: LeaderEpoch,
     pub isr: Vec<NodeId>,
+    /// Bumped by every change of leader or ISR; an ISR change names the
+    /// one it was based on.
+    #[serde(default)]
+    pub partition_epoch: u32,
 }
 
 /// A topic.
@@ -86,8 +95,17 @@ impl TopicMeta {
 /// placement) so that applying them is deterministic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// A broker joined or changed its address.
+    /// A broker joined or changed its address (a broker known already
+    /// stays fenced or not, as it was).
     RegisterBroker(BrokerMeta),
+    /// The controller leader fences a broker that stopped heartbeating, or
+    /// unfences one that came back; leaders are elected accordingly.
+    SetBrokerFenced {
+        id: NodeId,
+        fenced: bool,
+    },
+    /// A partition leader grows or shrinks its ISR.
+    AlterIsr(AlterIsr),
     CreateTopic(TopicMeta),
     /// Appends partitions to a topic.
     CreatePartitions {
@@ -181,6 +199,8 @@ impl MetaState {
                     )));
                 }
             }
+            Command::SetBrokerFenced { id, .. } => self.check_set_fenced(*id)?,
+            Command::AlterIsr(a) => self.check_alter_isr(a)?,
             Command::CreateTopic(t) => {
                 validate_topic_name(&t.name, t.internal)?;
                 if self.topics.contains_key(&t.name) {
@@ -280,8 +300,17 @@ impl MetaState {
     pub fn apply(&mut self, cmd: &Command) {
         match cmd {
             Command::RegisterBroker(b) => {
-                self.brokers.insert(b.id, b.clone());
+                let fenced = self.brokers.get(&b.id).is_some_and(|old| old.fenced);
+                self.brokers.insert(
+                    b.id,
+                    BrokerMeta {
+                        fenced,
+                        ..b.clone()
+                    },
+                );
             }
+            Command::SetBrokerFenced { id, fenced } => self.apply_set_fenced(*id, *fenced),
+            Command::AlterIsr(a) => self.apply_alter_isr(a),
             Command::CreateTopic(t) => {
                 self.topics.insert(t.name.clone(), t.clone());
             }
@@ -362,9 +391,10 @@ pub fn validate_topic_name(name: &str, internal: bool) -> Result<()> {
     Ok(())
 }
 
-/// Places `count` partitions' replicas round-robin over `brokers`, starting
-/// at partition `first`, so leaders spread evenly. Fails when there are
-/// fewer brokers than `replication_factor`.
+/// Places `count` partitions' replicas round-robin over `brokers`, the
+/// first partition's leader being `brokers[first % brokers.len()]`, so
+/// leaders spread evenly. Fails when there are fewer brokers than
+/// `replication_factor`.
 pub fn assign_replicas(
     brokers: &[NodeId],
     first: u32,
@@ -378,7 +408,7 @@ pub fn assign_replicas(
     }
     if brokers.len() < replication_factor {
         return Err(MetaError::Invalid(format!(
-            "replication factor {replication_factor} needs at least {replication_factor} brokers, the cluster has {}",
+            "replication factor {replication_factor} needs at least {replication_factor} live brokers, the cluster has {} (`eddy cluster describe` lists them)",
             brokers.len()
         )));
     }
@@ -392,6 +422,7 @@ pub fn assign_replicas(
                 leader_epoch: LeaderEpoch(0),
                 isr: replicas.clone(),
                 replicas,
+                partition_epoch: 0,
             }
         })
         .collect())
@@ -430,7 +461,7 @@ mod tests {
         assert_eq!(parts[2].replicas, [NodeId(3), NodeId(1)]);
         let err = assign_replicas(&brokers, 0, 1, 4).unwrap_err().to_string();
         assert!(
-            err.contains("needs at least 4 brokers, the cluster has 3"),
+            err.contains("needs at least 4 live brokers, the cluster has 3"),
             "{err}"
         );
     }

@@ -222,6 +222,13 @@ impl MetaStore {
         leader.and_then(|l| i32::try_from(l).ok()).map(NodeId)
     }
 
+    /// Whether this voter leads the quorum right now, confirmed by a
+    /// majority (a leader cut off or paused learns here that it was
+    /// replaced, rather than acting on its old view).
+    pub async fn confirm_leader(&self) -> bool {
+        self.raft.ensure_linearizable().await.is_ok()
+    }
+
     /// The voters and their addresses, as configured.
     pub fn voters(&self) -> &BTreeMap<NodeId, String> {
         &self.voters

@@ -198,6 +198,7 @@ impl Broker {
         self: &Arc<Self>,
         group: &str,
     ) -> Result<Writer, BrokerError> {
+        self.check_lease()?;
         let topic = self.topics.get(OFFSETS_TOPIC)?;
         let index = partition_for_key(group.as_bytes(), topic.partition_count());
         let partition = topic.partition(index)?.clone();
@@ -208,6 +209,7 @@ impl Broker {
             partition,
             index,
             now_ms: self.now_ms(),
+            replication_timeout: self.config.replication.ack_timeout(),
         })
     }
 
@@ -352,6 +354,8 @@ pub(super) struct Writer {
     index: u32,
     /// The broker's clock when the lock was taken.
     pub(super) now_ms: i64,
+    /// Longest a write waits for the ISR.
+    replication_timeout: std::time::Duration,
 }
 
 impl Writer {
@@ -361,7 +365,7 @@ impl Writer {
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), BrokerError> {
         let (partition, index, now) = (self.partition.clone(), self.index, self.now_ms);
-        blocking(move || {
+        let end = blocking(move || {
             let mut builder = BatchBuilder::new();
             for (k, v) in &records {
                 builder.push(&RecordRef {
@@ -372,15 +376,23 @@ impl Writer {
                 });
             }
             let Some(bytes) = builder.finish() else {
-                return Ok(());
+                return Ok(None);
             };
             let batch = check_batch(bytes, eddy_log::BATCH_BYTES_LIMIT)
                 .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
-            partition
-                .append(&batch)
-                .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
-            Ok(())
+            partition.append(&batch)?;
+            Ok(Some(partition.log_end()))
         })
-        .await
+        .await?;
+        // A commit holds once the ISR has it: a new coordinator reads it
+        // back after a failover.
+        match end {
+            Some(end) => {
+                self.partition
+                    .wait_replicated(end, self.replication_timeout)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 }

@@ -20,7 +20,7 @@ async fn channel(b: &TestBroker) -> Channel {
         .unwrap()
 }
 
-fn batch(values: &[&str]) -> Bytes {
+pub(crate) fn batch(values: &[&str]) -> Bytes {
     let mut builder = BatchBuilder::new();
     for v in values {
         builder.push(&RecordRef {
@@ -33,7 +33,12 @@ fn batch(values: &[&str]) -> Bytes {
     Bytes::from(builder.finish().unwrap())
 }
 
-fn produce_batch(topic: &str, partition: u32, batch: Bytes, acks: pb::Acks) -> pb::ProduceRequest {
+pub(crate) fn produce_batch(
+    topic: &str,
+    partition: u32,
+    batch: Bytes,
+    acks: pb::Acks,
+) -> pb::ProduceRequest {
     pb::ProduceRequest {
         correlation_id: 7,
         acks: acks as i32,
@@ -67,7 +72,7 @@ fn fetch(topic: &str, partition: u32, offset: u64) -> pb::FetchRequest {
     }
 }
 
-fn eddy_code(status: &tonic::Status) -> &str {
+pub(crate) fn eddy_code(status: &tonic::Status) -> &str {
     status
         .metadata()
         .get(eddy_proto::ERROR_CODE_METADATA)

@@ -1,27 +1,6 @@
-use eddy_log::{
-    BatchBuilder, Error, LeaderEpoch, ProducerEpoch, ProducerId, ProducerStamp, RecordRef,
-    Sequence, SequenceError, Written,
-};
+use eddy_log::{Error, LeaderEpoch, SequenceError, Written};
 
 use super::*;
-
-fn stamped(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
-    let mut b = BatchBuilder::new().producer(ProducerStamp {
-        producer_id: ProducerId(pid),
-        producer_epoch: ProducerEpoch(epoch),
-        base_sequence: Sequence(seq),
-    });
-    for i in 0..n {
-        let v = format!("{pid}-{}", seq as usize + i);
-        b.push(&RecordRef {
-            timestamp: Timestamp(START_MS),
-            key: None,
-            value: Some(v.as_bytes()),
-            headers: &[],
-        });
-    }
-    b.finish().unwrap()
-}
 
 #[test]
 fn a_batch_sent_twice_is_written_once_and_answered_with_the_same_offsets() {

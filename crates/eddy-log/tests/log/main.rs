@@ -6,14 +6,15 @@ mod compaction;
 mod idempotence;
 mod props;
 mod recovery;
+mod replication;
 mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eddy_log::{
-    AppendInfo, Batch, BatchBuilder, LeaderEpoch, Log, LogConfig, ManualClock, Offset, RecordRef,
-    Timestamp, batches,
+    AppendInfo, Batch, BatchBuilder, LeaderEpoch, Log, LogConfig, ManualClock, Offset,
+    ProducerEpoch, ProducerId, ProducerStamp, RecordRef, Sequence, Timestamp, batches,
 };
 
 /// A decoded record, owned, for comparisons.
@@ -98,6 +99,26 @@ pub fn values(n: usize, size: usize, ts: i64) -> Vec<u8> {
             timestamp: Timestamp(ts),
             key: None,
             value: Some(&value),
+            headers: &[],
+        });
+    }
+    b.finish().unwrap()
+}
+
+/// A batch of `n` records from idempotent producer `pid` in `epoch`, with
+/// sequences from `seq`.
+pub fn stamped(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
+    let mut b = BatchBuilder::new().producer(ProducerStamp {
+        producer_id: ProducerId(pid),
+        producer_epoch: ProducerEpoch(epoch),
+        base_sequence: Sequence(seq),
+    });
+    for i in 0..n {
+        let v = format!("{pid}-{}", seq as usize + i);
+        b.push(&RecordRef {
+            timestamp: Timestamp(START_MS),
+            key: None,
+            value: Some(v.as_bytes()),
             headers: &[],
         });
     }

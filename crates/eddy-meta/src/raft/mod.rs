@@ -129,9 +129,11 @@ pub(crate) fn config() -> openraft::Config {
         // fsync included: well above a slow fsync plus a round trip.
         heartbeat_interval: 250,
         // A follower that hears from no leader for this long (random in the
-        // range) campaigns; failover takes about the maximum plus that.
-        election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        // range) plus openraft's leader lease (the maximum) campaigns: a dead
+        // leader is replaced in 1.5–2 s (a follower with a shorter log waits
+        // twice the maximum more, so the most complete one wins).
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
         install_snapshot_timeout: 10_000,
         // Entries per AppendEntries: bounds one message and one RPC's time.
         max_payload_entries: 256,

@@ -66,7 +66,12 @@ impl TestCluster {
     fn spawn(&mut self, id: i32) -> mpsc::Receiver<()> {
         let node = &self.nodes[(id - 1) as usize];
         std::fs::create_dir_all(&node.dir).unwrap();
-        let log = std::fs::File::create(node.dir.with_extension("log")).unwrap();
+        // Appended to: a restarted broker's log follows its earlier life.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.with_extension("log"))
+            .unwrap();
         let mut child = Command::new(EDDY)
             .args([
                 "serve",
@@ -159,6 +164,87 @@ impl TestCluster {
         out.stdout
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) to broker `id`.
+    pub fn signal(&self, id: i32, sig: &str) {
+        let child = self.node(id).child.as_ref().expect("broker is running");
+        crate::harness::signal(child, sig);
+    }
+
+    /// The bootstrap list of every running broker.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Runs `eddy` with every running broker as bootstrap.
+    pub fn eddy(&self, args: &[&str]) -> Out {
+        run(
+            Command::new(EDDY)
+                .args(args)
+                .args(["--bootstrap", &self.bootstrap()]),
+            b"",
+        )
+    }
+
+    /// Per partition of `topic` as a running broker describes it.
+    pub fn partitions(&self, topic: &str) -> Vec<PartitionRow> {
+        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            if let Some(rows) = self.partitions_at(n.id, topic) {
+                return rows;
+            }
+        }
+        panic!("no running broker describes {topic}");
+    }
+
+    /// Per partition of `topic` as broker `id` describes it.
+    pub fn partitions_at(&self, id: i32, topic: &str) -> Option<Vec<PartitionRow>> {
+        let out = self.eddy_at(id, &["topic", "describe", topic]);
+        out.success.then(|| {
+            out.stdout
+                .lines()
+                .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+                .map(PartitionRow::parse)
+                .collect()
+        })
+    }
+
+    /// Waits until every partition of `topic` has its whole replica set in
+    /// sync, and returns the rows.
+    pub fn await_in_sync(&self, topic: &str, within: Duration) -> Vec<PartitionRow> {
+        let deadline = Instant::now() + within;
+        loop {
+            let rows = self.partitions(topic);
+            if rows
+                .iter()
+                .all(|r| r.leader >= 0 && r.isr.len() == r.replicas.len())
+            {
+                return rows;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic} not in sync within {within:?}: {rows:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The data directory of `topic`-`partition` on broker `id`.
+    pub fn partition_dir(&self, id: i32, topic: &str, partition: u32) -> PathBuf {
+        self.node(id)
+            .dir
+            .join("topics")
+            .join(format!("{topic}-{partition}"))
+    }
+
+    /// The address of broker `id`.
+    pub fn addr(&self, id: i32) -> &str {
+        &self.node(id).addr
+    }
+
     /// The controller leader broker `id` reports, if any.
     pub fn controller_seen_by(&self, id: i32) -> Option<i32> {
         let out = self.eddy_at(id, &["cluster", "describe"]);
@@ -192,7 +278,60 @@ impl Drop for TestCluster {
         for id in 1..=self.nodes.len() as i32 {
             self.kill9(id);
         }
+        if std::thread::panicking() {
+            // What the brokers said, for the failure report.
+            for n in &self.nodes {
+                let log = std::fs::read_to_string(n.dir.with_extension("log")).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- broker {} (last 80 lines) ---", n.id);
+                for l in &lines[lines.len().saturating_sub(80)..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
     }
+}
+
+/// One row of `eddy topic describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRow {
+    pub partition: u32,
+    pub leader: i32,
+    pub epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub high_watermark: u64,
+    pub log_end: u64,
+}
+
+impl PartitionRow {
+    fn parse(line: &str) -> PartitionRow {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let ids = |s: &str| -> Vec<i32> {
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(|x| x.parse().unwrap())
+                .collect()
+        };
+        PartitionRow {
+            partition: f[0].parse().unwrap(),
+            leader: f[1].parse().unwrap_or(-1),
+            epoch: f[2].parse().unwrap(),
+            replicas: ids(f[3]),
+            isr: ids(f[4]),
+            high_watermark: f[6].parse().unwrap(),
+            log_end: f[7].parse().unwrap(),
+        }
+    }
+}
+
+/// A partition's log as bytes: its segments in order, concatenated.
+pub fn log_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for f in crate::harness::files(dir, "log") {
+        bytes.extend(std::fs::read(f).unwrap());
+    }
+    bytes
 }
 
 /// A port nothing listens on right now.

@@ -2,3 +2,4 @@
 
 mod controller;
 mod harness;
+mod replication;
