@@ -67,6 +67,10 @@ pub enum BrokerError {
         sent: i32,
         current: i32,
     },
+    #[error(
+        "this broker does not coordinate group {group:?} (another broker leads its partition of __consumer_offsets); find the coordinator again"
+    )]
+    NotCoordinator { group: String },
     /// This broker may not take writes (it lost contact with the controller).
     #[error("{0}")]
     Fenced(String),
@@ -139,6 +143,7 @@ impl BrokerError {
             BrokerError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             BrokerError::NotReplicated { .. } => ErrorCode::NotEnoughReplicasAfterAppend,
             BrokerError::Fenced(_) => ErrorCode::NotLeader,
+            BrokerError::NotCoordinator { .. } => ErrorCode::NotCoordinator,
             BrokerError::NotController { .. } => ErrorCode::NotController,
             BrokerError::LeaderEpochMismatch { sent, current, .. } => {
                 if sent < current {

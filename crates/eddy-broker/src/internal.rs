@@ -154,7 +154,7 @@ impl Broker {
     }
 }
 
-/// Reads a partition from its start to its high watermark.
+/// Reads a partition from its start to its log end.
 pub(crate) fn scan(
     p: &crate::partition::Partition,
     topic: &str,
@@ -162,8 +162,10 @@ pub(crate) fn scan(
     let mut out = Vec::new();
     let mut from = p.offsets().log_start;
     loop {
+        // To the log end: a leader just elected has the old leader's
+        // writes before its high watermark says so.
         let read = p
-            .read(from, SCAN_BYTES)
+            .read_to_log_end(from, SCAN_BYTES)
             .map_err(BrokerError::log(topic, p.id.0))?;
         if read.bytes.is_empty() {
             return Ok(out);

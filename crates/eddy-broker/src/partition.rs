@@ -491,6 +491,14 @@ impl Partition {
         log.read(from, max_bytes, Some(self.high_watermark()))
     }
 
+    /// Whole batches from `from` up to the log end, high watermark or not:
+    /// for a new leader loading its own state (group offsets), which must
+    /// see what the old leader wrote before the followers confirm it to
+    /// this one.
+    pub fn read_to_log_end(&self, from: Offset, max_bytes: usize) -> eddy_log::Result<ReadResult> {
+        self.log.read().read(from, max_bytes, None)
+    }
+
     /// What this replica knows of an idempotent producer: its newest epoch
     /// and the last sequence written.
     pub fn producer(&self, id: ProducerId) -> Option<(ProducerEpoch, Sequence)> {

@@ -11,6 +11,7 @@ use eddy_proto::v1::{
 
 use crate::client::Client;
 use crate::error::Result;
+use crate::group::on_coordinator;
 
 /// How long `describe_topic` waits for a partition leader's figures.
 const LEADER_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -135,24 +136,44 @@ impl Admin {
             .into_inner())
     }
 
+    /// Every group of the cluster: each broker lists those it coordinates.
+    /// A broker that does not answer soon is left out.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
-        let channel = self.client.coordinator("").await?;
-        Ok(GroupsClient::new(channel)
+        let metadata = self.client.cluster_metadata().await?;
+        let mut groups: Vec<GroupSummary> = GroupsClient::new(self.client.bootstrap_channel())
             .list_groups(ListGroupsRequest {})
             .await?
             .into_inner()
-            .groups)
+            .groups;
+        for b in &metadata.brokers {
+            if b.address == self.client.bootstrap_address() {
+                continue;
+            }
+            let ask = async {
+                let channel = self.client.channel_to(&b.address).await.ok()?;
+                let answer = GroupsClient::new(channel)
+                    .list_groups(ListGroupsRequest {})
+                    .await;
+                answer.ok().map(|r| r.into_inner().groups)
+            };
+            if let Ok(Some(theirs)) = tokio::time::timeout(LEADER_ANSWER_TIMEOUT, ask).await {
+                groups.extend(theirs);
+            }
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        groups.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(groups)
     }
 
     pub async fn describe_group(&self, group: &str) -> Result<DescribeGroupResponse> {
-        let channel = self.client.coordinator(group).await?;
         let req = DescribeGroupRequest {
             group_id: group.to_string(),
         };
-        Ok(GroupsClient::new(channel)
-            .describe_group(req)
-            .await?
-            .into_inner())
+        on_coordinator(&self.client, group, |mut g| {
+            let req = req.clone();
+            async move { g.describe_group(req).await }
+        })
+        .await
     }
 
     /// Sets a group's committed offsets; refused while the group has members.
@@ -161,7 +182,6 @@ impl Admin {
         group: &str,
         offsets: Vec<(String, u32, u64)>,
     ) -> Result<()> {
-        let channel = self.client.coordinator(group).await?;
         let req = CommitOffsetsRequest {
             group_id: group.to_string(),
             member_id: String::new(),
@@ -176,7 +196,11 @@ impl Admin {
                 })
                 .collect(),
         };
-        GroupsClient::new(channel).commit_offsets(req).await?;
+        on_coordinator(&self.client, group, |mut g| {
+            let req = req.clone();
+            async move { g.commit_offsets(req).await }
+        })
+        .await?;
         Ok(())
     }
 

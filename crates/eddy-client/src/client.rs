@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::{ClientError, Result};
 
 /// The internal topic of committed offsets (its partition leaders coordinate groups).
-const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Client settings.
 #[derive(Debug, Clone)]

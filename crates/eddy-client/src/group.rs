@@ -109,7 +109,7 @@ pub(crate) struct Membership {
     pub assigned: BTreeSet<TopicPartition>,
     pub need_rejoin: Arc<AtomicBool>,
     heartbeat: Option<JoinHandle<()>>,
-    channel: Channel,
+    client: Client,
 }
 
 impl Membership {
@@ -121,7 +121,6 @@ impl Membership {
         if config.group_id.is_empty() {
             return Err(ClientError::Invalid("a group id cannot be empty".into()));
         }
-        let channel = client.coordinator(&config.group_id).await?;
         Ok(Membership {
             config,
             topics,
@@ -130,12 +129,8 @@ impl Membership {
             assigned: BTreeSet::new(),
             need_rejoin: Arc::new(AtomicBool::new(true)),
             heartbeat: None,
-            channel,
+            client: client.clone(),
         })
-    }
-
-    fn groups(&self) -> GroupsClient<Channel> {
-        GroupsClient::new(self.channel.clone())
     }
 
     pub fn eager(&self) -> bool {
@@ -163,16 +158,25 @@ impl Membership {
             owned,
         };
         let mut lost = false;
-        let response = match self.groups().join_group(request.clone()).await {
-            Err(s) if ClientError::from(s.clone()).code() == ErrorCode::UnknownMember => {
+        let group = self.config.group_id.clone();
+        let joined = on_coordinator(&self.client, &group, |mut g| {
+            let request = request.clone();
+            async move { g.join_group(request).await }
+        })
+        .await;
+        let response = match joined {
+            Err(e) if e.code() == ErrorCode::UnknownMember => {
                 lost = true;
                 request.member_id.clear();
                 request.owned.clear();
-                self.groups().join_group(request).await?
+                on_coordinator(&self.client, &group, |mut g| {
+                    let request = request.clone();
+                    async move { g.join_group(request).await }
+                })
+                .await?
             }
             other => other?,
-        }
-        .into_inner();
+        };
         self.member_id = response.member_id;
         self.generation = response.generation;
         self.need_rejoin.store(false, Ordering::Release);
@@ -189,7 +193,7 @@ impl Membership {
     }
 
     fn start_heartbeat(&mut self) {
-        let mut groups = self.groups();
+        let client = self.client.clone();
         let request = HeartbeatRequest {
             group_id: self.config.group_id.clone(),
             member_id: self.member_id.clone(),
@@ -199,26 +203,44 @@ impl Membership {
         let flag = self.need_rejoin.clone();
         let pause =
             Duration::from_millis(u64::from(self.config.session_timeout_ms / 10).clamp(50, 1000));
+        let session = Duration::from_millis(u64::from(self.config.session_timeout_ms));
         self.heartbeat = Some(tokio::spawn(async move {
+            let mut failing_since = None;
             loop {
-                match groups.heartbeat(request.clone()).await {
+                let answer = match client.coordinator(&request.group_id).await {
+                    Ok(channel) => GroupsClient::new(channel)
+                        .heartbeat(request.clone())
+                        .await
+                        .map_err(ClientError::from),
+                    Err(e) => Err(e),
+                };
+                match answer {
                     Ok(_) => {
+                        failing_since = None;
                         if request.wait_ms == 0 {
                             tokio::time::sleep(pause).await;
                         }
                     }
-                    Err(status) => {
-                        let e = ClientError::from(status);
+                    Err(e) => {
+                        // A new coordinator (after a failover) does not know
+                        // this member: join it. So too when this one has
+                        // been unreachable for a whole session.
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                         if matches!(
                             e.code(),
                             ErrorCode::RebalanceInProgress
                                 | ErrorCode::IllegalGeneration
                                 | ErrorCode::UnknownMember
-                        ) {
+                                | ErrorCode::NotCoordinator
+                        ) || since.elapsed() >= session
+                        {
                             flag.store(true, Ordering::Release);
                             return;
                         }
                         tracing::debug!(error = %e, "heartbeat failed; retrying");
+                        if e.is_retriable() {
+                            refresh_coordinator(&client).await;
+                        }
                         tokio::time::sleep(pause).await;
                     }
                 }
@@ -251,7 +273,7 @@ impl Membership {
     pub fn commit_target(&self) -> CommitTarget {
         CommitTarget {
             group_id: self.config.group_id.clone(),
-            channel: self.channel.clone(),
+            client: self.client.clone(),
         }
     }
 
@@ -264,7 +286,11 @@ impl Membership {
             group_id: self.config.group_id.clone(),
             partitions: to_pb(partitions),
         };
-        let response = self.groups().fetch_offsets(request).await?.into_inner();
+        let response = on_coordinator(&self.client, &self.config.group_id, |mut g| {
+            let request = request.clone();
+            async move { g.fetch_offsets(request).await }
+        })
+        .await?;
         Ok(response
             .offsets
             .into_iter()
@@ -286,7 +312,11 @@ impl Membership {
             group_id: self.config.group_id.clone(),
             member_id: self.member_id.clone(),
         };
-        self.groups().leave_group(request).await?;
+        on_coordinator(&self.client, &self.config.group_id, |mut g| {
+            let request = request.clone();
+            async move { g.leave_group(request).await }
+        })
+        .await?;
         Ok(())
     }
 }
@@ -295,7 +325,7 @@ impl Membership {
 #[derive(Debug, Clone)]
 pub(crate) struct CommitTarget {
     group_id: String,
-    channel: Channel,
+    client: Client,
 }
 
 impl CommitTarget {
@@ -322,9 +352,11 @@ impl CommitTarget {
                 })
                 .collect(),
         };
-        GroupsClient::new(self.channel.clone())
-            .commit_offsets(request)
-            .await?;
+        on_coordinator(&self.client, &self.group_id, |mut g| {
+            let request = request.clone();
+            async move { g.commit_offsets(request).await }
+        })
+        .await?;
         Ok(())
     }
 }
@@ -332,6 +364,60 @@ impl CommitTarget {
 impl Drop for Membership {
     fn drop(&mut self) {
         self.stop_heartbeat();
+    }
+}
+
+/// How long a group call keeps looking for the group's coordinator (a
+/// broker failover moves it) before it fails.
+const COORDINATOR_SEARCH: Duration = Duration::from_secs(30);
+
+/// Calls the coordinator of `group`; when the broker says it is not the
+/// coordinator or cannot be reached, refreshes metadata and calls the new
+/// one, for up to [`COORDINATOR_SEARCH`].
+pub(crate) async fn on_coordinator<T, F, Fut>(
+    client: &Client,
+    group: &str,
+    mut call: F,
+) -> Result<T>
+where
+    F: FnMut(GroupsClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + COORDINATOR_SEARCH;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let attempt = match client.coordinator(group).await {
+            Ok(channel) => call(GroupsClient::new(channel))
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(ClientError::from),
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    ErrorCode::NotCoordinator | ErrorCode::Unavailable | ErrorCode::NotLeader
+                ) && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %e, group, "looking for the group's coordinator again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                refresh_coordinator(client).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Fresh metadata for `__consumer_offsets`, whose partition leaders are
+/// the coordinators.
+async fn refresh_coordinator(client: &Client) {
+    if let Err(e) = client
+        .refresh_metadata(&[crate::client::OFFSETS_TOPIC.to_string()])
+        .await
+    {
+        tracing::debug!(error = %e, "metadata refresh failed");
     }
 }
 

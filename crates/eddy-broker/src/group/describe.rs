@@ -12,6 +12,7 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 
 impl Broker {
+    /// The groups this broker coordinates (a cluster's client asks every broker).
     pub async fn list_groups(self: &Arc<Self>) -> Result<pb::ListGroupsResponse, BrokerError> {
         self.groups_loaded().await?;
         let groups = self.groups.groups.lock();
@@ -35,7 +36,7 @@ impl Broker {
         self: &Arc<Self>,
         req: pb::DescribeGroupRequest,
     ) -> Result<pb::DescribeGroupResponse, BrokerError> {
-        self.groups_loaded().await?;
+        self.coordinate(&req.group_id).await?;
         let (mut resp, owners) = {
             let groups = self.groups.groups.lock();
             let offsets = self.groups.offsets.lock();

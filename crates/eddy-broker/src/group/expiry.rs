@@ -14,8 +14,10 @@ pub(crate) async fn group_ticker(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        // Groups known only from `__consumer_offsets` must expire too, even
-        // if no client asks about groups after a restart.
+        // Groups of partitions led elsewhere now are someone else's; those
+        // known only from `__consumer_offsets` must expire too, even if no
+        // client asks about groups after a restart.
+        broker.release_lost_offsets_partitions();
         if let Err(e) = broker.groups_loaded().await {
             tracing::warn!(error = %e, "cannot load {OFFSETS_TOPIC}; retrying");
             continue;

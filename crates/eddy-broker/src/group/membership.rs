@@ -50,6 +50,7 @@ impl Broker {
         }
         let wanted = strategy(req.assignor)?;
         self.offsets_topic().await?;
+        self.coordinate(&req.group_id).await?;
         let now = Instant::now();
         let delay = Duration::from_millis(cfg.initial_rebalance_delay_ms);
         let (member_id, target, mut events) = {
@@ -142,6 +143,7 @@ impl Broker {
     }
 
     pub async fn heartbeat(self: &Arc<Self>, req: pb::HeartbeatRequest) -> Result<(), BrokerError> {
+        self.coordinate(&req.group_id).await?;
         let wait_ms = req.wait_ms;
         let wait = Duration::from_millis(u64::from(
             wait_ms.min(self.groups.config.heartbeat_wait_ms_max),
@@ -199,6 +201,7 @@ impl Broker {
         self: &Arc<Self>,
         req: pb::LeaveGroupRequest,
     ) -> Result<(), BrokerError> {
+        self.coordinate(&req.group_id).await?;
         let mut groups = self.groups.groups.lock();
         let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
         let delay = Duration::from_millis(self.groups.config.initial_rebalance_delay_ms);

@@ -34,10 +34,10 @@ mod state;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use eddy_log::LeaderEpoch;
 use eddy_meta::TopicId;
 use eddy_proto::v1 as pb;
 use parking_lot::Mutex;
-use tokio::sync::OnceCell;
 
 use self::assignor::{Strategy, Tp};
 pub(crate) use self::expiry::group_ticker;
@@ -94,7 +94,9 @@ pub struct Coordinator {
     /// write pending per group), and the newest generation written.
     persisting: Mutex<HashSet<String>>,
     persisted: Mutex<HashMap<String, i32>>,
-    loaded: OnceCell<()>,
+    /// `__consumer_offsets` partitions whose groups are loaded, and the
+    /// leader epoch they were loaded in.
+    loaded: Mutex<HashMap<u32, LeaderEpoch>>,
 }
 
 impl Coordinator {
@@ -109,7 +111,7 @@ impl Coordinator {
             write_locks,
             persisting: Mutex::new(HashSet::new()),
             persisted: Mutex::new(HashMap::new()),
-            loaded: OnceCell::new(),
+            loaded: Mutex::new(HashMap::new()),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Committed offsets: cached in memory, written as records of the
-//! compacted `__consumer_offsets` (`records.rs` is their format), loaded
-//! once at start.
+//! compacted `__consumer_offsets` (`records.rs` is their format). A
+//! broker coordinates the groups of the partitions it leads, loading a
+//! partition's groups when it becomes its leader and forgetting them when
+//! it stops.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -16,12 +18,14 @@ use super::{OFFSETS_TOPIC, check_group_id, from_pb};
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
 use crate::internal::InternalTopic;
-use crate::partition::Partition;
+use crate::partition::{Partition, Role};
 
 impl Broker {
-    /// Loads committed offsets and group generations from
-    /// `__consumer_offsets` once, if the topic exists.
-    pub(super) async fn groups_loaded(self: &Arc<Self>) -> Result<(), BrokerError> {
+    /// Makes sure this broker coordinates `group`: it leads the group's
+    /// partition of `__consumer_offsets` (else `NOT_COORDINATOR`) and has
+    /// that partition's groups loaded for its current leader epoch, so a
+    /// new coordinator serves what the old one committed.
+    pub(super) async fn coordinate(self: &Arc<Self>, group: &str) -> Result<(), BrokerError> {
         if !self.meta.state().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
@@ -29,12 +33,98 @@ impl Broker {
             // Another request created it and has not opened it here yet.
             self.reconcile().await?;
         }
-        let this = self.clone();
-        self.groups
+        let topic = self.topics.get(OFFSETS_TOPIC)?;
+        let index = partition_for_key(group.as_bytes(), topic.partition_count());
+        let not_coordinator = || BrokerError::NotCoordinator {
+            group: group.to_string(),
+        };
+        let partition = topic
+            .partition(index)
+            .map_err(|_| not_coordinator())?
+            .clone();
+        if partition.role() != Role::Leader {
+            return Err(not_coordinator());
+        }
+        self.load_offsets_partition(index, &partition).await
+    }
+
+    /// Loads every `__consumer_offsets` partition this broker leads (for
+    /// listing and expiring groups).
+    pub(super) async fn groups_loaded(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let Ok(topic) = self.topics.get(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if let Some(p) = p
+                && p.role() == Role::Leader
+            {
+                self.load_offsets_partition(index as u32, p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads one partition's groups unless they are loaded for its
+    /// current leader epoch.
+    async fn load_offsets_partition(
+        self: &Arc<Self>,
+        index: u32,
+        partition: &Arc<Partition>,
+    ) -> Result<(), BrokerError> {
+        let epoch = partition.leader_epoch();
+        if self.groups.loaded.lock().get(&index) == Some(&epoch) {
+            return Ok(());
+        }
+        // Loads and writes of one partition are ordered by its write lock.
+        let lock = self.groups.write_locks[index as usize % self.groups.write_locks.len()].clone();
+        let _guard = lock.lock().await;
+        if self.groups.loaded.lock().get(&index) == Some(&epoch) {
+            return Ok(());
+        }
+        let (this, p) = (self.clone(), partition.clone());
+        blocking(move || this.load_offsets(index, &p)).await?;
+        self.groups.loaded.lock().insert(index, epoch);
+        Ok(())
+    }
+
+    /// Forgets the groups of `__consumer_offsets` partitions this broker
+    /// no longer leads (or leads in a newer epoch, to be loaded afresh):
+    /// their members find the new coordinator.
+    pub(super) fn release_lost_offsets_partitions(&self) {
+        let Ok(topic) = self.topics.get(OFFSETS_TOPIC) else {
+            return;
+        };
+        let count = topic.partition_count();
+        let lost: Vec<u32> = self
+            .groups
             .loaded
-            .get_or_try_init(|| async move { blocking(move || this.load_offsets()).await })
-            .await
-            .map(|_| ())
+            .lock()
+            .iter()
+            .filter(|(index, epoch)| {
+                topic
+                    .partitions
+                    .get(**index as usize)
+                    .and_then(Option::as_ref)
+                    .is_none_or(|p| p.role() != Role::Leader || p.leader_epoch() != **epoch)
+            })
+            .map(|(index, _)| *index)
+            .collect();
+        for index in lost {
+            self.groups.loaded.lock().remove(&index);
+            self.forget_partition_groups(index, count);
+            tracing::info!(
+                partition = index,
+                "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}"
+            );
+        }
+    }
+
+    /// Drops from memory every group kept in partition `index`.
+    fn forget_partition_groups(&self, index: u32, count: u32) {
+        let mine = |id: &String| partition_for_key(id.as_bytes(), count) == index;
+        self.groups.groups.lock().retain(|id, _| !mine(id));
+        self.groups.offsets.lock().retain(|id, _| !mine(id));
+        self.groups.persisted.lock().retain(|id, _| !mine(id));
     }
 
     /// Creates `__consumer_offsets` on first use.
@@ -49,23 +139,24 @@ impl Broker {
             ]),
         };
         self.ensure_internal_topic(&topic).await?;
-        self.groups_loaded().await
+        Ok(())
     }
 
-    fn load_offsets(&self) -> Result<(), BrokerError> {
-        let topic = self.topics.get(OFFSETS_TOPIC)?;
+    /// Reads one `__consumer_offsets` partition into the cache, replacing
+    /// what was there for its groups.
+    fn load_offsets(&self, index: u32, partition: &Partition) -> Result<(), BrokerError> {
+        let count = self.topics.get(OFFSETS_TOPIC)?.partition_count();
         let mut offsets: HashMap<String, BTreeMap<Tp, Committed>> = HashMap::new();
         let mut generations: HashMap<String, Option<GroupValue>> = HashMap::new();
-        for p in topic.partitions.iter().flatten() {
-            for r in crate::internal::scan(p, OFFSETS_TOPIC)? {
-                apply_record(
-                    &mut offsets,
-                    &mut generations,
-                    r.key.as_deref(),
-                    r.value.as_deref(),
-                );
-            }
+        for r in crate::internal::scan(partition, OFFSETS_TOPIC)? {
+            apply_record(
+                &mut offsets,
+                &mut generations,
+                r.key.as_deref(),
+                r.value.as_deref(),
+            );
         }
+        self.forget_partition_groups(index, count);
         let now_ms = self.now_ms();
         let mut groups = self.groups.groups.lock();
         let mut persisted = self.groups.persisted.lock();
@@ -89,8 +180,12 @@ impl Broker {
                 g.empty_since_ms = Some(last.min(now_ms));
             }
         }
-        tracing::info!(groups = offsets.len(), "loaded committed offsets");
-        *self.groups.offsets.lock() = offsets;
+        tracing::info!(
+            partition = index,
+            groups = offsets.len(),
+            "loaded committed offsets"
+        );
+        self.groups.offsets.lock().extend(offsets);
         Ok(())
     }
 
@@ -114,6 +209,7 @@ impl Broker {
             }
         }
         self.offsets_topic().await?;
+        self.coordinate(&req.group_id).await?;
         // Taken before the generation check and held until the cache is
         // updated: nothing can come between the check and the write.
         let writer = self.offsets_writer(&req.group_id).await?;
@@ -227,7 +323,7 @@ impl Broker {
         req: pb::FetchOffsetsRequest,
     ) -> Result<pb::FetchOffsetsResponse, BrokerError> {
         check_group_id(&req.group_id)?;
-        self.groups_loaded().await?;
+        self.coordinate(&req.group_id).await?;
         // Waits for commits being written: a new owner of a partition sees
         // every commit accepted before it asked.
         let _writer = match self.topics.get(OFFSETS_TOPIC) {
@@ -284,7 +380,7 @@ impl Broker {
     /// Deletes a group that has no members, with its committed offsets.
     pub async fn delete_group(self: &Arc<Self>, id: &str) -> Result<(), BrokerError> {
         check_group_id(id)?;
-        self.groups_loaded().await?;
+        self.coordinate(id).await?;
         {
             let mut groups = self.groups.groups.lock();
             let known = groups.contains_key(id) || self.groups.offsets.lock().contains_key(id);

@@ -1,5 +1,6 @@
 //! Several brokers sharing one metadata quorum.
 
 mod controller;
+mod groups;
 mod harness;
 mod replication;
