@@ -153,7 +153,7 @@ impl Broker {
     /// Brings hosted partitions in line with the current metadata.
     pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<(), BrokerError> {
         let this = self.clone();
-        blocking(move || this.topics.reconcile(&this.meta.state())).await?;
+        blocking(move || this.topics.reconcile(|| this.meta.state())).await?;
         self.sync_fetchers();
         Ok(())
     }

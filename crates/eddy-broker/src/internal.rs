@@ -142,9 +142,10 @@ impl Broker {
         let p = self.topics.get(topic)?.partition(partition)?.clone();
         let topic = topic.to_string();
         blocking(move || {
-            // The first batch comes whole whatever the byte limit.
+            // The first batch comes whole whatever the byte limit; to the
+            // log end, as the scan that found `offset` read.
             let read = p
-                .read(offset, 1)
+                .read_to_log_end(offset, 1)
                 .map_err(BrokerError::log(&topic, p.id.0))?;
             let mut out = Vec::new();
             decode_into(&read.bytes, offset, &topic, p.id.0, &mut out)?;

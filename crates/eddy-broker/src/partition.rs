@@ -499,10 +499,18 @@ impl Partition {
         self.log.read().read(from, max_bytes, None)
     }
 
-    /// What this replica knows of an idempotent producer: its newest epoch
-    /// and the last sequence written.
-    pub fn producer(&self, id: ProducerId) -> Option<(ProducerEpoch, Sequence)> {
-        self.log.read().producer_state().last_sequence(id)
+    /// What this replica, as the leader, knows of an idempotent producer:
+    /// its newest epoch and the last sequence written. A follower answers
+    /// `NOT_LEADER`: its view may be behind the leader's.
+    pub fn leader_producer(
+        &self,
+        id: ProducerId,
+    ) -> Result<Option<(ProducerEpoch, Sequence)>, BrokerError> {
+        let l = self.leadership.lock();
+        if l.role != Role::Leader {
+            return Err(self.not_leader(&l));
+        }
+        Ok(self.log.read().producer_state().last_sequence(id))
     }
 
     pub fn offsets(&self) -> PartitionOffsets {
@@ -517,6 +525,12 @@ impl Partition {
 
     /// The offset a reader starting at `at` should fetch first. A
     /// timestamp after every record resolves to the high watermark.
+    ///
+    /// An offset between the high watermark and the log end is valid: it
+    /// is readable once the ISR has it. A leader that just restarted
+    /// starts from its checkpointed high watermark, below what its
+    /// readers have already seen; refusing their positions would send
+    /// them back to the start.
     pub fn resolve(&self, at: StartAt) -> eddy_log::Result<Offset> {
         let log = self.log.read();
         let hw = self.high_watermark();
@@ -524,11 +538,11 @@ impl Partition {
             StartAt::Earliest => log.start_offset(),
             StartAt::Latest => hw,
             StartAt::Offset(o) => {
-                if o < log.start_offset() || o > hw {
+                if o < log.start_offset() || o > log.end_offset() {
                     return Err(eddy_log::Error::OffsetOutOfRange {
                         requested: o,
                         start: log.start_offset(),
-                        end: hw,
+                        end: log.end_offset(),
                     });
                 }
                 o

@@ -147,8 +147,10 @@ impl Broker {
         partitions
             .iter()
             .map(|(topic, partition)| {
+                // A leader cut off from the controller may have been replaced.
+                self.check_lease()?;
                 let t = self.topics.get(topic)?;
-                Ok(t.partition(*partition)?.producer(producer))
+                t.partition(*partition)?.leader_producer(producer)
             })
             .collect()
     }

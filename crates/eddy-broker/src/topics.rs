@@ -149,8 +149,13 @@ impl Topics {
 
     /// Opens replicas that the metadata assigns to this broker, closes and
     /// deletes those of removed topics. Blocks on disk I/O.
-    pub fn reconcile(&self, state: &MetaState) -> Result<(), BrokerError> {
+    ///
+    /// `state` is read once the previous reconcile has finished: a state
+    /// read before could be older than what that one applied, and would
+    /// take newer topics for deleted ones (and delete their data).
+    pub fn reconcile(&self, state: impl FnOnce() -> Arc<MetaState>) -> Result<(), BrokerError> {
         let _guard = self.reconciling.lock();
+        let state = &*state();
         // Removed topics (gone, or re-created under a new id) go first, so
         // their directories are deleted before a new incarnation reuses the names.
         let removed: Vec<Arc<TopicState>> = {

@@ -53,6 +53,10 @@ pub struct Tuning {
     /// Partitions of a topic created without a count.
     #[arg(long, env = "EDDY_DEFAULT_PARTITIONS")]
     default_partitions: Option<u32>,
+    /// Replicas of a topic created without a replication factor (default 1;
+    /// internal topics always use min(3, brokers)).
+    #[arg(long, env = "EDDY_DEFAULT_REPLICATION_FACTOR")]
+    default_replication_factor: Option<u32>,
     /// When appends reach the disk: `never` (the default; replication is the
     /// durability), `always` (every batch), or an interval in milliseconds.
     #[arg(long, env = "EDDY_FLUSH")]
@@ -82,6 +86,11 @@ pub struct Tuning {
     /// only on `eddy worker` processes).
     #[arg(long, env = "EDDY_NO_WORKER")]
     no_worker: bool,
+    /// How long this broker's worker may be silent (the broker killed or
+    /// cut off) before its pipeline partitions move to other workers
+    /// (default 10000).
+    #[arg(long, env = "EDDY_WORKER_SESSION_TIMEOUT_MS", value_parser = clap::value_parser!(u32).range(500..=300_000))]
+    worker_session_timeout_ms: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +115,7 @@ struct FileConfig {
     advertise: Option<String>,
     peers: Option<String>,
     default_partitions: Option<u32>,
+    default_replication_factor: Option<u32>,
     flush: Option<String>,
     request_bytes_max: Option<usize>,
     retention_check_interval_ms: Option<u64>,
@@ -207,6 +217,15 @@ fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Re
     if let Some(n) = t.default_partitions.or(file.default_partitions) {
         defaults.partitions = n;
     }
+    if let Some(n) = t
+        .default_replication_factor
+        .or(file.default_replication_factor)
+    {
+        if n == 0 {
+            bail!("--default-replication-factor 0: give 1 or more");
+        }
+        defaults.replication_factor = n;
+    }
     if let Some(flush) = t.flush.as_ref().or(file.flush.as_ref()) {
         defaults.log.set("flush.ms", flush).context("--flush")?;
     }
@@ -274,6 +293,9 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
     let node = config.node_id;
     let mut node_config = NodeConfig::new(config);
     node_config.worker = !tuning.no_worker;
+    if let Some(ms) = tuning.worker_session_timeout_ms {
+        node_config.worker_session_timeout_ms = ms;
+    }
     if let Some(max) = tuning.processor_bytes_max {
         if max == 0 {
             bail!("--processor-bytes-max must be at least 1");

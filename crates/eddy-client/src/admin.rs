@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use eddy_proto::v1::{
-    CommitOffsetsRequest, CreatePartitionsRequest, CreateTopicRequest, DeleteTopicRequest,
-    DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, GroupSummary,
-    ListGroupsRequest, ListTopicsRequest, PartitionOffset, TopicDescription, TopicSummary,
-    admin_client::AdminClient, groups_client::GroupsClient,
+    CommitOffsetsRequest, CreatePartitionsRequest, CreateTopicRequest, DeleteGroupRequest,
+    DeleteTopicRequest, DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest,
+    GroupSummary, ListGroupsRequest, ListTopicsRequest, PartitionOffset, TopicDescription,
+    TopicSummary, admin_client::AdminClient, groups_client::GroupsClient,
 };
 
 use crate::client::Client;
@@ -95,10 +95,19 @@ impl Admin {
             };
             // A leader that does not answer soon (paused, dead) keeps
             // the bootstrap broker's figures.
+            // A connection to a broker that restarted fails its first
+            // call and reconnects: so one more try.
             let ask = async {
                 let channel = self.client.channel_to(&address).await.ok()?;
-                let answer = AdminClient::new(channel).describe_topic(req.clone()).await;
-                answer.ok().map(tonic::Response::into_inner)
+                for _ in 0..2 {
+                    let answer = AdminClient::new(channel.clone())
+                        .describe_topic(req.clone())
+                        .await;
+                    if let Ok(answer) = answer {
+                        return Some(answer.into_inner());
+                    }
+                }
+                None
             };
             let Ok(Some(theirs)) = tokio::time::timeout(LEADER_ANSWER_TIMEOUT, ask).await else {
                 continue;
@@ -174,6 +183,20 @@ impl Admin {
             async move { g.describe_group(req).await }
         })
         .await
+    }
+
+    /// Deletes a group and its committed offsets; refused while it has
+    /// members.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let req = DeleteGroupRequest {
+            group_id: group.to_string(),
+        };
+        on_coordinator(&self.client, group, |mut g| {
+            let req = req.clone();
+            async move { g.delete_group(req).await }
+        })
+        .await?;
+        Ok(())
     }
 
     /// Sets a group's committed offsets; refused while the group has members.

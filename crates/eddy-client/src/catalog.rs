@@ -15,6 +15,9 @@ use tonic::transport::Channel;
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 
+/// How long a worker's report may take to reach one broker.
+const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Bytes per upload chunk: the most the broker accepts in one message.
 pub const UPLOAD_CHUNK_BYTES: usize = 1 << 20;
 
@@ -202,9 +205,42 @@ impl Pipelines {
     }
 
     /// A worker's status report.
+    /// Sends a worker's report to every broker this client knows of, so
+    /// that `pipeline describe` on any of them counts it; succeeds if one
+    /// took it. A broker that does not answer within a second is skipped.
     pub async fn report(&self, report: WorkerReport) -> Result<()> {
-        self.rpc().report(report).await?;
-        Ok(())
+        let mut sends = tokio::task::JoinSet::new();
+        for address in self.client.broker_addresses() {
+            let client = self.client.clone();
+            let report = report.clone();
+            sends.spawn(async move {
+                let send = async {
+                    let channel = client.channel_to(&address).await?;
+                    PipelinesClient::new(channel).report(report).await?;
+                    Ok::<_, ClientError>(())
+                };
+                match tokio::time::timeout(REPORT_TIMEOUT, send).await {
+                    Ok(sent) => sent,
+                    Err(_) => Err(ClientError::Connect {
+                        address,
+                        reason: format!("no answer within {REPORT_TIMEOUT:?}"),
+                    }),
+                }
+            });
+        }
+        let mut last = None;
+        let mut any = false;
+        while let Some(done) = sends.join_next().await {
+            match done {
+                Ok(Ok(())) => any = true,
+                Ok(Err(e)) => last = Some(e),
+                Err(e) => last = Some(ClientError::Invalid(format!("report task failed: {e}"))),
+            }
+        }
+        match (any, last) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Marks a pipeline failed at a record.

@@ -17,6 +17,10 @@ use crate::error::{ClientError, Result};
 /// The internal topic of committed offsets (its partition leaders coordinate groups).
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// How long a call that only a partition's leader can answer keeps
+/// looking for a leader that moved (an election takes a few seconds).
+const LEADER_SEARCH: Duration = Duration::from_secs(15);
+
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -118,7 +122,9 @@ impl Client {
 
     /// What each partition's leader knows of `producer_id`: per partition,
     /// in request order, `Some((epoch, last sequence))` or `None` when it
-    /// has no state for it.
+    /// has no state for it. Only a leader answers (a follower's view may
+    /// be behind); a leader that moved is followed for up to
+    /// [`LEADER_SEARCH`].
     pub async fn describe_producer(
         &self,
         producer_id: i64,
@@ -126,33 +132,59 @@ impl Client {
     ) -> Result<Vec<Option<(i16, i32)>>> {
         let mut out = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
-            let request = DescribeProducerRequest {
-                producer_id,
-                topics: vec![DescribeProducerTopic {
-                    topic: topic.clone(),
-                    partitions: vec![*partition],
-                }],
+            let deadline = tokio::time::Instant::now() + LEADER_SEARCH;
+            let mut backoff = Duration::from_millis(50);
+            let known = loop {
+                match self
+                    .describe_producer_at_leader(producer_id, topic, *partition)
+                    .await
+                {
+                    Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(error = %e, topic, partition, "asking the partition's leader again");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        if let Err(e) = self.refresh_metadata(std::slice::from_ref(topic)).await {
+                            tracing::debug!(error = %e, "metadata refresh failed");
+                        }
+                    }
+                    other => break other?,
+                }
             };
-            let channel = self.leader(topic, *partition).await?;
-            let response = self
-                .produce_client(channel)
-                .describe_producer(request)
-                .await?
-                .into_inner();
-            let state =
-                response.partitions.into_iter().next().ok_or_else(|| {
-                    ClientError::Invalid("empty DescribeProducer response".into())
-                })?;
-            if let Some(e) = &state.error {
-                return Err(ClientError::partition(e));
-            }
-            out.push(
-                state
-                    .known
-                    .then_some((state.producer_epoch as i16, state.last_sequence)),
-            );
+            out.push(known);
         }
         Ok(out)
+    }
+
+    async fn describe_producer_at_leader(
+        &self,
+        producer_id: i64,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(i16, i32)>> {
+        let request = DescribeProducerRequest {
+            producer_id,
+            topics: vec![DescribeProducerTopic {
+                topic: topic.to_string(),
+                partitions: vec![partition],
+            }],
+        };
+        let channel = self.leader(topic, partition).await?;
+        let response = self
+            .produce_client(channel)
+            .describe_producer(request)
+            .await?
+            .into_inner();
+        let state = response
+            .partitions
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Invalid("empty DescribeProducer response".into()))?;
+        if let Some(e) = &state.error {
+            return Err(ClientError::partition(e));
+        }
+        Ok(state
+            .known
+            .then_some((state.producer_epoch as i16, state.last_sequence)))
     }
 
     pub(crate) fn cluster(&self) -> ClusterClient<Channel> {
@@ -243,6 +275,18 @@ impl Client {
             }
         }
         Err(error)
+    }
+
+    /// The address of every broker this client knows of: the bootstrap
+    /// broker and those of the cached metadata.
+    pub fn broker_addresses(&self) -> Vec<String> {
+        let mut addresses = vec![self.inner.bootstrap_address.clone()];
+        if let Some(m) = self.inner.metadata.read().as_ref() {
+            addresses.extend(m.brokers.iter().map(|b| b.address.clone()));
+        }
+        addresses.sort();
+        addresses.dedup();
+        addresses
     }
 
     /// Number of partitions of `topic`, from cached metadata if present.

@@ -464,7 +464,30 @@ impl Consumer {
     }
 
     /// The offset `start` means for a partition.
+    /// Asks the partition's leader, following a leader that moved
+    /// (`NOT_LEADER`, a lost connection) for up to [`RESOLVE_ATTEMPTS`].
     pub async fn resolve(&self, topic: &str, partition: u32, start: Start) -> Result<u64> {
+        // Know the topic's leaders before the first ask.
+        self.client.partition_count(topic).await?;
+        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            match self.resolve_once(topic, partition, start).await {
+                Err(e) if e.is_retriable() && attempt < RESOLVE_ATTEMPTS => {
+                    tracing::debug!(error = %e, topic, partition, "asking the partition's leader again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    attempt += 1;
+                    if let Err(e) = self.client.refresh_metadata(&[topic.to_string()]).await {
+                        tracing::debug!(error = %e, "metadata refresh failed");
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn resolve_once(&self, topic: &str, partition: u32, start: Start) -> Result<u64> {
         let request = ListOffsetsRequest {
             topics: vec![ListOffsetsTopic {
                 topic: topic.to_string(),
@@ -537,8 +560,16 @@ impl Consumer {
                     return Err(e);
                 };
                 let (topic, partition) = event.key.clone();
-                let offset = self.resolve(&topic, partition, start).await?;
-                tracing::warn!(%topic, partition, offset, "position out of range; reset");
+                // Past the end, the log lost what was beyond it (an unclean
+                // leader election): what came before was read, so go on from
+                // the end rather than read it all again.
+                let end = self.resolve(&topic, partition, Start::Latest).await?;
+                let offset = if position > end {
+                    end
+                } else {
+                    self.resolve(&topic, partition, start).await?
+                };
+                tracing::warn!(%topic, partition, position, offset, "position out of range; reset");
                 self.set_position(event.key, offset);
                 return Ok(0);
             }
@@ -582,6 +613,9 @@ const EVENTS_MAX: usize = 8;
 const STREAM_BYTES_MIN: usize = 64 << 10;
 /// Wait before reopening a failed partition stream.
 const STREAM_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Tries at resolving a position before the error is returned (about
+/// 8 s of backoff: a leader election's length).
+const RESOLVE_ATTEMPTS: u32 = 12;
 
 /// A running Subscribe stream for one partition.
 #[derive(Debug)]

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub registry: RegistryConfig,
     /// Whether the broker runs its own pipeline worker.
     pub worker: bool,
+    /// How long that worker may be silent before its partitions move.
+    pub worker_session_timeout_ms: u32,
 }
 
 impl NodeConfig {
@@ -40,6 +42,7 @@ impl NodeConfig {
             wasm: crate::worker::sandbox_config(None),
             registry,
             worker: true,
+            worker_session_timeout_ms: WorkerConfig::new(String::new()).session_timeout_ms,
         }
     }
 }
@@ -74,7 +77,7 @@ impl Node {
             .cloned()
             .ok_or_else(|| Error::Internal("the processor runtime was not made".into()))?;
         let worker = if config.worker {
-            Some(start_worker(&server, runtime).await?)
+            Some(start_worker(&server, runtime, config.worker_session_timeout_ms).await?)
         } else {
             None
         };
@@ -100,6 +103,7 @@ impl Node {
 async fn start_worker(
     server: &ServerHandle,
     runtime: Runtime,
+    session_timeout_ms: u32,
 ) -> Result<(watch::Sender<bool>, JoinHandle<()>)> {
     let mut addr = server.local_addr;
     if addr.ip().is_unspecified() {
@@ -108,7 +112,11 @@ async fn start_worker(
     let address = addr.to_string();
     let client = Client::connect(ClientConfig::new(address)).await?;
     let id = format!("broker-{}", server.broker.config.node_id);
-    let worker = Worker::new(client, runtime, WorkerConfig::new(id));
+    let config = WorkerConfig {
+        session_timeout_ms,
+        ..WorkerConfig::new(id)
+    };
+    let worker = Worker::new(client, runtime, config);
     let (stop, stopped) = watch::channel(false);
     let join = tokio::spawn(worker.run(stopped));
     Ok((stop, join))

@@ -35,6 +35,10 @@ const DELETE_GROUP_WAIT: Duration = Duration::from_secs(15);
 pub struct Control {
     broker: Arc<Broker>,
     reports: Mutex<BTreeMap<String, (Instant, pb::WorkerReport)>>,
+    /// A client of the cluster through this broker, for what another
+    /// broker holds: a group whose coordinator is elsewhere, partitions
+    /// led elsewhere. Connected on first use.
+    client: tokio::sync::OnceCell<eddy_client::Client>,
 }
 
 /// What apply did to one pipeline.
@@ -62,6 +66,7 @@ impl Control {
         Control {
             broker,
             reports: Mutex::new(BTreeMap::new()),
+            client: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -109,20 +114,29 @@ impl Control {
     /// Creates the output and dead-letter topics that do not exist yet.
     async fn create_topics(&self, m: &Manifest) -> Result<Vec<String>> {
         let mut created = Vec::new();
-        let dead_letter = m.spec.on_error.dead_letter_topic().map(|t| (t, None));
+        let dead_letter = m
+            .spec
+            .on_error
+            .dead_letter_topic()
+            .map(|t| (t, (None, None)));
         let wanted = m
             .spec
             .outputs
             .iter()
-            .map(|o| (o.topic.as_str(), o.partitions))
+            .map(|o| (o.topic.as_str(), (o.partitions, o.replication_factor)))
             .chain(dead_letter);
-        for (topic, partitions) in wanted {
+        for (topic, (partitions, replication_factor)) in wanted {
             if self.broker.meta.state().topics.contains_key(topic) {
                 continue;
             }
             match self
                 .broker
-                .create_topic(topic, partitions.unwrap_or(0), 0, BTreeMap::new())
+                .create_topic(
+                    topic,
+                    partitions.unwrap_or(0),
+                    replication_factor.unwrap_or(0),
+                    BTreeMap::new(),
+                )
                 .await
             {
                 Ok(_) => created.push(topic.to_string()),
@@ -243,9 +257,13 @@ impl Control {
         let group = group_id(name);
         let deadline = Instant::now() + DELETE_GROUP_WAIT;
         loop {
-            match self.broker.delete_group(&group).await {
-                Ok(()) | Err(BrokerError::UnknownGroup(_)) => break,
-                Err(BrokerError::GroupNotEmpty(_)) if Instant::now() < deadline => {
+            let deleted = match self.broker.delete_group(&group).await {
+                Err(BrokerError::NotCoordinator { .. }) => self.delete_remote_group(&group).await,
+                local => local.map_err(Error::from),
+            };
+            match deleted {
+                Ok(()) | Err(Error::Broker(BrokerError::UnknownGroup(_))) => break,
+                Err(e) if e.code() == pb::ErrorCode::GroupNotEmpty && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => {
@@ -258,6 +276,30 @@ impl Control {
         }
         tracing::info!(pipeline = name, "deleted pipeline");
         Ok(())
+    }
+
+    /// Deletes `group` at its coordinator on another broker.
+    async fn delete_remote_group(&self, group: &str) -> Result<()> {
+        let admin = eddy_client::Admin::new(self.client().await?.clone());
+        match admin.delete_group(group).await {
+            Err(eddy_client::ClientError::Broker {
+                grpc: tonic::Code::NotFound,
+                ..
+            }) => Err(BrokerError::UnknownGroup(group.to_string()).into()),
+            other => other.map_err(Error::from),
+        }
+    }
+
+    /// The client through this broker, connecting on first use.
+    async fn client(&self) -> Result<&eddy_client::Client> {
+        let address = self.broker.address.clone();
+        let client = self
+            .client
+            .get_or_try_init(|| {
+                eddy_client::Client::connect(eddy_client::ClientConfig::new(address))
+            })
+            .await?;
+        Ok(client)
     }
 
     /// Keeps a worker's report.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use eddy_broker::{BrokerError, Role};
 use eddy_meta::{PipelineMeta, PipelineRunState};
 use eddy_proto::v1 as pb;
 
@@ -120,17 +121,7 @@ impl Control {
 
     /// Every input partition with its owner, committed offset and lag.
     async fn partitions(&self, p: &PipelineMeta) -> Result<Vec<pb::PipelinePartition>> {
-        let group = match self
-            .broker
-            .describe_group(pb::DescribeGroupRequest {
-                group_id: group_id(&p.name),
-            })
-            .await
-        {
-            Ok(g) => Some(g),
-            Err(eddy_broker::BrokerError::UnknownGroup(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let group = self.group(&group_id(&p.name)).await?;
         let owners: BTreeMap<&str, &str> = group
             .iter()
             .flat_map(|g| &g.members)
@@ -143,18 +134,12 @@ impl Control {
             .collect();
         let mut out = Vec::new();
         for topic in &p.inputs {
-            let Ok(t) = self.broker.topics.get(topic) else {
+            let Some(ends) = self.log_ends(topic).await? else {
                 continue;
             };
-            for partition in 0..t.partition_count() {
+            for (partition, (log_start, log_end)) in ends.into_iter().enumerate() {
+                let partition = partition as u32;
                 let lag = known.get(&(topic.as_str(), partition));
-                let (log_start, log_end) = t
-                    .partition(partition)
-                    .map(|x| {
-                        let o = x.offsets();
-                        (o.log_start.0, o.high_watermark.0)
-                    })
-                    .unwrap_or((0, 0));
                 let committed = lag.and_then(|l| l.committed);
                 out.push(pb::PipelinePartition {
                     topic: topic.clone(),
@@ -170,5 +155,58 @@ impl Control {
             }
         }
         Ok(out)
+    }
+
+    /// The pipeline's consumer group as its coordinator describes it, or
+    /// `None` before it exists.
+    async fn group(&self, group: &str) -> Result<Option<pb::DescribeGroupResponse>> {
+        let request = pb::DescribeGroupRequest {
+            group_id: group.to_string(),
+        };
+        match self.broker.describe_group(request).await {
+            Ok(g) => return Ok(Some(g)),
+            Err(BrokerError::UnknownGroup(_)) => return Ok(None),
+            Err(BrokerError::NotCoordinator { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let admin = eddy_client::Admin::new(self.client().await?.clone());
+        match admin.describe_group(group).await {
+            Ok(g) => Ok(Some(g)),
+            Err(eddy_client::ClientError::Broker {
+                grpc: tonic::Code::NotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Log start and high watermark of each partition of `topic`, from
+    /// each partition's leader (this broker's own figures when it leads
+    /// them all); `None` if the topic is gone.
+    async fn log_ends(&self, topic: &str) -> Result<Option<Vec<(u64, u64)>>> {
+        let Ok(t) = self.broker.topics.get(topic) else {
+            return Ok(None);
+        };
+        let local: Option<Vec<(u64, u64)>> = (0..t.partition_count())
+            .map(|i| {
+                let p = t.partition(i).ok()?;
+                (p.role() == Role::Leader).then(|| {
+                    let o = p.offsets();
+                    (o.log_start.0, o.high_watermark.0)
+                })
+            })
+            .collect();
+        if let Some(local) = local {
+            return Ok(Some(local));
+        }
+        let admin = eddy_client::Admin::new(self.client().await?.clone());
+        let described = admin.describe_topic(topic).await?;
+        Ok(Some(
+            described
+                .partitions
+                .iter()
+                .map(|p| (p.log_start_offset, p.high_watermark))
+                .collect(),
+        ))
     }
 }

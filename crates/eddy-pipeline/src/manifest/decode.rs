@@ -38,7 +38,7 @@ const INPUT_REQUIRED: &[&str] = &["topics"];
 const START_FROM_FIELDS: &[&str] = &["offset", "timestamp"];
 const PROCESSOR_FIELDS: &[&str] = &["name", "version", "params"];
 const PROCESSOR_REQUIRED: &[&str] = &["name"];
-const OUTPUT_FIELDS: &[&str] = &["topic", "partitions"];
+const OUTPUT_FIELDS: &[&str] = &["topic", "partitions", "replicationFactor"];
 const OUTPUT_REQUIRED: &[&str] = &["topic"];
 const BATCH_FIELDS: &[&str] = &["maxRecords", "maxWaitMs"];
 const LIMITS_FIELDS: &[&str] = &["memoryMiB", "cpuMsPerBatch"];
@@ -49,6 +49,7 @@ const PARALLELISM: RangeInclusive<u32> = 1..=256;
 const TOPICS_PER_LIST: RangeInclusive<usize> = 1..=64;
 const VERSION: RangeInclusive<u32> = 1..=u32::MAX;
 const PARTITIONS: RangeInclusive<u32> = 1..=10_000;
+const REPLICATION_FACTOR: RangeInclusive<u32> = 1..=16;
 const MAX_RECORDS: RangeInclusive<u32> = 1..=65_536;
 const MAX_WAIT_MS: RangeInclusive<u32> = 0..=60_000;
 const MEMORY_MIB: RangeInclusive<u32> = 1..=super::MEMORY_MIB_MAX;
@@ -464,10 +465,13 @@ fn output(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<Located<Outpu
     let topic_node = fields.get("topic");
     let topic = topic_node.and_then(|node| name_value(node, &topic_path, NameKind::Topic, sink));
     let partitions = optional_int_field(&fields, "partitions", PARTITIONS, sink);
+    let replication_factor =
+        optional_int_field(&fields, "replicationFactor", REPLICATION_FACTOR, sink);
     Some(Located {
         value: Output {
             topic: topic?.to_owned(),
             partitions: partitions?,
+            replication_factor: replication_factor?,
         },
         path: topic_path,
         mark: topic_node?.mark,

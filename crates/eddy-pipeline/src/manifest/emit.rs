@@ -112,6 +112,9 @@ fn outputs(out: &mut Writer, outputs: &[Output]) {
             // Aligned under `topic`, past the "- ".
             out.line(3, &format!("partitions: {partitions}"));
         }
+        if let Some(rf) = output.replication_factor {
+            out.line(3, &format!("replicationFactor: {rf}"));
+        }
     }
 }
 

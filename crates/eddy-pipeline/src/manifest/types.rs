@@ -92,6 +92,10 @@ pub struct Output {
     /// for the broker's default. An existing topic is never changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<u32>,
+    /// `replicationFactor`: the replica count used if the topic has to be
+    /// created, or `None` for the broker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u32>,
 }
 
 /// `spec.delivery`: the delivery guarantee from input to outputs.

@@ -9,6 +9,12 @@
 //! it again) → write the chunks → register the version. Until that last
 //! step nothing refers to the bytes, and chunks nothing refers to are
 //! removed when the registry next loads.
+//!
+//! In a cluster, component bytes are written only by the leader of
+//! `__processors-0`: another broker that receives an upload or a delete
+//! forwards it there, and serves downloads from its own replica (or, if
+//! it holds none, from the leader). Names and versions are metadata, the
+//! same on every broker.
 
 mod service;
 pub(crate) mod store;
@@ -18,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use eddy_broker::Broker;
-use eddy_log::Offset;
+use eddy_log::{LeaderEpoch, Offset};
 use eddy_meta::{Command, MetaState, ProcessorVersion, validate_name};
 use eddy_proto::v1 as pb;
 use eddy_wasm::{Digest, Runtime};
@@ -26,7 +32,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 pub use self::service::ProcessorsService;
 pub use self::store::{CHUNK_BYTES, PROCESSORS_TOPIC};
-use self::store::{ChunkIndex, ComponentStore, parse_digest};
+use self::store::{ChunkIndex, ComponentStore, Part, parse_digest};
 use crate::error::{Error, Result};
 
 /// Registry settings.
@@ -116,7 +122,7 @@ impl Registry {
     pub async fn upload(
         &self,
         mut messages: impl futures::Stream<Item = Result<pb::UploadRequest, tonic::Status>> + Unpin,
-    ) -> Result<(StoredVersion, bool)> {
+    ) -> Result<pb::UploadResponse> {
         use futures::StreamExt;
         let _permit = self
             .uploads
@@ -134,7 +140,31 @@ impl Registry {
             received.take(message)?;
         }
         let (name, digest, bytes) = received.finish()?;
-        self.register(&name, digest, bytes).await
+        let state = self.broker.meta.state();
+        if let Some(v) = state
+            .processors
+            .get(&name)
+            .and_then(|p| p.by_sha256(&digest.to_string()))
+        {
+            return Ok(response(&StoredVersion::of(&state, &name, v), true));
+        }
+        match self.store.part().await? {
+            Part::Leader(epoch) => {
+                let (stored, existed) = self.register(&name, digest, bytes, epoch).await?;
+                Ok(response(&stored, existed))
+            }
+            Part::Elsewhere { leader, .. } => {
+                tracing::debug!(
+                    processor = name,
+                    leader,
+                    "forwarding an upload to the leader of {PROCESSORS_TOPIC}"
+                );
+                Ok(leader_registry(&leader)
+                    .await?
+                    .upload(&name, bytes, |_| {})
+                    .await?)
+            }
+        }
     }
 
     /// Validates and stores a component whose bytes and digest are checked.
@@ -143,17 +173,19 @@ impl Registry {
         name: &str,
         digest: Digest,
         bytes: Bytes,
+        epoch: LeaderEpoch,
     ) -> Result<(StoredVersion, bool)> {
+        self.validate(bytes.clone()).await?;
+        let mut index = self.writable_index(epoch).await?;
         let state = self.broker.meta.state();
         if let Some(v) = state
             .processors
             .get(name)
             .and_then(|p| p.by_sha256(&digest.to_string()))
         {
+            // Registered by a concurrent upload of the same bytes.
             return Ok((StoredVersion::of(&state, name, v), true));
         }
-        self.validate(bytes.clone()).await?;
-        let mut index = self.index().await?;
         let loaded = index
             .as_mut()
             .ok_or_else(|| Error::Internal("registry index missing".into()))?;
@@ -198,15 +230,34 @@ impl Registry {
             .map_err(|e| Error::InvalidProcessor(format!("the processor was refused: {e}")))
     }
 
-    /// The chunk index, loading it (and removing unreferenced components) on
-    /// first use.
-    async fn index(&self) -> Result<tokio::sync::MutexGuard<'_, Option<ChunkIndex>>> {
+    /// The chunk index for writing as the leader in `epoch`: loaded again
+    /// (removing components no version refers to) the first time this
+    /// broker writes in that epoch, since another leader may have written
+    /// in between.
+    async fn writable_index(
+        &self,
+        epoch: LeaderEpoch,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<ChunkIndex>>> {
         let mut guard = self.index.lock().await;
-        if guard.is_none() {
+        if guard.as_ref().and_then(|i| i.writable_in) != Some(epoch) {
             let mut index = self.store.load().await?;
             let keep = referenced(&self.broker.meta.state());
             self.store.collect_garbage(&mut index, &keep).await?;
+            index.writable_in = Some(epoch);
             *guard = Some(index);
+        }
+        Ok(guard)
+    }
+
+    /// The chunk index for reading `digest`: loaded again if it does not
+    /// know that component yet (another broker stored it since).
+    async fn readable_index(
+        &self,
+        digest: &Digest,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<ChunkIndex>>> {
+        let mut guard = self.index.lock().await;
+        if !guard.as_ref().is_some_and(|i| i.contains(digest)) {
+            *guard = Some(self.store.load().await?);
         }
         Ok(guard)
     }
@@ -239,7 +290,16 @@ impl Registry {
 
     /// Deletes a version (or all of them) and the bytes no version uses any more.
     pub async fn delete(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>> {
-        let mut index = self.index().await?;
+        let epoch = match self.store.part().await? {
+            Part::Leader(epoch) => epoch,
+            Part::Elsewhere { leader, .. } => {
+                return Ok(leader_registry(&leader)
+                    .await?
+                    .delete(name, version)
+                    .await?);
+            }
+        };
+        let mut index = self.writable_index(epoch).await?;
         let before = self.broker.meta.state();
         let removed: Vec<ProcessorVersion> = before
             .processor(name)?
@@ -275,7 +335,7 @@ impl Registry {
     /// A version (0: the latest) and where its component's chunks are;
     /// [`Registry::chunk`] reads them one at a time, so a download holds
     /// one chunk in memory, not the component.
-    pub async fn download(&self, name: &str, version: u32) -> Result<(StoredVersion, Vec<Offset>)> {
+    pub async fn download(&self, name: &str, version: u32) -> Result<(StoredVersion, Chunks)> {
         let state = self.broker.meta.state();
         let p = state.processor(name)?;
         let v = match version {
@@ -289,18 +349,55 @@ impl Registry {
         })?;
         let digest = parse_digest(&v.sha256)
             .ok_or_else(|| Error::Internal(format!("bad sha256 {:?} in metadata", v.sha256)))?;
-        let index = self.index().await?;
+        let stored = StoredVersion::of(&state, name, v);
+        if let Part::Elsewhere {
+            leader,
+            replica: false,
+        } = self.store.part().await?
+        {
+            let (_, bytes) = leader_registry(&leader)
+                .await?
+                .download(name, v.version)
+                .await?;
+            return Ok((stored, Chunks::Fetched(bytes)));
+        }
+        let index = self.readable_index(&digest).await?;
         let loaded = index
             .as_ref()
             .ok_or_else(|| Error::Internal("registry index missing".into()))?;
         let chunks = self.store.chunks(loaded, &digest)?;
-        Ok((StoredVersion::of(&state, name, v), chunks))
+        Ok((stored, Chunks::Here(chunks)))
     }
 
     /// One chunk of a stored component (see [`Registry::download`]).
     pub async fn chunk(&self, at: Offset) -> Result<Bytes> {
         self.store.read_chunk(at).await
     }
+}
+
+/// Where a download's bytes come from.
+#[derive(Debug)]
+pub enum Chunks {
+    /// This broker's replica of `__processors`, at these offsets, read one
+    /// at a time with [`Registry::chunk`].
+    Here(Vec<Offset>),
+    /// The whole component, fetched from the leader (this broker holds no
+    /// replica).
+    Fetched(Bytes),
+}
+
+/// An upload's answer.
+fn response(stored: &StoredVersion, existed: bool) -> pb::UploadResponse {
+    pb::UploadResponse {
+        version: Some(stored.to_pb()),
+        existed,
+    }
+}
+
+/// The registry of the broker at `address` (the leader of `__processors`).
+async fn leader_registry(address: &str) -> Result<eddy_client::Processors> {
+    let client = eddy_client::Client::connect(eddy_client::ClientConfig::new(address)).await?;
+    Ok(eddy_client::Processors::new(client))
 }
 
 /// Every component digest a processor version refers to.

@@ -8,7 +8,7 @@ use eddy_proto::v1::processors_server::Processors;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Registry;
+use super::{CHUNK_BYTES, Chunks, Registry};
 
 /// Serves the registry.
 #[derive(Debug, Clone)]
@@ -30,11 +30,7 @@ impl Processors for ProcessorsService {
         &self,
         req: Request<Streaming<pb::UploadRequest>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
-        let (stored, existed) = self.registry.upload(req.into_inner()).await?;
-        Ok(Response::new(pb::UploadResponse {
-            version: Some(stored.to_pb()),
-            existed,
-        }))
+        Ok(Response::new(self.registry.upload(req.into_inner()).await?))
     }
 
     async fn list(
@@ -82,8 +78,25 @@ impl Processors for ProcessorsService {
     ) -> Result<Response<Self::DownloadStream>, Status> {
         let req = req.into_inner();
         let (stored, chunks) = self.registry.download(&req.name, req.version).await?;
-        let registry = self.registry.clone();
         let first = Some(stored.to_pb());
+        let chunks = match chunks {
+            Chunks::Here(offsets) => offsets,
+            Chunks::Fetched(bytes) => {
+                let mut version = first;
+                let messages: Vec<_> = (0..bytes.len().max(1))
+                    .step_by(CHUNK_BYTES)
+                    .map(|at| {
+                        let chunk = bytes.slice(at..(at + CHUNK_BYTES).min(bytes.len()));
+                        Ok(pb::DownloadProcessorResponse {
+                            version: version.take(),
+                            chunk,
+                        })
+                    })
+                    .collect();
+                return Ok(Response::new(Box::pin(futures::stream::iter(messages))));
+            }
+        };
+        let registry = self.registry.clone();
         // One chunk read at a time, as the client takes them; the stream
         // ends after an error.
         let messages = futures::stream::unfold(Some((chunks.into_iter(), first)), move |state| {

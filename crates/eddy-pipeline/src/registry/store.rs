@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_broker::{Broker, InternalTopic};
-use eddy_log::Offset;
+use eddy_broker::{Broker, BrokerError, InternalTopic, Role};
+use eddy_log::{LeaderEpoch, Offset};
 use eddy_wasm::Digest;
 
 use crate::error::{Error, Result};
@@ -81,6 +81,20 @@ impl ChunkKey {
 #[derive(Debug, Default)]
 pub(crate) struct ChunkIndex {
     components: BTreeMap<Digest, Vec<Offset>>,
+    /// The leader epoch of `__processors-0` under which this broker, as
+    /// its leader, loaded the index and removed orphaned components;
+    /// `None` if loaded as a follower (for reads only).
+    pub writable_in: Option<LeaderEpoch>,
+}
+
+/// This broker's part in `__processors-0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// It leads the partition, in this epoch: writes happen here.
+    Leader(LeaderEpoch),
+    /// Another broker leads it, at this address; this one may hold a
+    /// replica to read from.
+    Elsewhere { leader: String, replica: bool },
 }
 
 impl ChunkIndex {
@@ -98,6 +112,44 @@ pub(crate) struct ComponentStore {
 impl ComponentStore {
     pub fn new(broker: Arc<Broker>) -> ComponentStore {
         ComponentStore { broker }
+    }
+
+    /// Where writes go, and whether reads can be served here.
+    pub async fn part(&self) -> Result<Part> {
+        self.broker.ensure_internal_topic(&topic()).await?;
+        let local = self
+            .broker
+            .topics
+            .get(PROCESSORS_TOPIC)
+            .ok()
+            .and_then(|t| t.partition(0).ok().cloned());
+        if let Some(p) = &local
+            && p.role() == Role::Leader
+        {
+            return Ok(Part::Leader(p.leader_epoch()));
+        }
+        let state = self.broker.meta.state();
+        let meta = state
+            .topics
+            .get(PROCESSORS_TOPIC)
+            .and_then(|t| t.partitions.first());
+        let leader = meta
+            .and_then(|m| m.leader)
+            .and_then(|id| state.brokers.get(&id))
+            .map(|b| b.address.clone());
+        match leader {
+            Some(leader) if leader != self.broker.address => Ok(Part::Elsewhere {
+                leader,
+                replica: local.is_some(),
+            }),
+            _ => Err(BrokerError::NotLeader {
+                topic: PROCESSORS_TOPIC.to_string(),
+                partition: 0,
+                leader: meta.and_then(|m| m.leader),
+                epoch: meta.map_or(0, |m| m.leader_epoch.0),
+            }
+            .into()),
+        }
     }
 
     /// Scans the topic into an index of complete components. Incomplete
@@ -134,7 +186,10 @@ impl ComponentStore {
             })
             .map(|(digest, (_, found))| (digest, found.into_values().collect()))
             .collect();
-        Ok(ChunkIndex { components })
+        Ok(ChunkIndex {
+            components,
+            writable_in: None,
+        })
     }
 
     /// Writes a component's chunks and records them in `index`.

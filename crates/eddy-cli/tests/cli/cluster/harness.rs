@@ -25,7 +25,7 @@ pub struct TestCluster {
     pub nodes: Vec<Node>,
     peers: String,
     extra: Vec<String>,
-    _tmp: tempfile::TempDir,
+    tmp: Option<tempfile::TempDir>,
 }
 
 impl TestCluster {
@@ -50,7 +50,7 @@ impl TestCluster {
             nodes,
             peers,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            _tmp: tmp,
+            tmp: Some(tmp),
         };
         let waiting: Vec<_> = (1..=n as i32).map(|id| cluster.spawn(id)).collect();
         for (id, listening) in (1..=n as i32).zip(waiting) {
@@ -279,6 +279,11 @@ impl Drop for TestCluster {
             self.kill9(id);
         }
         if std::thread::panicking() {
+            if std::env::var_os("EDDY_TEST_KEEP").is_some()
+                && let Some(tmp) = self.tmp.take()
+            {
+                eprintln!("kept the brokers' directories in {}", tmp.keep().display());
+            }
             // What the brokers said, for the failure report.
             for n in &self.nodes {
                 let log = std::fs::read_to_string(n.dir.with_extension("log")).unwrap_or_default();

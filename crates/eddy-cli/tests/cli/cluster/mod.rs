@@ -3,4 +3,5 @@
 mod controller;
 mod groups;
 mod harness;
+mod pipelines;
 mod replication;

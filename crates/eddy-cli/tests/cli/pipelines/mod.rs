@@ -7,6 +7,7 @@ mod hostile;
 mod manifests;
 mod registry;
 mod running;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -90,29 +91,7 @@ impl Cluster {
 
     /// Every record of `topic` up to its high watermark.
     pub async fn read_all(&self, topic: &str) -> Vec<ConsumerRecord> {
-        let admin = Admin::new(self.client.clone());
-        let described = admin.describe_topic(topic).await.unwrap();
-        let end: u64 = described.partitions.iter().map(|p| p.high_watermark).sum();
-        let mut consumer = Consumer::new(self.client.clone(), ConsumerConfig::default());
-        for p in &described.partitions {
-            consumer
-                .assign(topic, p.partition, Start::Earliest)
-                .await
-                .unwrap();
-        }
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while (out.len() as u64) < end {
-            assert!(
-                Instant::now() < deadline,
-                "read {} of {end} records of {topic}",
-                out.len()
-            );
-            for f in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-                out.extend(f.records().unwrap());
-            }
-        }
-        out
+        read_all(&self.client, topic).await
     }
 
     pub async fn describe(&self, pipeline: &str) -> pb::PipelineDescription {
@@ -149,6 +128,55 @@ impl Cluster {
         })
         .await
     }
+}
+
+/// Every record of `topic` up to its high watermark.
+/// On a cluster, once it has settled: every replica in sync, each
+/// partition's high watermark at its log end, and the same figures 200 ms
+/// apart (a follower's figures can lag), so nothing written is
+/// left out.
+pub async fn read_all(client: &Client, topic: &str) -> Vec<ConsumerRecord> {
+    let admin = Admin::new(client.clone());
+    let deadline = Instant::now() + WAIT;
+    let mut previous: Option<Vec<u64>> = None;
+    let described = loop {
+        assert!(Instant::now() < deadline, "{topic} did not settle");
+        let Ok(d) = admin.describe_topic(topic).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let settled = d
+            .partitions
+            .iter()
+            .all(|p| p.high_watermark == p.log_end_offset && p.isr.len() == p.replicas.len());
+        let now: Vec<u64> = d.partitions.iter().map(|p| p.high_watermark).collect();
+        if settled && previous.as_ref() == Some(&now) {
+            break d;
+        }
+        previous = settled.then_some(now);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let end: u64 = described.partitions.iter().map(|p| p.high_watermark).sum();
+    let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
+    for p in &described.partitions {
+        consumer
+            .assign(topic, p.partition, Start::Earliest)
+            .await
+            .unwrap();
+    }
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (out.len() as u64) < end {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {end} records of {topic}",
+            out.len()
+        );
+        for f in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            out.extend(f.records().unwrap());
+        }
+    }
+    out
 }
 
 async fn connect(b: &TestBroker) -> Client {

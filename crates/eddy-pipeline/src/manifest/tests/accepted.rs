@@ -77,6 +77,7 @@ fn the_full_example_gives_exactly_what_it_says() {
             outputs: vec![Output {
                 topic: "truck_alerts".to_owned(),
                 partitions: Some(10),
+                replication_factor: None,
             }],
             delivery: Delivery::ExactlyOnce,
             parallelism: 4,
@@ -113,6 +114,7 @@ fn a_minimal_manifest_gets_every_default() {
             outputs: vec![Output {
                 topic: "out".to_owned(),
                 partitions: None,
+                replication_factor: None,
             }],
             delivery: Delivery::AtLeastOnce,
             parallelism: 1,
@@ -331,4 +333,22 @@ fn the_stored_json_of_every_start_from_reads_back() {
         let back: StartFrom = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, start_from, "{json}");
     }
+}
+
+#[test]
+fn an_output_may_name_the_replication_factor_it_is_created_with() {
+    let text = MINIMAL.replace(
+        "outputs: [ { topic: out } ]",
+        "outputs: [ { topic: out, partitions: 6, replicationFactor: 3 } ]",
+    );
+    let m = parse_one(&text);
+    assert_eq!(
+        m.spec.outputs,
+        vec![Output {
+            topic: "out".to_owned(),
+            partitions: Some(6),
+            replication_factor: Some(3),
+        }]
+    );
+    assert_eq!(parse_one(&super::super::to_yaml(&m)), m);
 }

@@ -227,7 +227,7 @@ mod unknown_fields {
             &with_line(15, "      partition: 10"),
             "spec.outputs[0]",
             (15, 7),
-            "unknown field partition; expected topic or partitions",
+            "unknown field partition; expected topic, partitions or replicationFactor",
         );
     }
 
@@ -331,6 +331,13 @@ mod values {
                 "spec.outputs[0].partitions",
                 19,
                 "1 to 10000, found 10001",
+            ),
+            (
+                15,
+                "      replicationFactor: 0",
+                "spec.outputs[0].replicationFactor",
+                26,
+                "1 to 16, found 0",
             ),
             (
                 18,

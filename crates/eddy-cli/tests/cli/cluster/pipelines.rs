@@ -1,0 +1,80 @@
+//! Pipelines on a cluster: an exactly-once pipeline keeps
+//! `output == f(input)` while the brokers running its tasks are killed
+//! with `kill -9`. Prints its seed; `EDDY_TEST_SEED=S` replays it.
+
+use eddy_client::{Client, ClientConfig, Pipelines};
+use eddy_test_plugins as wasm;
+
+use super::harness::TestCluster;
+use crate::pipelines::wait_for;
+use crate::pipelines::workload::{Rng, assert_exactly_once, committed, feed, shape_manifest};
+
+const RECORDS: usize = 60_000;
+const BROKERS: i32 = 3;
+/// How many times a broker is killed in a run.
+const KILLS: usize = 3;
+
+/// The broker whose worker owns a randomly chosen input partition (a
+/// random broker while none is assigned).
+async fn task_host(client: &Client, rng: &mut Rng) -> i32 {
+    let owners: Vec<i32> = match Pipelines::new(client.clone()).describe("shape").await {
+        Ok(d) => d
+            .partitions
+            .iter()
+            .filter_map(|p| p.owner.strip_prefix("broker-")?.parse().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if owners.is_empty() {
+        1 + rng.below(BROKERS as u64) as i32
+    } else {
+        owners[rng.below(owners.len() as u64) as usize]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_holds_while_the_brokers_running_its_tasks_are_killed() {
+    let mut rng =
+        Rng::from_env("exactly_once_holds_while_the_brokers_running_its_tasks_are_killed");
+    let mut cluster = tokio::task::block_in_place(|| {
+        let cluster =
+            TestCluster::start(BROKERS as usize, &["--broker-session-timeout-ms", "2000"]);
+        cluster.ok_at(1, &["topic", "create", "in", "-p", "4", "-r", "3"]);
+        cluster.ok_at(1, &["processor", "upload", "shape", wasm::TRANSFORM]);
+        let yaml = shape_manifest("exactly-once", "      replicationFactor: 3\n");
+        cluster.ok_with_input(&["pipeline", "apply", "-f", "-"], yaml.as_bytes());
+        cluster
+    });
+    let client = Client::connect(ClientConfig::new(cluster.bootstrap()))
+        .await
+        .unwrap();
+    let feeding = feed(&client, RECORDS);
+    let mut at = 0;
+    for _ in 0..KILLS {
+        // Each kill lands on a pipeline that has been making progress.
+        at = wait_for("the pipeline to commit more input", || async {
+            let now = committed(&client).await;
+            (now > at).then_some(now)
+        })
+        .await;
+        tokio::time::sleep(rng.millis(200, 1500)).await;
+        let victim = task_host(&client, &mut rng).await;
+        tokio::task::block_in_place(|| cluster.kill9(victim));
+        eprintln!("killed broker {victim} with {at} of {RECORDS} records committed");
+        tokio::time::sleep(rng.millis(300, 2000)).await;
+        tokio::task::block_in_place(|| cluster.start_again(victim));
+    }
+    feeding.await.unwrap();
+    wait_for("the pipeline to take every record", || async {
+        let d = Pipelines::new(client.clone())
+            .describe("shape")
+            .await
+            .ok()?;
+        let done: u64 = d.partitions.iter().filter_map(|p| p.committed).sum();
+        (done == RECORDS as u64).then_some(())
+    })
+    .await;
+    // Exactly-once commits a position only once its outputs are
+    // acknowledged by every in-sync replica, so they are all readable now.
+    assert_exactly_once(&client, RECORDS, "exactly-once on a cluster", rng.seed()).await;
+}
