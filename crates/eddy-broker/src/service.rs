@@ -113,6 +113,7 @@ impl Cluster for Service {
                 .map(|b| pb::BrokerInfo {
                     node_id: b.id.0,
                     address: b.address.clone(),
+                    fenced: b.fenced,
                 })
                 .collect(),
             topics,

@@ -24,14 +24,16 @@ pub async fn run(cmd: ClusterCommand, conn: &Connection) -> anyhow::Result<()> {
             } else {
                 outln!("controller  {}", m.controller_id);
             }
-            outln!("{:>6}  {:<30}  ROLE", "BROKER", "ADDRESS");
+            outln!("{:>6}  {:<30}  {:<7}  ROLE", "BROKER", "ADDRESS", "STATE");
             for b in &m.brokers {
                 let role = if b.node_id == m.controller_id {
                     "controller leader"
                 } else {
                     ""
                 };
-                outln!("{:>6}  {:<30}  {role}", b.node_id, b.address);
+                // Fenced: silent past the session timeout (dead, paused or cut off).
+                let state = if b.fenced { "fenced" } else { "alive" };
+                outln!("{:>6}  {:<30}  {state:<7}  {role}", b.node_id, b.address);
             }
             let mut under = Vec::new();
             let mut offline = Vec::new();

@@ -12,6 +12,7 @@ mod bench;
 mod cluster;
 mod consume;
 mod demo;
+mod dev;
 mod group;
 mod out;
 mod pipeline;
@@ -51,8 +52,9 @@ pub struct Connection {
 enum Command {
     /// Run a broker.
     Serve(serve::ServeArgs),
-    /// Run a single local broker with development defaults (data in ./.eddy).
-    Dev(serve::DevArgs),
+    /// Run a local broker with development defaults (data in ./.eddy), or
+    /// with --nodes 3 a local cluster of three
+    Dev(dev::DevArgs),
     /// Run the truck-GPS pipeline end to end on an embedded broker in a
     /// temporary directory: topics, the geofence processor, an exactly-once
     /// pipeline, simulated trucks, and the alerts it finds.
@@ -114,7 +116,7 @@ fn main() -> ExitCode {
 async fn run_async(command: Command, conn: Connection) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::serve(args).await,
-        Command::Dev(args) => serve::dev(args).await,
+        Command::Dev(args) => dev::dev(args).await,
         Command::Cluster(cmd) => cluster::run(cmd, &conn).await,
         Command::Topic(cmd) => topic::run(cmd, &conn).await,
         Command::Produce(args) => produce::run(args, &conn).await,

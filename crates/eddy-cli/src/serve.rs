@@ -1,4 +1,4 @@
-//! `eddy serve` and `eddy dev`.
+//! `eddy serve`, and the single broker of `eddy dev`.
 //!
 //! Settings come from flags, then `EDDY_*` environment variables, then a
 //! TOML file (`--config`), then defaults.
@@ -93,16 +93,64 @@ pub struct Tuning {
     worker_session_timeout_ms: Option<u32>,
 }
 
-#[derive(Debug, Args)]
-pub struct DevArgs {
-    /// Directory for data.
-    #[arg(long, default_value = ".eddy")]
-    data_dir: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = DEFAULT_ADDRESS)]
-    listen: SocketAddr,
-    #[command(flatten)]
-    tuning: Tuning,
+impl Tuning {
+    /// These settings as `eddy serve` flags, for the brokers `eddy dev
+    /// --nodes` starts.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut flag = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(format!("--{name}"));
+                args.push(v);
+            }
+        };
+        flag(
+            "default-partitions",
+            self.default_partitions.map(|v| v.to_string()),
+        );
+        flag(
+            "default-replication-factor",
+            self.default_replication_factor.map(|v| v.to_string()),
+        );
+        flag("flush", self.flush.clone());
+        flag(
+            "request-bytes-max",
+            self.request_bytes_max.map(|v| v.to_string()),
+        );
+        flag(
+            "retention-check-interval-ms",
+            self.retention_check_interval_ms.map(|v| v.to_string()),
+        );
+        flag(
+            "offsets-retention-minutes",
+            self.offsets_retention_minutes.map(|v| v.to_string()),
+        );
+        flag(
+            "processor-bytes-max",
+            self.processor_bytes_max.map(|v| v.to_string()),
+        );
+        flag(
+            "broker-session-timeout-ms",
+            self.broker_session_timeout_ms.map(|v| v.to_string()),
+        );
+        flag(
+            "replica-lag-time-max-ms",
+            self.replica_lag_time_max_ms.map(|v| v.to_string()),
+        );
+        flag(
+            "worker-session-timeout-ms",
+            self.worker_session_timeout_ms.map(|v| v.to_string()),
+        );
+        if self.no_worker {
+            args.push("--no-worker".to_string());
+        }
+        args
+    }
+
+    /// Whether a default replication factor was given.
+    pub fn sets_replication_factor(&self) -> bool {
+        self.default_replication_factor.is_some()
+    }
 }
 
 /// The TOML file's shape.
@@ -176,10 +224,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     run(config, &args.tuning, false).await
 }
 
-pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let mut config = BrokerConfig::new(NodeId(1), args.data_dir.clone(), args.listen);
-    apply(&mut config, &args.tuning, &FileConfig::default())?;
-    run(config, &args.tuning, true).await
+/// `eddy dev` with one broker, in this process.
+pub async fn dev_node(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    tuning: &Tuning,
+) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::new(NodeId(1), data_dir, listen);
+    apply(&mut config, tuning, &FileConfig::default())?;
+    run(config, tuning, true).await
 }
 
 /// Reads `1=host:port,2=host:port`.
@@ -345,6 +398,7 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
 /// SIGTERM and Ctrl-C, caught from the moment this is made: made before a
 /// server says it is listening, so that a signal sent right after that
 /// line stops it cleanly instead of killing it.
+#[derive(Debug)]
 pub struct Signals {
     term: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
