@@ -47,20 +47,22 @@ impl Admin {
         };
         Ok(self
             .client
-            .admin_client()
-            .create_topic(req)
-            .await?
-            .into_inner())
+            .on_any_broker(|c| {
+                let req = req.clone();
+                async move { self.client.admin(c).create_topic(req).await }
+            })
+            .await?)
     }
 
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicSummary>> {
         let req = ListTopicsRequest { include_internal };
         Ok(self
             .client
-            .admin_client()
-            .list_topics(req)
+            .on_any_broker(|c| {
+                let req = req.clone();
+                async move { self.client.admin(c).list_topics(req).await }
+            })
             .await?
-            .into_inner()
             .topics)
     }
 
@@ -74,10 +76,11 @@ impl Admin {
         };
         let mut described = self
             .client
-            .admin_client()
-            .describe_topic(req.clone())
-            .await?
-            .into_inner();
+            .on_any_broker(|c| {
+                let req = req.clone();
+                async move { self.client.admin(c).describe_topic(req).await }
+            })
+            .await?;
         let metadata = self.client.cluster_metadata().await?;
         let bootstrap = self.client.bootstrap_address().to_string();
         let mut leaders: Vec<i32> = described.partitions.iter().map(|p| p.leader).collect();
@@ -139,10 +142,11 @@ impl Admin {
         };
         Ok(self
             .client
-            .admin_client()
-            .create_partitions(req)
-            .await?
-            .into_inner())
+            .on_any_broker(|c| {
+                let req = req.clone();
+                async move { self.client.admin(c).create_partitions(req).await }
+            })
+            .await?)
     }
 
     /// Every group of the cluster: each broker lists those it coordinates.
@@ -231,7 +235,12 @@ impl Admin {
         let req = DeleteTopicRequest {
             name: name.to_string(),
         };
-        self.client.admin_client().delete_topic(req).await?;
+        self.client
+            .on_any_broker(|c| {
+                let req = req.clone();
+                async move { self.client.admin(c).delete_topic(req).await }
+            })
+            .await?;
         Ok(())
     }
 }

@@ -187,14 +187,8 @@ impl Client {
             .then_some((state.producer_epoch as i16, state.last_sequence)))
     }
 
-    pub(crate) fn cluster(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.inner.bootstrap.clone())
-            .max_decoding_message_size(self.inner.config.response_bytes_max)
-    }
-
-    pub(crate) fn admin_client(&self) -> AdminClient<Channel> {
-        AdminClient::new(self.inner.bootstrap.clone())
-            .max_decoding_message_size(self.inner.config.response_bytes_max)
+    pub(crate) fn admin(&self, channel: Channel) -> AdminClient<Channel> {
+        AdminClient::new(channel).max_decoding_message_size(self.inner.config.response_bytes_max)
     }
 
     pub(crate) fn produce_client(&self, channel: Channel) -> ProduceClient<Channel> {
@@ -231,21 +225,42 @@ impl Client {
         Ok(response)
     }
 
-    /// The whole cluster as the bootstrap broker sees it: brokers, the
-    /// controller leader, and every topic, internal ones included.
+    /// The whole cluster as the bootstrap broker sees it (or, when it
+    /// cannot be reached, another broker this client knows of): brokers,
+    /// the controller leader, and every topic, internal ones included.
     pub async fn cluster_metadata(&self) -> Result<MetadataResponse> {
         let request = MetadataRequest {
             topics: Vec::new(),
             include_internal: true,
         };
-        Ok(self.cluster().metadata(request).await?.into_inner())
+        self.metadata_from_any(request).await
     }
 
     /// Asks the bootstrap broker, or when it cannot be reached (it died),
     /// the other brokers this client knows of, in turn.
     async fn metadata_from_any(&self, request: MetadataRequest) -> Result<MetadataResponse> {
-        let first = self.cluster().metadata(request.clone()).await;
-        let error = match first {
+        let limit = self.inner.config.response_bytes_max;
+        self.on_any_broker(|channel| {
+            let request = request.clone();
+            async move {
+                ClusterClient::new(channel)
+                    .max_decoding_message_size(limit)
+                    .metadata(request)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Makes a call any broker can answer: at the bootstrap broker, or
+    /// when that cannot be reached (it died), at the other brokers this
+    /// client knows of, in turn.
+    pub(crate) async fn on_any_broker<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let error = match call(self.inner.bootstrap.clone()).await {
             Ok(r) => return Ok(r.into_inner()),
             Err(status) if unreachable(&status) => ClientError::from(status),
             Err(status) => return Err(status.into()),
@@ -261,14 +276,13 @@ impl Client {
             others.extend(m.brokers.iter().map(|b| b.address.clone()));
         }
         others.retain(|a| !a.is_empty() && *a != self.inner.bootstrap_address);
+        others.sort();
         others.dedup();
         for address in others {
             let Ok(channel) = self.channel_to(&address).await else {
                 continue;
             };
-            let mut client = ClusterClient::new(channel)
-                .max_decoding_message_size(self.inner.config.response_bytes_max);
-            match client.metadata(request.clone()).await {
+            match call(channel).await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(status) if unreachable(&status) => continue,
                 Err(status) => return Err(status.into()),

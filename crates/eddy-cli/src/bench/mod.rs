@@ -1,7 +1,8 @@
-//! `eddy bench produce|consume|e2e|group|pipeline`: throughput and latency
+//! `eddy bench produce|consume|e2e|group|pipeline|failover`: throughput and latency
 //! against a running broker, reported like the OpenMessaging Benchmark
 //! (records/s, MB/s, latency percentiles).
 
+mod failover;
 mod pipeline;
 
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub enum BenchCommand {
     /// backlog exactly-once, at-least-once and copied, and the latency a
     /// pipeline adds at a fixed rate.
     Pipeline(pipeline::PipelineArgs),
+    /// Leader failover: writes one record at a time with acks=all, kills
+    /// the partition leader with a command you give, and times the kill to
+    /// the first acknowledged write.
+    Failover(failover::FailoverArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -59,6 +64,12 @@ pub struct BenchArgs {
     /// Partitions of the new topic.
     #[arg(long, default_value_t = 1)]
     partitions: u32,
+    /// Replicas of the new topic (0: the broker's default).
+    #[arg(long, default_value_t = 0)]
+    replication_factor: u32,
+    /// `min.insync.replicas` of the new topic (default: the broker's).
+    #[arg(long)]
+    min_insync_replicas: Option<u32>,
     /// Bytes per record value.
     #[arg(long, default_value_t = 1024)]
     record_size: usize,
@@ -100,6 +111,7 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
         BenchCommand::Produce(a) | BenchCommand::Consume(a) => a.clone(),
         BenchCommand::E2e(e) => e.common.clone(),
         BenchCommand::Group(g) => g.common.clone(),
+        BenchCommand::Failover(f) => f.common.clone(),
         // Makes its own topics.
         BenchCommand::Pipeline(p) => return pipeline::run(&client, p).await,
     };
@@ -109,6 +121,7 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
         BenchCommand::Consume(a) => consume(&client, &topic, &a).await,
         BenchCommand::E2e(e) => e2e(&client, &topic, &e).await,
         BenchCommand::Group(g) => group(&client, &topic, &g).await,
+        BenchCommand::Failover(f) => failover::run(&client, &topic, &f).await,
         BenchCommand::Pipeline(_) => Ok(()),
     };
     if args.topic.is_none() && !args.keep {
@@ -127,11 +140,16 @@ async fn prepare_topic(client: &Client, args: &BenchArgs) -> anyhow::Result<Stri
         .topic
         .clone()
         .unwrap_or_else(|| format!("bench-{}", std::process::id()));
+    let mut configs = std::collections::HashMap::new();
+    if let Some(n) = args.min_insync_replicas {
+        configs.insert("min.insync.replicas".to_string(), n.to_string());
+    }
     Admin::new(client.clone())
         .create_topic(NewTopic {
             name: name.clone(),
             partitions: args.partitions,
-            ..Default::default()
+            replication_factor: args.replication_factor,
+            configs,
         })
         .await
         .context("creating the benchmark topic")?;
@@ -158,8 +176,12 @@ fn record_count(args: &BenchArgs) -> u64 {
 }
 
 fn header(kind: &str, topic: &str, args: &BenchArgs) {
+    let replicas = match args.replication_factor {
+        0 => "broker default".to_string(),
+        n => n.to_string(),
+    };
     outln!(
-        "eddy bench {kind}: topic {topic}, {} partition(s), {} B records, batch {} B, linger {} ms, acks={:?}, idempotence {}",
+        "eddy bench {kind}: topic {topic}, {} partition(s), replication factor {replicas}, {} B records, batch {} B, linger {} ms, acks={:?}, idempotence {}",
         args.partitions,
         args.record_size,
         args.batch_bytes,
@@ -282,26 +304,39 @@ async fn e2e(client: &Client, topic: &str, e: &E2eArgs) -> anyhow::Result<()> {
     let deadline = Duration::from_secs(e.duration_s);
     let mut sent = 0u64;
     let filler = vec![b'e'; size - 8];
+    // Publish latency (send → acknowledged) of every 64th record.
+    let mut acks: Vec<(Instant, DeliveryTicket)> = Vec::new();
     while start.elapsed() < deadline {
         let due = (start.elapsed().as_micros() as f64 * bytes_per_us / size as f64) as u64;
         while sent < due {
             let mut v = BytesMut::with_capacity(size);
             v.put_u64_le(epoch.elapsed().as_micros() as u64);
             v.put_slice(&filler);
-            producer
+            let sent_at = (sent % 64 == 0).then(Instant::now);
+            let ticket = producer
                 .send(topic, ProducerRecord::value(v.freeze()))
                 .await?;
+            if let Some(at) = sent_at {
+                acks.push((at, ticket));
+            }
             sent += 1;
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
     let elapsed = start.elapsed();
     producer.close().await?;
+    let mut published = histogram();
+    for (at, ticket) in acks {
+        if let Some(done) = ticket.completed_at() {
+            published.saturating_record(done.saturating_duration_since(at).as_micros() as u64);
+        }
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Release);
     let (hist, received) = reader.await.context("consumer task")??;
     outln!("sent {sent}, consumed {received}");
     throughput("produce", sent, sent * size as u64, elapsed);
+    latency("publish latency", &published);
     latency("end-to-end latency", &hist);
     Ok(())
 }
