@@ -45,23 +45,19 @@ impl Admin {
             replication_factor: topic.replication_factor,
             configs: topic.configs,
         };
-        Ok(self
-            .client
+        self.client
             .on_any_broker(|c| {
                 let req = req.clone();
                 async move { self.client.admin(c).create_topic(req).await }
             })
-            .await?)
+            .await
     }
 
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicSummary>> {
         let req = ListTopicsRequest { include_internal };
         Ok(self
             .client
-            .on_any_broker(|c| {
-                let req = req.clone();
-                async move { self.client.admin(c).list_topics(req).await }
-            })
+            .on_any_broker(|c| async move { self.client.admin(c).list_topics(req).await })
             .await?
             .topics)
     }
@@ -140,13 +136,12 @@ impl Admin {
             name: name.to_string(),
             total,
         };
-        Ok(self
-            .client
+        self.client
             .on_any_broker(|c| {
                 let req = req.clone();
                 async move { self.client.admin(c).create_partitions(req).await }
             })
-            .await?)
+            .await
     }
 
     /// Every group of the cluster: each broker lists those it coordinates.

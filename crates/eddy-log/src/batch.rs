@@ -217,6 +217,20 @@ pub fn set_leader_epoch(buf: &mut [u8], epoch: LeaderEpoch) {
     buf[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&epoch.0.to_be_bytes());
 }
 
+/// A copy of the batch `buf` stamped with another producer id, epoch and
+/// base sequence, its CRC computed again: for an idempotent producer that
+/// took a new identity and resends batches it had stamped with the old.
+pub fn restamp(buf: &[u8], stamp: ProducerStamp) -> Result<Vec<u8>, BatchError> {
+    BatchHeader::parse(buf)?;
+    let mut out = buf.to_vec();
+    out[PRODUCER_ID_AT..PRODUCER_EPOCH_AT].copy_from_slice(&stamp.producer_id.0.to_be_bytes());
+    out[PRODUCER_EPOCH_AT..BASE_SEQUENCE_AT].copy_from_slice(&stamp.producer_epoch.0.to_be_bytes());
+    out[BASE_SEQUENCE_AT..RECORD_COUNT_AT].copy_from_slice(&stamp.base_sequence.0.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+    out[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
 /// A whole record batch whose CRC has been checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
@@ -705,6 +719,30 @@ mod tests {
             b.push(r);
         }
         b.finish().unwrap()
+    }
+
+    #[test]
+    fn a_restamped_batch_carries_the_new_producer_and_a_valid_crc() {
+        let stamp = |id, epoch, seq| ProducerStamp {
+            producer_id: ProducerId(id),
+            producer_epoch: ProducerEpoch(epoch),
+            base_sequence: Sequence(seq),
+        };
+        let mut b = BatchBuilder::new().producer(stamp(7, 0, 40));
+        b.push(&record(Some(b"k"), Some(b"v1")));
+        b.push(&record(None, Some(b"v2")));
+        let old = b.finish().unwrap();
+        let new = restamp(&old, stamp(9, 2, 0)).unwrap();
+        let parsed = Batch::parse(&new, usize::MAX).unwrap();
+        assert_eq!(parsed.header.producer_id, ProducerId(9));
+        assert_eq!(parsed.header.producer_epoch, ProducerEpoch(2));
+        assert_eq!(parsed.header.base_sequence, Sequence(0));
+        let values: Vec<_> = parsed.records().map(|r| r.unwrap().value).collect();
+        assert_eq!(values, [Some(&b"v1"[..]), Some(&b"v2"[..])]);
+        assert!(
+            restamp(&old[..20], stamp(9, 2, 0)).is_err(),
+            "a cut batch is refused"
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod varint;
 
 pub use batch::{
     Batch, BatchBuilder, BatchError, BatchHeader, ProducerStamp, RecordRef, RecordView, batches,
+    restamp,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compaction::{CompactionJob, CompactionOutput, CompactionStats};

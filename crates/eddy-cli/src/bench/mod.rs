@@ -312,7 +312,7 @@ async fn e2e(client: &Client, topic: &str, e: &E2eArgs) -> anyhow::Result<()> {
             let mut v = BytesMut::with_capacity(size);
             v.put_u64_le(epoch.elapsed().as_micros() as u64);
             v.put_slice(&filler);
-            let sent_at = (sent % 64 == 0).then(Instant::now);
+            let sent_at = sent.is_multiple_of(64).then(Instant::now);
             let ticket = producer
                 .send(topic, ProducerRecord::value(v.freeze()))
                 .await?;

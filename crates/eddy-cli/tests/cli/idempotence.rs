@@ -464,3 +464,79 @@ async fn a_producer_with_a_stable_name_continues_its_sequences_across_restarts()
     assert_eq!(got, ["a", "b", "c", "d"]);
     assert_eq!(end_offset(&b, "sn"), "4", "nothing written twice");
 }
+
+/// KIP-360's case: a batch fails for good (here its producer id is fenced
+/// by a newer epoch; a delivery timeout does the same). The producer takes
+/// a new identity, and every record sent after that lands, in order,
+/// instead of being refused out of order or fenced forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_batch_fails_for_good_the_producer_goes_on_under_a_new_identity() {
+    let b = TestBroker::start();
+    b.ok(&["topic", "create", "k"]);
+    let client = Client::connect(ClientConfig::new(b.addr.clone()))
+        .await
+        .unwrap();
+    let config = ProducerConfig {
+        acks: Acks::All,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client.clone(), config);
+    for i in 0..10 {
+        producer
+            .send(
+                "k",
+                ProducerRecord::value(format!("before-{i}")).partition(0),
+            )
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let (id, epoch) = producer.identity().unwrap();
+
+    // Someone else takes the next epoch of the same id: this producer's
+    // next batch is refused for good.
+    let mut raw = produce_client(&b.addr).await;
+    let fenced_by = produce_one(&mut raw, "k", stamped((id, epoch + 1), 0, 1)).await;
+    assert_eq!(fenced_by.record_count, 1, "{fenced_by:?}");
+    let refused = producer
+        .send("k", ProducerRecord::value("refused").partition(0))
+        .await
+        .unwrap();
+    assert!(refused.wait().await.is_err(), "the fenced batch fails");
+    assert!(producer.flush().await.is_err(), "flush reports it once");
+
+    let mut tickets = Vec::new();
+    for i in 0..100 {
+        let t = producer
+            .send(
+                "k",
+                ProducerRecord::value(format!("after-{i}")).partition(0),
+            )
+            .await
+            .unwrap();
+        tickets.push(t);
+    }
+    producer.flush().await.unwrap();
+    for t in tickets {
+        t.wait().await.unwrap();
+    }
+    let (new_id, _) = producer.identity().unwrap();
+    assert_ne!(new_id, id, "a new identity");
+
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    consumer.assign("k", 0, Start::Earliest).await.unwrap();
+    let mut values = Vec::new();
+    while values.len() < 111 {
+        for f in consumer.poll(Duration::from_secs(5)).await.unwrap() {
+            for r in f.records().unwrap() {
+                values.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+            }
+        }
+    }
+    let expected: Vec<String> = (0..10)
+        .map(|i| format!("before-{i}"))
+        .chain(["0".to_string()])
+        .chain((0..100).map(|i| format!("after-{i}")))
+        .collect();
+    assert_eq!(values, expected);
+}

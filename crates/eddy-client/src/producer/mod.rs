@@ -173,6 +173,12 @@ struct Shared {
     pending: AtomicU64,
     idle: Notify,
     first_error: Mutex<Option<ClientError>>,
+    /// The first failure since the last flush.
+    unflushed_error: Mutex<Option<ClientError>>,
+    /// A batch failed for good: the broker's view of this producer's
+    /// sequences is in doubt, so it takes a new identity before sending
+    /// more (see `sender::renew_identity`).
+    renew: AtomicBool,
     correlation: AtomicU64,
     /// Batches to send again; they go before any new batch, in sealing
     /// order. Lock order: `retry`, then a connection's `pending`, then
@@ -231,6 +237,8 @@ impl Producer {
             pending: AtomicU64::new(0),
             idle: Notify::new(),
             first_error: Mutex::new(None),
+            unflushed_error: Mutex::new(None),
+            renew: AtomicBool::new(false),
             correlation: AtomicU64::new(0),
             retry: Mutex::new(VecDeque::new()),
             backoff_until: Mutex::new(None),
@@ -420,17 +428,20 @@ impl Producer {
         Ok(self.identity())
     }
 
-    /// The first failure of a record sent by this producer, if any; after
-    /// one, later records of the same partitions cannot be trusted to land.
+    /// The first failure of a record sent by this producer, if any. An
+    /// idempotent producer goes on with a new identity after one (so later
+    /// records land, in order), but what failed is not written again.
     pub fn error(&self) -> Option<ClientError> {
         self.shared.first_error.lock().clone()
     }
 
-    /// The producer's id and epoch, once idempotence has started.
+    /// The producer's id and epoch, once idempotence has started (a new
+    /// id after a batch failed for good, without a stable name).
     pub fn identity(&self) -> Option<(i64, i16)> {
         self.shared
+            .acc
+            .lock()
             .identity
-            .get()
             .map(|s| (s.producer_id.0, s.producer_epoch.0))
     }
 
@@ -448,8 +459,8 @@ impl Producer {
     }
 
     /// Sends everything buffered now and waits until every record sent so
-    /// far is acknowledged. Fails if any record failed since the producer
-    /// was created.
+    /// far is acknowledged or failed. Fails with the first failure since
+    /// the previous flush (each record's own outcome is in its ticket).
     pub async fn flush(&self) -> Result<()> {
         let s = &self.shared;
         s.acc.lock().flush_requested = true;
@@ -463,7 +474,7 @@ impl Producer {
             }
             idle.await;
         }
-        match s.first_error.lock().clone() {
+        match s.unflushed_error.lock().take() {
             Some(e) => Err(e),
             None => Ok(()),
         }

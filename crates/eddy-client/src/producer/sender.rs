@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
+use eddy_log::{ProducerEpoch, ProducerId, ProducerStamp, Sequence, restamp};
 use eddy_proto::v1::{
-    Acks, PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData,
+    Acks, ErrorCode, InitProducerIdRequest, PartitionProduceData, ProduceRequest, ProduceResponse,
+    TopicProduceData,
 };
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -60,6 +63,16 @@ pub(super) async fn sender(s: Arc<Shared>) {
             if let Err(e) = s.client.refresh_metadata(&topics).await {
                 tracing::debug!(error = %e, "metadata refresh failed");
             }
+        }
+        if s.renew.load(Ordering::Acquire) {
+            if s.in_flight.lock().is_empty() {
+                renew_identity(&s).await;
+            } else {
+                // What is on its way lands, fails or comes back to `retry`
+                // first: none of it may be stamped anew while it can land.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            continue;
         }
         let (ready, next_deadline, closed) = take_ready(&s);
         if ready.is_empty() {
@@ -308,6 +321,12 @@ async fn receive(
                 let mut resend = Vec::new();
                 if e.is_retriable() {
                     resend = f.batches;
+                } else if e.code() == ErrorCode::OutOfOrderSequence && renews(&s) {
+                    // The leader lost track of this producer's sequences (or
+                    // a batch before these failed): sent again under a new
+                    // identity, they land in order.
+                    s.renew.store(true, Ordering::Release);
+                    resend = f.batches;
                 } else {
                     release(&s, &f.batches);
                     for b in f.batches {
@@ -423,7 +442,87 @@ fn complete(s: &Shared, f: InFlight, response: ProduceResponse) {
 
 fn fail(s: &Shared, b: ReadyBatch, e: ClientError) {
     s.first_error.lock().get_or_insert_with(|| e.clone());
+    s.unflushed_error.lock().get_or_insert_with(|| e.clone());
+    if renews(s) {
+        s.renew.store(true, Ordering::Release);
+    }
     finish(s, b, Err(e));
+}
+
+/// Whether this producer takes a new identity after a failed batch: an
+/// idempotent one without a stable name. A stable-name producer's
+/// sequences are its owner's to set (an exactly-once task starts again
+/// from its commit instead).
+fn renews(s: &Shared) -> bool {
+    s.config.idempotence && s.config.acks == Acks::All && s.config.stable_name.is_none()
+}
+
+/// Takes a new producer id and starts every partition's sequences again
+/// at 0, stamping anew the batches not sent yet (nothing is in flight).
+///
+/// After a batch failed for good (its delivery timed out, or the leader
+/// refused it), the leader may or may not hold it, so the next batch's
+/// sequence may leave a gap and every later batch would be refused out
+/// of order. Kafka's KIP-360 has the producer bump its epoch and reset its
+/// sequences; Eddy's leaders carry sequences across the epochs of one id
+/// (an exactly-once task's outputs continue through its take-overs), so
+/// the fresh start is a new id.
+async fn renew_identity(s: &Arc<Shared>) {
+    let request = InitProducerIdRequest {
+        stable_name: String::new(),
+    };
+    let answer = s
+        .client
+        .produce_client(s.client.bootstrap_channel())
+        .init_producer_id(request)
+        .await;
+    let r = match answer {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            tracing::debug!(%status, "asking for a new producer id failed; retrying");
+            let backoff = Duration::from_millis(s.config.retry_backoff_ms);
+            *s.backoff_until.lock() = Some(Instant::now() + backoff);
+            return;
+        }
+    };
+    let stamp = ProducerStamp {
+        producer_id: ProducerId(r.producer_id),
+        producer_epoch: ProducerEpoch(r.producer_epoch as i16),
+        base_sequence: Sequence::NONE,
+    };
+    let mut retry = s.retry.lock();
+    let mut acc = s.acc.lock();
+    let acc = &mut *acc;
+    acc.identity = Some(stamp);
+    acc.sequences.clear();
+    let mut waiting: Vec<&mut ReadyBatch> = retry.iter_mut().chain(acc.ready.iter_mut()).collect();
+    waiting.sort_by_key(|b| b.order);
+    for b in waiting {
+        let next = acc
+            .sequences
+            .entry((b.topic.clone(), b.partition))
+            .or_insert(0);
+        let restamped = restamp(
+            &b.bytes,
+            ProducerStamp {
+                base_sequence: Sequence(*next),
+                ..stamp
+            },
+        );
+        match restamped {
+            Ok(bytes) => b.bytes = Bytes::from(bytes),
+            // Built by this producer, so never; sent as it is, the leader
+            // refuses it and its records fail.
+            Err(e) => tracing::warn!(error = %e, "cannot stamp a batch anew"),
+        }
+        *next = ((i64::from(*next) + i64::from(b.records)) % (i64::from(i32::MAX) + 1)) as i32;
+    }
+    s.renew.store(false, Ordering::Release);
+    s.wake.notify_one();
+    tracing::info!(
+        producer_id = r.producer_id,
+        "a batch failed for good: took a new producer id, sequences start again"
+    );
 }
 
 fn finish(s: &Shared, b: ReadyBatch, result: Result<Option<u64>>) {
