@@ -51,6 +51,39 @@ pub(crate) struct Liveness {
 impl Broker {
     /// Whether this broker may take writes: alone, always; in a cluster,
     /// while its lease holds.
+    /// A broker that starts again gives up what its previous run held:
+    /// leaderships and places in ISRs that have other members, as a broker
+    /// that missed its session does (Kafka fences a re-registering broker
+    /// the same way). Its previous run may have lost writes it had not
+    /// flushed (a power loss with `--flush never`); leading again in the
+    /// same epoch, it would make followers that hold them truncate. It
+    /// catches up as a follower, its heartbeats unfence it, and its
+    /// leaders add it back to their ISRs.
+    pub(crate) async fn fence_previous_incarnation(&self) -> Result<(), BrokerError> {
+        let me = self.config.node_id;
+        let state = self.meta.state();
+        if self.config.peers.len() <= 1 || state.brokers.get(&me).is_none_or(|b| b.fenced) {
+            return Ok(());
+        }
+        let holds = state
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.leader == Some(me) || (p.isr.contains(&me) && p.isr.len() > 1));
+        if holds {
+            tracing::info!(
+                "started again: giving up the leaderships and ISR places of the previous run"
+            );
+            self.meta
+                .propose(Command::SetBrokerFenced {
+                    id: me,
+                    fenced: true,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn check_lease(&self) -> Result<(), BrokerError> {
         if self.config.peers.len() <= 1 {
             return Ok(());

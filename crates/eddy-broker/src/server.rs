@@ -143,9 +143,14 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Registers this broker once the metadata quorum has a leader.
 async fn join_cluster(broker: &Arc<Broker>) -> Result<(), BrokerError> {
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let mut fenced_before = false;
     loop {
         let joined = async {
             broker.register().await?;
+            if !fenced_before {
+                broker.fence_previous_incarnation().await?;
+                fenced_before = true;
+            }
             broker.reconcile().await?;
             // Take writes from the start: heartbeat until the controller
             // has this broker live (it unfences a returning broker).

@@ -473,7 +473,10 @@ impl Consumer {
         let mut attempt = 1;
         loop {
             match self.resolve_once(topic, partition, start).await {
-                Err(e) if e.is_retriable() && attempt < RESOLVE_ATTEMPTS => {
+                Err(e)
+                    if (e.is_retriable() || propagating(&e, attempt))
+                        && attempt < RESOLVE_ATTEMPTS =>
+                {
                     tracing::debug!(error = %e, topic, partition, "asking the partition's leader again");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -613,6 +616,18 @@ const EVENTS_MAX: usize = 8;
 const STREAM_BYTES_MIN: usize = 64 << 10;
 /// Wait before reopening a failed partition stream.
 const STREAM_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Whether `e` may only mean that the broker asked has not yet applied
+/// the metadata that created the topic (or its partition): brokers apply
+/// the controller's changes a moment apart. Tried for the first attempts
+/// only, so a topic that does not exist is reported within about 1.5 s.
+fn propagating(e: &ClientError, attempt: u32) -> bool {
+    attempt <= 5
+        && matches!(
+            e.code(),
+            ErrorCode::UnknownTopic | ErrorCode::UnknownPartition
+        )
+}
+
 /// Tries at resolving a position before the error is returned (about
 /// 8 s of backoff: a leader election's length).
 const RESOLVE_ATTEMPTS: u32 = 12;

@@ -319,7 +319,14 @@ async fn receive(
             Some(e) => {
                 let e = ClientError::partition(e);
                 let mut resend = Vec::new();
-                if e.is_retriable() {
+                // A leader that does not know the topic yet has not applied
+                // the metadata that created it: brokers apply it a moment
+                // apart (the producer checked that the topic exists).
+                let propagating = matches!(
+                    e.code(),
+                    ErrorCode::UnknownTopic | ErrorCode::UnknownPartition
+                );
+                if e.is_retriable() || propagating {
                     resend = f.batches;
                 } else if e.code() == ErrorCode::OutOfOrderSequence && renews(&s) {
                     // The leader lost track of this producer's sequences (or

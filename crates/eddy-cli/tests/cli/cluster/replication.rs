@@ -314,3 +314,39 @@ fn a_replica_that_diverged_truncates_to_the_new_leader_and_catches_up() {
     let out = cluster.ok_at(new, &["consume", "d", "-B", "--idle-timeout-ms", "1000"]);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["a", "b", "c"]);
 }
+
+/// A leader killed and started again before its session ran out does not
+/// lead in its old epoch: its previous run may have lost writes it had
+/// not flushed, and its followers would then have to truncate theirs. It
+/// gives up its leaderships on the way up, and rejoins the ISR once it
+/// has caught up.
+#[test]
+fn a_leader_started_again_before_it_is_fenced_gives_up_its_leadership() {
+    let mut cluster = TestCluster::start(3, &["--broker-session-timeout-ms", "6000"]);
+    cluster.ok_at(
+        1,
+        &[
+            "topic",
+            "create",
+            "r",
+            "-p",
+            "1",
+            "-r",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    let before = cluster.await_in_sync("r", Duration::from_secs(20))[0].clone();
+    produce_at(&cluster, before.leader, "r", &["a", "b"], pb::Acks::All).unwrap();
+    cluster.kill9(before.leader);
+    cluster.start_again(before.leader);
+    // Within the 6 s session: only its own start can have moved anything.
+    let after = cluster.partitions("r")[0].clone();
+    assert_ne!(after.leader, before.leader, "{after:?}");
+    assert!(after.epoch > before.epoch, "{after:?} after {before:?}");
+    let rows = cluster.await_in_sync("r", Duration::from_secs(20));
+    assert!(rows[0].isr.contains(&before.leader), "{rows:?}");
+    produce_retrying(&cluster, rows[0].leader, "r", &["c"]);
+    await_identical_replicas(&cluster, "r");
+}
