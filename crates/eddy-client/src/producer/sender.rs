@@ -65,7 +65,11 @@ pub(super) async fn sender(s: Arc<Shared>) {
             }
         }
         if s.renew.load(Ordering::Acquire) {
-            if s.in_flight.lock().is_empty() {
+            if s.acc.lock().closed && s.pending.load(Ordering::Acquire) == 0 {
+                // Closed with nothing left to send: no identity is needed,
+                // and an unreachable broker must not keep the sender alive.
+                s.renew.store(false, Ordering::Release);
+            } else if s.in_flight.lock().is_empty() {
                 renew_identity(&s).await;
             } else {
                 // What is on its way lands, fails or comes back to `retry`
