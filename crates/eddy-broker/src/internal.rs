@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_log::{BatchBuilder, Offset, RecordRef, Timestamp, check_batch};
+use eddy_log::{BatchBuilder, CheckedBatch, Offset, RecordRef, Timestamp, check_batch};
 use eddy_meta::{Command, TopicId, TopicMeta, assign_replicas};
 
 use crate::broker::{Broker, blocking};
@@ -89,25 +89,10 @@ impl Broker {
         let writer = p.clone();
         let (base, end) = blocking(move || {
             let p = writer;
-            let size: usize = records
-                .iter()
-                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 32)
-                .sum();
-            let mut builder = BatchBuilder::with_capacity(size + 128);
-            for (k, v) in &records {
-                builder.push(&RecordRef {
-                    timestamp: Timestamp(now),
-                    key: Some(k),
-                    value: v.as_deref(),
-                    headers: &[],
-                });
-            }
-            let Some(bytes) = builder.finish() else {
+            let Some(batch) = key_value_batch(&records, now, &topic, partition)? else {
                 let end = p.log_end();
                 return Ok((end, end));
             };
-            let batch = check_batch(bytes, eddy_log::BATCH_BYTES_LIMIT)
-                .map_err(BrokerError::log(&topic, partition))?;
             let info = p.append(&batch)?;
             Ok((info.base_offset, p.log_end()))
         })
@@ -153,6 +138,36 @@ impl Broker {
         })
         .await
     }
+}
+
+/// Key/value records (a `None` value is a tombstone) as one checked batch
+/// stamped `now`, or `None` when there are none: what Eddy writes to its
+/// own topics.
+pub(crate) fn key_value_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    records: &[(K, Option<V>)],
+    now: i64,
+    topic: &str,
+    partition: u32,
+) -> Result<Option<CheckedBatch<Vec<u8>>>, BrokerError> {
+    let size: usize = records
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().map_or(0, |v| v.as_ref().len()) + 32)
+        .sum();
+    let mut builder = BatchBuilder::with_capacity(size + 128);
+    for (k, v) in records {
+        builder.push(&RecordRef {
+            timestamp: Timestamp(now),
+            key: Some(k.as_ref()),
+            value: v.as_ref().map(AsRef::as_ref),
+            headers: &[],
+        });
+    }
+    let Some(bytes) = builder.finish() else {
+        return Ok(None);
+    };
+    let batch = check_batch(bytes, eddy_log::BATCH_BYTES_LIMIT)
+        .map_err(BrokerError::log(topic, partition))?;
+    Ok(Some(batch))
 }
 
 /// Reads a partition from its start to its log end.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_log::{BatchBuilder, RecordRef, Timestamp, check_batch, partitioner::partition_for_key};
+use eddy_log::partitioner::partition_for_key;
 use eddy_proto::v1 as pb;
 
 use super::assignor::Tp;
@@ -17,7 +17,7 @@ use super::state::{Committed, Group};
 use super::{OFFSETS_TOPIC, check_group_id, from_pb};
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
-use crate::internal::InternalTopic;
+use crate::internal::{InternalTopic, key_value_batch};
 use crate::partition::{Partition, Role};
 
 impl Broker {
@@ -462,20 +462,9 @@ impl Writer {
     ) -> Result<(), BrokerError> {
         let (partition, index, now) = (self.partition.clone(), self.index, self.now_ms);
         let end = blocking(move || {
-            let mut builder = BatchBuilder::new();
-            for (k, v) in &records {
-                builder.push(&RecordRef {
-                    timestamp: Timestamp(now),
-                    key: Some(k),
-                    value: v.as_deref(),
-                    headers: &[],
-                });
-            }
-            let Some(bytes) = builder.finish() else {
+            let Some(batch) = key_value_batch(&records, now, OFFSETS_TOPIC, index)? else {
                 return Ok(None);
             };
-            let batch = check_batch(bytes, eddy_log::BATCH_BYTES_LIMIT)
-                .map_err(BrokerError::log(OFFSETS_TOPIC, index))?;
             partition.append(&batch)?;
             Ok(Some(partition.log_end()))
         })

@@ -16,7 +16,7 @@ use eddy_proto::v1 as pb;
 use pb::produce_client::ProduceClient;
 use tonic::transport::Channel;
 
-use crate::harness::TestBroker;
+use crate::harness::{Rng, TestBroker};
 use crate::proxy::ChaosProxy;
 
 async fn produce_client(addr: &str) -> ProduceClient<Channel> {
@@ -252,33 +252,11 @@ async fn deduplication_survives_a_kill_9_and_restart() {
     assert!(once_more.duplicate, "after a clean restart too (snapshot)");
 }
 
-/// A tiny deterministic generator; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_run_with_cut_connections_and_broker_restarts_writes_every_record_exactly_once_in_order()
  {
-    let seed = std::env::var("EDDY_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("chaos seed {seed} (rerun with EDDY_TEST_SEED={seed})");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("chaos");
+    let seed = rng.seed();
     let proxy = ChaosProxy::start().await;
     let mut b = tokio::task::spawn_blocking({
         let advertise = proxy.addr.clone();
@@ -327,7 +305,7 @@ async fn a_long_run_with_cut_connections_and_broker_restarts_writes_every_record
     };
     let (mut cuts, mut restarts) = (0, 0);
     while !sending.is_finished() {
-        tokio::time::sleep(Duration::from_millis(30 + rng.next(150))).await;
+        tokio::time::sleep(Duration::from_millis(30 + rng.below(150))).await;
         let progress = sent.load(Ordering::Relaxed);
         // One kill -9 after a third of the records, one clean restart after two thirds.
         let due = (restarts == 0 && progress > N / 3) || (restarts == 1 && progress > 2 * N / 3);

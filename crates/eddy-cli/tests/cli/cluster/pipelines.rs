@@ -6,8 +6,9 @@ use eddy_client::{Client, ClientConfig, Pipelines};
 use eddy_test_plugins as wasm;
 
 use super::harness::TestCluster;
+use crate::harness::Rng;
 use crate::pipelines::wait_for;
-use crate::pipelines::workload::{Rng, assert_exactly_once, committed, feed, shape_manifest};
+use crate::pipelines::workload::{assert_exactly_once, committed, feed, shape_manifest};
 
 const RECORDS: usize = 60_000;
 const BROKERS: i32 = 3;

@@ -8,9 +8,10 @@
 use eddy_test_plugins as wasm;
 
 use super::workload::{
-    Rng, assert_exactly_once, committed, feed, lost_and_doubled, outputs, shape_manifest,
+    assert_exactly_once, committed, feed, lost_and_doubled, outputs, shape_manifest,
 };
 use super::{Cluster, TestWorker, wait_for};
+use crate::harness::Rng;
 
 const RECORDS: usize = 100_000;
 /// How many times the worker or broker is killed in a run.
