@@ -3,6 +3,6 @@
 mod controller;
 mod dev;
 mod groups;
-mod harness;
+use eddy_tests::cluster as harness;
 mod pipelines;
 mod replication;

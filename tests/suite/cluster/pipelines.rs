@@ -6,9 +6,9 @@ use eddy_client::{Client, ClientConfig, Pipelines};
 use eddy_test_plugins as wasm;
 
 use super::harness::TestCluster;
-use crate::harness::Rng;
 use crate::pipelines::wait_for;
 use crate::pipelines::workload::{assert_exactly_once, committed, feed, shape_manifest};
+use eddy_tests::rng::Rng;
 
 const RECORDS: usize = 60_000;
 const BROKERS: i32 = 3;

@@ -10,7 +10,7 @@ use eddy_proto::v1 as pb;
 use pb::groups_client::GroupsClient;
 use tonic::Code;
 
-use crate::harness::{EDDY, TestBroker, keyed_lines};
+use crate::harness::{TestBroker, eddy_binary, keyed_lines};
 
 /// An `eddy consume --group` process writing to a file.
 struct Member {
@@ -21,7 +21,7 @@ struct Member {
 impl Member {
     fn start(b: &TestBroker, dir: &Path, name: &str, topic: &str, group: &str) -> Member {
         let out = dir.join(format!("{name}.out"));
-        let child = Command::new(EDDY)
+        let child = Command::new(eddy_binary())
             .args([
                 "consume",
                 topic,

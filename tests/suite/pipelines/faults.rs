@@ -11,7 +11,7 @@ use super::workload::{
     assert_exactly_once, committed, feed, lost_and_doubled, outputs, shape_manifest,
 };
 use super::{Cluster, TestWorker, wait_for};
-use crate::harness::Rng;
+use eddy_tests::rng::Rng;
 
 const RECORDS: usize = 100_000;
 /// How many times the worker or broker is killed in a run.

@@ -6,12 +6,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{EDDY, Out, run};
+use crate::process::{Out, eddy_binary, files, run};
 
 /// How long a broker may take to join (a majority must be up).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One broker of a [`TestCluster`].
+#[derive(Debug)]
 pub struct Node {
     pub id: i32,
     pub addr: String,
@@ -21,6 +22,7 @@ pub struct Node {
 
 /// Brokers 1..=n, each with its own port and data directory; all killed
 /// when dropped.
+#[derive(Debug)]
 pub struct TestCluster {
     pub nodes: Vec<Node>,
     peers: String,
@@ -72,7 +74,7 @@ impl TestCluster {
             .append(true)
             .open(node.dir.with_extension("log"))
             .unwrap();
-        let mut child = Command::new(EDDY)
+        let mut child = Command::new(eddy_binary())
             .args([
                 "serve",
                 "--node-id",
@@ -127,7 +129,7 @@ impl TestCluster {
     /// Runs an `eddy` client command against broker `id` only.
     pub fn eddy_at(&self, id: i32, args: &[&str]) -> Out {
         run(
-            Command::new(EDDY)
+            Command::new(eddy_binary())
                 .args(args)
                 .args(["--bootstrap", &self.node(id).addr]),
             b"",
@@ -155,7 +157,7 @@ impl TestCluster {
             .collect::<Vec<_>>()
             .join(",");
         let out = run(
-            Command::new(EDDY)
+            Command::new(eddy_binary())
                 .args(args)
                 .args(["--bootstrap", &bootstrap]),
             input,
@@ -167,7 +169,7 @@ impl TestCluster {
     /// Sends a signal (`STOP`, `CONT`, …) to broker `id`.
     pub fn signal(&self, id: i32, sig: &str) {
         let child = self.node(id).child.as_ref().expect("broker is running");
-        crate::harness::signal(child, sig);
+        crate::process::signal(child, sig);
     }
 
     /// The bootstrap list of every running broker.
@@ -183,7 +185,7 @@ impl TestCluster {
     /// Runs `eddy` with every running broker as bootstrap.
     pub fn eddy(&self, args: &[&str]) -> Out {
         run(
-            Command::new(EDDY)
+            Command::new(eddy_binary())
                 .args(args)
                 .args(["--bootstrap", &self.bootstrap()]),
             b"",
@@ -333,7 +335,7 @@ impl PartitionRow {
 /// A partition's log as bytes: its segments in order, concatenated.
 pub fn log_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut bytes = Vec::new();
-    for f in crate::harness::files(dir, "log") {
+    for f in files(dir, "log") {
         bytes.extend(std::fs::read(f).unwrap());
     }
     bytes

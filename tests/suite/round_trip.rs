@@ -118,7 +118,7 @@ fn consume_follows_new_records_and_stops_after_max_records() {
     let b = TestBroker::start();
     b.ok(&["topic", "create", "live"]);
     b.ok_with_input(&["produce", "live"], b"old\n");
-    let mut consumer = std::process::Command::new(crate::harness::EDDY)
+    let mut consumer = std::process::Command::new(crate::harness::eddy_binary())
         .args(["consume", "live", "-n", "2", "--bootstrap", &b.addr])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -175,7 +175,7 @@ fn client_errors_say_what_is_wrong_and_exit_non_zero() {
         );
     }
     let out = crate::harness::run(
-        std::process::Command::new(crate::harness::EDDY).args([
+        std::process::Command::new(crate::harness::eddy_binary()).args([
             "topic",
             "list",
             "--bootstrap",

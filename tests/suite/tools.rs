@@ -6,12 +6,12 @@ use std::process::{Command, Stdio};
 
 use eddy_test_plugins as wasm;
 
-use crate::harness::{EDDY, TestBroker, spawn_and_wait_logging};
+use crate::harness::{TestBroker, eddy_binary, spawn_and_wait_logging};
 
 /// Python's grpcio and grpcio-reflection, installed into the target
 /// directory on first use (pinned, from PyPI).
 fn python_grpc() -> PathBuf {
-    let target = Path::new(EDDY).ancestors().nth(2).unwrap();
+    let target = eddy_binary().ancestors().nth(2).unwrap();
     let dir = target.join("pytools");
     if !dir.join("grpc_reflection").is_dir() {
         let status = Command::new("python3")
@@ -35,7 +35,7 @@ fn python_grpc() -> PathBuf {
 #[test]
 fn python_grpc_reflection_sees_every_service_in_both_protocol_versions() {
     let b = TestBroker::start();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/tools/reflection.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("suite/tools/reflection.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(&b.addr)
@@ -74,7 +74,7 @@ fn python_grpc_reflection_sees_every_service_in_both_protocol_versions() {
 fn logs_written_to_a_file_or_a_pipe_carry_no_colour_codes() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("broker.log");
-    let mut cmd = Command::new(EDDY);
+    let mut cmd = Command::new(eddy_binary());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(tmp.path().join("data"))
         .env_remove("EDDY_LOG");

@@ -16,8 +16,9 @@ use eddy_proto::v1 as pb;
 use pb::produce_client::ProduceClient;
 use tonic::transport::Channel;
 
-use crate::harness::{Rng, TestBroker};
+use crate::harness::TestBroker;
 use crate::proxy::ChaosProxy;
+use eddy_tests::rng::Rng;
 
 async fn produce_client(addr: &str) -> ProduceClient<Channel> {
     ProduceClient::new(

@@ -1,6 +1,6 @@
 use std::process::Command;
 
-use crate::harness::{EDDY, run, spawn_and_wait};
+use crate::harness::{eddy_binary, run, spawn_and_wait};
 
 #[test]
 fn settings_come_from_a_toml_file_and_the_environment_and_flags_override_it() {
@@ -14,7 +14,7 @@ fn settings_come_from_a_toml_file_and_the_environment_and_flags_override_it() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(EDDY);
+    let mut cmd = Command::new(eddy_binary());
     cmd.arg("serve")
         .arg("--config")
         .arg(&config)
@@ -22,7 +22,7 @@ fn settings_come_from_a_toml_file_and_the_environment_and_flags_override_it() {
         .env("EDDY_DEFAULT_PARTITIONS", "5");
     let (mut child, addr) = spawn_and_wait(cmd, "listening on ");
     let out = run(
-        Command::new(EDDY).args(["topic", "create", "d", "--bootstrap", &addr]),
+        Command::new(eddy_binary()).args(["topic", "create", "d", "--bootstrap", &addr]),
         b"",
     );
     assert!(
@@ -31,7 +31,7 @@ fn settings_come_from_a_toml_file_and_the_environment_and_flags_override_it() {
     );
     // --bootstrap may come anywhere on the line.
     let described = run(
-        Command::new(EDDY).args(["--bootstrap", &addr, "topic", "describe", "d"]),
+        Command::new(eddy_binary()).args(["--bootstrap", &addr, "topic", "describe", "d"]),
         b"",
     );
     let p0 = described
@@ -56,7 +56,7 @@ fn a_data_directory_that_is_not_eddys_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("photo.jpg"), b"not eddy").unwrap();
     let out = run(
-        Command::new(EDDY)
+        Command::new(eddy_binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(tmp.path()),
         b"",
@@ -74,12 +74,12 @@ fn a_data_directory_that_is_not_eddys_is_refused() {
 #[test]
 fn dev_starts_a_local_broker_and_prints_how_to_use_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(EDDY);
+    let mut cmd = Command::new(eddy_binary());
     cmd.args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(tmp.path().join(".eddy"));
     let (mut child, addr) = spawn_and_wait(cmd, "listening on ");
     let out = run(
-        Command::new(EDDY)
+        Command::new(eddy_binary())
             .args(["topic", "list"])
             .env("EDDY_BOOTSTRAP", &addr),
         b"",
@@ -92,7 +92,7 @@ fn dev_starts_a_local_broker_and_prints_how_to_use_it() {
 #[test]
 fn dev_prints_its_address_and_what_to_try() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(EDDY)
+    let mut child = Command::new(eddy_binary())
         .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(tmp.path().join(".eddy"))
         .stdout(std::process::Stdio::piped())
@@ -162,7 +162,7 @@ fn every_command_documents_itself() {
         &["consume", "--help"],
         &["bench", "e2e", "--help"],
     ] {
-        let out = run(Command::new(EDDY).args(args), b"");
+        let out = run(Command::new(eddy_binary()).args(args), b"");
         assert!(
             out.success && out.stdout.contains("Usage:"),
             "{args:?}: {out:?}"
@@ -176,13 +176,21 @@ fn client_commands_take_several_brokers_and_use_the_first_that_answers() {
     let dead = "127.0.0.1:1";
     let both = format!("{dead},{}", b.addr);
     let out = run(
-        Command::new(EDDY).args(["topic", "create", "multi", "-p", "2", "--bootstrap", &both]),
+        Command::new(eddy_binary()).args([
+            "topic",
+            "create",
+            "multi",
+            "-p",
+            "2",
+            "--bootstrap",
+            &both,
+        ]),
         b"",
     );
     assert!(out.success, "{}", out.stderr);
     assert!(out.stdout.contains("created topic multi"), "{}", out.stdout);
     let none = run(
-        Command::new(EDDY).args([
+        Command::new(eddy_binary()).args([
             "topic",
             "list",
             "--bootstrap",

@@ -20,7 +20,7 @@ use eddy_client::{
 };
 use eddy_proto::v1 as pb;
 
-use crate::harness::{EDDY, TestBroker, spawn_and_wait};
+use crate::harness::{TestBroker, eddy_binary, spawn_and_wait};
 
 /// A broker (with its own worker unless told otherwise) and a client.
 pub struct Cluster {
@@ -273,7 +273,7 @@ impl TestWorker {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = std::process::Command::new(EDDY);
+        let mut cmd = std::process::Command::new(eddy_binary());
         cmd.args(["worker", "--id", &self.id, "--bootstrap", &self.bootstrap])
             .args(["--session-timeout-ms", "1500"])
             .arg("--cache-dir")

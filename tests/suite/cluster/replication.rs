@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 
 use super::harness::{TestCluster, log_bytes};
 use crate::grpc::{batch, eddy_code, produce_batch};
-use crate::harness::{EDDY, wait_timeout};
+use crate::harness::{eddy_binary, wait_timeout};
 
 /// Session timeout of the brokers under test: failover takes about this.
 const SESSION_MS: &str = "2000";
@@ -111,7 +111,7 @@ fn acknowledged_writes_survive_kill_9_of_partition_leaders() {
     let mut cluster = cluster();
     create_replicated(&cluster, "orders", 2);
     let n = 100_000;
-    let mut producer = Command::new(EDDY)
+    let mut producer = Command::new(eddy_binary())
         .args([
             "produce",
             "orders",

@@ -3,15 +3,62 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
-pub const EDDY: &str = env!("CARGO_BIN_EXE_eddy");
+/// The `eddy` binary under test: `$EDDY_BIN` if set, else the `eddy-node`
+/// this package builds, found beside the running test or tool (cargo puts
+/// test binaries in `target/<profile>/deps`, binaries one level up).
+pub fn eddy_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("EDDY_BIN") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().expect("the running binary has a path");
+        let mut dir = exe.parent().expect("a binary lives in a directory");
+        if dir.ends_with("deps") {
+            dir = dir.parent().expect("deps has a parent");
+        }
+        let path = dir.join(format!("eddy-node{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            path.is_file(),
+            "no eddy binary at {}: run the suites with cargo test -p eddy-tests, or set EDDY_BIN",
+            path.display()
+        );
+        path
+    })
+}
+
+/// Runs `eddy` with `args` and returns what it did.
+pub fn eddy(args: &[&str]) -> Output {
+    Command::new(eddy_binary())
+        .args(args)
+        .env_remove("EDDY_LOG")
+        .output()
+        .unwrap()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// Writes `text` to `name` in `dir` and returns its path as a string.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
 
 /// How long a broker may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A broker process with its own data directory; killed when dropped.
+#[derive(Debug)]
 pub struct TestBroker {
     child: Option<Child>,
     pub addr: String,
@@ -42,7 +89,7 @@ impl TestBroker {
     }
 
     fn spawn(&mut self, listen: &str) {
-        let mut cmd = Command::new(EDDY);
+        let mut cmd = Command::new(eddy_binary());
         cmd.args(["serve", "--data-dir"])
             .arg(&self.dir)
             .args(["--listen", listen]);
@@ -94,7 +141,7 @@ impl TestBroker {
 
     pub fn eddy_with_input(&self, args: &[&str], input: &[u8]) -> Out {
         run(
-            Command::new(EDDY)
+            Command::new(eddy_binary())
                 .args(args)
                 .args(["--bootstrap", &self.addr]),
             input,
@@ -227,46 +274,4 @@ pub fn keyed_lines(n: usize, keys: usize) -> String {
     (0..n)
         .map(|i| format!("key-{}:value-{i}\n", i % keys))
         .collect()
-}
-
-/// A small seeded generator, so a failing run can be replayed.
-pub struct Rng {
-    seed: u64,
-    state: u64,
-}
-
-impl Rng {
-    /// Seeded from `EDDY_TEST_SEED`, or the clock; prints the seed.
-    pub fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("EDDY_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("{test}: seed {seed} (replay with EDDY_TEST_SEED={seed})");
-        Rng {
-            seed,
-            state: seed | 1,
-        }
-    }
-
-    /// The seed that replays this run.
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        self.state % n
-    }
-
-    pub fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from))
-    }
 }

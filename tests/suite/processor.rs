@@ -165,7 +165,7 @@ fn help_documents_the_input_and_output_formats() {
 fn reads_records_from_stdin() {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+    let mut child = Command::new(crate::harness::eddy_binary())
         .args([
             "processor",
             "test",

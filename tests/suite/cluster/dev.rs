@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::harness::{EDDY, Out, run, wait_timeout};
+use crate::harness::{Out, eddy_binary, run, wait_timeout};
 
 /// A port such that it and the next two are free right now.
 fn three_free_ports() -> u16 {
@@ -28,7 +28,7 @@ fn three_free_ports() -> u16 {
 
 fn eddy(bootstrap: &str, args: &[&str], input: &[u8]) -> Out {
     run(
-        Command::new(EDDY)
+        Command::new(eddy_binary())
             .args(args)
             .env("EDDY_BOOTSTRAP", bootstrap),
         input,
@@ -48,7 +48,7 @@ fn alive(pid: u32) -> bool {
 fn dev_nodes_runs_a_cluster_that_outlives_a_killed_broker_and_stops_as_one() {
     let tmp = tempfile::tempdir().unwrap();
     let port = three_free_ports();
-    let mut dev = Command::new(EDDY)
+    let mut dev = Command::new(eddy_binary())
         .args([
             "dev",
             "--nodes",

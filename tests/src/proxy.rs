@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+#[derive(Debug)]
 pub struct ChaosProxy {
     pub addr: String,
     target: SharedTarget,
@@ -102,7 +103,7 @@ async fn pipe(
 }
 
 /// Where new connections go; set once the broker has its port.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 struct SharedTarget(Arc<Mutex<String>>);
 
 impl SharedTarget {

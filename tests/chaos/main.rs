@@ -1,0 +1,2 @@
+//! Seeded fault runs (placeholder until the runner lands).
+fn main() {}

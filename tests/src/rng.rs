@@ -1,0 +1,47 @@
+//! Seeded randomness: one seed drives every random choice of a run, so a
+//! failing run can be replayed.
+
+use std::time::Duration;
+
+/// A small seeded generator, so a failing run can be replayed.
+#[derive(Debug)]
+pub struct Rng {
+    seed: u64,
+    state: u64,
+}
+
+impl Rng {
+    /// Seeded from `EDDY_TEST_SEED`, or the clock; prints the seed.
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("EDDY_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{test}: seed {seed} (replay with EDDY_TEST_SEED={seed})");
+        Rng {
+            seed,
+            state: seed | 1,
+        }
+    }
+
+    /// The seed that replays this run.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % n
+    }
+
+    pub fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.below(to - from))
+    }
+}
