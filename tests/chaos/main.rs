@@ -1,2 +1,194 @@
-//! Seeded fault runs (placeholder until the runner lands).
-fn main() {}
+//! Seeded fault runs. A three-broker cluster carries idempotent `acks=all`
+//! producers on several partitions and a consumer group whose members come
+//! and go, while one seed chooses faults: the leader of a partition, a
+//! follower or the controller leader killed with `kill -9` and restarted, a
+//! broker paused past its session timeout. Afterwards every checker in
+//! `eddy_tests::check` runs over what was seen, and a report prints the
+//! operations, the faults by kind and each verdict.
+//!
+//! `cargo test -p eddy-tests --test chaos` runs the fixed seeds below;
+//! `cargo test -p eddy-tests --release --test chaos -- --seed S --minutes M`
+//! replays one seed, or soaks for longer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod faults;
+mod verify;
+mod workload;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use eddy_tests::check::Verdict;
+use eddy_tests::cluster::TestCluster;
+use eddy_tests::rng::Rng;
+
+/// The seeds `cargo test` runs, each for [`FIXED_RUN`]. A seed that once
+/// found a bug stays here as its regression case.
+const FIXED_SEEDS: &[u64] = &[1, 2];
+const FIXED_RUN: Duration = Duration::from_secs(40);
+
+/// The topic the producers write and the group reads.
+pub const TOPIC: &str = "chaos";
+pub const PARTITIONS: u32 = 3;
+/// Brokers count a peer dead after this long (`--broker-session-timeout-ms`).
+pub const SESSION: Duration = Duration::from_secs(2);
+
+struct Args {
+    seeds: Vec<u64>,
+    run: Duration,
+}
+
+fn args() -> Result<Args, String> {
+    let mut seeds = Vec::new();
+    let mut run = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--seed" => seeds.push(
+                value("--seed")?
+                    .parse()
+                    .map_err(|e| format!("--seed: {e}"))?,
+            ),
+            "--minutes" => {
+                let m: f64 = value("--minutes")?
+                    .parse()
+                    .map_err(|e| format!("--minutes: {e}"))?;
+                if !(m > 0.0 && m < 24.0 * 60.0) {
+                    return Err(format!("--minutes: {m} is not between 0 and a day"));
+                }
+                run = Some(Duration::from_secs_f64(m * 60.0));
+            }
+            // What cargo test passes to every test binary (filters,
+            // libtest flags) is not for this one.
+            other => eprintln!("chaos: ignoring {other:?}"),
+        }
+    }
+    if seeds.is_empty() {
+        seeds = FIXED_SEEDS.to_vec();
+    }
+    Ok(Args {
+        seeds,
+        run: run.unwrap_or(FIXED_RUN),
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("chaos: {e}\nusage: chaos [--seed S]... [--minutes M]");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = Vec::new();
+    for &seed in &args.seeds {
+        println!("chaos: seed {seed}, {:?} of faults", args.run);
+        let report = run(seed, args.run);
+        println!("{report}");
+        if !report.passed() {
+            failed.push(seed);
+        }
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "chaos: seeds {failed:?} failed; replay one with\n  cargo test -p eddy-tests --test chaos -- --seed {} --minutes {:.1}",
+            failed[0],
+            args.run.as_secs_f64() / 60.0
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// One seeded run from a fresh cluster to its verdicts.
+fn run(seed: u64, length: Duration) -> Report {
+    let started = Instant::now();
+    let mut rng = Rng::new(seed);
+    let session_ms = SESSION.as_millis().to_string();
+    let mut cluster = TestCluster::start(3, &["--broker-session-timeout-ms", &session_ms]);
+    cluster.ok_at(
+        1,
+        &[
+            "topic",
+            "create",
+            TOPIC,
+            "-p",
+            &PARTITIONS.to_string(),
+            "-r",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let work = rt.spawn(workload::run(
+        cluster.bootstrap(),
+        rng.below(u64::MAX),
+        stop.clone(),
+    ));
+    let faults = faults::inject(&mut cluster, &mut rng, Instant::now() + length);
+    stop.store(true, Ordering::Relaxed);
+    let observed = rt.block_on(work).unwrap();
+    let verdicts = verify::check(&cluster, &rt, &observed, &faults);
+    Report {
+        seed,
+        took: started.elapsed(),
+        observed,
+        faults,
+        verdicts,
+    }
+}
+
+struct Report {
+    seed: u64,
+    took: Duration,
+    observed: workload::Observed,
+    faults: faults::Injected,
+    verdicts: Vec<Verdict>,
+}
+
+impl Report {
+    fn passed(&self) -> bool {
+        self.verdicts.iter().all(Verdict::passed)
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = &self.observed;
+        writeln!(
+            f,
+            "seed {} ({:.0} s): {}",
+            self.seed,
+            self.took.as_secs_f64(),
+            if self.passed() { "passed" } else { "FAILED" }
+        )?;
+        writeln!(
+            f,
+            "  operations: {} records sent, {} acknowledged, {} refused or timed out; \
+             {} polls ({} records), {} commits ({} refused), {} members joined",
+            o.sent,
+            o.acked.len(),
+            o.refused,
+            o.polls,
+            o.consumed,
+            o.commits,
+            o.commits_refused,
+            o.members
+        )?;
+        writeln!(f, "  faults: {}", self.faults)?;
+        for v in &self.verdicts {
+            writeln!(f, "  {v}")?;
+        }
+        Ok(())
+    }
+}

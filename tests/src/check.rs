@@ -12,7 +12,7 @@ const EXAMPLES: usize = 10;
 /// One checker's finding.
 #[derive(Debug, Clone)]
 pub struct Verdict {
-    pub name: &'static str,
+    pub name: String,
     /// How many things were checked (records, offsets, samples…).
     pub checked: u64,
     /// How many of them broke the property.
@@ -22,16 +22,17 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(name: &'static str) -> Verdict {
+    pub fn new(name: impl Into<String>) -> Verdict {
         Verdict {
-            name,
+            name: name.into(),
             checked: 0,
             failures: 0,
             examples: Vec::new(),
         }
     }
 
-    fn fail(&mut self, what: impl FnOnce() -> String) {
+    /// Counts one failure, described by `what` if it is among the first.
+    pub fn fail(&mut self, what: impl FnOnce() -> String) {
         self.failures += 1;
         if self.examples.len() < EXAMPLES {
             self.examples.push(what());
@@ -52,11 +53,11 @@ impl Verdict {
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.passed() {
-            write!(f, "PASS  {:<32} {} checked", self.name, self.checked)
+            write!(f, "PASS  {:<44} {} checked", self.name, self.checked)
         } else {
             write!(
                 f,
-                "FAIL  {:<32} {} of {} checked",
+                "FAIL  {:<44} {} of {} checked",
                 self.name, self.failures, self.checked
             )?;
             for e in &self.examples {

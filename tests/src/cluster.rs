@@ -242,6 +242,16 @@ impl TestCluster {
             .join(format!("{topic}-{partition}"))
     }
 
+    /// The process id of broker `id`, if it is running.
+    pub fn pid(&self, id: i32) -> Option<u32> {
+        self.node(id).child.as_ref().map(Child::id)
+    }
+
+    /// Whether broker `id` is running (it may be paused).
+    pub fn is_running(&self, id: i32) -> bool {
+        self.node(id).child.is_some()
+    }
+
     /// The address of broker `id`.
     pub fn addr(&self, id: i32) -> &str {
         &self.node(id).addr
@@ -339,6 +349,26 @@ pub fn log_bytes(dir: &std::path::Path) -> Vec<u8> {
         bytes.extend(std::fs::read(f).unwrap());
     }
     bytes
+}
+
+/// What one replica's files hold: a digest of the record (key and value)
+/// at each offset, read straight from its segments. Reading stops at the
+/// first batch that does not parse (a torn tail).
+pub fn replica_records(dir: &std::path::Path) -> std::collections::BTreeMap<u64, u64> {
+    let mut records = std::collections::BTreeMap::new();
+    for f in files(dir, "log") {
+        let bytes = std::fs::read(f).unwrap();
+        for batch in eddy_log::batches(&bytes, eddy_log::BATCH_BYTES_LIMIT) {
+            let Ok(batch) = batch else { break };
+            for r in batch.records() {
+                let Ok(r) = r else { break };
+                let key = crc32c::crc32c(r.key.unwrap_or_default());
+                let value = crc32c::crc32c(r.value.unwrap_or_default());
+                records.insert(r.offset.0, u64::from(key) << 32 | u64::from(value));
+            }
+        }
+    }
+    records
 }
 
 /// A port nothing listens on right now.

@@ -88,6 +88,20 @@ impl TestBroker {
         b
     }
 
+    /// A broker on a free port keeping its data in `dir`, which the caller
+    /// owns (a mounted filesystem, say).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> TestBroker {
+        let mut b = TestBroker {
+            child: None,
+            addr: String::new(),
+            dir: dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: None,
+        };
+        b.spawn("127.0.0.1:0");
+        b
+    }
+
     fn spawn(&mut self, listen: &str) {
         let mut cmd = Command::new(eddy_binary());
         cmd.args(["serve", "--data-dir"])

@@ -23,10 +23,24 @@ impl Rng {
                     .as_nanos() as u64
             });
         eprintln!("{test}: seed {seed} (replay with EDDY_TEST_SEED={seed})");
+        Rng::new(seed)
+    }
+
+    /// Seeded with `seed`, spread first (SplitMix64's finaliser) so that
+    /// small neighbouring seeds start far apart.
+    pub fn new(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         Rng {
             seed,
-            state: seed | 1,
+            state: (z ^ (z >> 31)) | 1,
         }
+    }
+
+    /// Picks one of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
     }
 
     /// The seed that replays this run.

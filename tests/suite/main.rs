@@ -12,6 +12,7 @@ mod processor;
 mod recovery;
 mod round_trip;
 mod settings;
+mod storage;
 mod tools;
 
 pub use eddy_tests::process as harness;

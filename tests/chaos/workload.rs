@@ -1,0 +1,240 @@
+//! What runs against the cluster while faults happen: idempotent `acks=all`
+//! producers writing numbered values across the partitions, and a consumer
+//! group whose members come and go, commit what they read, and say which
+//! partitions they own in which generation.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use eddy_client::{
+    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, DeliveryTicket, GroupConfig,
+    Producer, ProducerConfig, ProducerRecord,
+};
+use eddy_tests::check::{Acked, Claim, Committed};
+use eddy_tests::rng::Rng;
+use tokio::task::JoinHandle;
+
+use crate::{PARTITIONS, TOPIC};
+
+/// The group the members join.
+pub const GROUP: &str = "chaos-readers";
+/// Producers running at once; each writes `p<id>-<n>` for n = 0, 1, 2…
+const PRODUCERS: u64 = 2;
+/// Records each producer sends per second, about.
+const RATE: u64 = 1_000;
+/// Members of the group at any time.
+const MEMBERS: usize = 2;
+
+/// What the workload saw.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub sent: u64,
+    pub acked: Vec<Acked>,
+    pub refused: u64,
+    pub polls: u64,
+    pub consumed: u64,
+    pub commits: u64,
+    pub commits_refused: u64,
+    pub members: u64,
+    /// Each member's view after each poll: its generation and partitions.
+    pub claims: Vec<Claim>,
+    /// The group's committed offsets as the coordinator reported them,
+    /// in the order they were sampled.
+    pub committed: Vec<Committed>,
+}
+
+/// Runs until `stop`, then flushes the producers and closes the members.
+pub async fn run(bootstrap: String, seed: u64, stop: Arc<AtomicBool>) -> Observed {
+    let client = Client::connect(ClientConfig::new(bootstrap.clone()))
+        .await
+        .expect("the cluster answers");
+    let producers: Vec<JoinHandle<(u64, Vec<Acked>, u64)>> = (1..=PRODUCERS)
+        .map(|id| tokio::spawn(produce(client.clone(), id, stop.clone())))
+        .collect();
+    let sampler = tokio::spawn(sample_commits(client.clone(), stop.clone()));
+    let group = tokio::spawn(churn(client, Rng::new(seed), stop));
+    let mut observed = Observed::default();
+    for p in producers {
+        let (sent, acked, refused) = p.await.unwrap();
+        observed.sent += sent;
+        observed.acked.extend(acked);
+        observed.refused += refused;
+    }
+    observed.committed = sampler.await.unwrap();
+    for m in group.await.unwrap() {
+        observed.polls += m.polls;
+        observed.consumed += m.consumed;
+        observed.commits += m.commits;
+        observed.commits_refused += m.commits_refused;
+        observed.members += 1;
+        observed.claims.extend(m.claims);
+    }
+    observed
+}
+
+/// One producer: numbered values, round-robin over the partitions, paced.
+async fn produce(client: Client, id: u64, stop: Arc<AtomicBool>) -> (u64, Vec<Acked>, u64) {
+    let producer = Producer::new(
+        client,
+        ProducerConfig {
+            acks: Acks::All,
+            linger_ms: 2,
+            retry_backoff_ms: 20,
+            retry_backoff_ms_max: 500,
+            delivery_timeout_ms: 120_000,
+            ..ProducerConfig::default()
+        },
+    );
+    let mut tickets: Vec<(Acked, DeliveryTicket)> = Vec::new();
+    let mut refused = 0;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let partition = (n % u64::from(PARTITIONS)) as u32;
+        let value = format!("p{id}-{n}");
+        n += 1;
+        match producer
+            .send(
+                TOPIC,
+                ProducerRecord::value(value.clone()).partition(partition),
+            )
+            .await
+        {
+            Ok(ticket) => tickets.push((
+                Acked {
+                    partition,
+                    value: value.into_bytes(),
+                },
+                ticket,
+            )),
+            Err(_) => refused += 1,
+        }
+        if n.is_multiple_of(RATE / 100) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Errors here belong to single batches; each ticket says which.
+    let _ = producer.flush().await;
+    let mut acked = Vec::new();
+    for (record, ticket) in tickets {
+        match ticket.wait().await {
+            Ok(_) => acked.push(record),
+            Err(_) => refused += 1,
+        }
+    }
+    let _ = producer.close().await;
+    (n, acked, refused)
+}
+
+/// Every few hundred milliseconds, the group's committed offsets as its
+/// coordinator reports them.
+async fn sample_commits(client: Client, stop: Arc<AtomicBool>) -> Vec<Committed> {
+    let admin = Admin::new(client);
+    let mut samples = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(group) = admin.describe_group(GROUP).await {
+            for p in group.partitions.iter().filter(|p| p.topic == TOPIC) {
+                if let Some(offset) = p.committed {
+                    samples.push(Committed {
+                        group: GROUP.into(),
+                        partition: p.partition,
+                        offset,
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    samples
+}
+
+/// What one member did.
+#[derive(Debug, Default)]
+struct Member {
+    polls: u64,
+    consumed: u64,
+    commits: u64,
+    commits_refused: u64,
+    claims: Vec<Claim>,
+}
+
+/// Keeps [`MEMBERS`] members in the group, replacing the oldest every few
+/// seconds.
+async fn churn(client: Client, mut rng: Rng, stop: Arc<AtomicBool>) -> Vec<Member> {
+    let mut running: Vec<(Arc<AtomicBool>, JoinHandle<Member>)> = Vec::new();
+    let mut finished = Vec::new();
+    let mut next = 0;
+    while !stop.load(Ordering::Relaxed) {
+        while running.len() < MEMBERS {
+            let leave = Arc::new(AtomicBool::new(false));
+            let label = format!("member-{next}");
+            next += 1;
+            running.push((
+                leave.clone(),
+                tokio::spawn(member(client.clone(), label, leave)),
+            ));
+        }
+        let wait = rng.millis(3_000, 8_000);
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (leave, task) = running.remove(0);
+        leave.store(true, Ordering::Relaxed);
+        finished.push(task.await.unwrap());
+    }
+    for (leave, task) in running {
+        leave.store(true, Ordering::Relaxed);
+        finished.push(task.await.unwrap());
+    }
+    finished
+}
+
+/// One member: polls, commits every half second, records what it owns.
+async fn member(client: Client, label: String, leave: Arc<AtomicBool>) -> Member {
+    let mut m = Member::default();
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    let mut group = GroupConfig::new(GROUP);
+    group.client_id = label.clone();
+    group.session_timeout_ms = 6_000;
+    group.rebalance_timeout_ms = 10_000;
+    group.auto_commit = false;
+    if consumer.subscribe(group, &[TOPIC]).await.is_err() {
+        return m;
+    }
+    let mut last_commit = tokio::time::Instant::now();
+    while !leave.load(Ordering::Relaxed) {
+        m.polls += 1;
+        match consumer.poll(Duration::from_millis(200)).await {
+            Ok(fetched) => {
+                for f in &fetched {
+                    m.consumed += f.records().map(|r| r.len() as u64).unwrap_or(0);
+                }
+            }
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        if let Some(generation) = consumer.generation() {
+            for (topic, partition) in consumer.assignment() {
+                if &*topic == TOPIC {
+                    m.claims.push(Claim {
+                        generation,
+                        member: label.clone(),
+                        partition,
+                    });
+                }
+            }
+        }
+        if last_commit.elapsed() >= Duration::from_millis(500) {
+            last_commit = tokio::time::Instant::now();
+            match consumer.commit_sync().await {
+                Ok(()) => m.commits += 1,
+                Err(_) => m.commits_refused += 1,
+            }
+        }
+    }
+    let _ = consumer.close().await;
+    m
+}

@@ -1,0 +1,350 @@
+//! Damaged and full disks: a torn tail on a replica, a flipped bit in a
+//! sealed segment, a data directory that runs out of space; and the proof
+//! that the replica checker notices a replica holding different records.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use eddy_proto::v1 as pb;
+use eddy_tests::check::{self, Replica};
+use eddy_tests::cluster::{TestCluster, replica_records};
+use pb::produce_client::ProduceClient;
+use tonic::Code;
+
+use crate::grpc::{batch, eddy_code, produce_batch};
+use crate::harness::{TestBroker, files};
+
+fn replicated(cluster: &TestCluster, topic: &str) {
+    cluster.ok_at(
+        1,
+        &[
+            "topic",
+            "create",
+            topic,
+            "-p",
+            "1",
+            "-r",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+}
+
+fn numbered(n: usize) -> String {
+    (0..n).map(|i| format!("record-{i:05}\n")).collect()
+}
+
+/// Every replica of partition 0, read from its files.
+fn replicas(cluster: &TestCluster, topic: &str) -> Vec<Replica> {
+    (1..=3)
+        .map(|broker| Replica {
+            broker,
+            partition: 0,
+            records: replica_records(&cluster.partition_dir(broker, topic, 0)),
+        })
+        .collect()
+}
+
+#[test]
+fn a_leader_torn_mid_batch_while_down_cuts_back_and_catches_up_losing_nothing() {
+    let mut cluster = TestCluster::start(3, &["--broker-session-timeout-ms", "2000"]);
+    replicated(&cluster, "torn");
+    let input = numbered(3000);
+    cluster.ok_with_input(&["produce", "torn", "--acks", "all"], input.as_bytes());
+    let leader = cluster.await_in_sync("torn", Duration::from_secs(30))[0].leader;
+    cluster.kill9(leader);
+    // The crash cut the last write short: the active segment ends 7 bytes
+    // into what was its last batch.
+    let segment = files(&cluster.partition_dir(leader, "torn", 0), "log")
+        .pop()
+        .unwrap();
+    let size = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(size - 7)
+        .unwrap();
+    // The others carry on without it.
+    let more = numbered(3500)[input.len()..].to_string();
+    cluster.ok_with_input(&["produce", "torn", "--acks", "all"], more.as_bytes());
+    cluster.start_again(leader);
+    let rows = cluster.await_in_sync("torn", Duration::from_secs(60));
+    let out = cluster.ok_with_input(&["consume", "torn", "-B", "-n", "3500"], b"");
+    assert_eq!(
+        out,
+        numbered(3500),
+        "every acknowledged record, once, in order"
+    );
+    let hw = [(0, rows[0].high_watermark)].into();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reps = replicas(&cluster, "torn");
+        let agree = check::replicas_agree(&reps, &hw);
+        agree.assert_passed();
+        if reps
+            .iter()
+            .all(|r| r.records.len() as u64 >= rows[0].high_watermark)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker {leader} did not catch up to {}: holds {:?}",
+            rows[0].high_watermark,
+            reps.iter().map(|r| r.records.len()).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What the replica checker exists for: a replica that acknowledged a
+/// write and then holds something else. Here one follower's copy of a
+/// record is rewritten in place (its batch CRC made right again, so Eddy
+/// itself cannot tell) and the checker must name the offset.
+#[test]
+fn the_replica_checker_names_a_replica_whose_record_was_changed() {
+    let mut cluster = TestCluster::start(3, &[]);
+    replicated(&cluster, "agree");
+    cluster.ok_with_input(
+        &["produce", "agree", "--acks", "all"],
+        numbered(200).as_bytes(),
+    );
+    let rows = cluster.await_in_sync("agree", Duration::from_secs(30));
+    let hw = [(0, rows[0].high_watermark)].into();
+    let follower = *rows[0]
+        .replicas
+        .iter()
+        .find(|&&r| r != rows[0].leader)
+        .unwrap();
+    check::replicas_agree(&replicas(&cluster, "agree"), &hw).assert_passed();
+    cluster.kill9(follower);
+    let segment = files(&cluster.partition_dir(follower, "agree", 0), "log")
+        .pop()
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = find(&bytes, b"record-00123").unwrap();
+    bytes[at..at + 12].copy_from_slice(b"record-XXXXX");
+    reseal_batch_containing(&mut bytes, at);
+    std::fs::write(&segment, &bytes).unwrap();
+    let verdict = check::replicas_agree(&replicas(&cluster, "agree"), &hw);
+    assert!(!verdict.passed(), "a changed replica went unnoticed");
+    assert_eq!(verdict.failures, 1, "{verdict}");
+    assert!(
+        verdict.examples[0].contains("offset 123")
+            && verdict.examples[0].contains(&format!("broker {follower}")),
+        "{verdict}"
+    );
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Recomputes the CRC of the stored batch that contains byte `at`.
+fn reseal_batch_containing(bytes: &mut [u8], at: usize) {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let header = eddy_log::BatchHeader::parse(&bytes[pos..]).unwrap();
+        let end = pos + header.total_len();
+        if at < end {
+            // Kafka v2: the CRC (bytes 17..21) covers attributes (21..) to the end.
+            let crc = crc32c::crc32c(&bytes[pos + 21..end]);
+            bytes[pos + 17..pos + 21].copy_from_slice(&crc.to_be_bytes());
+            return;
+        }
+        pos = end;
+    }
+    panic!("byte {at} is past the last batch");
+}
+
+#[test]
+fn a_flipped_bit_in_a_sealed_segment_is_reported_and_the_rest_is_still_served() {
+    let mut b = TestBroker::start();
+    b.ok(&[
+        "topic",
+        "create",
+        "rot",
+        "-p",
+        "1",
+        "--config",
+        "segment.bytes=4096",
+    ]);
+    // One record per batch, so the segments roll often.
+    for chunk in numbered(600).lines().collect::<Vec<_>>().chunks(100) {
+        b.ok_with_input(&["produce", "rot"], (chunk.join("\n") + "\n").as_bytes());
+    }
+    b.terminate();
+    let segments = files(&b.partition_dir("rot", 0), "log");
+    assert!(
+        segments.len() >= 3,
+        "expected several segments: {segments:?}"
+    );
+    let sealed = &segments[0];
+    let len = std::fs::metadata(sealed).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(sealed)
+        .unwrap();
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start(len / 2)).unwrap();
+    std::io::Read::read_exact(&mut f, &mut byte).unwrap();
+    f.seek(SeekFrom::Start(len / 2)).unwrap();
+    f.write_all(&[byte[0] ^ 0x10]).unwrap();
+    drop(f);
+    b.start_again();
+
+    let out = b.eddy(&["consume", "rot", "-B", "-n", "600"]);
+    assert!(!out.success, "damaged records were served: {}", out.stdout);
+    assert!(
+        out.stderr.contains("corrupt")
+            && out
+                .stderr
+                .contains(&sealed.file_name().unwrap().to_string_lossy().to_string()),
+        "the error names the damage and the file: {}",
+        out.stderr
+    );
+    // Records in the later segments are still served, and writes go on.
+    let second: u64 = segments[1]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rest = b.ok(&[
+        "consume",
+        "rot",
+        "-p",
+        "0",
+        "--offset",
+        &second.to_string(),
+        "-n",
+        &(600 - second).to_string(),
+    ]);
+    assert_eq!(rest, numbered(600)[(second as usize) * 13..]);
+    b.ok_with_input(&["produce", "rot"], b"after\n");
+}
+
+/// A size-limited tmpfs mounted for one test; unmounted when dropped.
+struct SmallDisk {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// A `size`-byte filesystem, or `None` when this process may not
+    /// mount one (not root).
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("disk");
+        std::fs::create_dir(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .ok()?;
+        status.success().then_some(SmallDisk { dir, _tmp: tmp })
+    }
+
+    /// Fills the disk, then gives `keep` bytes back; returns the filler.
+    fn fill_leaving(&self, keep: u64) -> PathBuf {
+        let filler = self.dir.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.flush();
+        let len = std::fs::metadata(&filler).unwrap().len();
+        f.set_len(len.saturating_sub(keep)).unwrap();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers_losing_nothing() {
+    let Some(disk) = SmallDisk::mount("24m") else {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    let data = disk.dir.join("data");
+    let b = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || TestBroker::start_in(&data, &[])
+    })
+    .await
+    .unwrap();
+    b.ok(&["topic", "create", "full", "-p", "1"]);
+    let filler = disk.fill_leaving(3 << 20);
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", b.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut produce = ProduceClient::new(channel);
+    let mut acked: Vec<String> = Vec::new();
+    let mut next = 0usize;
+    let mut send = async |next: &mut usize| {
+        let values: Vec<String> = (*next..*next + 100)
+            .map(|i| format!("{i:08}-{}", "v".repeat(90)))
+            .collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let result = produce
+            .produce(produce_batch("full", 0, batch(&refs), pb::Acks::All))
+            .await;
+        *next += 100;
+        result.map(|_| values)
+    };
+    let refusal = loop {
+        match send(&mut next).await {
+            Ok(values) => acked.extend(values),
+            Err(status) => break status,
+        }
+        assert!(next < 100_000, "3 MiB never filled up");
+    };
+    assert_eq!(refusal.code(), Code::ResourceExhausted, "{refusal:?}");
+    assert_eq!(eddy_code(&refusal), "STORAGE_ERROR", "{refusal:?}");
+    assert!(
+        refusal.message().contains("disk is full") && refusal.message().contains("free space"),
+        "the refusal says what is wrong and what to do: {}",
+        refusal.message()
+    );
+    assert!(
+        acked.len() >= 10_000,
+        "only {} records fitted in 3 MiB",
+        acked.len()
+    );
+    // Reads go on while the disk is full.
+    let n = acked.len().to_string();
+    let read = b.ok(&["consume", "full", "-B", "-n", &n]);
+    assert_eq!(
+        read.lines().collect::<Vec<_>>(),
+        acked,
+        "every acknowledged record, in order"
+    );
+
+    // Space comes back: writes go on where they stopped.
+    std::fs::remove_file(&filler).unwrap();
+    let values = send(&mut next)
+        .await
+        .expect("writes work again once there is space");
+    acked.extend(values);
+    let n = acked.len().to_string();
+    let read = b.ok(&["consume", "full", "-B", "-n", &n]);
+    assert_eq!(
+        read.lines().collect::<Vec<_>>(),
+        acked,
+        "nothing lost, nothing doubled"
+    );
+    drop(b);
+}
