@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use eddy_tests::cluster::{PartitionRow, TestCluster};
+use eddy_tests::link::Mode;
 use eddy_tests::rng::Rng;
 
 use crate::{SESSION, TOPIC};
@@ -20,14 +21,18 @@ pub enum Kind {
     FollowerKill,
     ControllerKill,
     Pause,
+    Isolate,
+    OneWay,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
+    const ALL: [Kind; 6] = [
         Kind::LeaderKill,
         Kind::FollowerKill,
         Kind::ControllerKill,
         Kind::Pause,
+        Kind::Isolate,
+        Kind::OneWay,
     ];
 
     fn name(self) -> &'static str {
@@ -36,6 +41,8 @@ impl Kind {
             Kind::FollowerKill => "follower kill -9",
             Kind::ControllerKill => "controller kill -9",
             Kind::Pause => "pause past session timeout",
+            Kind::Isolate => "cut off both ways",
+            Kind::OneWay => "one-way black hole",
         }
     }
 }
@@ -44,6 +51,9 @@ impl Kind {
 #[derive(Debug, Default)]
 pub struct Injected {
     pub by_kind: BTreeMap<Kind, u64>,
+    /// Failed attempts of the processor upload and pipeline applies, made
+    /// after the first fault.
+    pub deploy_retries: u64,
     /// Faults after which the replicas were not back in sync within
     /// [`RECOVERY`], with what `topic describe` said.
     pub unrecovered: Vec<String>,
@@ -77,13 +87,35 @@ pub fn inject(cluster: &mut TestCluster, rng: &mut Rng, until: Instant) -> Injec
             continue;
         };
         *injected.by_kind.entry(kind).or_default() += 1;
+        let links = cluster.links.as_ref().expect("the chaos cluster is linked");
+        let others: Vec<i32> = cluster
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|&id| id != victim)
+            .collect();
         match kind {
             Kind::Pause => {
                 cluster.signal(victim, "STOP");
                 settle(cluster, &mut injected, SESSION + rng.millis(500, 2_000));
                 cluster.signal(victim, "CONT");
             }
-            _ => {
+            Kind::Isolate => {
+                for &other in &others {
+                    links.partition(victim, other, Mode::Cut);
+                }
+                settle(cluster, &mut injected, SESSION + rng.millis(500, 2_000));
+                links.heal();
+            }
+            Kind::OneWay => {
+                // The victim's calls to one other broker vanish; that
+                // broker's calls to the victim still arrive.
+                let to = *rng.pick(&others);
+                links.set(victim, to, Mode::Blackhole);
+                settle(cluster, &mut injected, rng.millis(1_000, 4_000));
+                links.heal();
+            }
+            Kind::LeaderKill | Kind::FollowerKill | Kind::ControllerKill => {
                 cluster.kill9(victim);
                 settle(cluster, &mut injected, rng.millis(300, 3_000));
                 cluster.start_again(victim);
@@ -94,7 +126,13 @@ pub fn inject(cluster: &mut TestCluster, rng: &mut Rng, until: Instant) -> Injec
                 .unrecovered
                 .push(format!("after {} of broker {victim}: {rows}", kind.name()));
         }
+        if injected.by_kind.values().sum::<u64>() == 1 {
+            injected.deploy_retries = crate::pipelines::deploy(cluster);
+        }
         settle(cluster, &mut injected, rng.millis(1_000, 4_000));
+    }
+    if injected.by_kind.is_empty() {
+        injected.deploy_retries = crate::pipelines::deploy(cluster);
     }
     injected
 }
@@ -103,7 +141,7 @@ pub fn inject(cluster: &mut TestCluster, rng: &mut Rng, until: Instant) -> Injec
 fn choose(cluster: &TestCluster, rng: &mut Rng, kind: Kind) -> Option<i32> {
     let ids: Vec<i32> = cluster.nodes.iter().map(|n| n.id).collect();
     match kind {
-        Kind::Pause => Some(*rng.pick(&ids)),
+        Kind::Pause | Kind::Isolate | Kind::OneWay => Some(*rng.pick(&ids)),
         Kind::ControllerKill => ids.iter().find_map(|&id| cluster.controller_seen_by(id)),
         Kind::LeaderKill | Kind::FollowerKill => {
             let rows = describe(cluster)?;

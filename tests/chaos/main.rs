@@ -2,7 +2,10 @@
 //! producers on several partitions and a consumer group whose members come
 //! and go, while one seed chooses faults: the leader of a partition, a
 //! follower or the controller leader killed with `kill -9` and restarted, a
-//! broker paused past its session timeout. Afterwards every checker in
+//! broker paused past its session timeout, a broker cut off from the
+//! others both ways, one broker's calls to another black-holed. After the
+//! first fault a processor is uploaded and an exactly-once and an
+//! at-least-once pipeline are applied to a third input. Afterwards every checker in
 //! `eddy_tests::check` runs over what was seen, and a report prints the
 //! operations, the faults by kind and each verdict.
 //!
@@ -12,6 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod pipelines;
 mod verify;
 mod workload;
 
@@ -109,7 +113,7 @@ fn run(seed: u64, length: Duration) -> Report {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let session_ms = SESSION.as_millis().to_string();
-    let mut cluster = TestCluster::start(3, &["--broker-session-timeout-ms", &session_ms]);
+    let mut cluster = TestCluster::start_linked(3, &["--broker-session-timeout-ms", &session_ms]);
     cluster.ok_at(
         1,
         &[
@@ -124,6 +128,7 @@ fn run(seed: u64, length: Duration) -> Report {
             "min.insync.replicas=2",
         ],
     );
+    pipelines::create_input(&cluster);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -184,6 +189,11 @@ impl std::fmt::Display for Report {
             o.commits,
             o.commits_refused,
             o.members
+        )?;
+        writeln!(
+            f,
+            "  pipelines: {} input records ({} refused); processor upload and 2 applies after the first fault ({} failed attempts)",
+            o.fed, o.fed_refused, self.faults.deploy_retries
         )?;
         writeln!(f, "  faults: {}", self.faults)?;
         for v in &self.verdicts {

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use eddy_client::{Client, ClientConfig, Consumer, ConsumerConfig, Start};
-use eddy_tests::check::{self, Partitions, Read, Replica, Verdict};
-use eddy_tests::cluster::{TestCluster, replica_records};
+use eddy_tests::check::{self, Partitions, Read, Verdict};
+use eddy_tests::cluster::TestCluster;
 
 use crate::faults::Injected;
 use crate::workload::Observed;
-use crate::{PARTITIONS, TOPIC};
+use crate::{TOPIC, pipelines};
 
 /// Resident memory a debug-build broker may reach in these runs, and how
 /// much more it may peak at late in a run than early on.
@@ -28,17 +28,8 @@ pub fn check(
         .iter()
         .map(|r| (r.partition, r.high_watermark))
         .collect();
-    let read = rt.block_on(read_all(cluster.bootstrap(), &high_watermarks));
-    let replicas: Vec<Replica> = rows
-        .iter()
-        .flat_map(|r| {
-            r.replicas.iter().map(|&broker| Replica {
-                broker,
-                partition: r.partition,
-                records: replica_records(&cluster.partition_dir(broker, TOPIC, r.partition)),
-            })
-        })
-        .collect();
+    let read = rt.block_on(read_all(cluster.bootstrap(), TOPIC, &high_watermarks));
+    let replicas = cluster.replicas(TOPIC, &rows);
     let mut verdicts = vec![
         recovered(injected),
         check::acknowledged_readable(&observed.acked, &read),
@@ -48,12 +39,50 @@ pub fn check(
         check::commits_never_regress(&observed.committed),
         check::one_owner_per_generation(&observed.claims),
     ];
+    verdicts.extend(pipelines(cluster, rt));
     for (broker, samples) in &injected.memory {
         let mut v = check::memory_bounded(samples, MEMORY_LIMIT, MEMORY_GROWTH);
         let peak = samples.iter().max().copied().unwrap_or(0);
         v.name = format!("broker {broker} memory bounded (peak {} MiB)", peak >> 20);
         verdicts.push(v);
     }
+    verdicts
+}
+
+/// Waits for both pipelines to take the whole input, then compares their
+/// outputs with the processor applied to it.
+fn pipelines(cluster: &TestCluster, rt: &tokio::runtime::Runtime) -> Vec<Verdict> {
+    let hws = |topic: &str| -> BTreeMap<u32, u64> {
+        cluster
+            .await_in_sync(topic, Duration::from_secs(60))
+            .iter()
+            .map(|r| (r.partition, r.high_watermark))
+            .collect()
+    };
+    let input_hws = hws(pipelines::INPUT);
+    let bootstrap = cluster.bootstrap();
+    let caught_up = rt.block_on(async {
+        let client = Client::connect(ClientConfig::new(bootstrap.clone()))
+            .await
+            .expect("the cluster answers");
+        pipelines::await_caught_up(&client, input_hws.values().sum()).await
+    });
+    let mut v = Verdict::new("pipelines take the whole input");
+    v.checked = pipelines::PIPELINES.len() as u64;
+    if let Err(behind) = caught_up {
+        v.fail(|| format!("within 120 s: {behind}"));
+    }
+    let input = rt.block_on(read_all(bootstrap.clone(), pipelines::INPUT, &input_hws));
+    let mut outputs = BTreeMap::new();
+    for (_, _, output) in pipelines::PIPELINES {
+        let hw = hws(output);
+        outputs.insert(
+            output,
+            rt.block_on(read_all(bootstrap.clone(), output, &hw)),
+        );
+    }
+    let mut verdicts = vec![v];
+    verdicts.extend(pipelines::verdicts(&input, &outputs));
     verdicts
 }
 
@@ -75,25 +104,28 @@ fn sequence(value: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// Every record of every partition below its high watermark.
-async fn read_all(bootstrap: String, high_watermarks: &BTreeMap<u32, u64>) -> Partitions {
+async fn read_all(
+    bootstrap: String,
+    topic: &str,
+    high_watermarks: &BTreeMap<u32, u64>,
+) -> Partitions {
     let client = Client::connect(ClientConfig::new(bootstrap))
         .await
         .expect("the cluster answers");
     let mut consumer = Consumer::new(client, ConsumerConfig::default());
     let mut read: Partitions = BTreeMap::new();
-    for p in 0..PARTITIONS {
+    for &p in high_watermarks.keys() {
         consumer
-            .assign(TOPIC, p, Start::Earliest)
+            .assign(topic, p, Start::Earliest)
             .await
             .expect("partition assignable");
         read.insert(p, Vec::new());
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let done = (0..PARTITIONS).all(|p| {
-            consumer.position(TOPIC, p).unwrap_or(0)
-                >= high_watermarks.get(&p).copied().unwrap_or(0)
-        });
+        let done = high_watermarks
+            .iter()
+            .all(|(&p, &hw)| consumer.position(topic, p).unwrap_or(0) >= hw);
         if done {
             return read;
         }

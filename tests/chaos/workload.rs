@@ -31,6 +31,9 @@ const MEMBERS: usize = 2;
 pub struct Observed {
     pub sent: u64,
     pub acked: Vec<Acked>,
+    /// Records written to the pipelines' input, and those refused.
+    pub fed: u64,
+    pub fed_refused: u64,
     pub refused: u64,
     pub polls: u64,
     pub consumed: u64,
@@ -52,6 +55,7 @@ pub async fn run(bootstrap: String, seed: u64, stop: Arc<AtomicBool>) -> Observe
     let producers: Vec<JoinHandle<(u64, Vec<Acked>, u64)>> = (1..=PRODUCERS)
         .map(|id| tokio::spawn(produce(client.clone(), id, stop.clone())))
         .collect();
+    let feeder = tokio::spawn(feed(client.clone(), stop.clone()));
     let sampler = tokio::spawn(sample_commits(client.clone(), stop.clone()));
     let group = tokio::spawn(churn(client, Rng::new(seed), stop));
     let mut observed = Observed::default();
@@ -61,6 +65,7 @@ pub async fn run(bootstrap: String, seed: u64, stop: Arc<AtomicBool>) -> Observe
         observed.acked.extend(acked);
         observed.refused += refused;
     }
+    (observed.fed, observed.fed_refused) = feeder.await.unwrap();
     observed.committed = sampler.await.unwrap();
     for m in group.await.unwrap() {
         observed.polls += m.polls;
@@ -124,6 +129,49 @@ async fn produce(client: Client, id: u64, stop: Arc<AtomicBool>) -> (u64, Vec<Ac
     }
     let _ = producer.close().await;
     (n, acked, refused)
+}
+
+/// Keyed JSON records for the pipelines, a few hundred a second; returns
+/// (sent, refused). What the pipelines must do is judged against the input
+/// as stored, so a refused record that was written anyway is no error.
+async fn feed(client: Client, stop: Arc<AtomicBool>) -> (u64, u64) {
+    let producer = Producer::new(
+        client,
+        ProducerConfig {
+            acks: Acks::All,
+            linger_ms: 5,
+            delivery_timeout_ms: 120_000,
+            ..ProducerConfig::default()
+        },
+    );
+    let mut tickets = Vec::new();
+    let mut refused = 0;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (key, value) = crate::pipelines::input(n);
+        n += 1;
+        match producer
+            .send(
+                crate::pipelines::INPUT,
+                ProducerRecord::key_value(key, value),
+            )
+            .await
+        {
+            Ok(t) => tickets.push(t),
+            Err(_) => refused += 1,
+        }
+        if n.is_multiple_of(10) {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let _ = producer.flush().await;
+    for t in tickets {
+        if t.wait().await.is_err() {
+            refused += 1;
+        }
+    }
+    let _ = producer.close().await;
+    (n, refused)
 }
 
 /// Every few hundred milliseconds, the group's committed offsets as its

@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::check::Replica;
+use crate::link::Links;
 use crate::process::{Out, eddy_binary, files, run};
 
 /// How long a broker may take to join (a majority must be up).
@@ -25,7 +27,9 @@ pub struct Node {
 #[derive(Debug)]
 pub struct TestCluster {
     pub nodes: Vec<Node>,
-    peers: String,
+    /// The proxies brokers call each other through, when started with
+    /// [`TestCluster::start_linked`].
+    pub links: Option<Links>,
     extra: Vec<String>,
     tmp: Option<tempfile::TempDir>,
 }
@@ -34,6 +38,17 @@ impl TestCluster {
     /// Starts `n` brokers at once (each waits for a majority before it
     /// says it is listening).
     pub fn start(n: usize, extra: &[&str]) -> TestCluster {
+        TestCluster::start_with_links(n, extra, false)
+    }
+
+    /// The same, with every call one broker makes to another going
+    /// through a proxy in [`TestCluster::links`] (clients still call the
+    /// brokers directly).
+    pub fn start_linked(n: usize, extra: &[&str]) -> TestCluster {
+        TestCluster::start_with_links(n, extra, true)
+    }
+
+    fn start_with_links(n: usize, extra: &[&str], linked: bool) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
         let nodes: Vec<Node> = (1..=n as i32)
             .map(|id| Node {
@@ -43,14 +58,11 @@ impl TestCluster {
                 child: None,
             })
             .collect();
-        let peers = nodes
-            .iter()
-            .map(|n| format!("{}={}", n.id, n.addr))
-            .collect::<Vec<_>>()
-            .join(",");
+        let links =
+            linked.then(|| Links::start(&nodes.iter().map(|n| (n.id, n.addr.clone())).collect()));
         let mut cluster = TestCluster {
             nodes,
-            peers,
+            links,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             tmp: Some(tmp),
         };
@@ -61,11 +73,25 @@ impl TestCluster {
         cluster
     }
 
+    /// Broker `id`'s `--peers`: itself where it listens, the others where
+    /// it calls them (through its links, if any).
+    fn peers_for(&self, id: i32) -> String {
+        self.nodes
+            .iter()
+            .map(|n| match &self.links {
+                Some(links) if n.id != id => format!("{}={}", n.id, links.address(id, n.id)),
+                _ => format!("{}={}", n.id, n.addr),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     fn node(&self, id: i32) -> &Node {
         &self.nodes[(id - 1) as usize]
     }
 
     fn spawn(&mut self, id: i32) -> mpsc::Receiver<()> {
+        let peers = self.peers_for(id);
         let node = &self.nodes[(id - 1) as usize];
         std::fs::create_dir_all(&node.dir).unwrap();
         // Appended to: a restarted broker's log follows its earlier life.
@@ -75,13 +101,7 @@ impl TestCluster {
             .open(node.dir.with_extension("log"))
             .unwrap();
         let mut child = Command::new(eddy_binary())
-            .args([
-                "serve",
-                "--node-id",
-                &id.to_string(),
-                "--peers",
-                &self.peers,
-            ])
+            .args(["serve", "--node-id", &id.to_string(), "--peers", &peers])
             .arg("--data-dir")
             .arg(&node.dir)
             .args(&self.extra)
@@ -147,21 +167,20 @@ impl TestCluster {
         out.stdout
     }
 
-    /// Runs `eddy` with every live broker as bootstrap.
-    pub fn ok_with_input(&self, args: &[&str], input: &[u8]) -> String {
-        let bootstrap = self
-            .nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .map(|n| n.addr.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        let out = run(
+    /// Runs `eddy` with every running broker as bootstrap, feeding it
+    /// `input`.
+    pub fn eddy_with_input(&self, args: &[&str], input: &[u8]) -> Out {
+        run(
             Command::new(eddy_binary())
                 .args(args)
-                .args(["--bootstrap", &bootstrap]),
+                .args(["--bootstrap", &self.bootstrap()]),
             input,
-        );
+        )
+    }
+
+    /// Like `eddy_with_input`, and fails the test unless it succeeds.
+    pub fn ok_with_input(&self, args: &[&str], input: &[u8]) -> String {
+        let out = self.eddy_with_input(args, input);
         assert!(out.success, "eddy {args:?} failed:\n{}", out.stderr);
         out.stdout
     }
@@ -184,12 +203,7 @@ impl TestCluster {
 
     /// Runs `eddy` with every running broker as bootstrap.
     pub fn eddy(&self, args: &[&str]) -> Out {
-        run(
-            Command::new(eddy_binary())
-                .args(args)
-                .args(["--bootstrap", &self.bootstrap()]),
-            b"",
-        )
+        self.eddy_with_input(args, b"")
     }
 
     /// Per partition of `topic` as a running broker describes it.
@@ -250,6 +264,19 @@ impl TestCluster {
     /// Whether broker `id` is running (it may be paused).
     pub fn is_running(&self, id: i32) -> bool {
         self.node(id).child.is_some()
+    }
+
+    /// Every replica of `topic` the rows name, read from its files.
+    pub fn replicas(&self, topic: &str, rows: &[PartitionRow]) -> Vec<Replica> {
+        rows.iter()
+            .flat_map(|r| {
+                r.replicas.iter().map(|&broker| Replica {
+                    broker,
+                    partition: r.partition,
+                    records: replica_records(&self.partition_dir(broker, topic, r.partition)),
+                })
+            })
+            .collect()
     }
 
     /// The address of broker `id`.

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod link;
 pub mod process;
 pub mod proxy;
 pub mod rng;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use eddy_proto::v1 as pb;
 use eddy_tests::check::{self, Replica};
-use eddy_tests::cluster::{TestCluster, replica_records};
+use eddy_tests::cluster::TestCluster;
 use pb::produce_client::ProduceClient;
 use tonic::Code;
 
@@ -39,13 +39,7 @@ fn numbered(n: usize) -> String {
 
 /// Every replica of partition 0, read from its files.
 fn replicas(cluster: &TestCluster, topic: &str) -> Vec<Replica> {
-    (1..=3)
-        .map(|broker| Replica {
-            broker,
-            partition: 0,
-            records: replica_records(&cluster.partition_dir(broker, topic, 0)),
-        })
-        .collect()
+    cluster.replicas(topic, &cluster.partitions(topic))
 }
 
 #[test]

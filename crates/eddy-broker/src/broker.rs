@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use eddy_log::{Clock, Offset, SystemClock};
 use eddy_meta::{
-    BrokerMeta, Command, MetaConfig, MetaStore, Output, TopicId, TopicMeta, assign_replicas,
-    validate_topic_name,
+    BrokerMeta, Command, MetaConfig, MetaState, MetaStore, NodeId, Output, TopicId, TopicMeta,
+    assign_replicas, validate_topic_name,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -165,6 +165,18 @@ impl Broker {
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Where this broker calls broker `id`: the address its own `--peers`
+    /// list gives, else the one `id` registered (which clients use). The
+    /// two differ when the operator routes broker-to-broker traffic
+    /// differently from clients' (a separate network, or a test's proxies).
+    pub fn peer_address(&self, id: NodeId, state: &MetaState) -> Option<String> {
+        self.config
+            .peers
+            .get(&id)
+            .or_else(|| state.brokers.get(&id).map(|b| &b.address))
+            .cloned()
     }
 
     /// The broker's clock, in milliseconds since the Unix epoch.

@@ -103,6 +103,13 @@ impl MetaStore {
             Arc::new(raft_config),
             Network {
                 transport: transport.clone(),
+                addresses: Arc::new(
+                    config
+                        .voters
+                        .iter()
+                        .filter_map(|(&n, addr)| Some((raft_id(n).ok()?, addr.clone())))
+                        .collect(),
+                ),
             },
             log,
             sm.clone(),
@@ -229,6 +236,14 @@ impl MetaStore {
         self.raft.ensure_linearizable().await.is_ok()
     }
 
+    /// Where this node calls voter `id`, by its own configuration.
+    fn address_of(&self, id: RaftId) -> Option<&String> {
+        self.voters
+            .iter()
+            .find(|&(&n, _)| raft_id(n).ok() == Some(id))
+            .map(|(_, addr)| addr)
+    }
+
     /// The voters and their addresses, as configured.
     pub fn voters(&self) -> &BTreeMap<NodeId, String> {
         &self.voters
@@ -257,9 +272,17 @@ impl MetaStore {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
                 Err(e) => return Err(MetaError::Unavailable(format!("metadata quorum: {e}"))),
             };
+            // Called where this node's own --peers list says, like Raft's
+            // own traffic.
             if let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node)
                 && leader != self.id
-                && let Some(response) = self.forward(&node.addr, &cmd, remaining).await?
+                && let Some(response) = self
+                    .forward(
+                        self.address_of(leader).unwrap_or(&node.addr),
+                        &cmd,
+                        remaining,
+                    )
+                    .await?
             {
                 return self.applied(response, deadline).await;
             }

@@ -65,10 +65,7 @@ impl Broker {
         let mut running = self.fetchers.running.lock();
         running.retain(|leader, f| {
             let keep = wanted.contains_key(leader)
-                && state
-                    .brokers
-                    .get(leader)
-                    .is_some_and(|b| b.address == f.address);
+                && self.peer_address(*leader, &state).as_ref() == Some(&f.address);
             if !keep {
                 f.task.abort();
             }
@@ -80,7 +77,7 @@ impl Broker {
                 f.changed.notify_one();
                 continue;
             }
-            let Some(address) = state.brokers.get(&leader).map(|b| b.address.clone()) else {
+            let Some(address) = self.peer_address(leader, &state) else {
                 tracing::warn!(
                     leader = leader.0,
                     "the metadata names a leader it does not list; not fetching from it"

@@ -72,6 +72,10 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Clone)]
 pub(crate) struct Network {
     pub transport: Arc<dyn Transport>,
+    /// Where this node calls each voter: its own `--peers` list. The
+    /// membership records the addresses the first voter was given, which
+    /// other nodes may reach differently (through a proxy, say).
+    pub addresses: Arc<std::collections::BTreeMap<RaftId, String>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -79,8 +83,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     /// Must not connect or fail: failures surface at the first call.
     async fn new_client(&mut self, target: RaftId, node: &BasicNode) -> Peer {
+        let addr = self
+            .addresses
+            .get(&target)
+            .cloned()
+            .unwrap_or_else(|| node.addr.clone());
         Peer {
             target,
+            addr,
             node: node.clone(),
             transport: self.transport.clone(),
         }
@@ -89,6 +99,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 pub(crate) struct Peer {
     target: RaftId,
+    addr: String,
     node: BasicNode,
     transport: Arc<dyn Transport>,
 }
@@ -154,7 +165,7 @@ impl Peer {
     ) -> Result<Bytes, Fail> {
         Ok(self
             .transport
-            .call(&self.node.addr, rpc, header, data, ttl)
+            .call(&self.addr, rpc, header, data, ttl)
             .await?)
     }
 

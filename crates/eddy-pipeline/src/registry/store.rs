@@ -133,12 +133,13 @@ impl ComponentStore {
             .topics
             .get(PROCESSORS_TOPIC)
             .and_then(|t| t.partitions.first());
+        // Another broker is called where this one's --peers list says.
         let leader = meta
             .and_then(|m| m.leader)
-            .and_then(|id| state.brokers.get(&id))
-            .map(|b| b.address.clone());
+            .filter(|&id| id != self.broker.config.node_id)
+            .and_then(|id| self.broker.peer_address(id, &state));
         match leader {
-            Some(leader) if leader != self.broker.address => Ok(Part::Elsewhere {
+            Some(leader) => Ok(Part::Elsewhere {
                 leader,
                 replica: local.is_some(),
             }),

@@ -1,0 +1,154 @@
+//! The pipelines of a chaos run: the `shape` processor (keep the fields `n`
+//! and `key` of a JSON record) uploaded mid-run, and applied twice to the
+//! same input, exactly-once and at-least-once. Afterwards each output is
+//! compared with the processor applied to the input as stored.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use eddy_client::{Client, Pipelines};
+use eddy_test_plugins as wasm;
+use eddy_tests::check::{self, Partitions, Verdict};
+use eddy_tests::cluster::TestCluster;
+
+/// The topic the pipelines read.
+pub const INPUT: &str = "chaos-in";
+/// (pipeline, delivery, output topic).
+pub const PIPELINES: [(&str, &str, &str); 2] = [
+    ("eos", "exactly-once", "eos-out"),
+    ("alos", "at-least-once", "alos-out"),
+];
+/// How long a command may keep failing while faults settle.
+const COMMAND_RETRIES: Duration = Duration::from_secs(90);
+
+/// Input record `n`: its key, and a JSON value the processor trims.
+pub fn input(n: u64) -> (String, String) {
+    let key = format!("k{}", n % 31);
+    let value = format!(
+        "{{\"n\":{n},\"key\":\"{key}\",\"pad\":\"{}\"}}",
+        "x".repeat(24)
+    );
+    (key, value)
+}
+
+/// What `shape` with `fields: n,key` makes of an input value.
+fn shaped(value: &[u8]) -> Option<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    Some(format!("{{\"n\":{},\"key\":{}}}", v["n"], v["key"]).into_bytes())
+}
+
+fn manifest(name: &str, delivery: &str, output: &str) -> String {
+    format!(
+        "apiVersion: eddy/v1\nkind: Pipeline\nmetadata:\n  name: {name}\nspec:\n  input:\n    topics: [{INPUT}]\n  processor:\n    name: shape\n    params: {{ fields: \"n,key\" }}\n  outputs:\n    - topic: {output}\n      partitions: 3\n      replicationFactor: 3\n  delivery: {delivery}\n  batch: {{ maxRecords: 256, maxWaitMs: 5 }}\n"
+    )
+}
+
+/// Creates the input topic (before the faults start).
+pub fn create_input(cluster: &TestCluster) {
+    cluster.ok_at(
+        1,
+        &[
+            "topic",
+            "create",
+            INPUT,
+            "-p",
+            "3",
+            "-r",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+}
+
+/// Uploads the processor and applies both pipelines, retrying each command
+/// while the cluster recovers from a fault; returns how many attempts
+/// failed.
+pub fn deploy(cluster: &TestCluster) -> u64 {
+    let mut failed = 0;
+    let mut run = |args: &[&str], input: &str| {
+        let deadline = Instant::now() + COMMAND_RETRIES;
+        loop {
+            let out = cluster.eddy_with_input(args, input.as_bytes());
+            if out.success {
+                return;
+            }
+            failed += 1;
+            assert!(
+                Instant::now() < deadline,
+                "eddy {args:?} kept failing for {COMMAND_RETRIES:?}: {}",
+                out.stderr
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    run(&["processor", "upload", "shape", wasm::TRANSFORM], "");
+    for (name, delivery, output) in PIPELINES {
+        run(
+            &["pipeline", "apply", "-f", "-"],
+            &manifest(name, delivery, output),
+        );
+    }
+    failed
+}
+
+/// Waits until both pipelines have committed the whole input.
+pub async fn await_caught_up(client: &Client, input_records: u64) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut behind = Vec::new();
+        for (name, _, _) in PIPELINES {
+            let done: u64 = match Pipelines::new(client.clone()).describe(name).await {
+                Ok(d) => d.partitions.iter().filter_map(|p| p.committed).sum(),
+                Err(_) => 0,
+            };
+            if done < input_records {
+                behind.push(format!("{name} at {done} of {input_records}"));
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(behind.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Values per key, in (partition, offset) order.
+fn by_key(
+    read: &Partitions,
+    map: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) -> BTreeMap<Vec<u8>, Vec<Vec<u8>>> {
+    let mut out: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+    for records in read.values() {
+        for r in records {
+            let value = map(&r.value).unwrap_or_else(|| r.value.clone());
+            out.entry(r.key.clone().unwrap_or_default())
+                .or_default()
+                .push(value);
+        }
+    }
+    out
+}
+
+/// The exactly-once and at-least-once verdicts, from the input and each
+/// output as read back.
+pub fn verdicts(input: &Partitions, outputs: &BTreeMap<&str, Partitions>) -> Vec<Verdict> {
+    let expected = by_key(input, shaped);
+    let mut verdicts = Vec::new();
+    for (name, delivery, output) in PIPELINES {
+        let actual = by_key(&outputs[output], |v| Some(v.to_vec()));
+        if delivery == "exactly-once" {
+            let mut v = check::exactly_once(&expected, &actual);
+            v.name = format!("{name}: {}", v.name);
+            verdicts.push(v);
+        } else {
+            let (mut v, duplicates) = check::at_least_once(&expected, &actual);
+            v.name = format!("{name}: {} ({duplicates} duplicates)", v.name);
+            verdicts.push(v);
+        }
+    }
+    verdicts
+}
