@@ -65,3 +65,32 @@ fn sigterm_flushes_and_exits_cleanly() {
     b.start_again();
     assert_eq!(b.ok(&["consume", "f", "-B", "-n", "2"]), "1\n2\n");
 }
+
+#[test]
+fn a_partition_whose_topic_id_file_was_left_empty_keeps_its_data() {
+    let mut b = TestBroker::start();
+    b.ok(&["topic", "create", "named", "-p", "2"]);
+    b.ok_with_input(&["produce", "named", "-p", "0"], b"kept\n");
+    b.ok_with_input(&["produce", "named", "-p", "1"], b"also kept\n");
+    b.kill9();
+    // A crash in the middle of writing the name (as an older Eddy could
+    // leave it), and a name never written.
+    std::fs::write(b.partition_dir("named", 0).join("topic-id"), b"").unwrap();
+    std::fs::remove_file(b.partition_dir("named", 1).join("topic-id")).unwrap();
+    b.start_again();
+    let out = b.ok(&[
+        "consume",
+        "named",
+        "-B",
+        "-n",
+        "2",
+        "--idle-timeout-ms",
+        "5000",
+    ]);
+    assert!(
+        out.contains("kept\n") && out.contains("also kept\n"),
+        "records were removed with a directory that lost its name: {out:?}"
+    );
+    let named = std::fs::read_to_string(b.partition_dir("named", 0).join("topic-id")).unwrap();
+    assert!(!named.trim().is_empty(), "the name is written again");
+}

@@ -342,3 +342,90 @@ async fn a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers_losing_noth
     );
     drop(b);
 }
+
+/// Retention is what frees a full disk, so it must run while the other
+/// housekeeping writes (flushes, producer snapshots) fail for want of
+/// space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_frees_a_full_disk_and_writes_go_on() {
+    let Some(disk) = SmallDisk::mount("24m") else {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    let data = disk.dir.join("data");
+    let b = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || TestBroker::start_in(&data, &["--retention-check-interval-ms", "200"])
+    })
+    .await
+    .unwrap();
+    b.ok(&[
+        "topic",
+        "create",
+        "kept",
+        "-p",
+        "1",
+        "--config",
+        "segment.bytes=262144",
+        "--config",
+        "retention.ms=15000",
+    ]);
+    disk.fill_leaving(3 << 20);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", b.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut produce = ProduceClient::new(channel);
+    // Stamped now, so that retention deletes them 15 s from now.
+    let chunk = |n: usize| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let values: Vec<String> = (n..n + 100)
+            .map(|i| format!("{i:08}-{}", "v".repeat(90)))
+            .collect();
+        let mut builder = eddy_log::BatchBuilder::new();
+        for v in &values {
+            builder.push(&eddy_log::RecordRef {
+                timestamp: eddy_log::Timestamp(now),
+                key: None,
+                value: Some(v.as_bytes()),
+                headers: &[],
+            });
+        }
+        produce_batch("kept", 0, builder.finish().unwrap().into(), pb::Acks::All)
+    };
+    let mut next = 0;
+    let started = std::time::Instant::now();
+    let refusal = loop {
+        let request = chunk(next);
+        next += 100;
+        if let Err(status) = produce.produce(request).await {
+            break status;
+        }
+        assert!(next < 100_000, "3 MiB never filled up");
+    };
+    assert_eq!(eddy_code(&refusal), "STORAGE_ERROR", "{refusal:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "filling took longer than retention keeps records; the test proves nothing"
+    );
+    // Nobody frees space by hand: once the first records are 15 s old,
+    // retention deletes their segments on the full disk.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let request = chunk(next);
+        next += 100;
+        match produce.produce(request).await {
+            Ok(_) => break,
+            Err(status) => assert!(
+                std::time::Instant::now() < deadline,
+                "writes still refused 40 s after the disk filled: {status:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(b);
+}

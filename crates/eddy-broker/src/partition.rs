@@ -98,6 +98,27 @@ pub struct Partition {
     appended: Arc<Notify>,
 }
 
+/// Names the topic incarnation that owns `dir`, unless it already does.
+/// Written whole or not at all (a temporary file renamed over it): a
+/// directory whose id cannot be read is another incarnation's leftover
+/// and gets removed, so a torn write here must never look like one.
+fn write_topic_id(dir: &Path, topic_id: TopicId) -> eddy_log::Result<()> {
+    let id_file = dir.join(TOPIC_ID_FILE);
+    let id = topic_id.to_string();
+    if std::fs::read_to_string(&id_file).is_ok_and(|s| s.trim() == id) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{TOPIC_ID_FILE}.tmp"));
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| eddy_log::Error::Io { op, path, source }
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
+    std::io::Write::write_all(&mut f, id.as_bytes()).map_err(io("writing", &tmp))?;
+    f.sync_all().map_err(io("syncing", &tmp))?;
+    std::fs::rename(&tmp, &id_file).map_err(io("renaming", &tmp))
+}
+
 impl Partition {
     /// Opens (recovering if needed) or creates the replica in `dir`. It
     /// starts offline; [`Partition::apply_metadata`] gives it its role.
@@ -113,12 +134,7 @@ impl Partition {
         appended: Arc<Notify>,
     ) -> eddy_log::Result<Partition> {
         let log = Log::open(dir, config, clock)?;
-        let id_file = dir.join(TOPIC_ID_FILE);
-        std::fs::write(&id_file, topic_id.to_string()).map_err(|source| eddy_log::Error::Io {
-            op: "writing",
-            path: id_file,
-            source,
-        })?;
+        write_topic_id(dir, topic_id)?;
         let recovery = log.recovery();
         if recovery.truncated_bytes > 0 || !recovery.corrupt_segments.is_empty() {
             tracing::warn!(
@@ -558,13 +574,17 @@ impl Partition {
 
     /// Interval fsync, retention and compaction. Compaction's heavy part
     /// runs without the log lock.
+    ///
+    /// Retention runs even when the flush or the producer snapshot fails:
+    /// on a full disk those writes fail, and deleting old segments is what
+    /// frees space. The first such error is returned afterwards.
     pub fn housekeeping(&self, retention: bool) -> eddy_log::Result<()> {
-        self.log.write().flush_if_due()?;
+        let flushed = self.log.write().flush_if_due().map(|_| ());
         if !retention {
-            return Ok(());
+            return flushed;
         }
-        let expired = self.log.write().checkpoint_producers()?;
-        if expired > 0 {
+        let checkpointed = self.log.write().checkpoint_producers();
+        if let Ok(expired @ 1..) = checkpointed {
             tracing::info!(topic = %self.topic, partition = self.id.0, expired, "forgot idle producers");
         }
         let deleted = self.log.write().apply_retention()?;
@@ -579,7 +599,7 @@ impl Partition {
                 tracing::info!(topic = %self.topic, partition = self.id.0, removed = stats.records_removed, "compacted");
             }
         }
-        Ok(())
+        flushed.and(checkpointed.map(|_| ()))
     }
 
     /// Flushes everything to disk (clean shutdown).

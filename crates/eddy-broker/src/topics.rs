@@ -229,10 +229,21 @@ impl Topics {
     ) -> Result<Partition, BrokerError> {
         let dir = self.dir.join(format!("{}-{index}", meta.name));
         if dir.exists() {
-            let owner = std::fs::read_to_string(dir.join(TOPIC_ID_FILE)).unwrap_or_default();
-            if owner.trim() != meta.id.to_string() {
-                tracing::warn!(dir = %dir.display(), stale_id = owner.trim(), "removing a deleted topic's leftover data");
+            // Only a directory that names another incarnation is removed.
+            // One without a name (a crash before its first open finished,
+            // or a file left empty by an older Eddy) is this topic's: the
+            // name is written before any record can be.
+            let id_file = dir.join(TOPIC_ID_FILE);
+            let owner = match std::fs::read_to_string(&id_file) {
+                Ok(owner) => owner.trim().to_string(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(storage("reading", &id_file, e)),
+            };
+            if !owner.is_empty() && owner != meta.id.to_string() {
+                tracing::warn!(dir = %dir.display(), stale_id = %owner, "removing a deleted topic's leftover data");
                 self.delete_dir(&dir)?;
+            } else if owner.is_empty() {
+                tracing::warn!(dir = %dir.display(), "a partition directory without its topic id; keeping its data as this topic's");
             }
         }
         Partition::open(

@@ -76,12 +76,39 @@ impl Segment {
                 std::fs::remove_file(&p).map_err(Error::io("removing stale index", &p))?;
             }
         }
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(Error::io("creating segment", &path))?;
+        {
+            // An empty file of this name is a roll that failed before
+            // (the disk was full, say): it holds nothing, so take it over.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists
+                    && std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) =>
+            {
+                OpenOptions::new().read(true).write(true).open(&path)
+            }
+            other => other,
+        }
+        .map_err(Error::io("creating segment", &path))?;
+        let indexes =
+            IndexFile::open(&dir.join(file_name(base, "index")), true).and_then(|index| {
+                Ok((
+                    index,
+                    IndexFile::open(&dir.join(file_name(base, "timeindex")), true)?,
+                ))
+            });
+        let (index, time_index) = match indexes {
+            Ok(both) => both,
+            Err(e) => {
+                // Leave nothing half made: the next roll starts afresh.
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         Ok(Segment {
             base,
             file: Arc::new(file),
@@ -91,8 +118,8 @@ impl Segment {
             compacted: false,
             created_ms: now_ms,
             dirty: false,
-            index: IndexFile::open(&dir.join(file_name(base, "index")), true)?,
-            time_index: IndexFile::open(&dir.join(file_name(base, "timeindex")), true)?,
+            index,
+            time_index,
             bytes_since_entry: 0,
             index_interval: u64::from(index_interval),
             index_damage_reported: AtomicBool::new(false),

@@ -338,3 +338,18 @@ fn a_damaged_index_entry_in_a_sealed_segment_costs_a_longer_scan_not_a_failed_re
         assert_eq!(at, Some(o(2 * i as u64)), "timestamp {i}");
     }
 }
+
+#[test]
+fn a_roll_that_left_an_empty_segment_file_behind_can_roll_again() {
+    let s = Scenario::new();
+    let infos = ten_batches(&s);
+    let mut log = s.open();
+    // A roll that failed after creating its file (the disk was full)
+    // leaves an empty segment named for the next offset.
+    let next = infos[9].base_offset.0 + 3;
+    std::fs::write(s.dir.join(format!("{next:020}.log")), b"").unwrap();
+    log.roll().expect("the empty leftover is taken over");
+    let info = append(&mut log, values(1, 1, START_MS));
+    assert_eq!(info.base_offset.0, next);
+    assert_eq!(read_all(&log, 1 << 20).unwrap().len(), 31);
+}
