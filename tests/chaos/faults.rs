@@ -23,16 +23,18 @@ pub enum Kind {
     Pause,
     Isolate,
     OneWay,
+    Slow,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::LeaderKill,
         Kind::FollowerKill,
         Kind::ControllerKill,
         Kind::Pause,
         Kind::Isolate,
         Kind::OneWay,
+        Kind::Slow,
     ];
 
     fn name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Pause => "pause past session timeout",
             Kind::Isolate => "cut off both ways",
             Kind::OneWay => "one-way black hole",
+            Kind::Slow => "slow links",
         }
     }
 }
@@ -115,6 +118,15 @@ pub fn inject(cluster: &mut TestCluster, rng: &mut Rng, until: Instant) -> Injec
                 settle(cluster, &mut injected, rng.millis(1_000, 4_000));
                 links.heal();
             }
+            Kind::Slow => {
+                let delay = rng.millis(50, 500);
+                for &other in &others {
+                    links.delay(victim, other, delay);
+                    links.delay(other, victim, delay);
+                }
+                settle(cluster, &mut injected, rng.millis(2_000, 5_000));
+                links.heal();
+            }
             Kind::LeaderKill | Kind::FollowerKill | Kind::ControllerKill => {
                 cluster.kill9(victim);
                 settle(cluster, &mut injected, rng.millis(300, 3_000));
@@ -141,7 +153,7 @@ pub fn inject(cluster: &mut TestCluster, rng: &mut Rng, until: Instant) -> Injec
 fn choose(cluster: &TestCluster, rng: &mut Rng, kind: Kind) -> Option<i32> {
     let ids: Vec<i32> = cluster.nodes.iter().map(|n| n.id).collect();
     match kind {
-        Kind::Pause | Kind::Isolate | Kind::OneWay => Some(*rng.pick(&ids)),
+        Kind::Pause | Kind::Isolate | Kind::OneWay | Kind::Slow => Some(*rng.pick(&ids)),
         Kind::ControllerKill => ids.iter().find_map(|&id| cluster.controller_seen_by(id)),
         Kind::LeaderKill | Kind::FollowerKill => {
             let rows = describe(cluster)?;

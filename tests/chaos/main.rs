@@ -3,7 +3,8 @@
 //! and go, while one seed chooses faults: the leader of a partition, a
 //! follower or the controller leader killed with `kill -9` and restarted, a
 //! broker paused past its session timeout, a broker cut off from the
-//! others both ways, one broker's calls to another black-holed. After the
+//! others both ways, one broker's calls to another black-holed, a broker's
+//! links slowed by up to half a second. After the
 //! first fault a processor is uploaded and an exactly-once and an
 //! at-least-once pipeline are applied to a third input. Afterwards every checker in
 //! `eddy_tests::check` runs over what was seen, and a report prints the
