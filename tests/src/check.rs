@@ -257,11 +257,16 @@ pub struct Claim {
     pub partition: u32,
 }
 
-/// In every generation, each partition has at most one owner.
+/// In every generation, each partition has at most one owner. Members
+/// repeat their claims after every poll; each distinct claim counts once.
 pub fn one_owner_per_generation(claims: &[Claim]) -> Verdict {
     let mut v = Verdict::new("one owner per generation");
     let mut owner: HashMap<(i32, u32), &str> = HashMap::new();
+    let mut seen: HashSet<(i32, u32, &str)> = HashSet::new();
     for c in claims {
+        if !seen.insert((c.generation, c.partition, &c.member)) {
+            continue;
+        }
         v.checked += 1;
         match owner.get(&(c.generation, c.partition)) {
             Some(&m) if m != c.member => v.fail(|| {
@@ -526,7 +531,7 @@ mod tests {
             claim(1, "a", 0),
         ];
         one_owner_per_generation(&ok).assert_passed();
-        let bad = [claim(1, "a", 0), claim(1, "b", 0)];
+        let bad = [claim(1, "a", 0), claim(1, "b", 0), claim(1, "b", 0)];
         let v = one_owner_per_generation(&bad);
         assert_eq!(v.failures, 1, "{v}");
         assert!(v.examples[0].contains("owned by a and by b"), "{v}");

@@ -67,3 +67,36 @@ async fn the_newest_generation_is_the_one_written_last() {
         "no older generation landed after it"
     );
 }
+
+/// Found by the chaos soak (seed 20261201): a coordinator killed between
+/// answering a join and writing its generation left its successor an
+/// older generation, which it then handed out again to other owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_learns_a_generation_only_once_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path()).await;
+    b.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
+    for _ in 0..20 {
+        let joined = b
+            .join_group(pb::JoinGroupRequest {
+                group_id: "g".into(),
+                topics: vec!["t".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let written = b.groups.persisted.lock().get("g").copied();
+        assert!(
+            written.is_some_and(|w| w >= joined.generation),
+            "generation {} answered while {written:?} is written",
+            joined.generation
+        );
+        b.leave_group(pb::LeaveGroupRequest {
+            group_id: "g".into(),
+            member_id: joined.member_id,
+        })
+        .await
+        .unwrap();
+    }
+    b.close().await.unwrap();
+}

@@ -18,6 +18,10 @@ use super::{
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
+/// How long a join waits for its generation to be written before the
+/// member is told to join again.
+const PERSIST_WAIT: Duration = Duration::from_secs(5);
+
 impl Broker {
     pub async fn join_group(
         self: &Arc<Self>,
@@ -111,7 +115,7 @@ impl Broker {
         };
         let mut shutdown = self.shutdown_signal();
         loop {
-            {
+            let answered = {
                 let groups = self.groups.groups.lock();
                 let Some(g) = groups.get(&req.group_id) else {
                     return Err(BrokerError::UnknownMember {
@@ -125,15 +129,18 @@ impl Broker {
                         member: member_id,
                     });
                 };
-                if g.completed >= target {
-                    return Ok(pb::JoinGroupResponse {
-                        generation: g.generation,
-                        member_id,
-                        assignment: to_pb(&m.assignment),
-                        assignor: strategy_pb(g.strategy) as i32,
-                        follow_up: g.follow_up,
-                    });
-                }
+                (g.completed >= target).then(|| pb::JoinGroupResponse {
+                    generation: g.generation,
+                    member_id: member_id.clone(),
+                    assignment: to_pb(&m.assignment),
+                    assignor: strategy_pb(g.strategy) as i32,
+                    follow_up: g.follow_up,
+                })
+            };
+            if let Some(response) = answered {
+                self.await_persisted(&req.group_id, response.generation)
+                    .await?;
+                return Ok(response);
             }
             tokio::select! {
                 changed = events.changed() => if changed.is_err() { return Err(BrokerError::ShuttingDown) },
@@ -245,6 +252,30 @@ impl Broker {
                 Duration::from_millis(self.groups.config.initial_rebalance_delay_ms),
             );
         }
+    }
+
+    /// Waits until `generation` of `group` is written to
+    /// `__consumer_offsets`. No member learns a generation before then: a
+    /// coordinator that died first would leave its successor at an older
+    /// one, which could then hand the same number out again to other
+    /// owners, and a zombie of the first would pass its generation checks.
+    async fn await_persisted(&self, group: &str, generation: i32) -> Result<(), BrokerError> {
+        let deadline = Instant::now() + PERSIST_WAIT;
+        while self
+            .groups
+            .persisted
+            .lock()
+            .get(group)
+            .is_none_or(|&written| written < generation)
+        {
+            if Instant::now() >= deadline {
+                // The member joins again, and the next generation is
+                // written afresh.
+                return Err(BrokerError::RebalanceInProgress(group.to_string()));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Records a completed rebalance's generation so it survives a restart.
