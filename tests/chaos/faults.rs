@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use eddy_tests::cluster::{PartitionRow, TestCluster};
 use eddy_tests::link::Mode;
 use eddy_tests::rng::Rng;
+use eddy_tests::worker::TestWorker;
 
 use crate::{SESSION, TOPIC};
 
@@ -24,10 +25,11 @@ pub enum Kind {
     Isolate,
     OneWay,
     Slow,
+    WorkerKill,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::LeaderKill,
         Kind::FollowerKill,
         Kind::ControllerKill,
@@ -35,6 +37,7 @@ impl Kind {
         Kind::Isolate,
         Kind::OneWay,
         Kind::Slow,
+        Kind::WorkerKill,
     ];
 
     fn name(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Isolate => "cut off both ways",
             Kind::OneWay => "one-way black hole",
             Kind::Slow => "slow links",
+            Kind::WorkerKill => "standalone worker kill -9",
         }
     }
 }
@@ -80,7 +84,12 @@ impl fmt::Display for Injected {
 
 /// Injects faults chosen by `rng` until `until`, then leaves every broker
 /// running and in sync (as far as it can).
-pub fn inject(cluster: &mut TestCluster, rng: &mut Rng, until: Instant) -> Injected {
+pub fn inject(
+    cluster: &mut TestCluster,
+    worker: &mut TestWorker,
+    rng: &mut Rng,
+    until: Instant,
+) -> Injected {
     let mut injected = Injected::default();
     // Let the workload get going first.
     settle(cluster, &mut injected, rng.millis(1_000, 3_000));
@@ -98,6 +107,11 @@ pub fn inject(cluster: &mut TestCluster, rng: &mut Rng, until: Instant) -> Injec
             .filter(|&id| id != victim)
             .collect();
         match kind {
+            Kind::WorkerKill => {
+                worker.kill9();
+                settle(cluster, &mut injected, rng.millis(300, 3_000));
+                worker.start_again();
+            }
             Kind::Pause => {
                 cluster.signal(victim, "STOP");
                 settle(cluster, &mut injected, SESSION + rng.millis(500, 2_000));
@@ -154,6 +168,8 @@ fn choose(cluster: &TestCluster, rng: &mut Rng, kind: Kind) -> Option<i32> {
     let ids: Vec<i32> = cluster.nodes.iter().map(|n| n.id).collect();
     match kind {
         Kind::Pause | Kind::Isolate | Kind::OneWay | Kind::Slow => Some(*rng.pick(&ids)),
+        // The worker is not a broker; any id will do.
+        Kind::WorkerKill => Some(0),
         Kind::ControllerKill => ids.iter().find_map(|&id| cluster.controller_seen_by(id)),
         Kind::LeaderKill | Kind::FollowerKill => {
             let rows = describe(cluster)?;

@@ -4,11 +4,11 @@
 //! follower or the controller leader killed with `kill -9` and restarted, a
 //! broker paused past its session timeout, a broker cut off from the
 //! others both ways, one broker's calls to another black-holed, a broker's
-//! links slowed by up to half a second. After the
-//! first fault a processor is uploaded and an exactly-once and an
-//! at-least-once pipeline are applied to a third input. Afterwards every checker in
-//! `eddy_tests::check` runs over what was seen, and a report prints the
-//! operations, the faults by kind and each verdict.
+//! links slowed by up to half a second, a standalone `eddy worker` killed.
+//! After the first fault a processor is uploaded and an exactly-once and an
+//! at-least-once pipeline are applied to a third input. Afterwards every
+//! checker in `eddy_tests::check` runs over what was seen, and a report
+//! prints the operations, the faults by kind and each verdict.
 //!
 //! `cargo test -p eddy-tests --test chaos` runs the fixed seeds below;
 //! `cargo test -p eddy-tests --release --test chaos -- --seed S --minutes M`
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use eddy_tests::check::Verdict;
 use eddy_tests::cluster::TestCluster;
 use eddy_tests::rng::Rng;
+use eddy_tests::worker::TestWorker;
 
 /// The seeds `cargo test` runs, each for [`FIXED_RUN`]. A seed that once
 /// found a bug stays here as its regression case:
@@ -146,7 +147,9 @@ fn run(seed: u64, length: Duration) -> Report {
         rng.below(u64::MAX),
         stop.clone(),
     ));
-    let faults = faults::inject(&mut cluster, &mut rng, Instant::now() + length);
+    // A standalone worker shares the pipelines with the brokers' own.
+    let mut worker = TestWorker::start(&cluster.bootstrap(), "chaos-worker");
+    let faults = faults::inject(&mut cluster, &mut worker, &mut rng, Instant::now() + length);
     stop.store(true, Ordering::Relaxed);
     let observed = rt.block_on(work).unwrap();
     let verdicts = verify::check(&cluster, &rt, &observed, &faults);

@@ -9,3 +9,4 @@ pub mod link;
 pub mod process;
 pub mod proxy;
 pub mod rng;
+pub mod worker;

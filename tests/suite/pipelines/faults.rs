@@ -10,7 +10,9 @@ use eddy_test_plugins as wasm;
 use super::workload::{
     assert_exactly_once, committed, feed, lost_and_doubled, outputs, shape_manifest,
 };
-use super::{Cluster, TestWorker, wait_for};
+use eddy_tests::worker::TestWorker;
+
+use super::{Cluster, wait_for};
 use eddy_tests::rng::Rng;
 
 const RECORDS: usize = 100_000;
@@ -45,8 +47,8 @@ async fn exactly_once_survives_workers_killed_and_paused_at_random_points() {
     let mut rng = Rng::from_env("exactly_once_survives_workers_killed_and_paused_at_random_points");
     let c = setup("exactly-once", &["--no-worker"]).await;
     let mut workers = [
-        TestWorker::start(&c.broker, "w1"),
-        TestWorker::start(&c.broker, "w2"),
+        TestWorker::start(&c.broker.addr, "w1"),
+        TestWorker::start(&c.broker.addr, "w2"),
     ];
     let feeding = feed(&c.client, RECORDS);
     for _ in 0..KILLS {
@@ -77,7 +79,7 @@ async fn exactly_once_survives_workers_killed_and_paused_at_random_points() {
 async fn exactly_once_survives_a_worker_killed_at_random_points() {
     let mut rng = Rng::from_env("exactly_once_survives_a_worker_killed_at_random_points");
     let c = setup("exactly-once", &["--no-worker"]).await;
-    let mut worker = TestWorker::start(&c.broker, "w1");
+    let mut worker = TestWorker::start(&c.broker.addr, "w1");
     let feeding = feed(&c.client, RECORDS);
     kill_workers(&mut rng, &c, &mut worker).await;
     feeding.await.unwrap();
@@ -125,7 +127,7 @@ async fn exactly_once_survives_its_broker_killed_at_random_points() {
 async fn at_least_once_loses_nothing_when_its_worker_is_killed() {
     let mut rng = Rng::from_env("at_least_once_loses_nothing_when_its_worker_is_killed");
     let c = setup("at-least-once", &["--no-worker"]).await;
-    let mut worker = TestWorker::start(&c.broker, "w1");
+    let mut worker = TestWorker::start(&c.broker.addr, "w1");
     let feeding = feed(&c.client, RECORDS);
     kill_workers(&mut rng, &c, &mut worker).await;
     feeding.await.unwrap();
@@ -141,7 +143,7 @@ async fn at_least_once_loses_nothing_when_its_worker_is_killed() {
 async fn at_most_once_never_repeats_an_output_when_its_worker_is_killed() {
     let mut rng = Rng::from_env("at_most_once_never_repeats_an_output_when_its_worker_is_killed");
     let c = setup("at-most-once", &["--no-worker"]).await;
-    let mut worker = TestWorker::start(&c.broker, "w1");
+    let mut worker = TestWorker::start(&c.broker.addr, "w1");
     let feeding = feed(&c.client, RECORDS);
     kill_workers(&mut rng, &c, &mut worker).await;
     feeding.await.unwrap();

@@ -11,7 +11,6 @@ pub mod workload;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use eddy_client::{
@@ -20,7 +19,7 @@ use eddy_client::{
 };
 use eddy_proto::v1 as pb;
 
-use crate::harness::{TestBroker, eddy_binary, spawn_and_wait};
+use crate::harness::TestBroker;
 
 /// A broker (with its own worker unless told otherwise) and a client.
 pub struct Cluster {
@@ -250,69 +249,4 @@ pub fn by_key(records: &[ConsumerRecord]) -> BTreeMap<String, Vec<String>> {
         out.entry(key).or_default().push(value);
     }
     out
-}
-
-/// A standalone `eddy worker` process; killed when dropped.
-pub struct TestWorker {
-    child: Option<Child>,
-    bootstrap: String,
-    id: String,
-    cache: tempfile::TempDir,
-}
-
-impl TestWorker {
-    pub fn start(b: &TestBroker, id: &str) -> TestWorker {
-        let mut w = TestWorker {
-            child: None,
-            bootstrap: b.addr.clone(),
-            id: id.to_string(),
-            cache: tempfile::tempdir().unwrap(),
-        };
-        w.spawn();
-        w
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = std::process::Command::new(eddy_binary());
-        cmd.args(["worker", "--id", &self.id, "--bootstrap", &self.bootstrap])
-            .args(["--session-timeout-ms", "1500"])
-            .arg("--cache-dir")
-            .arg(self.cache.path());
-        let (child, _) = spawn_and_wait(cmd, "running pipelines from ");
-        self.child = Some(child);
-    }
-
-    /// SIGKILL: no commit, no leave.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "still running");
-        self.spawn();
-    }
-
-    /// SIGSTOP: the process keeps its state but does nothing, as a worker
-    /// on a stalled machine; past its session timeout it is a zombie.
-    pub fn pause(&self) {
-        if let Some(c) = &self.child {
-            crate::harness::signal(c, "STOP");
-        }
-    }
-
-    /// SIGCONT after [`TestWorker::pause`].
-    pub fn unpause(&self) {
-        if let Some(c) = &self.child {
-            crate::harness::signal(c, "CONT");
-        }
-    }
-}
-
-impl Drop for TestWorker {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }

@@ -7,7 +7,9 @@ use eddy_proto::v1 as pb;
 use eddy_test_plugins as wasm;
 use serde_json::Value;
 
-use super::{Cluster, TestWorker, by_key, manifest, numbered, wait_for};
+use eddy_tests::worker::TestWorker;
+
+use super::{Cluster, by_key, manifest, numbered, wait_for};
 
 fn values(records: &[eddy_client::ConsumerRecord]) -> Vec<Value> {
     records
@@ -330,7 +332,7 @@ async fn a_standalone_worker_shares_a_pipeline_with_the_brokers_worker() {
         "at-least-once",
         "",
     ));
-    let _worker = TestWorker::start(&c.broker, "w1");
+    let _worker = TestWorker::start(&c.broker.addr, "w1");
     let owners = wait_for("both workers to own partitions", || async {
         let d = c.describe("shared").await;
         let owners: BTreeSet<String> = d.partitions.iter().map(|p| p.owner.clone()).collect();
