@@ -121,21 +121,8 @@ fn run(seed: u64, length: Duration) -> Report {
     let mut rng = Rng::new(seed);
     let session_ms = SESSION.as_millis().to_string();
     let mut cluster = TestCluster::start_linked(3, &["--broker-session-timeout-ms", &session_ms]);
-    cluster.ok_at(
-        1,
-        &[
-            "topic",
-            "create",
-            TOPIC,
-            "-p",
-            &PARTITIONS.to_string(),
-            "-r",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
-    pipelines::create_input(&cluster);
+    cluster.create_replicated(TOPIC, PARTITIONS);
+    cluster.create_replicated(pipelines::INPUT, 3);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

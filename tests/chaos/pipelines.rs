@@ -43,24 +43,6 @@ fn manifest(name: &str, delivery: &str, output: &str) -> String {
     )
 }
 
-/// Creates the input topic (before the faults start).
-pub fn create_input(cluster: &TestCluster) {
-    cluster.ok_at(
-        1,
-        &[
-            "topic",
-            "create",
-            INPUT,
-            "-p",
-            "3",
-            "-r",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
-}
-
 /// Uploads the processor and applies both pipelines, retrying each command
 /// while the cluster recovers from a fault; returns how many attempts
 /// failed.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::Replica;
 use crate::link::Links;
-use crate::process::{Out, eddy_binary, files, run};
+use crate::process::{Out, eddy_binary, files, kill9, run};
 
 /// How long a broker may take to join (a majority must be up).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -133,10 +133,7 @@ impl TestCluster {
 
     /// Kills broker `id` with SIGKILL.
     pub fn kill9(&mut self, id: i32) {
-        if let Some(mut c) = self.nodes[(id - 1) as usize].child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
+        kill9(&mut self.nodes[(id - 1) as usize].child);
     }
 
     /// Starts broker `id` again on its port and directory.
@@ -144,6 +141,25 @@ impl TestCluster {
         assert!(self.node(id).child.is_none(), "broker {id} is running");
         let listening = self.spawn(id);
         self.await_listening(id, listening);
+    }
+
+    /// Creates `topic` with `partitions`, three replicas and
+    /// `min.insync.replicas=2`, at broker 1.
+    pub fn create_replicated(&self, topic: &str, partitions: u32) {
+        self.ok_at(
+            1,
+            &[
+                "topic",
+                "create",
+                topic,
+                "-p",
+                &partitions.to_string(),
+                "-r",
+                "3",
+                "--config",
+                "min.insync.replicas=2",
+            ],
+        );
     }
 
     /// Runs an `eddy` client command against broker `id` only.

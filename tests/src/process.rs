@@ -123,10 +123,7 @@ impl TestBroker {
 
     /// Kills with SIGKILL: no flush, no cleanup.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
+        kill9(&mut self.child);
     }
 
     /// Starts again after `kill9`, on the same port and directory.
@@ -251,6 +248,14 @@ pub fn spawn_and_wait_logging(mut cmd: Command, marker: &str, stderr: Stdio) -> 
     }
 }
 
+/// Kills the process in `child` with SIGKILL, if there is one, and reaps it.
+pub fn kill9(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+}
+
 pub fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -281,6 +286,12 @@ pub fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// Lines `record-<i>` for `i` in `from..to`, numbers zero-padded to five
+/// digits so that they sort as they count.
+pub fn numbered_lines(from: usize, to: usize) -> String {
+    (from..to).map(|i| format!("record-{i:05}\n")).collect()
 }
 
 /// `n` lines `key-<i % keys>:value-<i>`.

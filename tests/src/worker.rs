@@ -2,7 +2,7 @@
 
 use std::process::{Child, Command};
 
-use crate::process::{eddy_binary, signal, spawn_and_wait};
+use crate::process::{eddy_binary, kill9, signal, spawn_and_wait};
 
 /// A standalone `eddy worker` process; killed when dropped.
 #[derive(Debug)]
@@ -39,10 +39,7 @@ impl TestWorker {
 
     /// SIGKILL: no commit, no leave.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
+        kill9(&mut self.child);
     }
 
     pub fn start_again(&mut self) {

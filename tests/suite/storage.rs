@@ -12,30 +12,10 @@ use eddy_tests::check::{self, Replica};
 use eddy_tests::cluster::TestCluster;
 use pb::produce_client::ProduceClient;
 use tonic::Code;
+use tonic::transport::Channel;
 
-use crate::grpc::{batch, eddy_code, produce_batch};
-use crate::harness::{TestBroker, files};
-
-fn replicated(cluster: &TestCluster, topic: &str) {
-    cluster.ok_at(
-        1,
-        &[
-            "topic",
-            "create",
-            topic,
-            "-p",
-            "1",
-            "-r",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
-}
-
-fn numbered(n: usize) -> String {
-    (0..n).map(|i| format!("record-{i:05}\n")).collect()
-}
+use crate::grpc::{eddy_code, produce_batch};
+use crate::harness::{TestBroker, files, numbered_lines};
 
 /// Every replica of partition 0, read from its files.
 fn replicas(cluster: &TestCluster, topic: &str) -> Vec<Replica> {
@@ -45,8 +25,8 @@ fn replicas(cluster: &TestCluster, topic: &str) -> Vec<Replica> {
 #[test]
 fn a_leader_torn_mid_batch_while_down_cuts_back_and_catches_up_losing_nothing() {
     let mut cluster = TestCluster::start(3, &["--broker-session-timeout-ms", "2000"]);
-    replicated(&cluster, "torn");
-    let input = numbered(3000);
+    cluster.create_replicated("torn", 1);
+    let input = numbered_lines(0, 3000);
     cluster.ok_with_input(&["produce", "torn", "--acks", "all"], input.as_bytes());
     let leader = cluster.await_in_sync("torn", Duration::from_secs(30))[0].leader;
     cluster.kill9(leader);
@@ -63,14 +43,14 @@ fn a_leader_torn_mid_batch_while_down_cuts_back_and_catches_up_losing_nothing() 
         .set_len(size - 7)
         .unwrap();
     // The others carry on without it.
-    let more = numbered(3500)[input.len()..].to_string();
+    let more = numbered_lines(3000, 3500);
     cluster.ok_with_input(&["produce", "torn", "--acks", "all"], more.as_bytes());
     cluster.start_again(leader);
     let rows = cluster.await_in_sync("torn", Duration::from_secs(60));
     let out = cluster.ok_with_input(&["consume", "torn", "-B", "-n", "3500"], b"");
     assert_eq!(
         out,
-        numbered(3500),
+        numbered_lines(0, 3500),
         "every acknowledged record, once, in order"
     );
     let hw = [(0, rows[0].high_watermark)].into();
@@ -102,10 +82,10 @@ fn a_leader_torn_mid_batch_while_down_cuts_back_and_catches_up_losing_nothing() 
 #[test]
 fn the_replica_checker_names_a_replica_whose_record_was_changed() {
     let mut cluster = TestCluster::start(3, &[]);
-    replicated(&cluster, "agree");
+    cluster.create_replicated("agree", 1);
     cluster.ok_with_input(
         &["produce", "agree", "--acks", "all"],
-        numbered(200).as_bytes(),
+        numbered_lines(0, 200).as_bytes(),
     );
     let rows = cluster.await_in_sync("agree", Duration::from_secs(30));
     let hw = [(0, rows[0].high_watermark)].into();
@@ -168,7 +148,11 @@ fn a_flipped_bit_in_a_sealed_segment_is_reported_and_the_rest_is_still_served() 
         "segment.bytes=4096",
     ]);
     // One record per batch, so the segments roll often.
-    for chunk in numbered(600).lines().collect::<Vec<_>>().chunks(100) {
+    for chunk in numbered_lines(0, 600)
+        .lines()
+        .collect::<Vec<_>>()
+        .chunks(100)
+    {
         b.ok_with_input(&["produce", "rot"], (chunk.join("\n") + "\n").as_bytes());
     }
     b.terminate();
@@ -220,7 +204,7 @@ fn a_flipped_bit_in_a_sealed_segment_is_reported_and_the_rest_is_still_served() 
         "-n",
         &(600 - second).to_string(),
     ]);
-    assert_eq!(rest, numbered(600)[(second as usize) * 13..]);
+    assert_eq!(rest, numbered_lines(second as usize, 600));
     b.ok_with_input(&["produce", "rot"], b"after\n");
 }
 
@@ -264,48 +248,79 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A broker keeping its data on `disk`, with `extra` `eddy serve`
+/// arguments, and a raw gRPC client for its Produce service.
+async fn broker_on(disk: &SmallDisk, extra: &[&str]) -> (TestBroker, ProduceClient<Channel>) {
+    let data = disk.dir.join("data");
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let b = tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        TestBroker::start_in(&data, &extra)
+    })
+    .await
+    .unwrap();
+    let channel = Channel::from_shared(format!("http://{}", b.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (b, ProduceClient::new(channel))
+}
+
+/// Values `from..from + 100` (about 10 KiB), stamped now, as one acks=all
+/// produce request to partition 0 of `topic`.
+fn hundred(topic: &str, from: usize) -> (Vec<String>, pb::ProduceRequest) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let values: Vec<String> = (from..from + 100)
+        .map(|i| format!("{i:08}-{}", "v".repeat(90)))
+        .collect();
+    let mut builder = eddy_log::BatchBuilder::new();
+    for v in &values {
+        builder.push(&eddy_log::RecordRef {
+            timestamp: eddy_log::Timestamp(now),
+            key: None,
+            value: Some(v.as_bytes()),
+            headers: &[],
+        });
+    }
+    let request = produce_batch(topic, 0, builder.finish().unwrap().into(), pb::Acks::All);
+    (values, request)
+}
+
+/// Sends hundreds from `*next` on until one is refused; returns the
+/// refusal and adds what was acknowledged to `acked`.
+async fn produce_until_refused(
+    produce: &mut ProduceClient<Channel>,
+    topic: &str,
+    next: &mut usize,
+    acked: &mut Vec<String>,
+) -> tonic::Status {
+    loop {
+        let (values, request) = hundred(topic, *next);
+        *next += 100;
+        match produce.produce(request).await {
+            Ok(_) => acked.extend(values),
+            Err(status) => return status,
+        }
+        assert!(*next < 100_000, "3 MiB never filled up");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers_losing_nothing() {
     let Some(disk) = SmallDisk::mount("24m") else {
         eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
         return;
     };
-    let data = disk.dir.join("data");
-    let b = tokio::task::spawn_blocking({
-        let data = data.clone();
-        move || TestBroker::start_in(&data, &[])
-    })
-    .await
-    .unwrap();
+    let (b, mut produce) = broker_on(&disk, &[]).await;
     b.ok(&["topic", "create", "full", "-p", "1"]);
     let filler = disk.fill_leaving(3 << 20);
-
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", b.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut produce = ProduceClient::new(channel);
     let mut acked: Vec<String> = Vec::new();
     let mut next = 0usize;
-    let mut send = async |next: &mut usize| {
-        let values: Vec<String> = (*next..*next + 100)
-            .map(|i| format!("{i:08}-{}", "v".repeat(90)))
-            .collect();
-        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-        let result = produce
-            .produce(produce_batch("full", 0, batch(&refs), pb::Acks::All))
-            .await;
-        *next += 100;
-        result.map(|_| values)
-    };
-    let refusal = loop {
-        match send(&mut next).await {
-            Ok(values) => acked.extend(values),
-            Err(status) => break status,
-        }
-        assert!(next < 100_000, "3 MiB never filled up");
-    };
+    let refusal = produce_until_refused(&mut produce, "full", &mut next, &mut acked).await;
     assert_eq!(refusal.code(), Code::ResourceExhausted, "{refusal:?}");
     assert_eq!(eddy_code(&refusal), "STORAGE_ERROR", "{refusal:?}");
     assert!(
@@ -329,7 +344,9 @@ async fn a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers_losing_noth
 
     // Space comes back: writes go on where they stopped.
     std::fs::remove_file(&filler).unwrap();
-    let values = send(&mut next)
+    let (values, request) = hundred("full", next);
+    produce
+        .produce(request)
         .await
         .expect("writes work again once there is space");
     acked.extend(values);
@@ -352,13 +369,7 @@ async fn retention_frees_a_full_disk_and_writes_go_on() {
         eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
         return;
     };
-    let data = disk.dir.join("data");
-    let b = tokio::task::spawn_blocking({
-        let data = data.clone();
-        move || TestBroker::start_in(&data, &["--retention-check-interval-ms", "200"])
-    })
-    .await
-    .unwrap();
+    let (b, mut produce) = broker_on(&disk, &["--retention-check-interval-ms", "200"]).await;
     b.ok(&[
         "topic",
         "create",
@@ -371,42 +382,11 @@ async fn retention_frees_a_full_disk_and_writes_go_on() {
         "retention.ms=15000",
     ]);
     disk.fill_leaving(3 << 20);
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", b.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut produce = ProduceClient::new(channel);
-    // Stamped now, so that retention deletes them 15 s from now.
-    let chunk = |n: usize| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        let values: Vec<String> = (n..n + 100)
-            .map(|i| format!("{i:08}-{}", "v".repeat(90)))
-            .collect();
-        let mut builder = eddy_log::BatchBuilder::new();
-        for v in &values {
-            builder.push(&eddy_log::RecordRef {
-                timestamp: eddy_log::Timestamp(now),
-                key: None,
-                value: Some(v.as_bytes()),
-                headers: &[],
-            });
-        }
-        produce_batch("kept", 0, builder.finish().unwrap().into(), pb::Acks::All)
-    };
+    // The records are stamped now, so that retention deletes them 15 s
+    // from now.
     let mut next = 0;
     let started = std::time::Instant::now();
-    let refusal = loop {
-        let request = chunk(next);
-        next += 100;
-        if let Err(status) = produce.produce(request).await {
-            break status;
-        }
-        assert!(next < 100_000, "3 MiB never filled up");
-    };
+    let refusal = produce_until_refused(&mut produce, "kept", &mut next, &mut Vec::new()).await;
     assert_eq!(eddy_code(&refusal), "STORAGE_ERROR", "{refusal:?}");
     assert!(
         started.elapsed() < Duration::from_secs(15),
@@ -416,7 +396,7 @@ async fn retention_frees_a_full_disk_and_writes_go_on() {
     // retention deletes their segments on the full disk.
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     loop {
-        let request = chunk(next);
+        let (_, request) = hundred("kept", next);
         next += 100;
         match produce.produce(request).await {
             Ok(_) => break,

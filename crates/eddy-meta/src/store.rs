@@ -60,6 +60,9 @@ pub struct MetaStore {
     sm: FileStateMachine,
     transport: Arc<dyn Transport>,
     voters: BTreeMap<NodeId, String>,
+    /// The voters' addresses by Raft id: where this node calls each, for
+    /// Raft's own traffic and for forwarded proposals alike.
+    addresses: Arc<BTreeMap<RaftId, String>>,
     propose_timeout: Duration,
     /// Held while open: two processes must never write one voter's state.
     _lock: std::fs::File,
@@ -98,18 +101,19 @@ impl MetaStore {
         let raft_config = crate::raft::config()
             .validate()
             .map_err(|e| MetaError::Invalid(format!("metadata quorum settings: {e}")))?;
+        let addresses: Arc<BTreeMap<RaftId, String>> = Arc::new(
+            config
+                .voters
+                .iter()
+                .filter_map(|(&n, addr)| Some((raft_id(n).ok()?, addr.clone())))
+                .collect(),
+        );
         let raft = openraft::Raft::new(
             id,
             Arc::new(raft_config),
             Network {
                 transport: transport.clone(),
-                addresses: Arc::new(
-                    config
-                        .voters
-                        .iter()
-                        .filter_map(|(&n, addr)| Some((raft_id(n).ok()?, addr.clone())))
-                        .collect(),
-                ),
+                addresses: addresses.clone(),
             },
             log,
             sm.clone(),
@@ -122,6 +126,7 @@ impl MetaStore {
             sm,
             transport,
             voters: config.voters.clone(),
+            addresses,
             propose_timeout: config.propose_timeout,
             _lock: lock,
         };
@@ -236,14 +241,6 @@ impl MetaStore {
         self.raft.ensure_linearizable().await.is_ok()
     }
 
-    /// Where this node calls voter `id`, by its own configuration.
-    fn address_of(&self, id: RaftId) -> Option<&String> {
-        self.voters
-            .iter()
-            .find(|&(&n, _)| raft_id(n).ok() == Some(id))
-            .map(|(_, addr)| addr)
-    }
-
     /// The voters and their addresses, as configured.
     pub fn voters(&self) -> &BTreeMap<NodeId, String> {
         &self.voters
@@ -278,7 +275,7 @@ impl MetaStore {
                 && leader != self.id
                 && let Some(response) = self
                     .forward(
-                        self.address_of(leader).unwrap_or(&node.addr),
+                        self.addresses.get(&leader).unwrap_or(&node.addr),
                         &cmd,
                         remaining,
                     )

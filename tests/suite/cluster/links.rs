@@ -11,10 +11,7 @@ use eddy_tests::link::Mode;
 use pb::produce_client::ProduceClient;
 
 use crate::grpc::{batch, produce_batch};
-
-fn numbered(from: usize, to: usize) -> String {
-    (from..to).map(|i| format!("record-{i:05}\n")).collect()
-}
+use crate::harness::numbered_lines;
 
 fn cluster() -> TestCluster {
     let cluster = TestCluster::start_linked(
@@ -26,20 +23,7 @@ fn cluster() -> TestCluster {
             "2000",
         ],
     );
-    cluster.ok_at(
-        1,
-        &[
-            "topic",
-            "create",
-            "cut",
-            "-p",
-            "1",
-            "-r",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
+    cluster.create_replicated("cut", 1);
     cluster
 }
 
@@ -111,7 +95,7 @@ fn assert_every_record_once_and_replicas_agree(cluster: &TestCluster, expected: 
 fn a_leader_cut_off_both_ways_cannot_acknowledge_and_the_others_go_on() {
     let cluster = cluster();
     let links = cluster.links.as_ref().unwrap();
-    let before = numbered(0, 500);
+    let before = numbered_lines(0, 500);
     cluster.ok_with_input(&["produce", "cut", "--acks", "all"], before.as_bytes());
     let old = cluster.await_in_sync("cut", Duration::from_secs(30))[0].leader;
     let other = cluster
@@ -132,7 +116,7 @@ fn a_leader_cut_off_both_ways_cannot_acknowledge_and_the_others_go_on() {
         "broker {old}, cut off, acknowledged an acks=all write"
     );
     let new = await_leader_other_than(&cluster, other, old);
-    let after = numbered(500, 1000);
+    let after = numbered_lines(500, 1000);
     let out = crate::harness::run(
         std::process::Command::new(crate::harness::eddy_binary()).args([
             "produce",
@@ -159,7 +143,7 @@ fn a_follower_that_cannot_reach_the_leader_leaves_the_isr_and_rejoins_when_heale
     let links = cluster.links.as_ref().unwrap();
     cluster.ok_with_input(
         &["produce", "cut", "--acks", "all"],
-        numbered(0, 300).as_bytes(),
+        numbered_lines(0, 300).as_bytes(),
     );
     let row = cluster.await_in_sync("cut", Duration::from_secs(30))[0].clone();
     let follower = *row.replicas.iter().find(|&&r| r != row.leader).unwrap();

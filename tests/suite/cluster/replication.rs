@@ -20,26 +20,6 @@ fn cluster() -> TestCluster {
     TestCluster::start(3, &["--broker-session-timeout-ms", SESSION_MS])
 }
 
-/// Creates `topic` with `partitions`, three replicas and
-/// `min.insync.replicas=2`, at broker 1.
-fn create_replicated(cluster: &TestCluster, topic: &str, partitions: u32) {
-    let partitions = partitions.to_string();
-    cluster.ok_at(
-        1,
-        &[
-            "topic",
-            "create",
-            topic,
-            "-p",
-            &partitions,
-            "-r",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
-}
-
 /// Reads all of `topic` and checks every value `0..n` is there once, and
 /// each key's values come in increasing order.
 fn check_exactly_once_in_order(cluster: &TestCluster, topic: &str, n: usize) {
@@ -109,7 +89,7 @@ fn await_identical_replicas(cluster: &TestCluster, topic: &str) {
 #[test]
 fn acknowledged_writes_survive_kill_9_of_partition_leaders() {
     let mut cluster = cluster();
-    create_replicated(&cluster, "orders", 2);
+    cluster.create_replicated("orders", 2);
     let n = 100_000;
     let mut producer = Command::new(eddy_binary())
         .args([
@@ -243,7 +223,7 @@ fn await_new_leader(cluster: &TestCluster, asked: i32, topic: &str, old: i32) ->
 #[test]
 fn a_paused_leader_is_fenced_and_cannot_acknowledge_writes_after_it_resumes() {
     let cluster = cluster();
-    create_replicated(&cluster, "p", 1);
+    cluster.create_replicated("p", 1);
     let old = cluster.partitions("p")[0].leader;
     produce_at(&cluster, old, "p", &["before"], pb::Acks::All).unwrap();
     let other = (1..=3).find(|&id| id != old).unwrap();
@@ -267,7 +247,7 @@ fn a_paused_leader_is_fenced_and_cannot_acknowledge_writes_after_it_resumes() {
 #[test]
 fn a_replica_that_diverged_truncates_to_the_new_leader_and_catches_up() {
     let mut cluster = cluster();
-    create_replicated(&cluster, "d", 1);
+    cluster.create_replicated("d", 1);
     let old = cluster.partitions("d")[0].leader;
     produce_at(&cluster, old, "d", &["a", "b"], pb::Acks::All).unwrap();
     let followers: Vec<i32> = (1..=3).filter(|&id| id != old).collect();
@@ -304,7 +284,7 @@ fn a_replica_that_diverged_truncates_to_the_new_leader_and_catches_up() {
 #[test]
 fn a_leader_started_again_before_it_is_fenced_gives_up_its_leadership() {
     let mut cluster = TestCluster::start(3, &["--broker-session-timeout-ms", "6000"]);
-    create_replicated(&cluster, "r", 1);
+    cluster.create_replicated("r", 1);
     let before = cluster.await_in_sync("r", Duration::from_secs(20))[0].clone();
     produce_at(&cluster, before.leader, "r", &["a", "b"], pb::Acks::All).unwrap();
     cluster.kill9(before.leader);

@@ -26,26 +26,34 @@ async fn generation(b: &Arc<Broker>) -> i32 {
     b.describe_group(req).await.unwrap().generation
 }
 
+/// A new member joins group `g`, reading topic `t`.
+async fn join(b: &Arc<Broker>) -> pb::JoinGroupResponse {
+    b.join_group(pb::JoinGroupRequest {
+        group_id: "g".into(),
+        topics: vec!["t".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn leave(b: &Arc<Broker>, member_id: String) {
+    b.leave_group(pb::LeaveGroupRequest {
+        group_id: "g".into(),
+        member_id,
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_generation_is_the_one_written_last() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path()).await;
     b.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
     for _ in 0..40 {
-        let joined = b
-            .join_group(pb::JoinGroupRequest {
-                group_id: "g".into(),
-                topics: vec!["t".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        b.leave_group(pb::LeaveGroupRequest {
-            group_id: "g".into(),
-            member_id: joined.member_id,
-        })
-        .await
-        .unwrap();
+        let joined = join(&b).await;
+        leave(&b, joined.member_id).await;
     }
     let last = generation(&b).await;
     assert!(last >= 40, "{last}");
@@ -77,26 +85,14 @@ async fn a_member_learns_a_generation_only_once_it_is_written() {
     let b = open(dir.path()).await;
     b.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
     for _ in 0..20 {
-        let joined = b
-            .join_group(pb::JoinGroupRequest {
-                group_id: "g".into(),
-                topics: vec!["t".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let joined = join(&b).await;
         let written = b.groups.persisted.lock().get("g").copied();
         assert!(
             written.is_some_and(|w| w >= joined.generation),
             "generation {} answered while {written:?} is written",
             joined.generation
         );
-        b.leave_group(pb::LeaveGroupRequest {
-            group_id: "g".into(),
-            member_id: joined.member_id,
-        })
-        .await
-        .unwrap();
+        leave(&b, joined.member_id).await;
     }
     b.close().await.unwrap();
 }
