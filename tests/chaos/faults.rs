@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use eddy_tests::cluster::{PartitionRow, TestCluster};
-use eddy_tests::link::Mode;
+use eddy_tests::link::{CLIENTS, Mode};
 use eddy_tests::rng::Rng;
 use eddy_tests::worker::TestWorker;
 
@@ -25,11 +25,13 @@ pub enum Kind {
     Isolate,
     OneWay,
     Slow,
+    ClientCut,
+    ClientReplyLoss,
     WorkerKill,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 10] = [
         Kind::LeaderKill,
         Kind::FollowerKill,
         Kind::ControllerKill,
@@ -37,6 +39,8 @@ impl Kind {
         Kind::Isolate,
         Kind::OneWay,
         Kind::Slow,
+        Kind::ClientCut,
+        Kind::ClientReplyLoss,
         Kind::WorkerKill,
     ];
 
@@ -49,18 +53,21 @@ impl Kind {
             Kind::Isolate => "cut off both ways",
             Kind::OneWay => "one-way black hole",
             Kind::Slow => "slow links",
+            Kind::ClientCut => "clients cut off",
+            Kind::ClientReplyLoss => "answers to clients lost",
             Kind::WorkerKill => "standalone worker kill -9",
         }
     }
 }
 
 /// What was done to the cluster.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Injected {
     pub by_kind: BTreeMap<Kind, u64>,
-    /// Failed attempts of the processor upload and pipeline applies, made
-    /// after the first fault.
-    pub deploy_retries: u64,
+    /// The processor upload and pipeline applies, started with the first
+    /// fault and retried through the next ones: how many attempts failed,
+    /// or the command that never succeeded.
+    pub deploy: Result<u64, String>,
     /// Faults after which the replicas were not back in sync within
     /// [`RECOVERY`], with what `topic describe` said.
     pub unrecovered: Vec<String>,
@@ -90,7 +97,14 @@ pub fn inject(
     rng: &mut Rng,
     until: Instant,
 ) -> Injected {
-    let mut injected = Injected::default();
+    let mut injected = Injected {
+        by_kind: BTreeMap::new(),
+        deploy: Ok(0),
+        unrecovered: Vec::new(),
+        memory: BTreeMap::new(),
+    };
+    let bootstrap = cluster.bootstrap();
+    let mut deploy = None;
     // Let the workload get going first.
     settle(cluster, &mut injected, rng.millis(1_000, 3_000));
     while Instant::now() < until {
@@ -99,6 +113,12 @@ pub fn inject(
             continue;
         };
         *injected.by_kind.entry(kind).or_default() += 1;
+        if deploy.is_none() {
+            let bootstrap = bootstrap.clone();
+            deploy = Some(std::thread::spawn(move || {
+                crate::pipelines::deploy(&bootstrap)
+            }));
+        }
         let links = cluster.links.as_ref().expect("the chaos cluster is linked");
         let others: Vec<i32> = cluster
             .nodes
@@ -132,6 +152,18 @@ pub fn inject(
                 settle(cluster, &mut injected, rng.millis(1_000, 4_000));
                 links.heal();
             }
+            Kind::ClientCut => {
+                links.set(CLIENTS, victim, Mode::Cut);
+                settle(cluster, &mut injected, rng.millis(1_000, 4_000));
+                links.heal();
+            }
+            Kind::ClientReplyLoss => {
+                // Produce requests reach the broker and are written; the
+                // producers never hear so and must send them again.
+                links.set(CLIENTS, victim, Mode::DropReplies);
+                settle(cluster, &mut injected, rng.millis(1_000, 4_000));
+                links.heal();
+            }
             Kind::Slow => {
                 let delay = rng.millis(50, 500);
                 for &other in &others {
@@ -152,14 +184,14 @@ pub fn inject(
                 .unrecovered
                 .push(format!("after {} of broker {victim}: {rows}", kind.name()));
         }
-        if injected.by_kind.values().sum::<u64>() == 1 {
-            injected.deploy_retries = crate::pipelines::deploy(cluster);
-        }
         settle(cluster, &mut injected, rng.millis(1_000, 4_000));
     }
-    if injected.by_kind.is_empty() {
-        injected.deploy_retries = crate::pipelines::deploy(cluster);
-    }
+    injected.deploy = match deploy {
+        Some(running) => running
+            .join()
+            .unwrap_or_else(|_| Err("the deploying thread panicked".into())),
+        None => crate::pipelines::deploy(&bootstrap),
+    };
     injected
 }
 
@@ -167,7 +199,12 @@ pub fn inject(
 fn choose(cluster: &TestCluster, rng: &mut Rng, kind: Kind) -> Option<i32> {
     let ids: Vec<i32> = cluster.nodes.iter().map(|n| n.id).collect();
     match kind {
-        Kind::Pause | Kind::Isolate | Kind::OneWay | Kind::Slow => Some(*rng.pick(&ids)),
+        Kind::Pause
+        | Kind::Isolate
+        | Kind::OneWay
+        | Kind::Slow
+        | Kind::ClientCut
+        | Kind::ClientReplyLoss => Some(*rng.pick(&ids)),
         // The worker is not a broker; any id will do.
         Kind::WorkerKill => Some(0),
         Kind::ControllerKill => ids.iter().find_map(|&id| cluster.controller_seen_by(id)),

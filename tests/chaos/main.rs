@@ -4,9 +4,11 @@
 //! follower or the controller leader killed with `kill -9` and restarted, a
 //! broker paused past its session timeout, a broker cut off from the
 //! others both ways, one broker's calls to another black-holed, a broker's
-//! links slowed by up to half a second, a standalone `eddy worker` killed.
-//! After the first fault a processor is uploaded and an exactly-once and an
-//! at-least-once pipeline are applied to a third input. Afterwards every
+//! links slowed by up to half a second, clients cut off from a broker or
+//! its answers to them lost (through the client links every broker
+//! advertises), a standalone `eddy worker` killed. While the first faults
+//! happen a processor is uploaded and an exactly-once and an at-least-once
+//! pipeline are applied to a third input. Afterwards every
 //! checker in `eddy_tests::check` runs over what was seen, and a report
 //! prints the operations, the faults by kind and each verdict.
 //!
@@ -39,6 +41,9 @@ use eddy_tests::worker::TestWorker;
 ///   pins the fix down without the 30 minutes).
 const FIXED_SEEDS: &[u64] = &[1, 2, 20261201];
 const FIXED_RUN: Duration = Duration::from_secs(40);
+
+/// How long the workload may take to flush and close after the faults.
+const DRAIN: Duration = Duration::from_secs(180);
 
 /// The topic the producers write and the group reads.
 pub const TOPIC: &str = "chaos";
@@ -138,7 +143,14 @@ fn run(seed: u64, length: Duration) -> Report {
     let mut worker = TestWorker::start(&cluster.bootstrap(), "chaos-worker");
     let faults = faults::inject(&mut cluster, &mut worker, &mut rng, Instant::now() + length);
     stop.store(true, Ordering::Relaxed);
-    let observed = rt.block_on(work).unwrap();
+    // Stopped, the workload flushes and closes: a client that hangs here
+    // fails the run instead of holding it up without end.
+    let observed = match rt.block_on(async { tokio::time::timeout(DRAIN, work).await }) {
+        Ok(done) => done.unwrap(),
+        Err(_) => panic!(
+            "seed {seed}: the workload did not finish within {DRAIN:?} of the last fault: a client hung"
+        ),
+    };
     let verdicts = verify::check(&cluster, &rt, &observed, &faults);
     Report {
         seed,
@@ -186,10 +198,14 @@ impl std::fmt::Display for Report {
             o.commits_refused,
             o.members
         )?;
+        let deploy = match &self.faults.deploy {
+            Ok(failed) => format!("done, {failed} failed attempts"),
+            Err(e) => format!("FAILED: {e}"),
+        };
         writeln!(
             f,
-            "  pipelines: {} input records ({} refused); processor upload and 2 applies after the first fault ({} failed attempts)",
-            o.fed, o.fed_refused, self.faults.deploy_retries
+            "  pipelines: {} input records ({} refused); processor upload and 2 applies during faults: {deploy}",
+            o.fed, o.fed_refused
         )?;
         writeln!(f, "  faults: {}", self.faults)?;
         for v in &self.verdicts {

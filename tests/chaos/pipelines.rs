@@ -1,6 +1,6 @@
 //! The pipelines of a chaos run: the `shape` processor (keep the fields `n`
-//! and `key` of a JSON record) uploaded mid-run, and applied twice to the
-//! same input, exactly-once and at-least-once. Afterwards each output is
+//! and `key` of a JSON record) uploaded while the first faults happen, and
+//! applied twice to the same input, exactly-once and at-least-once. Afterwards each output is
 //! compared with the processor applied to the input as stored.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use eddy_client::{Client, Pipelines};
 use eddy_test_plugins as wasm;
 use eddy_tests::check::{self, Partitions, Verdict};
-use eddy_tests::cluster::TestCluster;
+use eddy_tests::process::{eddy_binary, run};
 
 /// The topic the pipelines read.
 pub const INPUT: &str = "chaos-in";
@@ -43,35 +43,42 @@ fn manifest(name: &str, delivery: &str, output: &str) -> String {
     )
 }
 
-/// Uploads the processor and applies both pipelines, retrying each command
-/// while the cluster recovers from a fault; returns how many attempts
-/// failed.
-pub fn deploy(cluster: &TestCluster) -> u64 {
+/// Uploads the processor and applies both pipelines through `bootstrap`,
+/// retrying each command while faults come and go (a retried upload or
+/// apply that had taken effect is a no-op); returns how many attempts
+/// failed, or the command that kept failing.
+pub fn deploy(bootstrap: &str) -> Result<u64, String> {
     let mut failed = 0;
-    let mut run = |args: &[&str], input: &str| {
+    let mut eddy = |args: &[&str], input: &str| {
         let deadline = Instant::now() + COMMAND_RETRIES;
         loop {
-            let out = cluster.eddy_with_input(args, input.as_bytes());
+            let out = run(
+                std::process::Command::new(eddy_binary())
+                    .args(args)
+                    .args(["--bootstrap", bootstrap]),
+                input.as_bytes(),
+            );
             if out.success {
-                return;
+                return Ok(());
             }
             failed += 1;
-            assert!(
-                Instant::now() < deadline,
-                "eddy {args:?} kept failing for {COMMAND_RETRIES:?}: {}",
-                out.stderr
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "eddy {args:?} kept failing for {COMMAND_RETRIES:?}: {}",
+                    out.stderr.trim()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
     };
-    run(&["processor", "upload", "shape", wasm::TRANSFORM], "");
+    eddy(&["processor", "upload", "shape", wasm::TRANSFORM], "")?;
     for (name, delivery, output) in PIPELINES {
-        run(
+        eddy(
             &["pipeline", "apply", "-f", "-"],
             &manifest(name, delivery, output),
-        );
+        )?;
     }
-    failed
+    Ok(failed)
 }
 
 /// Waits until both pipelines have committed the whole input.

@@ -32,6 +32,7 @@ pub fn check(
     let replicas = cluster.replicas(TOPIC, &rows);
     let mut verdicts = vec![
         recovered(injected),
+        deployed(injected),
         check::acknowledged_readable(&observed.acked, &read),
         check::no_duplicates(&read),
         check::order_per_partition(&read, sequence),
@@ -92,6 +93,15 @@ fn recovered(injected: &Injected) -> Verdict {
     v.checked = injected.by_kind.values().sum();
     for what in &injected.unrecovered {
         v.fail(|| what.clone());
+    }
+    v
+}
+
+fn deployed(injected: &Injected) -> Verdict {
+    let mut v = Verdict::new("processor uploaded and pipelines applied during faults");
+    v.checked = 1 + pipelines::PIPELINES.len() as u64;
+    if let Err(e) = &injected.deploy {
+        v.fail(|| e.clone());
     }
     v
 }

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::check::Replica;
-use crate::link::Links;
+use crate::link::{CLIENTS, Links};
 use crate::process::{Out, eddy_binary, files, kill9, run};
 
 /// How long a broker may take to join (a majority must be up).
@@ -27,8 +27,8 @@ pub struct Node {
 #[derive(Debug)]
 pub struct TestCluster {
     pub nodes: Vec<Node>,
-    /// The proxies brokers call each other through, when started with
-    /// [`TestCluster::start_linked`].
+    /// The proxies brokers call each other through, and clients call
+    /// them through, when started with [`TestCluster::start_linked`].
     pub links: Option<Links>,
     extra: Vec<String>,
     tmp: Option<tempfile::TempDir>,
@@ -41,9 +41,9 @@ impl TestCluster {
         TestCluster::start_with_links(n, extra, false)
     }
 
-    /// The same, with every call one broker makes to another going
-    /// through a proxy in [`TestCluster::links`] (clients still call the
-    /// brokers directly).
+    /// The same, with every call one broker makes to another, and every
+    /// client's call after bootstrap, going through a proxy in
+    /// [`TestCluster::links`]: each broker advertises its client link.
     pub fn start_linked(n: usize, extra: &[&str]) -> TestCluster {
         TestCluster::start_with_links(n, extra, true)
     }
@@ -92,6 +92,10 @@ impl TestCluster {
 
     fn spawn(&mut self, id: i32) -> mpsc::Receiver<()> {
         let peers = self.peers_for(id);
+        let advertise = self
+            .links
+            .as_ref()
+            .map(|links| links.address(CLIENTS, id).to_string());
         let node = &self.nodes[(id - 1) as usize];
         std::fs::create_dir_all(&node.dir).unwrap();
         // Appended to: a restarted broker's log follows its earlier life.
@@ -104,6 +108,7 @@ impl TestCluster {
             .args(["serve", "--node-id", &id.to_string(), "--peers", &peers])
             .arg("--data-dir")
             .arg(&node.dir)
+            .args(advertise.iter().flat_map(|a| ["--advertise", a.as_str()]))
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(log)
@@ -207,12 +212,16 @@ impl TestCluster {
         crate::process::signal(child, sig);
     }
 
-    /// The bootstrap list of every running broker.
+    /// The bootstrap list of every running broker (through the client
+    /// links, if any).
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
             .filter(|n| n.child.is_some())
-            .map(|n| n.addr.as_str())
+            .map(|n| match &self.links {
+                Some(links) => links.address(CLIENTS, n.id),
+                None => n.addr.as_str(),
+            })
             .collect::<Vec<_>>()
             .join(",")
     }

@@ -1,7 +1,10 @@
-//! The links between brokers, each a small TCP proxy the harness controls:
-//! broker i calls broker j through link (i, j), so a fault can cut, black-
-//! hole or slow the calls one broker makes to another, in one direction or
-//! both. Each link's proxy runs on one background thread for them all.
+//! The links between brokers, and from clients to brokers, each a small TCP
+//! proxy the harness controls: broker i calls broker j through link (i, j),
+//! and every client (the workload, `eddy` commands, workers, a broker's own
+//! pipeline worker) calls broker j through link ([`CLIENTS`], j), the
+//! address j advertises. A fault can cut, black-hole, slow or mute the
+//! answers of one link, in one direction or both. The proxies run on one
+//! background thread for them all.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +14,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+/// The `from` of the links clients call the brokers through.
+pub const CLIENTS: i32 = 0;
 
 /// What a link does with what is sent over it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +28,9 @@ pub enum Mode {
     /// Accepts connections and swallows what is sent: calls hang until
     /// their deadlines, as when a network drops every packet.
     Blackhole,
+    /// Passes the calls and swallows the answers: the callee acts on what
+    /// it is sent, and the caller never learns it did.
+    DropReplies,
 }
 
 #[derive(Debug)]
@@ -37,15 +46,17 @@ impl State {
         match self.mode.load(Ordering::Relaxed) {
             1 => Mode::Cut,
             2 => Mode::Blackhole,
+            3 => Mode::DropReplies,
             _ => Mode::Open,
         }
     }
 }
 
-/// Every directed link between `n` brokers.
+/// Every directed link between brokers, and from clients to each broker.
 #[derive(Debug)]
 pub struct Links {
-    /// (from, to) → the address `from` calls `to` at.
+    /// (from, to) → the address `from` calls `to` at ([`CLIENTS`] for
+    /// clients).
     addresses: BTreeMap<(i32, i32), String>,
     states: BTreeMap<(i32, i32), Arc<State>>,
     stop: watch::Sender<bool>,
@@ -53,13 +64,13 @@ pub struct Links {
 }
 
 impl Links {
-    /// Proxies for every ordered pair of distinct brokers, each forwarding
-    /// to `targets[to]`.
+    /// Proxies for every ordered pair of distinct brokers and from
+    /// [`CLIENTS`] to each, forwarding to `targets[to]`.
     pub fn start(targets: &BTreeMap<i32, String>) -> Links {
         let mut listeners = Vec::new();
         let mut addresses = BTreeMap::new();
         let mut states = BTreeMap::new();
-        for &from in targets.keys() {
+        for from in std::iter::once(CLIENTS).chain(targets.keys().copied()) {
             for (&to, target) in targets {
                 if from == to {
                     continue;
@@ -106,15 +117,22 @@ impl Links {
 
     /// Sets what the link from `from` to `to` does (one direction only:
     /// `to` still reaches `from` through its own link).
+    ///
+    /// Its connections close when it is cut, and when it stops swallowing
+    /// (a black hole or lost answers ending): TCP never delivers a stream
+    /// with a hole in it, so a connection that lost bytes must not go on.
     pub fn set(&self, from: i32, to: i32, mode: Mode) {
         let state = &self.states[&(from, to)];
         let code = match mode {
             Mode::Open => 0,
             Mode::Cut => 1,
             Mode::Blackhole => 2,
+            Mode::DropReplies => 3,
         };
+        let before = state.mode();
         state.mode.store(code, Ordering::Relaxed);
-        if mode == Mode::Cut {
+        let lossy = |m: Mode| matches!(m, Mode::Blackhole | Mode::DropReplies);
+        if mode == Mode::Cut || (lossy(before) && before != mode) {
             state.cuts.send_modify(|n| *n += 1);
         }
     }
@@ -132,7 +150,7 @@ impl Links {
         self.set(b, a, mode);
     }
 
-    /// Every link open again, without delay.
+    /// Every link open again, without delay (client links too).
     pub fn heal(&self) {
         for &(from, to) in self.states.keys() {
             self.set(from, to, Mode::Open);
@@ -167,20 +185,21 @@ async fn serve(listener: TcpListener, target: String, state: Arc<State>) {
             let (client_rx, client_tx) = client.into_split();
             let (server_rx, server_tx) = server.into_split();
             tokio::select! {
-                () = pipe(client_rx, server_tx, &state) => {}
-                () = pipe(server_rx, client_tx, &state) => {}
+                () = pipe(client_rx, server_tx, &state, false) => {}
+                () = pipe(server_rx, client_tx, &state, true) => {}
                 _ = cut.changed() => {}
             }
         });
     }
 }
 
-/// Copies one direction of a connection, applying the link's delay and
-/// swallowing everything while it is a black hole.
+/// Copies one direction of a connection (`replies`: the callee's answers),
+/// applying the link's delay and swallowing what its mode drops.
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     state: &State,
+    replies: bool,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -195,7 +214,8 @@ async fn pipe(
         match state.mode() {
             Mode::Cut => return,
             Mode::Blackhole => continue,
-            Mode::Open => {}
+            Mode::DropReplies if replies => continue,
+            Mode::DropReplies | Mode::Open => {}
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;

@@ -28,6 +28,13 @@ pub struct ClientConfig {
     /// connects to the first that answers.
     pub bootstrap: String,
     pub connect_timeout_ms: u64,
+    /// HTTP/2 pings on every connection this often, idle or not…
+    pub keep_alive_interval_ms: u64,
+    /// …and a connection whose broker has not answered a ping within this
+    /// is closed, failing its calls as retriable: a broker that is paused,
+    /// cut off without a reset, or whose answers are lost is given up on
+    /// instead of waited for without end.
+    pub keep_alive_timeout_ms: u64,
     /// Largest message the client sends.
     pub request_bytes_max: usize,
     /// Largest message the client accepts.
@@ -45,6 +52,8 @@ impl ClientConfig {
         ClientConfig {
             bootstrap: bootstrap.into(),
             connect_timeout_ms: 5_000,
+            keep_alive_interval_ms: 10_000,
+            keep_alive_timeout_ms: 10_000,
             request_bytes_max: 64 << 20,
             response_bytes_max: 256 << 20,
             stream_window_bytes: 32 << 20,
@@ -446,7 +455,8 @@ fn endpoint(address: &str, config: &ClientConfig) -> Result<Endpoint> {
         // Let the broker send megabyte batches in few large DATA frames
         // (the default, 16 KiB, costs ~500 frames per 8 MiB message).
         .max_frame_size(FRAME_BYTES)
-        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_interval(Duration::from_millis(config.keep_alive_interval_ms))
+        .keep_alive_timeout(Duration::from_millis(config.keep_alive_timeout_ms))
         .keep_alive_while_idle(true))
 }
 

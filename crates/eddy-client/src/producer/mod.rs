@@ -44,6 +44,12 @@ pub struct ProducerConfig {
     /// How long a record may take to be acknowledged, retries included,
     /// before `send`'s ticket (and `flush`) report it failed.
     pub delivery_timeout_ms: u64,
+    /// How long a sent request may wait for its answer before the stream
+    /// it went on is given up and its batches are sent again on a new one
+    /// (idempotence makes that safe). Longer than the broker's wait for
+    /// `acks=all` replication (30 s by default), so a slow ISR is not
+    /// mistaken for a lost answer.
+    pub request_timeout_ms: u64,
     /// First wait before a retry; doubles per attempt up to `retry_backoff_ms_max`.
     pub retry_backoff_ms: u64,
     pub retry_backoff_ms_max: u64,
@@ -73,6 +79,7 @@ impl Default for ProducerConfig {
             buffer_bytes_max: 64 << 20,
             requests_in_flight_max: 8,
             delivery_timeout_ms: 120_000,
+            request_timeout_ms: 40_000,
             retry_backoff_ms: 100,
             retry_backoff_ms_max: 1_000,
             idempotence: true,

@@ -25,6 +25,7 @@ use crate::error::{ClientError, Result};
 /// One request in flight, awaiting its response.
 struct InFlight {
     batches: Vec<ReadyBatch>,
+    sent: Instant,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -108,10 +109,17 @@ pub(super) async fn sender(s: Arc<Shared>) {
                     retry.push_front(b);
                 }
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // Woken when an answer frees a partition (or shortly after).
+            tokio::select! {
+                () = s.wake.notified() => {}
+                () = tokio::time::sleep(HELD_RECHECK) => {}
+            }
         }
     }
 }
+
+/// How long held batches wait at most before the sender looks again.
+const HELD_RECHECK: Duration = Duration::from_millis(20);
 
 /// Groups batches by their leader's address; batches of a partition that
 /// has batches in flight on another connection (a dead one included: they
@@ -227,6 +235,7 @@ async fn send_one(
             correlation_id,
             InFlight {
                 batches,
+                sent: Instant::now(),
                 _permit: permit,
             },
         ));
@@ -289,8 +298,20 @@ async fn receive(
     mut responses: tonic::Streaming<ProduceResponse>,
     pending: Arc<Mutex<Pending>>,
 ) {
+    let timeout = Duration::from_millis(s.config.request_timeout_ms);
     loop {
-        let response = match responses.message().await {
+        let message = tokio::select! {
+            m = responses.message() => m,
+            () = overdue(&pending, timeout) => {
+                let e = unavailable(&format!(
+                    "no answer within request_timeout_ms ({} ms); resending on a new stream",
+                    s.config.request_timeout_ms
+                ));
+                kill(&s, &pending, Vec::new(), Some(e));
+                return;
+            }
+        };
+        let response = match message {
             Ok(Some(r)) => r,
             Ok(None) => {
                 let e = unavailable("the broker closed the produce stream");
@@ -352,6 +373,19 @@ async fn receive(
     }
 }
 
+/// Returns once the oldest request pending on a stream has waited
+/// `timeout` for its answer.
+async fn overdue(pending: &Mutex<Pending>, timeout: Duration) {
+    loop {
+        let oldest = pending.lock().requests.front().map(|(_, f)| f.sent);
+        match oldest {
+            Some(sent) if sent.elapsed() >= timeout => return,
+            Some(sent) => tokio::time::sleep_until(sent + timeout).await,
+            None => tokio::time::sleep(timeout).await,
+        }
+    }
+}
+
 /// Marks a connection dead and requeues `first` (batches of its answered
 /// request that must be resent) and everything still pending on it. They
 /// are in `retry` before their in-flight counts drop, so the sender never
@@ -370,7 +404,8 @@ fn kill(s: &Shared, pending: &Mutex<Pending>, first: Vec<ReadyBatch>, cause: Opt
     requeue_into(s, &mut retry, drained, cause);
 }
 
-/// Forgets batches' in-flight counts.
+/// Forgets batches' in-flight counts, and wakes the sender: batches it
+/// held back for these partitions may go now.
 fn release(s: &Shared, batches: &[ReadyBatch]) {
     let mut in_flight = s.in_flight.lock();
     for b in batches {
@@ -382,6 +417,8 @@ fn release(s: &Shared, batches: &[ReadyBatch]) {
             }
         }
     }
+    drop(in_flight);
+    s.wake.notify_one();
 }
 
 /// Puts batches back to be sent again (in order, after a backoff and a
