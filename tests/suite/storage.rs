@@ -1,11 +1,12 @@
 //! Damaged and full disks: a torn tail on a replica, a flipped bit in a
-//! sealed segment, a data directory that runs out of space; and the proof
+//! sealed segment (of a single broker, and of a leader with in-sync
+//! followers), a data directory that runs out of space; and the proof
 //! that the replica checker notices a replica holding different records.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eddy_proto::v1 as pb;
 use eddy_tests::check::{self, Replica};
@@ -147,13 +148,8 @@ fn a_flipped_bit_in_a_sealed_segment_is_reported_and_the_rest_is_still_served() 
         "--config",
         "segment.bytes=4096",
     ]);
-    // One record per batch, so the segments roll often.
-    for chunk in numbered_lines(0, 600)
-        .lines()
-        .collect::<Vec<_>>()
-        .chunks(100)
-    {
-        b.ok_with_input(&["produce", "rot"], (chunk.join("\n") + "\n").as_bytes());
+    for chunk in six_hundred_in_chunks() {
+        b.ok_with_input(&["produce", "rot"], chunk.as_bytes());
     }
     b.terminate();
     let segments = files(&b.partition_dir("rot", 0), "log");
@@ -162,18 +158,7 @@ fn a_flipped_bit_in_a_sealed_segment_is_reported_and_the_rest_is_still_served() 
         "expected several segments: {segments:?}"
     );
     let sealed = &segments[0];
-    let len = std::fs::metadata(sealed).unwrap().len();
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(sealed)
-        .unwrap();
-    let mut byte = [0u8];
-    f.seek(SeekFrom::Start(len / 2)).unwrap();
-    std::io::Read::read_exact(&mut f, &mut byte).unwrap();
-    f.seek(SeekFrom::Start(len / 2)).unwrap();
-    f.write_all(&[byte[0] ^ 0x10]).unwrap();
-    drop(f);
+    flip_a_bit(sealed);
     b.start_again();
 
     let out = b.eddy(&["consume", "rot", "-B", "-n", "600"]);
@@ -206,6 +191,107 @@ fn a_flipped_bit_in_a_sealed_segment_is_reported_and_the_rest_is_still_served() 
     ]);
     assert_eq!(rest, numbered_lines(second as usize, 600));
     b.ok_with_input(&["produce", "rot"], b"after\n");
+}
+
+/// Records 0..600 as six `produce` inputs: in small segments (4 KiB) they
+/// fill several.
+fn six_hundred_in_chunks() -> Vec<String> {
+    numbered_lines(0, 600)
+        .lines()
+        .collect::<Vec<_>>()
+        .chunks(100)
+        .map(|c| c.join("\n") + "\n")
+        .collect()
+}
+
+/// Flips one bit in the middle of `file`, in place (a running broker
+/// reading it sees the change).
+fn flip_a_bit(file: &std::path::Path) {
+    let len = std::fs::metadata(file).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start(len / 2)).unwrap();
+    std::io::Read::read_exact(&mut f, &mut byte).unwrap();
+    f.seek(SeekFrom::Start(len / 2)).unwrap();
+    f.write_all(&[byte[0] ^ 0x10]).unwrap();
+}
+
+/// A leader whose sealed segment rots under it cannot serve those
+/// records: the read that finds the damage hands the partition to an
+/// in-sync follower, whose copy is intact, and the old leader cuts its log
+/// there and copies the records again.
+#[test]
+fn a_leader_whose_records_rot_hands_over_and_copies_them_again() {
+    let cluster = TestCluster::start(3, &["--broker-session-timeout-ms", "2000"]);
+    cluster.ok_at(
+        1,
+        &[
+            "topic",
+            "create",
+            "rot",
+            "-p",
+            "1",
+            "-r",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+            "--config",
+            "segment.bytes=4096",
+        ],
+    );
+    for chunk in six_hundred_in_chunks() {
+        cluster.ok_with_input(&["produce", "rot", "--acks", "all"], chunk.as_bytes());
+    }
+    let before = cluster.await_in_sync("rot", Duration::from_secs(30))[0].clone();
+    let damaged = before.leader;
+    let segments = files(&cluster.partition_dir(damaged, "rot", 0), "log");
+    assert!(
+        segments.len() >= 3,
+        "expected several segments: {segments:?}"
+    );
+    flip_a_bit(&segments[0]);
+
+    // The leader finds the damage when a consumer reads it.
+    let out = cluster.eddy(&["consume", "rot", "-B", "-n", "600"]);
+    assert!(
+        !out.success && out.stderr.contains("corrupt"),
+        "the first read names the damage: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let row = cluster.partitions("rot")[0].clone();
+        if row.leader > 0 && row.leader != damaged {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {damaged} kept leading its damaged replica: {row:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(after.epoch > before.epoch, "{after:?} after {before:?}");
+    assert_eq!(
+        cluster.ok_with_input(&["consume", "rot", "-B", "-n", "600"], b""),
+        numbered_lines(0, 600),
+        "the new leader serves every record"
+    );
+    // The old leader copies them again and is back in sync, its files
+    // agreeing with the others' at every offset.
+    let rows = cluster.await_in_sync("rot", Duration::from_secs(30));
+    let reps = replicas(&cluster, "rot");
+    check::replicas_agree(&reps, &[(0, rows[0].high_watermark)].into()).assert_passed();
+    let copied = reps.iter().find(|r| r.broker == damaged).unwrap();
+    assert_eq!(
+        copied.records.len() as u64,
+        rows[0].high_watermark,
+        "broker {damaged} holds every record again"
+    );
 }
 
 /// A size-limited tmpfs mounted for one test; unmounted when dropped.

@@ -1,6 +1,7 @@
 //! Who leads each partition: fencing brokers that stopped heartbeating,
-//! electing new leaders from the in-sync replicas, and the ISR changes
-//! partition leaders ask for (Kafka's AlterPartition).
+//! electing new leaders from the in-sync replicas, the ISR changes
+//! partition leaders ask for (Kafka's AlterPartition), and a leader handing
+//! over a partition whose replica it found damaged.
 //!
 //! Every leader change bumps the partition's leader epoch; every change of
 //! leader or ISR bumps its partition epoch, which an ISR change must name,
@@ -119,6 +120,64 @@ impl MetaState {
         Ok(())
     }
 
+    pub(crate) fn check_resign(&self, r: &Resign) -> Result<()> {
+        let p = self.partition(&r.topic, r.partition)?;
+        if p.leader != Some(r.leader) || p.leader_epoch != r.leader_epoch {
+            return Err(MetaError::Invalid(format!(
+                "{}-{}: broker {} in epoch {} does not lead it (the metadata has {} in epoch {}); nothing to hand over",
+                r.topic,
+                r.partition,
+                r.leader,
+                r.leader_epoch,
+                p.leader
+                    .map_or("no leader".to_string(), |l| format!("broker {l}")),
+                p.leader_epoch
+            )));
+        }
+        if self.successor(p, r.leader).is_none() {
+            return Err(MetaError::Invalid(format!(
+                "{}-{}: broker {} cannot hand leadership over: no other live replica is in sync (ISR {:?}); \
+                 it keeps serving what it can read until a replica catches up, or the partition is restored",
+                r.topic,
+                r.partition,
+                r.leader,
+                ids(&p.isr)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The leader leaves the ISR and another live member of it leads; a
+    /// state with no such member (checked against an older one) stays as
+    /// it is.
+    pub(crate) fn apply_resign(&mut self, r: &Resign) {
+        let live = self.live_brokers();
+        let Some(p) = self
+            .topics
+            .get_mut(&r.topic)
+            .and_then(|t| t.partitions.get_mut(r.partition as usize))
+        else {
+            return;
+        };
+        if p.leader != Some(r.leader)
+            || p.leader_epoch != r.leader_epoch
+            || !p.isr.iter().any(|m| *m != r.leader && live.contains(m))
+        {
+            return;
+        }
+        p.isr.retain(|m| *m != r.leader);
+        p.leader = None;
+        elect(p, &live, false);
+    }
+
+    /// The live in-sync replica other than `leader` that would lead.
+    fn successor(&self, p: &PartitionMeta, leader: NodeId) -> Option<NodeId> {
+        p.replicas
+            .iter()
+            .find(|r| **r != leader && p.isr.contains(r) && self.is_live(**r))
+            .copied()
+    }
+
     pub(crate) fn apply_alter_isr(&mut self, a: &AlterIsr) {
         if let Some(p) = self
             .topics
@@ -152,6 +211,19 @@ pub struct AlterIsr {
     /// The partition epoch the leader's view is from.
     pub partition_epoch: u32,
     pub isr: Vec<NodeId>,
+}
+
+/// A partition leader that found its own replica damaged (records it
+/// cannot read back) hands the partition to another in-sync replica, and
+/// copies the damaged part from it as a follower.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resign {
+    pub topic: String,
+    pub partition: u32,
+    pub leader: NodeId,
+    pub leader_epoch: LeaderEpoch,
+    /// What the leader found, for the operator reading the metadata log.
+    pub reason: String,
 }
 
 fn fence_replica(p: &mut PartitionMeta, id: NodeId, live: &[NodeId], unclean: bool) {
@@ -343,6 +415,32 @@ mod tests {
         fence(&mut s, 1, true);
         let pe = p(&s).partition_epoch;
         assert!(run(&mut s, shrink(1, 0, pe, &[1])).is_err());
+    }
+
+    #[test]
+    fn a_damaged_leader_hands_over_to_a_live_isr_member_and_leaves_the_isr() {
+        let mut s = cluster(3, 3, &[]);
+        let resign = |leader: i32, epoch: i32| {
+            Command::Resign(Resign {
+                topic: "t".into(),
+                partition: 0,
+                leader: NodeId(leader),
+                leader_epoch: LeaderEpoch(epoch),
+                reason: "corrupt batch".into(),
+            })
+        };
+        // Broker 2 is fenced: broker 3 is the one that can take over.
+        fence(&mut s, 2, true);
+        run(&mut s, resign(1, 0)).unwrap();
+        assert_eq!(p(&s).leader, Some(NodeId(3)));
+        assert_eq!(p(&s).leader_epoch, LeaderEpoch(1));
+        assert_eq!(p(&s).isr, [NodeId(3)]);
+        // An old epoch, or a broker that does not lead, is refused.
+        assert!(run(&mut s, resign(1, 0)).is_err());
+        // The last live ISR member cannot hand over, and says why.
+        let err = run(&mut s, resign(3, 1)).unwrap_err().to_string();
+        assert!(err.contains("no other live replica is in sync"), "{err}");
+        assert_eq!(p(&s).leader, Some(NodeId(3)));
     }
 
     #[test]

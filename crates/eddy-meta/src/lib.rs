@@ -26,7 +26,7 @@ pub use catalog::{
     ProcessorVersion, validate_name,
 };
 pub use error::{MetaError, Result};
-pub use leadership::{AlterIsr, UNCLEAN_ELECTION_CONFIG};
+pub use leadership::{AlterIsr, Resign, UNCLEAN_ELECTION_CONFIG};
 pub use raft::network::CallFuture;
 pub use raft::{Rpc, Transport, TransportError};
 pub use state::{

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{PipelineId, PipelineMeta, PipelineRunState, ProcessorMeta, ProcessorVersion};
 use crate::error::{MetaError, Result};
-use crate::leadership::AlterIsr;
+use crate::leadership::{AlterIsr, Resign};
 
 /// A broker's identity in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -106,6 +106,9 @@ pub enum Command {
     },
     /// A partition leader grows or shrinks its ISR.
     AlterIsr(AlterIsr),
+    /// A partition leader with a damaged replica hands the partition to
+    /// another in-sync replica and leaves the ISR.
+    Resign(Resign),
     CreateTopic(TopicMeta),
     /// Appends partitions to a topic.
     CreatePartitions {
@@ -201,6 +204,7 @@ impl MetaState {
             }
             Command::SetBrokerFenced { id, .. } => self.check_set_fenced(*id)?,
             Command::AlterIsr(a) => self.check_alter_isr(a)?,
+            Command::Resign(r) => self.check_resign(r)?,
             Command::CreateTopic(t) => {
                 validate_topic_name(&t.name, t.internal)?;
                 if self.topics.contains_key(&t.name) {
@@ -311,6 +315,7 @@ impl MetaState {
             }
             Command::SetBrokerFenced { id, fenced } => self.apply_set_fenced(*id, *fenced),
             Command::AlterIsr(a) => self.apply_alter_isr(a),
+            Command::Resign(r) => self.apply_resign(r),
             Command::CreateTopic(t) => {
                 self.topics.insert(t.name.clone(), t.clone());
             }

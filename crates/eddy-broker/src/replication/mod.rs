@@ -111,8 +111,8 @@ const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// High watermarks are saved every this many ISR checks.
 const CHECKPOINTS_EVERY: u32 = 10;
 
-/// Asks the controller for the ISR changes this broker's leaders want, and
-/// saves high watermarks now and then.
+/// Asks the controller for the ISR changes this broker's leaders want and
+/// the hand-overs of damaged ones, and saves high watermarks now and then.
 pub(crate) async fn isr_loop(broker: Arc<Broker>) {
     let lag_max = broker.config.replication.replica_lag_time_max_ms as i64;
     let mut ticks = 0u32;
@@ -131,6 +131,14 @@ pub(crate) async fn isr_loop(broker: Arc<Broker>) {
             if let Err(e) = broker.meta.propose(Command::AlterIsr(change)).await {
                 tracing::info!(topic = %p.topic, partition = p.id.0, error = %e, "ISR change not made");
                 p.isr_change_failed();
+            }
+        }
+        for p in broker.topics.partitions() {
+            let Some(resign) = p.wanted_resignation(now) else {
+                continue;
+            };
+            if let Err(e) = broker.meta.propose(Command::Resign(resign)).await {
+                tracing::warn!(topic = %p.topic, partition = p.id.0, error = %e, "could not hand the damaged partition over");
             }
         }
         ticks += 1;
