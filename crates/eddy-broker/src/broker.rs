@@ -184,15 +184,23 @@ impl Broker {
         self.clock.now_ms()
     }
 
-    /// Flushes every partition to disk and leaves the metadata quorum.
+    /// Flushes every partition to disk and leaves the metadata quorum. A
+    /// partition that cannot be flushed (a full or failing disk) does not
+    /// stop the others; the first failure is returned, each is logged.
     pub async fn close(self: &Arc<Self>) -> Result<(), BrokerError> {
         self.fetchers.stop_all();
         let this = self.clone();
         let flushed = blocking(move || {
+            let mut first = Ok(());
             for p in this.topics.partitions() {
-                p.flush().map_err(BrokerError::log(&p.topic, p.id.0))?;
+                if let Err(e) = p.flush().map_err(BrokerError::log(&p.topic, p.id.0)) {
+                    tracing::error!(topic = %p.topic, partition = p.id.0, error = %e, "could not flush on shutdown; the next start recovers from what reached the disk");
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
             }
-            Ok(())
+            first
         })
         .await;
         self.meta.shutdown().await;

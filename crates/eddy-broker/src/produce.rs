@@ -189,6 +189,12 @@ fn place<'a>(topic: &TopicState, recs: &'a [Record]) -> BTreeMap<u32, Vec<&'a Re
     placed
 }
 
+/// Writes the planned batches in order. One that fails (a full disk, a
+/// leadership lost meanwhile) fails the whole request, though the batches
+/// before it stay written: an idempotent producer's retry finds those to be
+/// duplicates and gets their offsets; a producer without idempotence
+/// writes them again. (Per-partition results would spare that; the
+/// response has no per-partition error yet.)
 fn write(plan: Vec<Planned>) -> Result<Vec<Landed>, BrokerError> {
     let mut written = Vec::with_capacity(plan.len());
     for p in plan {

@@ -436,7 +436,15 @@ impl Log {
         if header.producer_id != ProducerId::NONE {
             self.producers.update(header, self.clock.now_ms());
         }
-        self.sync_per_policy()?;
+        if let Err(e) = self.sync_per_policy() {
+            // Not on disk, so not written: a batch left in place would be
+            // served, and a retry taken for a duplicate and acknowledged,
+            // though the kernel may already have dropped its pages.
+            if let Err(undo) = self.truncate_to(base_offset) {
+                tracing::error!(error = %undo, "could not take back a batch whose fsync failed");
+            }
+            return Err(e);
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset: header.last_offset(),
@@ -483,10 +491,19 @@ impl Log {
         Ok(())
     }
 
+    /// Syncs what `fsync` asks of each append. Only `Always` makes the
+    /// append wait for (and fail with) the disk; an interval flush that
+    /// fails is logged here and retried by the next append or by
+    /// housekeeping, which reports it, while the append it rode on stands.
     fn sync_per_policy(&mut self) -> Result<()> {
         match self.config.fsync {
             FsyncPolicy::Always => self.active().sync_log(),
-            FsyncPolicy::IntervalMs(_) => self.flush_if_due().map(|_| ()),
+            FsyncPolicy::IntervalMs(_) => {
+                if let Err(e) = self.flush_if_due() {
+                    tracing::warn!(error = %e, "interval flush failed; retrying later");
+                }
+                Ok(())
+            }
             FsyncPolicy::Never => Ok(()),
         }
     }

@@ -429,14 +429,20 @@ impl Segment {
             return Ok(());
         }
         let relative_offset = (offset.0 - self.base.0) as u32;
+        let entries = self.index.len();
         self.index.append(OffsetEntry {
             relative_offset,
             position: pos as u32,
         })?;
-        self.time_index.append(TimeEntry {
+        let timed = self.time_index.append(TimeEntry {
             max_timestamp_before: max_ts_before,
             relative_offset,
-        })?;
+        });
+        if let Err(e) = timed {
+            // Both or neither: entry k of each index describes one batch.
+            let _ = self.index.truncate(entries);
+            return Err(e);
+        }
         self.bytes_since_entry = 0;
         Ok(())
     }
@@ -464,7 +470,11 @@ impl Segment {
             let _ = self.file.set_len(pos);
             return Err(Error::io("writing segment", &self.path)(e));
         }
-        self.maybe_index(pos, header.base_offset, self.max_timestamp)?;
+        if let Err(e) = self.maybe_index(pos, header.base_offset, self.max_timestamp) {
+            // Not indexed, not written: recovery must not find it either.
+            let _ = self.file.set_len(pos);
+            return Err(e);
+        }
         self.size += batch.len() as u64;
         self.bytes_since_entry += batch.len() as u64;
         self.next_offset = header.next_offset();
