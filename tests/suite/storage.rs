@@ -317,7 +317,7 @@ impl SmallDisk {
 
     /// Fills the disk, then gives `keep` bytes back; returns the filler.
     fn fill_leaving(&self, keep: u64) -> PathBuf {
-        let filler = self.dir.join("filler");
+        let filler = self.dir.join(format!("filler-{keep}"));
         let mut f = std::fs::File::create(&filler).unwrap();
         let chunk = vec![0u8; 1 << 20];
         while f.write_all(&chunk).is_ok() {}
@@ -428,8 +428,35 @@ async fn a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers_losing_noth
         "every acknowledged record, in order"
     );
 
+    // A metadata change needs the disk too: refused, saying so. (This
+    // once stopped openraft's core until the broker was restarted.)
+    let rest = disk.fill_leaving(0);
+    let refused = b.eddy(&["topic", "create", "while-full", "-p", "1"]);
+    assert!(
+        !refused.success
+            && refused.stderr.contains("could not write the metadata log")
+            && refused.stderr.contains("free space"),
+        "the refusal says what is wrong and what to do: {}",
+        refused.stderr
+    );
+
     // Space comes back: writes go on where they stopped.
     std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&rest).unwrap();
+    // The metadata quorum starts again by itself within a few seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let created = b.eddy(&["topic", "create", "after-full", "-p", "1"]);
+        if created.success {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metadata changes still refused after space came back: {}",
+            created.stderr
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let (values, request) = hundred("full", next);
     produce
         .produce(request)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::BasicNode;
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -21,6 +21,7 @@ use crate::command_log::CommandLog;
 use crate::error::{MetaError, Result};
 use crate::raft::log_store::FileLogStore;
 use crate::raft::network::{Network, from_json, to_json};
+use crate::raft::revive::{self, Parts, Slot};
 use crate::raft::state_machine::FileStateMachine;
 use crate::raft::{RaftId, Response, Rpc, Transport, TransportError, fsutil, typ};
 use crate::state::{Command, MetaState, NodeId, Output};
@@ -56,7 +57,9 @@ impl MetaConfig {
 /// Cluster metadata; see the module docs.
 pub struct MetaStore {
     id: RaftId,
-    raft: typ::Raft,
+    /// The running Raft; a new one after a storage error stopped the old
+    /// (see `raft/revive.rs`).
+    raft: Arc<Slot>,
     sm: FileStateMachine,
     transport: Arc<dyn Transport>,
     voters: BTreeMap<NodeId, String>,
@@ -108,18 +111,22 @@ impl MetaStore {
                 .filter_map(|(&n, addr)| Some((raft_id(n).ok()?, addr.clone())))
                 .collect(),
         );
-        let raft = openraft::Raft::new(
+        let parts = Parts {
             id,
-            Arc::new(raft_config),
-            Network {
+            config: Arc::new(raft_config),
+            network: Network {
                 transport: transport.clone(),
                 addresses: addresses.clone(),
             },
             log,
-            sm.clone(),
-        )
-        .await
-        .map_err(|e| MetaError::Invalid(format!("starting the metadata quorum: {e}")))?;
+            sm: sm.clone(),
+        };
+        let raft = parts
+            .start()
+            .await
+            .map_err(|e| MetaError::Invalid(format!("starting the metadata quorum: {e}")))?;
+        let raft = Arc::new(Slot::new(raft));
+        tokio::spawn(revive::watch(Arc::downgrade(&raft), parts));
         let store = MetaStore {
             id,
             raft,
@@ -171,15 +178,15 @@ impl MetaStore {
     /// Initializes the quorum if this voter has never been part of one;
     /// whether it did.
     async fn initialize(&self, members: BTreeMap<RaftId, BasicNode>) -> Result<bool> {
-        let initialized = self
-            .raft
+        let raft = self.raft.get();
+        let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| MetaError::Invalid(format!("metadata quorum: {e}")))?;
         if initialized {
             return Ok(false);
         }
-        match self.raft.initialize(members).await {
+        match raft.initialize(members).await {
             Ok(()) => Ok(true),
             // Already initialized (a vote from a peer got here first).
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
@@ -230,7 +237,7 @@ impl MetaStore {
 
     /// The quorum's leader, if this voter knows one.
     pub fn leader(&self) -> Option<NodeId> {
-        let leader = self.raft.metrics().borrow().current_leader;
+        let leader = self.raft.get().metrics().borrow().current_leader;
         leader.and_then(|l| i32::try_from(l).ok()).map(NodeId)
     }
 
@@ -238,7 +245,7 @@ impl MetaStore {
     /// majority (a leader cut off or paused learns here that it was
     /// replaced, rather than acting on its old view).
     pub async fn confirm_leader(&self) -> bool {
-        self.raft.ensure_linearizable().await.is_ok()
+        self.raft.get().ensure_linearizable().await.is_ok()
     }
 
     /// The voters and their addresses, as configured.
@@ -261,12 +268,20 @@ impl MetaStore {
             if remaining.is_zero() {
                 return Err(self.no_leader());
             }
-            let written = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone()))
-                .await
-                .map_err(|_| self.no_leader())?;
+            let written =
+                tokio::time::timeout(remaining, self.raft.get().client_write(cmd.clone()))
+                    .await
+                    .map_err(|_| self.no_leader())?;
             let forward = match written {
                 Ok(response) => return self.applied(response, deadline).await,
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+                Err(RaftError::Fatal(Fatal::StorageError(e))) => {
+                    return Err(MetaError::Unavailable(format!(
+                        "this broker could not write the metadata log ({e}); the change was not made. \
+                         It takes part in the quorum again by itself once its disk can be written: \
+                         free space on it, then retry"
+                    )));
+                }
                 Err(e) => return Err(MetaError::Unavailable(format!("metadata quorum: {e}"))),
             };
             // Called where this node's own --peers list says, like Raft's
@@ -336,6 +351,7 @@ impl MetaStore {
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(10));
         self.raft
+            .get()
             .wait(Some(wait))
             .applied_index_at_least(Some(response.log_id.index), "a proposal applied here")
             .await
@@ -362,27 +378,29 @@ impl MetaStore {
     /// Answers a call from another voter (what the transport delivers).
     pub async fn handle(&self, rpc: Rpc, header: &[u8], data: Bytes) -> Result<Bytes, String> {
         match rpc {
-            Rpc::AppendEntries => to_json(&self.raft.append_entries(from_json(header)?).await),
-            Rpc::Vote => to_json(&self.raft.vote(from_json(header)?).await),
+            Rpc::AppendEntries => {
+                to_json(&self.raft.get().append_entries(from_json(header)?).await)
+            }
+            Rpc::Vote => to_json(&self.raft.get().vote(from_json(header)?).await),
             Rpc::InstallSnapshot => {
                 let (vote, meta): (typ::Vote, typ::SnapshotMeta) = from_json(header)?;
                 let snapshot = typ::Snapshot {
                     meta,
                     snapshot: Box::new(data.to_vec()),
                 };
-                to_json(&self.raft.install_full_snapshot(vote, snapshot).await)
+                to_json(&self.raft.get().install_full_snapshot(vote, snapshot).await)
             }
             // No second hop: a leader that moved on answers ForwardToLeader.
             Rpc::Propose => {
                 let cmd: Command = from_json(header)?;
-                to_json(&self.raft.client_write(cmd).await)
+                to_json(&self.raft.get().client_write(cmd).await)
             }
         }
     }
 
     /// Stops this voter's part in the quorum.
     pub async fn shutdown(&self) {
-        if let Err(e) = self.raft.shutdown().await {
+        if let Err(e) = self.raft.get().shutdown().await {
             tracing::warn!(error = %e, "stopping the metadata quorum");
         }
     }

@@ -12,11 +12,13 @@
 //! - `state_machine.rs`: `MetaState` applied from the log, with snapshots.
 //! - `network.rs`: openraft's network over a [`Transport`] the broker gives
 //!   (this crate knows nothing about gRPC).
+//! - `revive.rs`: starts the core again after a storage error stopped it.
 //! - `fsutil.rs`: atomic file replacement.
 
 pub(crate) mod fsutil;
 pub(crate) mod log_store;
 pub(crate) mod network;
+pub(crate) mod revive;
 pub(crate) mod state_machine;
 #[cfg(test)]
 mod tests;
