@@ -32,15 +32,23 @@ use eddy_tests::cluster::TestCluster;
 use eddy_tests::rng::Rng;
 use eddy_tests::worker::TestWorker;
 
-/// The seeds `cargo test` runs, each for [`FIXED_RUN`]. A seed that once
-/// found a bug stays here as its regression case:
+/// The seeds `cargo test` runs, each for its time of faults. A seed that
+/// once found a bug stays here, with the time it took, as its regression
+/// case:
 /// - 20261201: in a 30-minute soak, two members owned partition 2 in one
 ///   generation; a coordinator had answered a join before writing the
 ///   generation, and its successor handed the number out again
 ///   (`group::generation_tests::a_member_learns_a_generation_only_once_it_is_written`
 ///   pins the fix down without the 30 minutes).
-const FIXED_SEEDS: &[u64] = &[1, 2, 20261201];
-const FIXED_RUN: Duration = Duration::from_secs(40);
+/// - 5, in 90 s: a broker's answers to its clients were lost and the link
+///   then passed bytes again; a producer waited for ever on the stream
+///   whose answer never came (`idempotence::a_request_left_unanswered_is_resent_on_a_new_stream_and_written_once`).
+const FIXED_SEEDS: &[(u64, Duration)] = &[
+    (1, Duration::from_secs(40)),
+    (2, Duration::from_secs(40)),
+    (20261201, Duration::from_secs(40)),
+    (5, Duration::from_secs(90)),
+];
 
 /// How long the workload may take to flush and close after the faults.
 const DRAIN: Duration = Duration::from_secs(180);
@@ -52,8 +60,8 @@ pub const PARTITIONS: u32 = 3;
 pub const SESSION: Duration = Duration::from_secs(2);
 
 struct Args {
-    seeds: Vec<u64>,
-    run: Duration,
+    /// (seed, time of faults).
+    runs: Vec<(u64, Duration)>,
 }
 
 fn args() -> Result<Args, String> {
@@ -82,13 +90,17 @@ fn args() -> Result<Args, String> {
             other => eprintln!("chaos: ignoring {other:?}"),
         }
     }
-    if seeds.is_empty() {
-        seeds = FIXED_SEEDS.to_vec();
-    }
-    Ok(Args {
-        seeds,
-        run: run.unwrap_or(FIXED_RUN),
-    })
+    let runs = if seeds.is_empty() {
+        FIXED_SEEDS
+            .iter()
+            .map(|&(seed, fixed)| (seed, run.unwrap_or(fixed)))
+            .collect()
+    } else {
+        // A replay defaults to the shortest fixed run.
+        let run = run.unwrap_or(Duration::from_secs(40));
+        seeds.into_iter().map(|seed| (seed, run)).collect()
+    };
+    Ok(Args { runs })
 }
 
 fn main() -> ExitCode {
@@ -100,21 +112,22 @@ fn main() -> ExitCode {
         }
     };
     let mut failed = Vec::new();
-    for &seed in &args.seeds {
-        println!("chaos: seed {seed}, {:?} of faults", args.run);
-        let report = run(seed, args.run);
+    for &(seed, length) in &args.runs {
+        println!("chaos: seed {seed}, {length:?} of faults");
+        let report = run(seed, length);
         println!("{report}");
         if !report.passed() {
-            failed.push(seed);
+            failed.push((seed, length));
         }
     }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
+        let seeds: Vec<u64> = failed.iter().map(|&(seed, _)| seed).collect();
+        let (seed, length) = failed[0];
         eprintln!(
-            "chaos: seeds {failed:?} failed; replay one with\n  cargo test -p eddy-tests --test chaos -- --seed {} --minutes {:.1}",
-            failed[0],
-            args.run.as_secs_f64() / 60.0
+            "chaos: seeds {seeds:?} failed; replay one with\n  cargo test -p eddy-tests --test chaos -- --seed {seed} --minutes {:.1}",
+            length.as_secs_f64() / 60.0
         );
         ExitCode::FAILURE
     }

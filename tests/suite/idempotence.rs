@@ -172,6 +172,68 @@ async fn a_resend_after_a_lost_answer_is_acknowledged_with_the_original_offsets(
     assert_eq!((next.base_offset, next.duplicate), (5, false));
 }
 
+/// A broker that takes a request and never answers it, on a connection
+/// that otherwise stays healthy (its pings answered): the producer gives
+/// the stream up after `request_timeout_ms` and resends on a new one,
+/// where the batch is found a duplicate. Found by chaos seed 5, whose lost
+/// answers left a producer waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_left_unanswered_is_resent_on_a_new_stream_and_written_once() {
+    let proxy = ChaosProxy::start().await;
+    let b = tokio::task::spawn_blocking({
+        let advertise = proxy.addr.clone();
+        move || TestBroker::start_with(&["--advertise", &advertise])
+    })
+    .await
+    .unwrap();
+    proxy.forward_to(&b.addr);
+    b.ok(&["topic", "create", "unanswered", "-p", "1"]);
+    let client = Client::connect(ClientConfig::new(proxy.addr.clone()))
+        .await
+        .unwrap();
+    let producer = Producer::new(
+        client,
+        ProducerConfig {
+            acks: Acks::All,
+            linger_ms: 0,
+            request_timeout_ms: 1_500,
+            delivery_timeout_ms: 60_000,
+            ..ProducerConfig::default()
+        },
+    );
+    let send = |value: &'static str| {
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(
+                    "unanswered",
+                    ProducerRecord::value(Bytes::from(value)).partition(0),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    send("first").await.wait().await.unwrap();
+
+    // The answer to "second" is swallowed; later bytes pass again, so the
+    // connection looks alive.
+    proxy.mute_responses(true);
+    let second = send("second").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.mute_responses(false);
+    let acked = tokio::time::timeout(Duration::from_secs(15), second.wait()).await;
+    assert!(
+        matches!(acked, Ok(Ok(_))),
+        "the unanswered batch was acknowledged after a resend: {acked:?}"
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        b.ok(&["consume", "unanswered", "-B", "--idle-timeout-ms", "1000"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(read, "first\nsecond\n", "written once");
+}
+
 #[tokio::test]
 async fn gaps_and_fenced_epochs_are_refused_with_their_errors() {
     let b = TestBroker::start();
