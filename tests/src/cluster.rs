@@ -50,16 +50,25 @@ impl TestCluster {
 
     fn start_with_links(n: usize, extra: &[&str], linked: bool) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
+        // Each broker's port stays bound here until it starts: the link
+        // proxies take ports of their own meanwhile, and one that took a
+        // broker's would route that broker's calls elsewhere, even back to
+        // their sender (a Raft node must never call itself).
+        let reserved: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
         let nodes: Vec<Node> = (1..=n as i32)
-            .map(|id| Node {
+            .zip(&reserved)
+            .map(|(id, port)| Node {
                 id,
-                addr: format!("127.0.0.1:{}", free_port()),
+                addr: port.local_addr().unwrap().to_string(),
                 dir: tmp.path().join(format!("node-{id}")),
                 child: None,
             })
             .collect();
         let links =
             linked.then(|| Links::start(&nodes.iter().map(|n| (n.id, n.addr.clone())).collect()));
+        drop(reserved);
         let mut cluster = TestCluster {
             nodes,
             links,
@@ -421,13 +430,4 @@ pub fn replica_records(dir: &std::path::Path) -> std::collections::BTreeMap<u64,
         }
     }
     records
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
