@@ -144,23 +144,17 @@ pub fn inject(
                 settle(cluster, &mut injected, SESSION + rng.millis(500, 2_000));
                 links.heal();
             }
-            Kind::OneWay => {
-                // The victim's calls to one other broker vanish; that
-                // broker's calls to the victim still arrive.
-                let to = *rng.pick(&others);
-                links.set(victim, to, Mode::Blackhole);
-                settle(cluster, &mut injected, rng.millis(1_000, 4_000));
-                links.heal();
-            }
-            Kind::ClientCut => {
-                links.set(CLIENTS, victim, Mode::Cut);
-                settle(cluster, &mut injected, rng.millis(1_000, 4_000));
-                links.heal();
-            }
-            Kind::ClientReplyLoss => {
-                // Produce requests reach the broker and are written; the
-                // producers never hear so and must send them again.
-                links.set(CLIENTS, victim, Mode::DropReplies);
+            Kind::OneWay | Kind::ClientCut | Kind::ClientReplyLoss => {
+                let (from, to, mode) = match kind {
+                    // The victim's calls to one other broker vanish; that
+                    // broker's calls to the victim still arrive.
+                    Kind::OneWay => (victim, *rng.pick(&others), Mode::Blackhole),
+                    Kind::ClientCut => (CLIENTS, victim, Mode::Cut),
+                    // Produce requests reach the broker and are written;
+                    // the producers never hear so and must send them again.
+                    _ => (CLIENTS, victim, Mode::DropReplies),
+                };
+                links.set(from, to, mode);
                 settle(cluster, &mut injected, rng.millis(1_000, 4_000));
                 links.heal();
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use eddy_client::{Client, Pipelines};
 use eddy_test_plugins as wasm;
 use eddy_tests::check::{self, Partitions, Verdict};
-use eddy_tests::process::{eddy_binary, run};
+use eddy_tests::process::eddy_against;
 
 /// The topic the pipelines read.
 pub const INPUT: &str = "chaos-in";
@@ -52,12 +52,7 @@ pub fn deploy(bootstrap: &str) -> Result<u64, String> {
     let mut eddy = |args: &[&str], input: &str| {
         let deadline = Instant::now() + COMMAND_RETRIES;
         loop {
-            let out = run(
-                std::process::Command::new(eddy_binary())
-                    .args(args)
-                    .args(["--bootstrap", bootstrap]),
-                input.as_bytes(),
-            );
+            let out = eddy_against(bootstrap, args, input.as_bytes());
             if out.success {
                 return Ok(());
             }

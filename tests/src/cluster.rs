@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::Replica;
 use crate::link::{CLIENTS, Links};
-use crate::process::{Out, eddy_binary, files, kill9, run};
+use crate::process::{Out, eddy_against, eddy_binary, files, kill9};
 
 /// How long a broker may take to join (a majority must be up).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -178,12 +178,7 @@ impl TestCluster {
 
     /// Runs an `eddy` client command against broker `id` only.
     pub fn eddy_at(&self, id: i32, args: &[&str]) -> Out {
-        run(
-            Command::new(eddy_binary())
-                .args(args)
-                .args(["--bootstrap", &self.node(id).addr]),
-            b"",
-        )
+        eddy_against(&self.node(id).addr, args, b"")
     }
 
     /// Like `eddy_at`, and fails the test unless it succeeds.
@@ -200,12 +195,7 @@ impl TestCluster {
     /// Runs `eddy` with every running broker as bootstrap, feeding it
     /// `input`.
     pub fn eddy_with_input(&self, args: &[&str], input: &[u8]) -> Out {
-        run(
-            Command::new(eddy_binary())
-                .args(args)
-                .args(["--bootstrap", &self.bootstrap()]),
-            input,
-        )
+        eddy_against(&self.bootstrap(), args, input)
     }
 
     /// Like `eddy_with_input`, and fails the test unless it succeeds.

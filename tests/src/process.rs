@@ -151,12 +151,7 @@ impl TestBroker {
     }
 
     pub fn eddy_with_input(&self, args: &[&str], input: &[u8]) -> Out {
-        run(
-            Command::new(eddy_binary())
-                .args(args)
-                .args(["--bootstrap", &self.addr]),
-            input,
-        )
+        eddy_against(&self.addr, args, input)
     }
 
     /// Like `eddy`, and fails the test unless it succeeds.
@@ -188,6 +183,17 @@ pub struct Out {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// Runs the `eddy` client command `args` against the brokers in
+/// `bootstrap`, feeding it `input`.
+pub fn eddy_against(bootstrap: &str, args: &[&str], input: &[u8]) -> Out {
+    run(
+        Command::new(eddy_binary())
+            .args(args)
+            .args(["--bootstrap", bootstrap]),
+        input,
+    )
 }
 
 pub fn run(cmd: &mut Command, input: &[u8]) -> Out {

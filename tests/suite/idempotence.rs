@@ -30,6 +30,23 @@ async fn produce_client(addr: &str) -> ProduceClient<Channel> {
     )
 }
 
+/// A broker that advertises a proxy, so that every call a client makes
+/// after bootstrap goes through it, and a client connected that way.
+async fn behind_a_proxy() -> (ChaosProxy, TestBroker, Client) {
+    let proxy = ChaosProxy::start().await;
+    let b = tokio::task::spawn_blocking({
+        let advertise = proxy.addr.clone();
+        move || TestBroker::start_with(&["--advertise", &advertise])
+    })
+    .await
+    .unwrap();
+    proxy.forward_to(&b.addr);
+    let client = Client::connect(ClientConfig::new(proxy.addr.clone()))
+        .await
+        .unwrap();
+    (proxy, b, client)
+}
+
 async fn identity(p: &mut ProduceClient<Channel>, stable_name: &str) -> (i64, i16) {
     let r = p
         .init_producer_id(pb::InitProducerIdRequest {
@@ -179,18 +196,8 @@ async fn a_resend_after_a_lost_answer_is_acknowledged_with_the_original_offsets(
 /// answers left a producer waiting for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_left_unanswered_is_resent_on_a_new_stream_and_written_once() {
-    let proxy = ChaosProxy::start().await;
-    let b = tokio::task::spawn_blocking({
-        let advertise = proxy.addr.clone();
-        move || TestBroker::start_with(&["--advertise", &advertise])
-    })
-    .await
-    .unwrap();
-    proxy.forward_to(&b.addr);
+    let (proxy, b, client) = behind_a_proxy().await;
     b.ok(&["topic", "create", "unanswered", "-p", "1"]);
-    let client = Client::connect(ClientConfig::new(proxy.addr.clone()))
-        .await
-        .unwrap();
     let producer = Producer::new(
         client,
         ProducerConfig {
@@ -320,18 +327,8 @@ async fn a_long_run_with_cut_connections_and_broker_restarts_writes_every_record
  {
     let mut rng = Rng::from_env("chaos");
     let seed = rng.seed();
-    let proxy = ChaosProxy::start().await;
-    let mut b = tokio::task::spawn_blocking({
-        let advertise = proxy.addr.clone();
-        move || TestBroker::start_with(&["--advertise", &advertise])
-    })
-    .await
-    .unwrap();
-    proxy.forward_to(&b.addr);
+    let (proxy, mut b, client) = behind_a_proxy().await;
     b.ok(&["topic", "create", "x", "-p", "2"]);
-    let client = Client::connect(ClientConfig::new(proxy.addr.clone()))
-        .await
-        .unwrap();
     let producer = Producer::new(
         client,
         ProducerConfig {

@@ -239,11 +239,11 @@ impl Topics {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
                 Err(e) => return Err(storage("reading", &id_file, e)),
             };
-            if !owner.is_empty() && owner != meta.id.to_string() {
+            if owner.is_empty() {
+                tracing::warn!(dir = %dir.display(), "a partition directory without its topic id; keeping its data as this topic's");
+            } else if owner != meta.id.to_string() {
                 tracing::warn!(dir = %dir.display(), stale_id = %owner, "removing a deleted topic's leftover data");
                 self.delete_dir(&dir)?;
-            } else if owner.is_empty() {
-                tracing::warn!(dir = %dir.display(), "a partition directory without its topic id; keeping its data as this topic's");
             }
         }
         Partition::open(

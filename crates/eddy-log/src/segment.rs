@@ -459,19 +459,20 @@ impl Segment {
         prefix.copy_from_slice(&batch[..PATCHED_PREFIX_LEN]);
         set_base_offset(&mut prefix, header.base_offset);
         set_leader_epoch(&mut prefix, header.leader_epoch);
-        let written = self.file.write_all_at(&prefix, pos).and_then(|()| {
-            self.file.write_all_at(
-                &batch[PATCHED_PREFIX_LEN..],
-                pos + PATCHED_PREFIX_LEN as u64,
-            )
-        });
+        let written = self
+            .file
+            .write_all_at(&prefix, pos)
+            .and_then(|()| {
+                self.file.write_all_at(
+                    &batch[PATCHED_PREFIX_LEN..],
+                    pos + PATCHED_PREFIX_LEN as u64,
+                )
+            })
+            .map_err(Error::io("writing segment", &self.path))
+            .and_then(|()| self.maybe_index(pos, header.base_offset, self.max_timestamp));
         if let Err(e) = written {
-            // Leave no partial batch behind: a full disk loses nothing written before.
-            let _ = self.file.set_len(pos);
-            return Err(Error::io("writing segment", &self.path)(e));
-        }
-        if let Err(e) = self.maybe_index(pos, header.base_offset, self.max_timestamp) {
-            // Not indexed, not written: recovery must not find it either.
+            // Leave no partial or unindexed batch behind, for reads or for
+            // recovery to find: a full disk loses nothing written before.
             let _ = self.file.set_len(pos);
             return Err(e);
         }

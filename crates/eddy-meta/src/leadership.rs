@@ -81,15 +81,8 @@ impl MetaState {
                 a.topic, a.partition
             )))
         };
-        if p.leader != Some(a.leader) || p.leader_epoch != a.leader_epoch {
-            return stale(format!(
-                "broker {} in epoch {} does not lead it (the metadata has {} in epoch {})",
-                a.leader,
-                a.leader_epoch,
-                p.leader
-                    .map_or("no leader".to_string(), |l| format!("broker {l}")),
-                p.leader_epoch
-            ));
+        if let Err(why) = led_by(p, a.leader, a.leader_epoch) {
+            return stale(why);
         }
         if p.partition_epoch != a.partition_epoch {
             return stale(format!(
@@ -122,19 +115,17 @@ impl MetaState {
 
     pub(crate) fn check_resign(&self, r: &Resign) -> Result<()> {
         let p = self.partition(&r.topic, r.partition)?;
-        if p.leader != Some(r.leader) || p.leader_epoch != r.leader_epoch {
+        if let Err(why) = led_by(p, r.leader, r.leader_epoch) {
             return Err(MetaError::Invalid(format!(
-                "{}-{}: broker {} in epoch {} does not lead it (the metadata has {} in epoch {}); nothing to hand over",
-                r.topic,
-                r.partition,
-                r.leader,
-                r.leader_epoch,
-                p.leader
-                    .map_or("no leader".to_string(), |l| format!("broker {l}")),
-                p.leader_epoch
+                "{}-{}: {why}; nothing to hand over",
+                r.topic, r.partition
             )));
         }
-        if self.successor(p, r.leader).is_none() {
+        if !p
+            .replicas
+            .iter()
+            .any(|m| *m != r.leader && p.isr.contains(m) && self.is_live(*m))
+        {
             return Err(MetaError::Invalid(format!(
                 "{}-{}: broker {} cannot hand leadership over: no other live replica is in sync (ISR {:?}); \
                  it keeps serving what it can read until a replica catches up, or the partition is restored",
@@ -147,35 +138,19 @@ impl MetaState {
         Ok(())
     }
 
-    /// The leader leaves the ISR and another live member of it leads; a
-    /// state with no such member (checked against an older one) stays as
-    /// it is.
+    /// The leader leaves the ISR and another live member of it leads
+    /// (`check_resign` passed against this same state).
     pub(crate) fn apply_resign(&mut self, r: &Resign) {
         let live = self.live_brokers();
-        let Some(p) = self
+        if let Some(p) = self
             .topics
             .get_mut(&r.topic)
             .and_then(|t| t.partitions.get_mut(r.partition as usize))
-        else {
-            return;
-        };
-        if p.leader != Some(r.leader)
-            || p.leader_epoch != r.leader_epoch
-            || !p.isr.iter().any(|m| *m != r.leader && live.contains(m))
         {
-            return;
+            p.isr.retain(|m| *m != r.leader);
+            p.leader = None;
+            elect(p, &live, false);
         }
-        p.isr.retain(|m| *m != r.leader);
-        p.leader = None;
-        elect(p, &live, false);
-    }
-
-    /// The live in-sync replica other than `leader` that would lead.
-    fn successor(&self, p: &PartitionMeta, leader: NodeId) -> Option<NodeId> {
-        p.replicas
-            .iter()
-            .find(|r| **r != leader && p.isr.contains(r) && self.is_live(**r))
-            .copied()
     }
 
     pub(crate) fn apply_alter_isr(&mut self, a: &AlterIsr) {
@@ -224,6 +199,19 @@ pub struct Resign {
     pub leader_epoch: LeaderEpoch,
     /// What the leader found, for the operator reading the metadata log.
     pub reason: String,
+}
+
+/// Whether `leader` leads `p` in `epoch`; if not, what the metadata says.
+fn led_by(p: &PartitionMeta, leader: NodeId, epoch: LeaderEpoch) -> Result<(), String> {
+    if p.leader == Some(leader) && p.leader_epoch == epoch {
+        return Ok(());
+    }
+    Err(format!(
+        "broker {leader} in epoch {epoch} does not lead it (the metadata has {} in epoch {})",
+        p.leader
+            .map_or("no leader".to_string(), |l| format!("broker {l}")),
+        p.leader_epoch
+    ))
 }
 
 fn fence_replica(p: &mut PartitionMeta, id: NodeId, live: &[NodeId], unclean: bool) {
