@@ -418,12 +418,20 @@ impl Client {
     }
 }
 
-/// Whether a failed call means the broker could not be reached.
+/// Whether a failed call means the broker could not be reached. A broker
+/// killed a moment ago may still accept a connection and then reset it
+/// mid-call, which tonic reports as `Unknown` ("transport error") without
+/// an Eddy error code: that counts too, as `ClientError::from` already
+/// counts it retriable.
 fn unreachable(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
-    )
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => true,
+        tonic::Code::Unknown => status
+            .metadata()
+            .get(eddy_proto::ERROR_CODE_METADATA)
+            .is_none(),
+        _ => false,
+    }
 }
 
 /// Largest HTTP/2 frame the client accepts (the broker uses the same).
