@@ -35,6 +35,21 @@ fn eddy(bootstrap: &str, args: &[&str], input: &[u8]) -> Out {
     )
 }
 
+/// `eddy dev`, stopped with SIGTERM (which stops its brokers) when the
+/// test ends, passed or failed, unless it exited already.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            crate::harness::signal(&self.0, "TERM");
+            if wait_timeout(&mut self.0, Duration::from_secs(20)).is_none() {
+                let _ = self.0.kill();
+            }
+        }
+    }
+}
+
 fn alive(pid: u32) -> bool {
     Command::new("kill")
         .args(["-0", &pid.to_string()])
@@ -48,7 +63,7 @@ fn alive(pid: u32) -> bool {
 fn dev_nodes_runs_a_cluster_that_outlives_a_killed_broker_and_stops_as_one() {
     let tmp = tempfile::tempdir().unwrap();
     let port = three_free_ports();
-    let mut dev = Command::new(eddy_binary())
+    let mut dev = Dev(Command::new(eddy_binary())
         .args([
             "dev",
             "--nodes",
@@ -62,8 +77,8 @@ fn dev_nodes_runs_a_cluster_that_outlives_a_killed_broker_and_stops_as_one() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let stdout = dev.stdout.take().unwrap();
+        .unwrap());
+    let stdout = dev.0.stdout.take().unwrap();
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -178,8 +193,8 @@ fn dev_nodes_runs_a_cluster_that_outlives_a_killed_broker_and_stops_as_one() {
         .unwrap_or_default();
     assert!(told.contains("broker 1 exited"), "{told}");
 
-    crate::harness::signal(&dev, "TERM");
-    let status = wait_timeout(&mut dev, Duration::from_secs(40));
+    crate::harness::signal(&dev.0, "TERM");
+    let status = wait_timeout(&mut dev.0, Duration::from_secs(40));
     assert!(
         status.is_some_and(|s| s.success()),
         "eddy dev stops cleanly: {status:?}"
