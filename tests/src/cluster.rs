@@ -157,6 +157,18 @@ impl TestCluster {
         self.await_listening(id, listening);
     }
 
+    /// Starts broker `id` again without waiting for it to rejoin (it
+    /// serves its port before that); [`TestCluster::await_started`] waits.
+    pub fn start_again_in_background(&mut self, id: i32) -> mpsc::Receiver<()> {
+        assert!(self.node(id).child.is_none(), "broker {id} is running");
+        self.spawn(id)
+    }
+
+    /// Waits until a broker started in the background has rejoined.
+    pub fn await_started(&mut self, id: i32, started: mpsc::Receiver<()>) {
+        self.await_listening(id, started);
+    }
+
     /// Creates `topic` with `partitions`, three replicas and
     /// `min.insync.replicas=2`, at broker 1.
     pub fn create_replicated(&self, topic: &str, partitions: u32) {
@@ -334,6 +346,17 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// With `EDDY_TEST_KEEP` set, keeps the brokers' directories (data and
+    /// logs) after the cluster stops, and says where: for a run that failed
+    /// without panicking.
+    pub fn keep_if_asked(&mut self) {
+        if std::env::var_os("EDDY_TEST_KEEP").is_some()
+            && let Some(tmp) = self.tmp.take()
+        {
+            eprintln!("kept the brokers' directories in {}", tmp.keep().display());
+        }
+    }
 }
 
 impl Drop for TestCluster {
@@ -342,11 +365,7 @@ impl Drop for TestCluster {
             self.kill9(id);
         }
         if std::thread::panicking() {
-            if std::env::var_os("EDDY_TEST_KEEP").is_some()
-                && let Some(tmp) = self.tmp.take()
-            {
-                eprintln!("kept the brokers' directories in {}", tmp.keep().display());
-            }
+            self.keep_if_asked();
             // What the brokers said, for the failure report.
             for n in &self.nodes {
                 let log = std::fs::read_to_string(n.dir.with_extension("log")).unwrap_or_default();

@@ -70,6 +70,8 @@ impl Broker {
                     config.node_id,
                     config.topic_defaults.clone(),
                     clock,
+                    // Among other voters, only once rejoined (`start_with`).
+                    config.peers.len() <= 1,
                 )
             })
             .await?

@@ -110,8 +110,7 @@ impl Broker {
         let partition = topic.partition(req.partition)?.clone();
         let start = start_at(req.start.as_ref());
         let p = partition.clone();
-        let mut offset =
-            blocking(move || p.resolve(start).map_err(BrokerError::log(&p.topic, p.id.0))).await?;
+        let mut offset = blocking(move || p.resolve(start)).await?;
         let max_bytes = match req.max_bytes as usize {
             0 => self.config.limits.fetch_partition_bytes_default,
             n => n.min(self.config.limits.fetch_bytes_max),
@@ -124,11 +123,7 @@ impl Broker {
             loop {
                 hw.borrow_and_update();
                 let p = partition.clone();
-                let read = blocking(move || {
-                    p.read(offset, max_bytes)
-                        .map_err(BrokerError::log(&p.topic, p.id.0))
-                })
-                .await;
+                let read = blocking(move || p.read(offset, max_bytes)).await;
                 let read = match read {
                     Ok(r) => r,
                     Err(e) => {
@@ -207,7 +202,7 @@ fn lookup(p: &Partition, at: StartAt) -> ListOffsetsPartitionResult {
     };
     match p.resolve(at) {
         Ok(o) => result.offset = o.0,
-        Err(e) => result.error = Some(BrokerError::log(&p.topic, p.id.0)(e).to_partition_error()),
+        Err(e) => result.error = Some(e.to_partition_error()),
     }
     result
 }
@@ -266,9 +261,7 @@ fn read_all(
                     }
                     result.batches = read.bytes;
                 }
-                Err(e) => {
-                    result.error = Some(BrokerError::log(&p.topic, p.id.0)(e).to_partition_error())
-                }
+                Err(e) => result.error = Some(e.to_partition_error()),
             }
         }
         topics[t.topic_index].partitions.push(result);

@@ -158,7 +158,13 @@ async fn join_cluster(broker: &Arc<Broker>) -> Result<(), BrokerError> {
             broker.check_lease()
         };
         match joined.await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                // The previous run's leaderships are given up and this
+                // broker's metadata has caught up with that: what it says
+                // this broker leads now is current.
+                broker.topics.allow_leading();
+                return broker.reconcile().await;
+            }
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::info!(error = %e, "waiting for a majority of the metadata voters");
                 tokio::time::sleep(Duration::from_millis(500)).await;

@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use eddy_log::Clock;
-use eddy_meta::{MetaState, NodeId, PartitionId, TopicMeta};
+use eddy_meta::{MetaState, NodeId, PartitionId, PartitionMeta, TopicMeta};
 use parking_lot::RwLock;
 
 use crate::config::{TopicConfig, TopicDefaults};
@@ -83,6 +83,12 @@ pub struct Topics {
     appended: Arc<tokio::sync::Notify>,
     /// Serializes reconciliations.
     reconciling: parking_lot::Mutex<()>,
+    /// Whether this broker may take the leaderships the metadata gives it.
+    /// A broker that restarts among other voters reads its own, possibly
+    /// old, copy of the metadata first: until it has rejoined (its previous
+    /// run's leaderships given up), the leaders that copy names may have
+    /// moved on without it, and serving as one would hand out an old log.
+    may_lead: AtomicBool,
 }
 
 impl Topics {
@@ -93,6 +99,7 @@ impl Topics {
         node_id: NodeId,
         defaults: TopicDefaults,
         clock: Arc<dyn Clock>,
+        may_lead: bool,
     ) -> Result<Topics, BrokerError> {
         let dir = data_dir.join("topics");
         std::fs::create_dir_all(&dir).map_err(|e| storage("creating", &dir, e))?;
@@ -110,7 +117,14 @@ impl Topics {
             map: RwLock::new(HashMap::new()),
             appended: Arc::new(tokio::sync::Notify::new()),
             reconciling: parking_lot::Mutex::new(()),
+            may_lead: AtomicBool::new(may_lead),
         })
+    }
+
+    /// Lets this broker take the leaderships the metadata gives it (the
+    /// next reconciliation applies them).
+    pub fn allow_leading(&self) {
+        self.may_lead.store(true, Ordering::Release);
     }
 
     /// Woken by every append to a hosted partition (followers' fetches
@@ -207,7 +221,17 @@ impl Topics {
                 }
                 None => Arc::new(self.open_partition(meta, &name, i as u32, &config)?),
             };
-            partition.apply_metadata(pm, self.clock.now_ms());
+            let now = self.clock.now_ms();
+            if pm.leader == Some(self.node_id) && !self.may_lead.load(Ordering::Acquire) {
+                // Not yet: offline until the broker has rejoined.
+                let offline = PartitionMeta {
+                    leader: None,
+                    ..pm.clone()
+                };
+                partition.apply_metadata(&offline, now);
+            } else {
+                partition.apply_metadata(pm, now);
+            }
             partitions.push(Some(partition));
         }
         let sticky = old.map_or(0, |t| t.sticky.load(Ordering::Relaxed));

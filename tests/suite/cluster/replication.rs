@@ -204,6 +204,100 @@ fn produce_retrying(cluster: &TestCluster, id: i32, topic: &str, values: &[&str]
     }
 }
 
+/// Where broker `id` says partition 0 of `topic` ends (a ListOffsets
+/// call straight to it, retried until its port answers), or the error
+/// code of its answer.
+fn latest_at(cluster: &TestCluster, id: i32, topic: &str) -> Result<u64, String> {
+    let addr = cluster.addr(id).to_string();
+    let request = pb::ListOffsetsRequest {
+        topics: vec![pb::ListOffsetsTopic {
+            topic: topic.to_string(),
+            partitions: vec![pb::ListOffsetsPartition {
+                partition: 0,
+                spec: Some(pb::OffsetSpec {
+                    spec: Some(pb::offset_spec::Spec::Latest(true)),
+                }),
+            }],
+        }],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let channel = loop {
+            let connected = Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect_timeout(Duration::from_secs(2))
+                .connect()
+                .await;
+            match connected {
+                Ok(c) => break c,
+                Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let mut client = pb::consume_client::ConsumeClient::new(channel);
+        let call = tokio::time::timeout(Duration::from_secs(10), client.list_offsets(request));
+        let answer = match call.await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => return Err(eddy_code(&status).to_string()),
+            Err(_) => return Err("timed out".to_string()),
+        };
+        let p = &answer.topics[0].partitions[0];
+        match &p.error {
+            Some(e) => Err(pb::ErrorCode::try_from(e.code)
+                .map_or("?", |c| c.as_str_name())
+                .to_string()),
+            None => Ok(p.offset),
+        }
+    })
+}
+
+/// A broker that restarts reads its own copy of the metadata before it
+/// can reach the others, and in that copy it may still lead partitions
+/// that have moved on without it. Until it has rejoined it serves none of
+/// them: a reader would be handed an old end of the log (its high
+/// watermark starts from the last checkpoint) and reset its position to
+/// it. (Writes were refused before too: its lease has lapsed.)
+#[test]
+fn a_broker_started_again_leads_nothing_until_it_has_rejoined() {
+    let mut cluster = TestCluster::start(3, &["--broker-session-timeout-ms", "6000"]);
+    cluster.create_replicated("r", 1);
+    let before = cluster.await_in_sync("r", Duration::from_secs(20))[0].clone();
+    produce_at(&cluster, before.leader, "r", &["a", "b"], pb::Acks::All).unwrap();
+    assert_eq!(latest_at(&cluster, before.leader, "r"), Ok(2));
+    cluster.kill9(before.leader);
+    // Paused within the session timeout, the others neither move its
+    // leadership nor answer it: it comes back to no quorum, its copy of
+    // the metadata still naming it the leader.
+    let others: Vec<i32> = (1..=3).filter(|&id| id != before.leader).collect();
+    for &id in &others {
+        cluster.signal(id, "STOP");
+    }
+    let started = cluster.start_again_in_background(before.leader);
+    let asked = latest_at(&cluster, before.leader, "r");
+    let written = produce_at(&cluster, before.leader, "r", &["c"], pb::Acks::Leader);
+    for &id in &others {
+        cluster.signal(id, "CONT");
+    }
+    cluster.await_started(before.leader, started);
+    assert_eq!(asked, Err("NOT_LEADER".to_string()));
+    assert_eq!(written, Err("NOT_LEADER".to_string()));
+    let rows = cluster.await_in_sync("r", Duration::from_secs(20));
+    produce_retrying(&cluster, rows[0].leader, "r", &["c"]);
+    assert_eq!(latest_at(&cluster, rows[0].leader, "r"), Ok(3));
+    // Nor do followers serve readers, whose logs may lag or be cut back.
+    for follower in rows[0].replicas.iter().filter(|&&r| r != rows[0].leader) {
+        assert_eq!(
+            latest_at(&cluster, *follower, "r"),
+            Err("NOT_LEADER".to_string())
+        );
+    }
+    await_identical_replicas(&cluster, "r");
+}
+
 /// Waits until broker `asked` reports a leader for partition 0 of `topic`
 /// other than `old`, and returns (leader, epoch).
 fn await_new_leader(cluster: &TestCluster, asked: i32, topic: &str, old: i32) -> (i32, i32) {

@@ -315,11 +315,25 @@ impl Partition {
             })
     }
 
-    /// Whole batches from `from`, up to `max_bytes`, below the high watermark.
-    pub fn read(&self, from: Offset, max_bytes: usize) -> eddy_log::Result<ReadResult> {
+    /// Whole batches from `from`, up to `max_bytes`, below the high
+    /// watermark: for consumers, at the leader only. A follower's log may
+    /// be behind or about to be cut back, so a position a reader got from
+    /// the leader could look out of range here and send it back to the
+    /// start of the log (Eddy's readers follow the leader).
+    pub fn read(&self, from: Offset, max_bytes: usize) -> Result<ReadResult, BrokerError> {
+        self.require_leader()?;
         let log = self.log.read();
         let read = log.read(from, max_bytes, Some(self.high_watermark()));
-        self.check_read(from, read)
+        self.check_read(from, read).map_err(self.log_error())
+    }
+
+    /// Refuses a consumer's request at a replica that does not lead.
+    fn require_leader(&self) -> Result<(), BrokerError> {
+        let l = self.leadership.lock();
+        if l.role != Role::Leader {
+            return Err(self.not_leader(&l));
+        }
+        Ok(())
     }
 
     /// Whole batches from `from` up to the log end, high watermark or not:
@@ -363,7 +377,10 @@ impl Partition {
     /// starts from its checkpointed high watermark, below what its
     /// readers have already seen; refusing their positions would send
     /// them back to the start.
-    pub fn resolve(&self, at: StartAt) -> eddy_log::Result<Offset> {
+    ///
+    /// At the leader only, as [`Partition::read`].
+    pub fn resolve(&self, at: StartAt) -> Result<Offset, BrokerError> {
+        self.require_leader()?;
         let log = self.log.read();
         let hw = self.high_watermark();
         Ok(match at {
@@ -371,15 +388,18 @@ impl Partition {
             StartAt::Latest => hw,
             StartAt::Offset(o) => {
                 if o < log.start_offset() || o > log.end_offset() {
-                    return Err(eddy_log::Error::OffsetOutOfRange {
+                    return Err(self.log_error()(eddy_log::Error::OffsetOutOfRange {
                         requested: o,
                         start: log.start_offset(),
                         end: log.end_offset(),
-                    });
+                    }));
                 }
                 o
             }
-            StartAt::Timestamp(ts) => log.offset_for_timestamp(ts)?.map_or(hw, |o| o.min(hw)),
+            StartAt::Timestamp(ts) => log
+                .offset_for_timestamp(ts)
+                .map_err(self.log_error())?
+                .map_or(hw, |o| o.min(hw)),
         })
     }
 
