@@ -1,6 +1,6 @@
 //! The gRPC API directly, as any language's client would use it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_log::{BatchBuilder, RecordRef, Timestamp};
@@ -78,6 +78,57 @@ pub(crate) fn eddy_code(status: &tonic::Status) -> &str {
         .get(eddy_proto::ERROR_CODE_METADATA)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
+}
+
+/// Where the broker at `addr` says partition 0 of `topic` ends (a
+/// ListOffsets call straight to it, retried until its port answers), or
+/// the error code of its answer.
+pub(crate) fn latest_at(addr: &str, topic: &str) -> Result<u64, String> {
+    let addr = addr.to_string();
+    let request = pb::ListOffsetsRequest {
+        topics: vec![pb::ListOffsetsTopic {
+            topic: topic.to_string(),
+            partitions: vec![pb::ListOffsetsPartition {
+                partition: 0,
+                spec: Some(pb::OffsetSpec {
+                    spec: Some(pb::offset_spec::Spec::Latest(true)),
+                }),
+            }],
+        }],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let channel = loop {
+            let connected = Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect_timeout(Duration::from_secs(2))
+                .connect()
+                .await;
+            match connected {
+                Ok(c) => break c,
+                Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let mut client = ConsumeClient::new(channel);
+        let call = tokio::time::timeout(Duration::from_secs(10), client.list_offsets(request));
+        let answer = match call.await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => return Err(eddy_code(&status).to_string()),
+            Err(_) => return Err("timed out".to_string()),
+        };
+        let p = &answer.topics[0].partitions[0];
+        match &p.error {
+            Some(e) => Err(pb::ErrorCode::try_from(e.code)
+                .map_or("?", |c| c.as_str_name())
+                .to_string()),
+            None => Ok(p.offset),
+        }
+    })
 }
 
 fn values(resp: &pb::FetchResponse) -> Vec<String> {

@@ -65,6 +65,7 @@ impl Broker {
         let mut shutdown = self.shutdown_signal();
         let names: Vec<String> = req.topics.iter().map(|t| t.topic.clone()).collect();
         loop {
+            self.check_lease()?;
             for w in &mut watchers {
                 w.borrow_and_update();
             }
@@ -115,15 +116,20 @@ impl Broker {
             0 => self.config.limits.fetch_partition_bytes_default,
             n => n.min(self.config.limits.fetch_bytes_max),
         };
+        self.check_lease()?;
         let (tx, rx) = mpsc::channel(self.config.limits.subscription_buffer_max);
         let mut shutdown = self.shutdown_signal();
+        let broker = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let mut hw = partition.watch_high_watermark();
             loop {
                 hw.borrow_and_update();
                 let p = partition.clone();
-                let read = blocking(move || p.read(offset, max_bytes)).await;
+                let read = match broker.check_lease() {
+                    Ok(()) => blocking(move || p.read(offset, max_bytes)).await,
+                    Err(e) => Err(e),
+                };
                 let read = match read {
                     Ok(r) => r,
                     Err(e) => {
@@ -165,6 +171,7 @@ impl Broker {
         self: &Arc<Self>,
         req: ListOffsetsRequest,
     ) -> Result<ListOffsetsResponse, BrokerError> {
+        self.check_lease()?;
         let mut work = Vec::new();
         for t in &req.topics {
             let topic = self.topics.get(&t.topic)?;

@@ -84,6 +84,10 @@ impl Broker {
         Ok(())
     }
 
+    /// Whether this broker may act as the leader its metadata says it is:
+    /// a broker cut off from the controller past the session timeout may
+    /// have been replaced, and neither takes writes nor answers readers
+    /// (its log end and high watermark may be old).
     pub(crate) fn check_lease(&self) -> Result<(), BrokerError> {
         if self.config.peers.len() <= 1 {
             return Ok(());
@@ -93,7 +97,7 @@ impl Broker {
         match lease {
             Some(at) if at.elapsed() < session => Ok(()),
             _ => Err(BrokerError::Fenced(format!(
-                "broker {} has not reached the controller within the session timeout ({} ms), so it takes no writes (another broker may lead its partitions now); retry shortly or against another broker",
+                "broker {} has not reached the controller within the session timeout ({} ms), so it serves no reads or writes as a leader (another broker may lead its partitions now); retry shortly or against another broker",
                 self.config.node_id,
                 session.as_millis()
             ))),

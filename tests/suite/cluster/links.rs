@@ -10,7 +10,7 @@ use eddy_tests::cluster::TestCluster;
 use eddy_tests::link::Mode;
 use pb::produce_client::ProduceClient;
 
-use crate::grpc::{batch, produce_batch};
+use crate::grpc::{batch, latest_at, produce_batch};
 use crate::harness::numbered_lines;
 
 fn cluster() -> TestCluster {
@@ -116,6 +116,12 @@ fn a_leader_cut_off_both_ways_cannot_acknowledge_and_the_others_go_on() {
         "broker {old}, cut off, acknowledged an acks=all write"
     );
     let new = await_leader_other_than(&cluster, other, old);
+    // Nor does it answer readers: past its lease it may have been
+    // replaced, and the log end it knows may be old.
+    assert_eq!(
+        latest_at(cluster.addr(old), "cut"),
+        Err("NOT_LEADER".to_string())
+    );
     let after = numbered_lines(500, 1000);
     let out = crate::harness::run(
         std::process::Command::new(crate::harness::eddy_binary()).args([

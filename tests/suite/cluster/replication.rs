@@ -10,7 +10,7 @@ use eddy_proto::v1 as pb;
 use tonic::transport::Channel;
 
 use super::harness::{TestCluster, log_bytes};
-use crate::grpc::{batch, eddy_code, produce_batch};
+use crate::grpc::{batch, eddy_code, latest_at, produce_batch};
 use crate::harness::{eddy_binary, wait_timeout};
 
 /// Session timeout of the brokers under test: failover takes about this.
@@ -204,57 +204,6 @@ fn produce_retrying(cluster: &TestCluster, id: i32, topic: &str, values: &[&str]
     }
 }
 
-/// Where broker `id` says partition 0 of `topic` ends (a ListOffsets
-/// call straight to it, retried until its port answers), or the error
-/// code of its answer.
-fn latest_at(cluster: &TestCluster, id: i32, topic: &str) -> Result<u64, String> {
-    let addr = cluster.addr(id).to_string();
-    let request = pb::ListOffsetsRequest {
-        topics: vec![pb::ListOffsetsTopic {
-            topic: topic.to_string(),
-            partitions: vec![pb::ListOffsetsPartition {
-                partition: 0,
-                spec: Some(pb::OffsetSpec {
-                    spec: Some(pb::offset_spec::Spec::Latest(true)),
-                }),
-            }],
-        }],
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let channel = loop {
-            let connected = Channel::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect_timeout(Duration::from_secs(2))
-                .connect()
-                .await;
-            match connected {
-                Ok(c) => break c,
-                Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        let mut client = pb::consume_client::ConsumeClient::new(channel);
-        let call = tokio::time::timeout(Duration::from_secs(10), client.list_offsets(request));
-        let answer = match call.await {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(status)) => return Err(eddy_code(&status).to_string()),
-            Err(_) => return Err("timed out".to_string()),
-        };
-        let p = &answer.topics[0].partitions[0];
-        match &p.error {
-            Some(e) => Err(pb::ErrorCode::try_from(e.code)
-                .map_or("?", |c| c.as_str_name())
-                .to_string()),
-            None => Ok(p.offset),
-        }
-    })
-}
-
 /// A broker that restarts reads its own copy of the metadata before it
 /// can reach the others, and in that copy it may still lead partitions
 /// that have moved on without it. Until it has rejoined it serves none of
@@ -267,7 +216,7 @@ fn a_broker_started_again_leads_nothing_until_it_has_rejoined() {
     cluster.create_replicated("r", 1);
     let before = cluster.await_in_sync("r", Duration::from_secs(20))[0].clone();
     produce_at(&cluster, before.leader, "r", &["a", "b"], pb::Acks::All).unwrap();
-    assert_eq!(latest_at(&cluster, before.leader, "r"), Ok(2));
+    assert_eq!(latest_at(cluster.addr(before.leader), "r"), Ok(2));
     cluster.kill9(before.leader);
     // Paused within the session timeout, the others neither move its
     // leadership nor answer it: it comes back to no quorum, its copy of
@@ -277,7 +226,7 @@ fn a_broker_started_again_leads_nothing_until_it_has_rejoined() {
         cluster.signal(id, "STOP");
     }
     let started = cluster.start_again_in_background(before.leader);
-    let asked = latest_at(&cluster, before.leader, "r");
+    let asked = latest_at(cluster.addr(before.leader), "r");
     let written = produce_at(&cluster, before.leader, "r", &["c"], pb::Acks::Leader);
     for &id in &others {
         cluster.signal(id, "CONT");
@@ -287,11 +236,11 @@ fn a_broker_started_again_leads_nothing_until_it_has_rejoined() {
     assert_eq!(written, Err("NOT_LEADER".to_string()));
     let rows = cluster.await_in_sync("r", Duration::from_secs(20));
     produce_retrying(&cluster, rows[0].leader, "r", &["c"]);
-    assert_eq!(latest_at(&cluster, rows[0].leader, "r"), Ok(3));
+    assert_eq!(latest_at(cluster.addr(rows[0].leader), "r"), Ok(3));
     // Nor do followers serve readers, whose logs may lag or be cut back.
     for follower in rows[0].replicas.iter().filter(|&&r| r != rows[0].leader) {
         assert_eq!(
-            latest_at(&cluster, *follower, "r"),
+            latest_at(cluster.addr(*follower), "r"),
             Err("NOT_LEADER".to_string())
         );
     }
