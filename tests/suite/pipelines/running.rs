@@ -454,3 +454,59 @@ async fn partitions_added_to_an_input_are_picked_up() {
     );
     assert_eq!(c.read_all("out").await.len(), 40);
 }
+
+/// Retention can delete input a paused pipeline has not processed yet,
+/// leaving its committed position before the log start. The pipeline goes
+/// on from the log start (the deleted records are lost to it, as the
+/// worker's log says) instead of failing at its position for ever.
+#[tokio::test]
+async fn a_pipeline_whose_position_retention_deleted_goes_on_from_the_log_start() {
+    let c = Cluster::start_with(&["--retention-check-interval-ms", "200"]).await;
+    eddy_client::Admin::new(c.client.clone())
+        .create_topic(eddy_client::NewTopic {
+            name: "in".into(),
+            partitions: 1,
+            configs: [("segment.bytes", "1024"), ("retention.bytes", "4096")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            ..eddy_client::NewTopic::default()
+        })
+        .await
+        .unwrap();
+    c.upload("p", wasm::PASSTHROUGH);
+    c.apply(&manifest(
+        "copy",
+        "p",
+        &["in"],
+        &["out"],
+        "exactly-once",
+        "",
+    ));
+    c.produce("in", &numbered(10, 5)).await;
+    c.caught_up("copy", 10).await;
+    c.broker.ok(&["pipeline", "pause", "copy"]);
+    wait_for("the workers to leave", || async {
+        let d = c.describe("copy").await;
+        d.partitions
+            .iter()
+            .all(|p| p.owner.is_empty())
+            .then_some(())
+    })
+    .await;
+    // Two more segments' worth: retention deletes the first two.
+    c.produce("in", &numbered(200, 5)).await;
+    c.produce("in", &numbered(200, 5)).await;
+    let consumer = eddy_client::Consumer::new(c.client.clone(), Default::default());
+    let start = wait_for("retention to pass the committed position", || async {
+        let start = consumer
+            .resolve("in", 0, eddy_client::Start::Earliest)
+            .await
+            .unwrap();
+        (start > 10).then_some(start)
+    })
+    .await;
+    c.broker.ok(&["pipeline", "resume", "copy"]);
+    c.caught_up("copy", 0).await;
+    let out = c.read_all("out").await;
+    assert_eq!(out.len() as u64, 10 + (410 - start), "{start}");
+}

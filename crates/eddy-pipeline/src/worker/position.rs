@@ -134,6 +134,18 @@ impl Sequences {
         (s, first_sent)
     }
 
+    /// The next sequence of every partition right after what its leader
+    /// holds (`last`, as for [`Sequences::resume`]): where a task numbers
+    /// on from when its input moved past its commit, so the records the
+    /// commit's sequences counted are gone and none is to be skipped.
+    pub fn after_held(
+        last: &BTreeMap<OutputPartition, Option<i32>>,
+    ) -> BTreeMap<OutputPartition, i32> {
+        last.iter()
+            .filter_map(|(p, held)| held.map(|l| (p.clone(), l.saturating_add(1))))
+            .collect()
+    }
+
     fn slot(&mut self, topic: &Arc<str>, partition: u32) -> &mut Slot {
         let slots = self.topics.entry(topic.clone()).or_default();
         let i = partition as usize;
@@ -228,5 +240,16 @@ mod tests {
         assert!(s.take(&out, 1));
         assert_eq!(s.snapshot()[&p("out", 0)], 14);
         assert_eq!(s.snapshot()[&p("out", 1)], 5);
+    }
+
+    #[test]
+    fn numbering_on_after_what_the_leaders_hold_skips_nothing() {
+        let last = BTreeMap::from([(p("out", 0), Some(12)), (p("out", 1), None)]);
+        let (mut s, first) = Sequences::resume(&Sequences::after_held(&last), &last);
+        assert_eq!(first, BTreeMap::from([(p("out", 0), 13), (p("out", 1), 0)]));
+        let out: Arc<str> = Arc::from("out");
+        assert!(s.take(&out, 0), "the first record is sent, not skipped");
+        assert!(s.take(&out, 1));
+        assert_eq!(s.snapshot()[&p("out", 0)], 14);
     }
 }

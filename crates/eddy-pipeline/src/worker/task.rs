@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_client::{
-    Client, Committer, Consumer, ConsumerConfig, DeliveryTicket, Fetched, OffsetCommit, Pipelines,
-    Producer, ProducerConfig, ProducerRecord, Start,
+    Client, Committer, Consumer, ConsumerConfig, DeliveryTicket, ErrorCode, Fetched, OffsetCommit,
+    Pipelines, Producer, ProducerConfig, ProducerRecord, Start,
 };
 use eddy_log::partitioner::partition_for_key;
 use eddy_proto::v1 as pb;
@@ -160,25 +160,43 @@ impl Task {
             setup.client.clone(),
             producer_config(def, &topic, partition),
         );
-        let sequences = match def.spec.delivery {
-            Delivery::ExactlyOnce => {
-                let committed_seqs = metadata
-                    .filter(|_| committed.is_some())
-                    .map(|m| m.sequences)
-                    .unwrap_or_default();
-                Some(resume_sequences(&setup, &producer, &committed_seqs).await?)
-            }
-            _ => None,
-        };
         let mut consumer = Consumer::new(
             setup.client.clone(),
             ConsumerConfig {
                 fetch_bytes_max: FETCH_BYTES_MAX,
                 partition_bytes_max: FETCH_BYTES_MAX,
-                auto_offset_reset: Some(Start::Earliest),
+                // Exactly-once outputs are numbered by input position, so
+                // the position moves only through a commit: a position the
+                // log no longer holds fails the task, which starts again
+                // from its commit (below).
+                auto_offset_reset: match def.spec.delivery {
+                    Delivery::ExactlyOnce => None,
+                    _ => Some(Start::Earliest),
+                },
             },
         );
-        let offset = consumer.assign(&topic, partition, start).await?;
+        let (offset, moved) = match consumer.assign(&topic, partition, start).await {
+            Err(e) if e.code() == ErrorCode::OffsetOutOfRange => (
+                start_anew(&mut consumer, def, &topic, partition, start).await?,
+                true,
+            ),
+            other => (other?, false),
+        };
+        let sequences = match def.spec.delivery {
+            // Moved past the commit, the records its sequences number are
+            // gone: number on after what the leaders hold.
+            Delivery::ExactlyOnce if moved => {
+                Some(resume_sequences(&setup, &producer, None).await?)
+            }
+            Delivery::ExactlyOnce => {
+                let committed_seqs = metadata
+                    .filter(|_| committed.is_some())
+                    .map(|m| m.sequences)
+                    .unwrap_or_default();
+                Some(resume_sequences(&setup, &producer, Some(&committed_seqs)).await?)
+            }
+            _ => None,
+        };
         tracing::info!(pipeline = %def.name, %topic, partition, offset, "task started");
         Ok(Task {
             setup,
@@ -583,6 +601,29 @@ fn decode(f: &Fetched, out: &mut VecDeque<InputRecord>) -> Result<()> {
     Ok(())
 }
 
+/// Where a task whose committed position the input no longer holds starts:
+/// the log start when retention deleted records before the pipeline
+/// processed them (they are lost to it), the end when the log lost what
+/// was past the commit. Either way the pipeline skips input, which is
+/// logged; an exactly-once task numbers its outputs on from what the
+/// output leaders hold.
+async fn start_anew(
+    consumer: &mut Consumer,
+    def: &Definition,
+    topic: &str,
+    partition: u32,
+    committed: Start,
+) -> Result<u64> {
+    let earliest = consumer.resolve(topic, partition, Start::Earliest).await?;
+    let at = match committed {
+        Start::Offset(o) if o < earliest => Start::Earliest,
+        _ => Start::Latest,
+    };
+    let offset = consumer.assign(topic, partition, at).await?;
+    tracing::warn!(pipeline = %def.name, %topic, partition, ?committed, offset, "the committed position is no longer in the input (retention deleted it, or the log lost it); starting from the nearest position it holds: records between were not processed");
+    Ok(offset)
+}
+
 fn producer_config(def: &Definition, topic: &str, partition: u32) -> ProducerConfig {
     let mut config = ProducerConfig {
         linger_ms: 1,
@@ -600,11 +641,12 @@ fn producer_config(def: &Definition, topic: &str, partition: u32) -> ProducerCon
 
 /// Takes the task's stable producer identity (fencing the previous
 /// owner), asks each output partition's leader what it already holds from
-/// it, and sets where the producer's sequences continue.
+/// it, and sets where the producer's sequences continue: from the commit's
+/// (`committed`), or right after what each leader holds (`None`).
 async fn resume_sequences(
     setup: &TaskSetup,
     producer: &Producer,
-    committed: &BTreeMap<OutputPartition, i32>,
+    committed: Option<&BTreeMap<OutputPartition, i32>>,
 ) -> Result<Sequences> {
     let (producer_id, _epoch) = producer
         .init()
@@ -625,7 +667,10 @@ async fn resume_sequences(
         .zip(held)
         .map(|(p, h)| (p, h.map(|(_, seq)| seq)))
         .collect();
-    let (sequences, first) = Sequences::resume(committed, &last);
+    let (sequences, first) = match committed {
+        Some(committed) => Sequences::resume(committed, &last),
+        None => Sequences::resume(&Sequences::after_held(&last), &last),
+    };
     for ((topic, partition), next) in first {
         producer.set_next_sequence(&topic, partition, next);
     }
