@@ -64,6 +64,9 @@ impl Kind {
 #[derive(Debug)]
 pub struct Injected {
     pub by_kind: BTreeMap<Kind, u64>,
+    /// Each fault as it began: seconds into the run, kind and victim
+    /// (printed with a failed run's report, to line up with broker logs).
+    pub timeline: Vec<String>,
     /// The processor upload and pipeline applies, started with the first
     /// fault and retried through the next ones: how many attempts failed,
     /// or the command that never succeeded.
@@ -99,11 +102,13 @@ pub fn inject(
 ) -> Injected {
     let mut injected = Injected {
         by_kind: BTreeMap::new(),
+        timeline: Vec::new(),
         deploy: Ok(0),
         unrecovered: Vec::new(),
         memory: BTreeMap::new(),
     };
     let bootstrap = cluster.bootstrap();
+    let began = Instant::now();
     let mut deploy = None;
     // Let the workload get going first.
     settle(cluster, &mut injected, rng.millis(1_000, 3_000));
@@ -113,6 +118,15 @@ pub fn inject(
             continue;
         };
         *injected.by_kind.entry(kind).or_default() += 1;
+        let target = match kind {
+            Kind::WorkerKill => "the standalone worker".to_string(),
+            _ => format!("broker {victim}"),
+        };
+        injected.timeline.push(format!(
+            "{:6.1} s  {} of {target}",
+            began.elapsed().as_secs_f64(),
+            kind.name()
+        ));
         if deploy.is_none() {
             let bootstrap = bootstrap.clone();
             deploy = Some(std::thread::spawn(move || {

@@ -147,10 +147,12 @@ fn run(seed: u64, length: Duration) -> Report {
         .build()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = workload::Progress::default();
     let work = rt.spawn(workload::run(
         cluster.bootstrap(),
         rng.below(u64::MAX),
         stop.clone(),
+        progress.clone(),
     ));
     // A standalone worker shares the pipelines with the brokers' own.
     let mut worker = TestWorker::start(&cluster.bootstrap(), "chaos-worker");
@@ -160,11 +162,17 @@ fn run(seed: u64, length: Duration) -> Report {
     // fails the run instead of holding it up without end.
     let observed = match rt.block_on(async { tokio::time::timeout(DRAIN, work).await }) {
         Ok(done) => done.unwrap(),
-        Err(_) => panic!(
-            "seed {seed}: the workload did not finish within {DRAIN:?} of the last fault: a client hung"
-        ),
+        Err(_) => {
+            panic!(
+                "seed {seed}: the workload did not finish within {DRAIN:?} of the last fault: a client hung ({})",
+                progress.unfinished().join("; ")
+            )
+        }
     };
     let verdicts = verify::check(&cluster, &rt, &observed, &faults);
+    if !verdicts.iter().all(Verdict::passed) {
+        cluster.keep_if_asked();
+    }
     Report {
         seed,
         took: started.elapsed(),
@@ -223,6 +231,12 @@ impl std::fmt::Display for Report {
         writeln!(f, "  faults: {}", self.faults)?;
         for v in &self.verdicts {
             writeln!(f, "  {v}")?;
+        }
+        if !self.passed() {
+            writeln!(f, "  faults, in seconds since injection began:")?;
+            for line in &self.faults.timeline {
+                writeln!(f, "    {line}")?;
+            }
         }
         Ok(())
     }

@@ -127,6 +127,9 @@ pub fn verdicts(input: &Partitions, outputs: &BTreeMap<&str, Partitions>) -> Vec
         if delivery == "exactly-once" {
             let mut v = check::exactly_once(&expected, &actual);
             v.name = format!("{name}: {}", v.name);
+            if !v.passed() {
+                v.examples.extend(copies(&outputs[output]));
+            }
             verdicts.push(v);
         } else {
             let (mut v, duplicates) = check::at_least_once(&expected, &actual);
@@ -135,4 +138,31 @@ pub fn verdicts(input: &Partitions, outputs: &BTreeMap<&str, Partitions>) -> Vec
         }
     }
     verdicts
+}
+
+/// Where each value written more than once sits (partition and offset of
+/// every copy), for a failed exactly-once verdict: copies in one batch, in
+/// neighbouring batches or far apart tell different stories.
+fn copies(read: &Partitions) -> Vec<String> {
+    let mut at: BTreeMap<&[u8], Vec<(u32, u64)>> = BTreeMap::new();
+    for (&partition, records) in read {
+        for r in records {
+            at.entry(&r.value).or_default().push((partition, r.offset));
+        }
+    }
+    at.into_iter()
+        .filter(|(_, places)| places.len() > 1)
+        .take(10)
+        .map(|(value, places)| {
+            let places: Vec<String> = places
+                .iter()
+                .map(|(p, o)| format!("partition {p} offset {o}"))
+                .collect();
+            format!(
+                "{} at {}",
+                String::from_utf8_lossy(value),
+                places.join(", ")
+            )
+        })
+        .collect()
 }

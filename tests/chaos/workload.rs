@@ -3,8 +3,9 @@
 //! group whose members come and go, commit what they read, and say which
 //! partitions they own in which generation.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eddy_client::{
@@ -47,17 +48,54 @@ pub struct Observed {
     pub committed: Vec<Committed>,
 }
 
+/// What each part of the workload is doing, by name: when the workload
+/// does not finish, the report says which part is stuck where.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<Mutex<BTreeMap<String, &'static str>>>);
+
+impl Progress {
+    fn set(&self, part: &str, step: &'static str) {
+        if let Ok(mut parts) = self.0.lock() {
+            parts.insert(part.to_string(), step);
+        }
+    }
+
+    /// The parts not done, with their step.
+    pub fn unfinished(&self) -> Vec<String> {
+        let Ok(parts) = self.0.lock() else {
+            return vec!["(progress unreadable)".into()];
+        };
+        parts
+            .iter()
+            .filter(|(_, step)| **step != "done")
+            .map(|(part, step)| format!("{part}: {step}"))
+            .collect()
+    }
+}
+
 /// Runs until `stop`, then flushes the producers and closes the members.
-pub async fn run(bootstrap: String, seed: u64, stop: Arc<AtomicBool>) -> Observed {
+pub async fn run(
+    bootstrap: String,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    progress: Progress,
+) -> Observed {
     let client = Client::connect(ClientConfig::new(bootstrap.clone()))
         .await
         .expect("the cluster answers");
     let producers: Vec<JoinHandle<(u64, Vec<Acked>, u64)>> = (1..=PRODUCERS)
-        .map(|id| tokio::spawn(produce(client.clone(), id, stop.clone())))
+        .map(|id| {
+            let progress = progress.clone();
+            tokio::spawn(produce(client.clone(), id, stop.clone(), progress))
+        })
         .collect();
-    let feeder = tokio::spawn(feed(client.clone(), stop.clone()));
-    let sampler = tokio::spawn(sample_commits(client.clone(), stop.clone()));
-    let group = tokio::spawn(churn(client, Rng::new(seed), stop));
+    let feeder = tokio::spawn(feed(client.clone(), stop.clone(), progress.clone()));
+    let sampler = tokio::spawn(sample_commits(
+        client.clone(),
+        stop.clone(),
+        progress.clone(),
+    ));
+    let group = tokio::spawn(churn(client, Rng::new(seed), stop, progress));
     let mut observed = Observed::default();
     for p in producers {
         let (sent, acked, refused) = p.await.unwrap();
@@ -79,7 +117,14 @@ pub async fn run(bootstrap: String, seed: u64, stop: Arc<AtomicBool>) -> Observe
 }
 
 /// One producer: numbered values, round-robin over the partitions, paced.
-async fn produce(client: Client, id: u64, stop: Arc<AtomicBool>) -> (u64, Vec<Acked>, u64) {
+async fn produce(
+    client: Client,
+    id: u64,
+    stop: Arc<AtomicBool>,
+    progress: Progress,
+) -> (u64, Vec<Acked>, u64) {
+    let part = format!("producer {id}");
+    progress.set(&part, "sending");
     let producer = Producer::new(
         client,
         ProducerConfig {
@@ -119,7 +164,9 @@ async fn produce(client: Client, id: u64, stop: Arc<AtomicBool>) -> (u64, Vec<Ac
         }
     }
     // Errors here belong to single batches; each ticket says which.
+    progress.set(&part, "flushing");
     let _ = producer.flush().await;
+    progress.set(&part, "waiting for its tickets");
     let mut acked = Vec::new();
     for (record, ticket) in tickets {
         match ticket.wait().await {
@@ -127,14 +174,17 @@ async fn produce(client: Client, id: u64, stop: Arc<AtomicBool>) -> (u64, Vec<Ac
             Err(_) => refused += 1,
         }
     }
+    progress.set(&part, "closing");
     let _ = producer.close().await;
+    progress.set(&part, "done");
     (n, acked, refused)
 }
 
 /// Keyed JSON records for the pipelines, a few hundred a second; returns
 /// (sent, refused). What the pipelines must do is judged against the input
 /// as stored, so a refused record that was written anyway is no error.
-async fn feed(client: Client, stop: Arc<AtomicBool>) -> (u64, u64) {
+async fn feed(client: Client, stop: Arc<AtomicBool>, progress: Progress) -> (u64, u64) {
+    progress.set("feeder", "sending");
     let producer = Producer::new(
         client,
         ProducerConfig {
@@ -164,22 +214,31 @@ async fn feed(client: Client, stop: Arc<AtomicBool>) -> (u64, u64) {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+    progress.set("feeder", "flushing");
     let _ = producer.flush().await;
+    progress.set("feeder", "waiting for its tickets");
     for t in tickets {
         if t.wait().await.is_err() {
             refused += 1;
         }
     }
+    progress.set("feeder", "closing");
     let _ = producer.close().await;
+    progress.set("feeder", "done");
     (n, refused)
 }
 
 /// Every few hundred milliseconds, the group's committed offsets as its
 /// coordinator reports them.
-async fn sample_commits(client: Client, stop: Arc<AtomicBool>) -> Vec<Committed> {
+async fn sample_commits(
+    client: Client,
+    stop: Arc<AtomicBool>,
+    progress: Progress,
+) -> Vec<Committed> {
     let admin = Admin::new(client);
     let mut samples = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        progress.set("commit sampler", "describing the group");
         if let Ok(group) = admin.describe_group(GROUP).await {
             for p in group.partitions.iter().filter(|p| p.topic == TOPIC) {
                 if let Some(offset) = p.committed {
@@ -191,8 +250,10 @@ async fn sample_commits(client: Client, stop: Arc<AtomicBool>) -> Vec<Committed>
                 }
             }
         }
+        progress.set("commit sampler", "sleeping");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    progress.set("commit sampler", "done");
     samples
 }
 
@@ -208,7 +269,12 @@ struct Member {
 
 /// Keeps [`MEMBERS`] members in the group, replacing the oldest every few
 /// seconds.
-async fn churn(client: Client, mut rng: Rng, stop: Arc<AtomicBool>) -> Vec<Member> {
+async fn churn(
+    client: Client,
+    mut rng: Rng,
+    stop: Arc<AtomicBool>,
+    progress: Progress,
+) -> Vec<Member> {
     let mut running: Vec<(Arc<AtomicBool>, JoinHandle<Member>)> = Vec::new();
     let mut finished = Vec::new();
     let mut next = 0;
@@ -219,7 +285,7 @@ async fn churn(client: Client, mut rng: Rng, stop: Arc<AtomicBool>) -> Vec<Membe
             next += 1;
             running.push((
                 leave.clone(),
-                tokio::spawn(member(client.clone(), label, leave)),
+                tokio::spawn(member(client.clone(), label, leave, progress.clone())),
             ));
         }
         let wait = rng.millis(3_000, 8_000);
@@ -239,8 +305,14 @@ async fn churn(client: Client, mut rng: Rng, stop: Arc<AtomicBool>) -> Vec<Membe
 }
 
 /// One member: polls, commits every half second, records what it owns.
-async fn member(client: Client, label: String, leave: Arc<AtomicBool>) -> Member {
+async fn member(
+    client: Client,
+    label: String,
+    leave: Arc<AtomicBool>,
+    progress: Progress,
+) -> Member {
     let mut m = Member::default();
+    progress.set(&label, "subscribing");
     let mut consumer = Consumer::new(client, ConsumerConfig::default());
     let mut group = GroupConfig::new(GROUP);
     group.client_id = label.clone();
@@ -248,11 +320,13 @@ async fn member(client: Client, label: String, leave: Arc<AtomicBool>) -> Member
     group.rebalance_timeout_ms = 10_000;
     group.auto_commit = false;
     if consumer.subscribe(group, &[TOPIC]).await.is_err() {
+        progress.set(&label, "done");
         return m;
     }
     let mut last_commit = tokio::time::Instant::now();
     while !leave.load(Ordering::Relaxed) {
         m.polls += 1;
+        progress.set(&label, "polling");
         match consumer.poll(Duration::from_millis(200)).await {
             Ok(fetched) => {
                 for f in &fetched {
@@ -277,12 +351,15 @@ async fn member(client: Client, label: String, leave: Arc<AtomicBool>) -> Member
         }
         if last_commit.elapsed() >= Duration::from_millis(500) {
             last_commit = tokio::time::Instant::now();
+            progress.set(&label, "committing");
             match consumer.commit_sync().await {
                 Ok(()) => m.commits += 1,
                 Err(_) => m.commits_refused += 1,
             }
         }
     }
+    progress.set(&label, "closing");
     let _ = consumer.close().await;
+    progress.set(&label, "done");
     m
 }
