@@ -111,12 +111,12 @@ impl Broker {
         let partition = topic.partition(req.partition)?.clone();
         let start = start_at(req.start.as_ref());
         let p = partition.clone();
+        self.check_lease()?;
         let mut offset = blocking(move || p.resolve(start)).await?;
         let max_bytes = match req.max_bytes as usize {
             0 => self.config.limits.fetch_partition_bytes_default,
             n => n.min(self.config.limits.fetch_bytes_max),
         };
-        self.check_lease()?;
         let (tx, rx) = mpsc::channel(self.config.limits.subscription_buffer_max);
         let mut shutdown = self.shutdown_signal();
         let broker = self.clone();
