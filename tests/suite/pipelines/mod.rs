@@ -115,6 +115,21 @@ impl Cluster {
         .await
     }
 
+    /// Pauses `pipeline` and waits until no worker owns its partitions;
+    /// returns what `eddy pipeline pause` printed.
+    pub async fn pause(&self, pipeline: &str) -> String {
+        let paused = self.broker.ok(&["pipeline", "pause", pipeline]);
+        wait_for("the workers to leave", || async {
+            let d = self.describe(pipeline).await;
+            d.partitions
+                .iter()
+                .all(|p| p.owner.is_empty())
+                .then_some(())
+        })
+        .await;
+        paused
+    }
+
     /// Waits until the pipeline is in `state`.
     pub async fn in_state(
         &self,

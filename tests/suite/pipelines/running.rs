@@ -250,16 +250,8 @@ async fn pause_stops_consumption_and_resume_continues() {
     ));
     c.produce("in", &numbered(50, 5)).await;
     c.caught_up("copy", 50).await;
-    let paused = c.broker.ok(&["pipeline", "pause", "copy"]);
+    let paused = c.pause("copy").await;
     assert!(paused.contains("paused"), "{paused}");
-    wait_for("the workers to leave", || async {
-        let d = c.describe("copy").await;
-        d.partitions
-            .iter()
-            .all(|p| p.owner.is_empty())
-            .then_some(())
-    })
-    .await;
     c.produce("in", &numbered(50, 5)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let d = c.describe("copy").await;
@@ -484,15 +476,7 @@ async fn a_pipeline_whose_position_retention_deleted_goes_on_from_the_log_start(
     ));
     c.produce("in", &numbered(10, 5)).await;
     c.caught_up("copy", 10).await;
-    c.broker.ok(&["pipeline", "pause", "copy"]);
-    wait_for("the workers to leave", || async {
-        let d = c.describe("copy").await;
-        d.partitions
-            .iter()
-            .all(|p| p.owner.is_empty())
-            .then_some(())
-    })
-    .await;
+    c.pause("copy").await;
     // Two more segments' worth: retention deletes the first two.
     c.produce("in", &numbered(200, 5)).await;
     c.produce("in", &numbered(200, 5)).await;
