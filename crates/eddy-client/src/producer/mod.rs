@@ -387,9 +387,15 @@ impl Producer {
                 retrying(&s.config, || async {
                     let stable_name = s.config.stable_name.clone().unwrap_or_default();
                     let request = InitProducerIdRequest { stable_name };
-                    let channel = s.client.bootstrap_channel();
-                    let mut client = s.client.produce_client(channel);
-                    let r = client.init_producer_id(request).await?.into_inner();
+                    // Any broker answers: the bootstrap broker may have died.
+                    let r = s
+                        .client
+                        .on_any_broker(|channel| {
+                            let request = request.clone();
+                            let mut client = s.client.produce_client(channel);
+                            async move { client.init_producer_id(request).await }
+                        })
+                        .await?;
                     Ok(ProducerStamp {
                         producer_id: ProducerId(r.producer_id),
                         producer_epoch: ProducerEpoch(r.producer_epoch as i16),

@@ -521,13 +521,16 @@ async fn renew_identity(s: &Arc<Shared>) {
     };
     let answer = s
         .client
-        .produce_client(s.client.bootstrap_channel())
-        .init_producer_id(request)
+        .on_any_broker(|channel| {
+            let request = request.clone();
+            let mut client = s.client.produce_client(channel);
+            async move { client.init_producer_id(request).await }
+        })
         .await;
     let r = match answer {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            tracing::debug!(%status, "asking for a new producer id failed; retrying");
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "asking for a new producer id failed; retrying");
             let backoff = Duration::from_millis(s.config.retry_backoff_ms);
             *s.backoff_until.lock() = Some(Instant::now() + backoff);
             return;
