@@ -193,6 +193,12 @@ impl TestCluster {
         eddy_against(&self.node(id).addr, args, b"")
     }
 
+    /// Runs an `eddy` client command against broker `id` only, feeding it
+    /// `input`.
+    pub fn eddy_at_with_input(&self, id: i32, args: &[&str], input: &[u8]) -> Out {
+        eddy_against(&self.node(id).addr, args, input)
+    }
+
     /// Like `eddy_at`, and fails the test unless it succeeds.
     pub fn ok_at(&self, id: i32, args: &[&str]) -> String {
         let out = self.eddy_at(id, args);

@@ -67,6 +67,7 @@ impl Transport for GrpcTransport {
                     Rpc::Vote => client.vote(request).await,
                     Rpc::InstallSnapshot => client.install_snapshot(request).await,
                     Rpc::Propose => client.propose(request).await,
+                    Rpc::ReadIndex => client.read_index(request).await,
                 }
             };
             match tokio::time::timeout(timeout, call).await {
@@ -164,6 +165,13 @@ impl Controller for ControllerService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.answer(Rpc::Propose, request).await
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        self.answer(Rpc::ReadIndex, request).await
     }
 
     async fn broker_heartbeat(

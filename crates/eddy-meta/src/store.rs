@@ -303,6 +303,87 @@ impl MetaStore {
         }
     }
 
+    /// Waits until this voter has applied every change the quorum had
+    /// committed when it was called, so that [`MetaStore::state`] then
+    /// shows what any broker wrote and acknowledged before (a processor
+    /// uploaded through another broker, say). Costs the leader a round of
+    /// heartbeats to a majority, and a follower one call to the leader.
+    pub async fn sync(&self) -> Result<()> {
+        let deadline = Instant::now() + self.propose_timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(self.no_leader());
+            }
+            let asked = tokio::time::timeout(remaining, self.raft.get().get_read_log_id())
+                .await
+                .map_err(|_| self.no_leader())?;
+            let read = match asked {
+                Ok((read, _)) => Some(read),
+                Err(RaftError::APIError(typ::CheckIsLeaderError::ForwardToLeader(f))) => {
+                    match (f.leader_id, f.leader_node) {
+                        (Some(leader), Some(node)) if leader != self.id => {
+                            let addr = self.addresses.get(&leader).unwrap_or(&node.addr);
+                            self.read_index_at(addr, remaining).await?
+                        }
+                        _ => None,
+                    }
+                }
+                Err(e) => return Err(MetaError::Unavailable(format!("metadata quorum: {e}"))),
+            };
+            let Some(read) = read else {
+                // No leader known yet (an election), or it moved: try again.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let Some(index) = read.map(|l| l.index) else {
+                return Ok(());
+            };
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10));
+            self.raft
+                .get()
+                .wait(Some(wait))
+                .applied_index_at_least(Some(index), "a read index applied here")
+                .await
+                .map_err(|e| {
+                    MetaError::Unavailable(format!(
+                        "this broker has not caught up with the metadata leader: {e}"
+                    ))
+                })?;
+            return Ok(());
+        }
+    }
+
+    /// The read index of the leader at `addr`; `None` when it should be
+    /// asked again (it stopped leading or could not be reached).
+    async fn read_index_at(&self, addr: &str, ttl: Duration) -> Result<Option<Option<typ::LogId>>> {
+        match self
+            .transport
+            .call(addr, Rpc::ReadIndex, Bytes::new(), Bytes::new(), ttl)
+            .await
+        {
+            Ok(answer) => {
+                let result: std::result::Result<
+                    Option<typ::LogId>,
+                    typ::RaftError<typ::CheckIsLeaderError>,
+                > = from_json(&answer).map_err(MetaError::Invalid)?;
+                match result {
+                    Ok(read) => Ok(Some(read)),
+                    Err(RaftError::APIError(_)) => Ok(None),
+                    Err(e) => Err(MetaError::Unavailable(format!(
+                        "the metadata leader at {addr}: {e}"
+                    ))),
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "metadata leader did not give its read index; retrying");
+                Ok(None)
+            }
+        }
+    }
+
     /// Sends `cmd` to the leader at `addr`; `None` when it should be tried
     /// again (the leader moved or could not be reached).
     async fn forward(
@@ -395,6 +476,16 @@ impl MetaStore {
                 let cmd: Command = from_json(header)?;
                 to_json(&self.raft.get().client_write(cmd).await)
             }
+            // Leadership confirmed by a majority, as for a read at the
+            // leader; the caller waits to have applied that far itself.
+            Rpc::ReadIndex => to_json(
+                &self
+                    .raft
+                    .get()
+                    .get_read_log_id()
+                    .await
+                    .map(|(read, _)| read),
+            ),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Pipelines on a cluster: an exactly-once pipeline keeps
 //! `output == f(input)` while the brokers running its tasks are killed
-//! with `kill -9`. Prints its seed; `EDDY_TEST_SEED=S` replays it.
+//! with `kill -9` (prints its seed; `EDDY_TEST_SEED=S` replays it), and a
+//! manifest applied at a lagging broker sees a processor uploaded at
+//! another.
 
 use eddy_client::{Client, ClientConfig, Pipelines};
 use eddy_test_plugins as wasm;
@@ -78,4 +80,37 @@ async fn exactly_once_holds_while_the_brokers_running_its_tasks_are_killed() {
     // Exactly-once commits a position only once its outputs are
     // acknowledged by every in-sync replica, so they are all readable now.
     assert_exactly_once(&client, RECORDS, "exactly-once on a cluster", rng.seed()).await;
+}
+
+/// `pipeline apply` checks the manifest against every metadata change
+/// committed before it, not against what its broker has applied so far: a
+/// processor uploaded through one broker can be named at once through
+/// another whose copy of the metadata lags.
+#[test]
+fn a_manifest_applied_at_a_lagging_broker_sees_a_processor_just_uploaded() {
+    let cluster =
+        TestCluster::start_linked(BROKERS as usize, &["--broker-session-timeout-ms", "6000"]);
+    cluster.ok_at(1, &["topic", "create", "in", "-p", "2", "-r", "3"]);
+    // Creates `__processors`, whose leader registers every upload.
+    cluster.ok_at(1, &["processor", "upload", "first", wasm::PASSTHROUGH]);
+    let controller = cluster.await_controller(1, std::time::Duration::from_secs(30));
+    let registrar = cluster.partitions("__processors")[0].leader;
+    let lagging = (1..=BROKERS)
+        .find(|&id| id != controller && id != registrar)
+        .expect("three brokers hold a third");
+    // Below the metadata election timeout (500 ms), so it only lags.
+    let links = cluster.links.as_ref().expect("a linked cluster");
+    links.delay(controller, lagging, std::time::Duration::from_millis(400));
+    cluster.ok_at(
+        controller,
+        &["processor", "upload", "shape", wasm::TRANSFORM],
+    );
+    let yaml = shape_manifest("exactly-once", "      replicationFactor: 3\n");
+    let applied =
+        cluster.eddy_at_with_input(lagging, &["pipeline", "apply", "-f", "-"], yaml.as_bytes());
+    assert!(
+        applied.success,
+        "apply at broker {lagging} (metadata 400 ms behind broker {controller}):\n{}",
+        applied.stderr
+    );
 }

@@ -121,6 +121,7 @@ pub(crate) mod typ {
     pub type StreamingError = openraft::error::StreamingError<TypeConfig, Fatal>;
     pub type ClientWriteError = openraft::error::ClientWriteError<RaftId, BasicNode>;
     pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
+    pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<RaftId, BasicNode>;
 }
 
 /// openraft's settings for Eddy's metadata quorum (brokers on one LAN).

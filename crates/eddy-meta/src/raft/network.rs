@@ -38,6 +38,8 @@ pub enum Rpc {
     InstallSnapshot,
     /// A command a follower forwards to the leader.
     Propose,
+    /// A follower asks the leader for its read index.
+    ReadIndex,
 }
 
 /// Why a call failed.

@@ -80,6 +80,9 @@ impl Control {
                 "the manifest holds no pipeline: write one `kind: Pipeline` document (see examples/truck-gps/pipeline.yaml)".into(),
             ));
         }
+        // Checked against everything committed so far, wherever it was
+        // written: a processor just uploaded through another broker, say.
+        self.broker.meta.sync().await?;
         let state = self.broker.meta.state();
         let mut plans = Vec::with_capacity(manifests.len());
         let mut problems = Vec::new();
