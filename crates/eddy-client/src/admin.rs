@@ -10,7 +10,7 @@ use eddy_proto::v1::{
 };
 
 use crate::client::Client;
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use crate::group::on_coordinator;
 
 /// How long `describe_topic` waits for a partition leader's figures.
@@ -145,28 +145,45 @@ impl Admin {
     }
 
     /// Every group of the cluster: each broker lists those it coordinates.
-    /// A broker that does not answer soon is left out.
+    /// A broker that does not answer soon is left out; an error only when
+    /// none answers.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
         let metadata = self.client.cluster_metadata().await?;
-        let mut groups: Vec<GroupSummary> = GroupsClient::new(self.client.bootstrap_channel())
-            .list_groups(ListGroupsRequest {})
-            .await?
-            .into_inner()
-            .groups;
-        for b in &metadata.brokers {
-            if b.address == self.client.bootstrap_address() {
-                continue;
-            }
+        let mut addresses: Vec<&str> = metadata
+            .brokers
+            .iter()
+            .map(|b| b.address.as_str())
+            .collect();
+        addresses.push(self.client.bootstrap_address());
+        addresses.sort_unstable();
+        addresses.dedup();
+        let mut groups: Vec<GroupSummary> = Vec::new();
+        let mut answered = false;
+        let mut last = None;
+        for address in addresses {
             let ask = async {
-                let channel = self.client.channel_to(&b.address).await.ok()?;
+                let channel = self.client.channel_to(address).await?;
                 let answer = GroupsClient::new(channel)
                     .list_groups(ListGroupsRequest {})
-                    .await;
-                answer.ok().map(|r| r.into_inner().groups)
+                    .await?;
+                Ok::<_, ClientError>(answer.into_inner().groups)
             };
-            if let Ok(Some(theirs)) = tokio::time::timeout(LEADER_ANSWER_TIMEOUT, ask).await {
-                groups.extend(theirs);
+            match tokio::time::timeout(LEADER_ANSWER_TIMEOUT, ask).await {
+                Ok(Ok(theirs)) => {
+                    answered = true;
+                    groups.extend(theirs);
+                }
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {
+                    last = Some(ClientError::Connect {
+                        address: address.to_string(),
+                        reason: format!("no answer within {LEADER_ANSWER_TIMEOUT:?}"),
+                    })
+                }
             }
+        }
+        if !answered && let Some(e) = last {
+            return Err(e);
         }
         groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         groups.dedup_by(|a, b| a.group_id == b.group_id);

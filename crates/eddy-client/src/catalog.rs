@@ -9,6 +9,8 @@ use eddy_proto::v1::{
     UploadRequest, UploadResponse, WatchPipelinesRequest, WorkerReport,
     pipelines_client::PipelinesClient, processors_client::ProcessorsClient, upload_request,
 };
+use std::future::Future;
+
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 
@@ -32,10 +34,24 @@ impl Processors {
         Processors { client }
     }
 
-    fn rpc(&self) -> ProcessorsClient<Channel> {
-        ProcessorsClient::new(self.client.bootstrap_channel())
-            .max_decoding_message_size(self.client.config().response_bytes_max)
-            .max_encoding_message_size(self.client.config().request_bytes_max)
+    /// Makes `call` at the bootstrap broker, or at another one when that
+    /// cannot be reached: any broker serves the registry (a broker that
+    /// does not lead `__processors` forwards to the one that does).
+    async fn on_any<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut(ProcessorsClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let config = self.client.config();
+        self.client
+            .on_any_broker(|channel| {
+                call(
+                    ProcessorsClient::new(channel)
+                        .max_decoding_message_size(config.response_bytes_max)
+                        .max_encoding_message_size(config.request_bytes_max),
+                )
+            })
+            .await
     }
 
     /// Uploads a component under `name`. `sent` is told the bytes sent so
@@ -57,38 +73,44 @@ impl Processors {
                 sha256,
             })),
         };
-        let mut total = 0u64;
-        let requests = chunks
-            .into_iter()
-            .map(move |chunk| {
-                total += chunk.len() as u64;
-                sent(total);
-                UploadRequest {
-                    part: Some(upload_request::Part::Chunk(chunk)),
-                }
-            })
-            .chain(std::iter::once(done));
-        Ok(self
-            .rpc()
-            .upload(tokio_stream::iter(requests))
-            .await?
-            .into_inner())
+        // Sent again, whole, to another broker if the first cannot be
+        // reached; the same bytes under the same name register once.
+        let sent = std::sync::Arc::new(sent);
+        self.on_any(|mut rpc| {
+            let sent = sent.clone();
+            let mut total = 0u64;
+            let requests = chunks
+                .clone()
+                .into_iter()
+                .map(move |chunk| {
+                    total += chunk.len() as u64;
+                    sent(total);
+                    UploadRequest {
+                        part: Some(upload_request::Part::Chunk(chunk)),
+                    }
+                })
+                .chain(std::iter::once(done.clone()));
+            async move { rpc.upload(tokio_stream::iter(requests)).await }
+        })
+        .await
     }
 
     pub async fn list(&self) -> Result<Vec<ProcessorSummary>> {
-        Ok(self
-            .rpc()
-            .list(ListProcessorsRequest {})
-            .await?
-            .into_inner()
-            .processors)
+        let list = self
+            .on_any(|mut rpc| async move { rpc.list(ListProcessorsRequest {}).await })
+            .await?;
+        Ok(list.processors)
     }
 
     pub async fn describe(&self, name: &str) -> Result<ProcessorDescription> {
         let request = DescribeProcessorRequest {
             name: name.to_string(),
         };
-        Ok(self.rpc().describe(request).await?.into_inner())
+        self.on_any(|mut rpc| {
+            let request = request.clone();
+            async move { rpc.describe(request).await }
+        })
+        .await
     }
 
     /// Deletes one version, or all of them; returns the versions deleted.
@@ -97,7 +119,13 @@ impl Processors {
             name: name.to_string(),
             version,
         };
-        Ok(self.rpc().delete(request).await?.into_inner().versions)
+        let deleted = self
+            .on_any(|mut rpc| {
+                let request = request.clone();
+                async move { rpc.delete(request).await }
+            })
+            .await?;
+        Ok(deleted.versions)
     }
 
     /// A version's component (0: the latest), checked against its sha256.
@@ -106,7 +134,12 @@ impl Processors {
             name: name.to_string(),
             version,
         };
-        let mut stream = self.rpc().download(request).await?.into_inner();
+        let mut stream = self
+            .on_any(|mut rpc| {
+                let request = request.clone();
+                async move { rpc.download(request).await }
+            })
+            .await?;
         let mut found: Option<ProcessorVersion> = None;
         let mut bytes = Vec::new();
         while let Some(message) = stream.message().await? {
@@ -150,10 +183,23 @@ impl Pipelines {
         Pipelines { client }
     }
 
-    fn rpc(&self) -> PipelinesClient<Channel> {
-        PipelinesClient::new(self.client.bootstrap_channel())
-            .max_decoding_message_size(self.client.config().response_bytes_max)
-            .max_encoding_message_size(self.client.config().request_bytes_max)
+    /// Makes `call` at the bootstrap broker, or at another one when that
+    /// cannot be reached: every broker serves the pipeline definitions.
+    async fn on_any<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut(PipelinesClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let config = self.client.config();
+        self.client
+            .on_any_broker(|channel| {
+                call(
+                    PipelinesClient::new(channel)
+                        .max_decoding_message_size(config.response_bytes_max)
+                        .max_encoding_message_size(config.request_bytes_max),
+                )
+            })
+            .await
     }
 
     /// Creates or updates the pipelines of a YAML manifest.
@@ -161,47 +207,53 @@ impl Pipelines {
         let request = ApplyPipelinesRequest {
             manifest: manifest.to_string(),
         };
-        Ok(self.rpc().apply(request).await?.into_inner())
+        self.on_any(|mut rpc| {
+            let request = request.clone();
+            async move { rpc.apply(request).await }
+        })
+        .await
     }
 
     pub async fn list(&self) -> Result<Vec<PipelineSummary>> {
-        Ok(self
-            .rpc()
-            .list(ListPipelinesRequest {})
-            .await?
-            .into_inner()
-            .pipelines)
+        let list = self
+            .on_any(|mut rpc| async move { rpc.list(ListPipelinesRequest {}).await })
+            .await?;
+        Ok(list.pipelines)
     }
 
     pub async fn describe(&self, name: &str) -> Result<PipelineDescription> {
-        Ok(self.rpc().describe(named(name)).await?.into_inner())
+        self.on_any(|mut rpc| async move { rpc.describe(named(name)).await })
+            .await
     }
 
     /// The stored manifest as canonical YAML.
     pub async fn get(&self, name: &str) -> Result<String> {
-        Ok(self.rpc().get(named(name)).await?.into_inner().manifest)
+        let got = self
+            .on_any(|mut rpc| async move { rpc.get(named(name)).await })
+            .await?;
+        Ok(got.manifest)
     }
 
     pub async fn pause(&self, name: &str) -> Result<PipelineSummary> {
-        Ok(self.rpc().pause(named(name)).await?.into_inner())
+        self.on_any(|mut rpc| async move { rpc.pause(named(name)).await })
+            .await
     }
 
     pub async fn resume(&self, name: &str) -> Result<PipelineSummary> {
-        Ok(self.rpc().resume(named(name)).await?.into_inner())
+        self.on_any(|mut rpc| async move { rpc.resume(named(name)).await })
+            .await
     }
 
     pub async fn delete(&self, name: &str) -> Result<()> {
-        self.rpc().delete(named(name)).await?;
+        self.on_any(|mut rpc| async move { rpc.delete(named(name)).await })
+            .await?;
         Ok(())
     }
 
     /// Pipeline definitions: the current set, then a new one after every change.
     pub async fn watch(&self) -> Result<tonic::Streaming<PipelineSet>> {
-        Ok(self
-            .rpc()
-            .watch(WatchPipelinesRequest {})
-            .await?
-            .into_inner())
+        self.on_any(|mut rpc| async move { rpc.watch(WatchPipelinesRequest {}).await })
+            .await
     }
 
     /// A worker's status report.
@@ -250,7 +302,11 @@ impl Pipelines {
             id: id.to_string(),
             error: Some(error),
         };
-        self.rpc().fail(request).await?;
+        self.on_any(|mut rpc| {
+            let request = request.clone();
+            async move { rpc.fail(request).await }
+        })
+        .await?;
         Ok(())
     }
 }

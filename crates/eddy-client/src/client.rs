@@ -77,6 +77,10 @@ struct Inner {
     /// Channels by broker address.
     channels: RwLock<HashMap<String, Channel>>,
     metadata: RwLock<Option<Arc<MetadataResponse>>>,
+    /// The broker that last answered a call any broker can answer (the
+    /// bootstrap broker until it cannot be reached): asked first next time,
+    /// so that a dead bootstrap broker is not tried before every call.
+    answering: RwLock<String>,
 }
 
 impl Client {
@@ -107,6 +111,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
+                answering: RwLock::new(bootstrap_address.clone()),
                 bootstrap_address,
                 bootstrap,
                 channels: RwLock::new(HashMap::new()),
@@ -261,49 +266,54 @@ impl Client {
         .await
     }
 
-    /// Makes a call any broker can answer: at the bootstrap broker, or
-    /// when that cannot be reached (it died), at the other brokers this
-    /// client knows of, in turn.
+    /// Makes a call any broker can answer: at the broker that answered
+    /// the last such call (at first the bootstrap broker), or when that
+    /// cannot be reached (it died), at the other brokers this client knows
+    /// of, in turn. The first failure is the one returned when none
+    /// answers.
     pub(crate) async fn on_any_broker<T, F, Fut>(&self, mut call: F) -> Result<T>
     where
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        let error = match call(self.inner.bootstrap.clone()).await {
-            Ok(r) => return Ok(r.into_inner()),
-            Err(status) if unreachable(&status) => ClientError::from(status),
-            Err(status) => return Err(status.into()),
-        };
-        let mut others: Vec<String> = self
+        let first = self.inner.answering.read().clone();
+        let mut others = self.broker_addresses();
+        others.retain(|a| *a != first);
+        let mut error = None;
+        for address in std::iter::once(first).chain(others) {
+            let channel = match self.channel_to(&address).await {
+                Ok(c) => c,
+                Err(e) => {
+                    error.get_or_insert(e);
+                    continue;
+                }
+            };
+            match call(channel).await {
+                Ok(r) => {
+                    *self.inner.answering.write() = address;
+                    return Ok(r.into_inner());
+                }
+                Err(status) if unreachable(&status) => {
+                    error.get_or_insert(ClientError::from(status));
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+        Err(error.unwrap_or_else(|| ClientError::Invalid("no broker address is known".into())))
+    }
+
+    /// The address of every broker this client knows of: the bootstrap
+    /// brokers it was given and those of the cached metadata.
+    pub fn broker_addresses(&self) -> Vec<String> {
+        let mut addresses: Vec<String> = self
             .inner
             .config
             .bootstrap
             .split(',')
             .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
             .collect();
-        if let Some(m) = self.inner.metadata.read().as_ref() {
-            others.extend(m.brokers.iter().map(|b| b.address.clone()));
-        }
-        others.retain(|a| !a.is_empty() && *a != self.inner.bootstrap_address);
-        others.sort();
-        others.dedup();
-        for address in others {
-            let Ok(channel) = self.channel_to(&address).await else {
-                continue;
-            };
-            match call(channel).await {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(status) if unreachable(&status) => continue,
-                Err(status) => return Err(status.into()),
-            }
-        }
-        Err(error)
-    }
-
-    /// The address of every broker this client knows of: the bootstrap
-    /// broker and those of the cached metadata.
-    pub fn broker_addresses(&self) -> Vec<String> {
-        let mut addresses = vec![self.inner.bootstrap_address.clone()];
+        addresses.push(self.inner.bootstrap_address.clone());
         if let Some(m) = self.inner.metadata.read().as_ref() {
             addresses.extend(m.brokers.iter().map(|b| b.address.clone()));
         }
@@ -345,8 +355,8 @@ impl Client {
         Some(t.partitions.len() as u32)
     }
 
-    /// The leader of `topic`/`partition` from cached metadata (the
-    /// bootstrap broker when it is unknown).
+    /// The leader of `topic`/`partition` from cached metadata (the broker
+    /// that last answered when it is unknown).
     pub fn leader_address(&self, topic: &str, partition: u32) -> String {
         let cached = self.inner.metadata.read();
         cached
@@ -362,7 +372,7 @@ impl Client {
                         .clone(),
                 )
             })
-            .unwrap_or_else(|| self.inner.bootstrap_address.clone())
+            .unwrap_or_else(|| self.inner.answering.read().clone())
     }
 
     /// The channel to the leader of `topic`/`partition`.
@@ -372,8 +382,8 @@ impl Client {
     }
 
     /// The channel to the coordinator of `group`: the leader of the group's
-    /// partition of `__consumer_offsets`, or the bootstrap broker while
-    /// that is unknown.
+    /// partition of `__consumer_offsets`, or the broker that last answered
+    /// (see [`Client::on_any_broker`]) while that is unknown.
     pub async fn coordinator(&self, group: &str) -> Result<Channel> {
         let partitions = {
             let cached = self.inner.metadata.read();
@@ -387,7 +397,12 @@ impl Client {
                 let p = eddy_log::partitioner::partition_for_key(group.as_bytes(), n);
                 self.leader(OFFSETS_TOPIC, p).await
             }
-            _ => Ok(self.inner.bootstrap.clone()),
+            // No group has been used yet: whichever broker answers
+            // creates the offsets topic and names the coordinator.
+            _ => {
+                let answering = self.inner.answering.read().clone();
+                self.channel_to(&answering).await
+            }
         }
     }
 

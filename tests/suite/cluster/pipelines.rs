@@ -1,11 +1,12 @@
 //! Pipelines on a cluster: an exactly-once pipeline keeps
 //! `output == f(input)` while the brokers running its tasks are killed
-//! with `kill -9` (prints its seed; `EDDY_TEST_SEED=S` replays it), and a
-//! manifest applied at a lagging broker sees a processor uploaded at
-//! another.
+//! with `kill -9` (prints its seed; `EDDY_TEST_SEED=S` replays it), a
+//! standalone worker outlives the broker it reached first, and a manifest
+//! applied at a lagging broker sees a processor uploaded at another.
 
 use eddy_client::{Client, ClientConfig, Pipelines};
 use eddy_test_plugins as wasm;
+use eddy_tests::worker::TestWorker;
 
 use super::harness::TestCluster;
 use crate::pipelines::wait_for;
@@ -80,6 +81,50 @@ async fn exactly_once_holds_while_the_brokers_running_its_tasks_are_killed() {
     // Exactly-once commits a position only once its outputs are
     // acknowledged by every in-sync replica, so they are all readable now.
     assert_exactly_once(&client, RECORDS, "exactly-once on a cluster", rng.seed()).await;
+}
+
+/// A worker watches the pipeline definitions and downloads processors at
+/// whichever broker answers: one whose first broker died still runs the
+/// pipelines applied afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_first_broker_died_runs_the_pipelines_applied_after() {
+    const FED: usize = 2_000;
+    let mut cluster = tokio::task::block_in_place(|| {
+        let cluster = TestCluster::start(
+            BROKERS as usize,
+            &["--broker-session-timeout-ms", "2000", "--no-worker"],
+        );
+        cluster.ok_at(1, &["topic", "create", "in", "-p", "2", "-r", "3"]);
+        cluster.ok_at(1, &["processor", "upload", "shape", wasm::TRANSFORM]);
+        cluster
+    });
+    // Broker 1 heads the bootstrap list, so the worker reaches it first.
+    let _worker = TestWorker::start(&cluster.bootstrap(), "w1");
+    tokio::task::block_in_place(|| {
+        cluster.kill9(1);
+        let yaml = shape_manifest("exactly-once", "      replicationFactor: 3\n");
+        cluster.ok_with_input(&["pipeline", "apply", "-f", "-"], yaml.as_bytes());
+    });
+    let client = Client::connect(ClientConfig::new(cluster.bootstrap()))
+        .await
+        .unwrap();
+    feed(&client, FED).await.unwrap();
+    wait_for("the worker to take every record", || async {
+        (committed(&client).await == FED as u64).then_some(())
+    })
+    .await;
+    let d = Pipelines::new(client.clone())
+        .describe("shape")
+        .await
+        .unwrap();
+    assert!(
+        d.partitions.iter().all(|p| p.owner == "w1"),
+        "only the worker runs tasks: {:?}",
+        d.partitions
+    );
+    // Reading back waits for every replica to be in sync.
+    tokio::task::block_in_place(|| cluster.start_again(1));
+    assert_exactly_once(&client, FED, "a worker past its broker", 0).await;
 }
 
 /// `pipeline apply` checks the manifest against every metadata change
