@@ -162,13 +162,17 @@ impl Leadership {
     /// The ISR this leader should ask the controller for, if it differs
     /// from the current one: followers that lagged longer than `lag_max_ms`
     /// leave, followers that caught up with the high watermark and this
-    /// epoch's start join.
+    /// epoch's start join — if `live` (the controller would refuse a
+    /// fenced broker: a follower that died caught up still looks caught up
+    /// here until its lag passes `lag_max_ms`, and asking for it again and
+    /// again would write a refused change to the metadata log each time).
     pub fn wanted_isr(
         &self,
         me: NodeId,
         hw: Offset,
         now_ms: i64,
         lag_max_ms: i64,
+        live: &dyn Fn(NodeId) -> bool,
     ) -> Option<Vec<NodeId>> {
         if self.role != Role::Leader || self.pending_isr.is_some() {
             return None;
@@ -189,7 +193,8 @@ impl Leadership {
             let caught_up = p
                 .log_end
                 .is_some_and(|end| end >= hw && end >= self.epoch_start);
-            if !isr.contains(r) && caught_up && now_ms - p.caught_up_ms <= lag_max_ms {
+            let recent = now_ms - p.caught_up_ms <= lag_max_ms;
+            if !isr.contains(r) && caught_up && recent && live(*r) {
                 isr.push(*r);
             }
         }
@@ -277,7 +282,7 @@ mod tests {
         }
         // Follower 3 never fetches.
         let hw = l.high_watermark(ME, Offset(995));
-        let wanted = l.wanted_isr(ME, hw, 99_000, 30_000);
+        let wanted = l.wanted_isr(ME, hw, 99_000, 30_000, &|_| true);
         assert_eq!(wanted, Some(vec![NodeId(1), NodeId(2)]));
         l.apply(
             ME,
@@ -290,17 +295,17 @@ mod tests {
         );
         let hw = l.high_watermark(ME, Offset(995));
         assert_eq!(hw, Offset(990));
-        assert_eq!(l.wanted_isr(ME, hw, 99_000, 30_000), None);
+        assert_eq!(l.wanted_isr(ME, hw, 99_000, 30_000, &|_| true), None);
         // Follower 3 comes back and catches up with the high watermark.
         l.record_fetch(NodeId(3), Offset(500), Offset(995), 99_500);
         assert_eq!(
-            l.wanted_isr(ME, hw, 99_500, 30_000),
+            l.wanted_isr(ME, hw, 99_500, 30_000, &|_| true),
             None,
             "behind the high watermark"
         );
         l.record_fetch(NodeId(3), Offset(995), Offset(995), 100_000);
         assert_eq!(
-            l.wanted_isr(ME, hw, 100_000, 30_000),
+            l.wanted_isr(ME, hw, 100_000, 30_000, &|_| true),
             Some(vec![NodeId(1), NodeId(2), NodeId(3)])
         );
     }
@@ -314,14 +319,39 @@ mod tests {
         let hw = l.high_watermark(ME, Offset(100));
         assert_eq!(hw, Offset(100));
         assert_eq!(
-            l.wanted_isr(ME, Offset(80), 1, 30_000),
+            l.wanted_isr(ME, Offset(80), 1, 30_000, &|_| true),
             None,
             "before the epoch start"
         );
         l.record_fetch(NodeId(2), Offset(100), Offset(100), 2);
         assert_eq!(
-            l.wanted_isr(ME, hw, 2, 30_000),
+            l.wanted_isr(ME, hw, 2, 30_000, &|_| true),
             Some(vec![NodeId(1), NodeId(2)])
+        );
+    }
+
+    #[test]
+    fn a_fenced_follower_is_not_asked_back_into_the_isr() {
+        let mut l = Leadership::offline();
+        l.apply(ME, &meta(1, 0, &[1, 2]), Offset(100), 0);
+        l.record_fetch(NodeId(2), Offset(100), Offset(100), 1);
+        // The controller took follower 2 out (fenced: it died caught up).
+        l.apply(
+            ME,
+            &PartitionMeta {
+                partition_epoch: 1,
+                ..meta(1, 0, &[1])
+            },
+            Offset(100),
+            2,
+        );
+        let hw = l.high_watermark(ME, Offset(100));
+        let fenced = |n: NodeId| n != NodeId(2);
+        assert_eq!(l.wanted_isr(ME, hw, 3, 30_000, &fenced), None);
+        assert_eq!(
+            l.wanted_isr(ME, hw, 3, 30_000, &|_| true),
+            Some(vec![NodeId(1), NodeId(2)]),
+            "live again, it rejoins"
         );
     }
 

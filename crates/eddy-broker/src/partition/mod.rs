@@ -279,10 +279,15 @@ impl Partition {
     /// The ISR change this leader should ask the controller for, if any;
     /// marked pending until the metadata answers (or
     /// [`Partition::isr_change_failed`]).
-    pub fn wanted_isr_change(&self, now_ms: i64, lag_max_ms: i64) -> Option<AlterIsr> {
+    pub fn wanted_isr_change(
+        &self,
+        now_ms: i64,
+        lag_max_ms: i64,
+        live: &dyn Fn(NodeId) -> bool,
+    ) -> Option<AlterIsr> {
         let mut l = self.leadership.lock();
         let hw = self.high_watermark();
-        let isr = l.wanted_isr(self.me, hw, now_ms, lag_max_ms)?;
+        let isr = l.wanted_isr(self.me, hw, now_ms, lag_max_ms, live)?;
         l.pending_isr = Some(isr.clone());
         Some(AlterIsr {
             topic: self.topic.to_string(),

@@ -119,8 +119,10 @@ pub(crate) async fn isr_loop(broker: Arc<Broker>) {
     loop {
         tokio::time::sleep(ISR_CHECK_INTERVAL).await;
         let now = broker.now_ms();
+        let state = broker.meta.state();
+        let live = |n| state.is_live(n);
         for p in broker.topics.partitions() {
-            let Some(change) = p.wanted_isr_change(now, lag_max) else {
+            let Some(change) = p.wanted_isr_change(now, lag_max, &live) else {
                 continue;
             };
             tracing::info!(
