@@ -51,12 +51,12 @@ pub struct Observed {
 /// What each part of the workload is doing, by name: when the workload
 /// does not finish, the report says which part is stuck where.
 #[derive(Debug, Clone, Default)]
-pub struct Progress(Arc<Mutex<BTreeMap<String, &'static str>>>);
+pub struct Progress(Arc<Mutex<BTreeMap<String, String>>>);
 
 impl Progress {
-    fn set(&self, part: &str, step: &'static str) {
+    fn set(&self, part: &str, step: impl Into<String>) {
         if let Ok(mut parts) = self.0.lock() {
-            parts.insert(part.to_string(), step);
+            parts.insert(part.to_string(), step.into());
         }
     }
 
@@ -67,7 +67,7 @@ impl Progress {
         };
         parts
             .iter()
-            .filter(|(_, step)| **step != "done")
+            .filter(|(_, step)| *step != "done")
             .map(|(part, step)| format!("{part}: {step}"))
             .collect()
     }
@@ -115,6 +115,9 @@ pub async fn run(
     }
     observed
 }
+
+/// How often a producer's flush that has not finished reports its state.
+const FLUSH_REPORT: Duration = Duration::from_secs(30);
 
 /// One producer: numbered values, round-robin over the partitions, paced.
 async fn produce(
@@ -165,7 +168,14 @@ async fn produce(
     }
     // Errors here belong to single batches; each ticket says which.
     progress.set(&part, "flushing");
-    let _ = producer.flush().await;
+    // A flush that takes long says what the producer is waiting for, so
+    // that a workload that does not drain names the cause.
+    while tokio::time::timeout(FLUSH_REPORT, producer.flush())
+        .await
+        .is_err()
+    {
+        progress.set(&part, format!("flushing ({})", producer.diagnosis()));
+    }
     progress.set(&part, "waiting for its tickets");
     let mut acked = Vec::new();
     for (record, ticket) in tickets {

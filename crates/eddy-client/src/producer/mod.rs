@@ -203,6 +203,8 @@ struct Shared {
     in_flight: Mutex<HashMap<PartitionKey, (u64, usize)>>,
     connection_ids: AtomicU64,
     identity: tokio::sync::OnceCell<ProducerStamp>,
+    /// What the sender task is doing (see [`Producer::diagnosis`]).
+    sender_step: Mutex<&'static str>,
 }
 
 /// Sends records to Eddy; see the module docs.
@@ -253,6 +255,7 @@ impl Producer {
             in_flight: Mutex::new(HashMap::new()),
             connection_ids: AtomicU64::new(0),
             identity: tokio::sync::OnceCell::new(),
+            sender_step: Mutex::new("starting"),
         });
         tokio::spawn(sender::sender(shared.clone()));
         Producer {
@@ -491,6 +494,31 @@ impl Producer {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// What the producer holds and what its sender is doing, in one line:
+    /// for a program that finds a flush taking long to say why.
+    pub fn diagnosis(&self) -> String {
+        let s = &self.shared;
+        let in_flight: Vec<String> = s
+            .in_flight
+            .lock()
+            .iter()
+            .map(|((t, p), (conn, n))| format!("{t}-{p}: {n} on stream {conn}"))
+            .collect();
+        let backoff = s
+            .backoff_until
+            .lock()
+            .map(|u| u.saturating_duration_since(Instant::now()));
+        format!(
+            "{} records unfinished, {} batches to resend, in flight [{}], new id wanted: {}, backoff {:?}; sender: {}",
+            s.pending.load(Ordering::Acquire),
+            s.retry.lock().len(),
+            in_flight.join(", "),
+            s.renew.load(Ordering::Acquire),
+            backoff,
+            *s.sender_step.lock()
+        )
     }
 
     /// Flushes and stops the producer.

@@ -52,9 +52,11 @@ pub(super) async fn sender(s: Arc<Shared>) {
     loop {
         let backoff = *s.backoff_until.lock();
         if let Some(until) = backoff.filter(|u| *u > Instant::now()) {
+            step(&s, "backing off");
             tokio::time::sleep_until(until).await;
         }
         if s.refresh.swap(false, Ordering::AcqRel) {
+            step(&s, "refreshing metadata");
             let topics: Vec<String> = s
                 .partition_counts
                 .lock()
@@ -71,10 +73,12 @@ pub(super) async fn sender(s: Arc<Shared>) {
                 // and an unreachable broker must not keep the sender alive.
                 s.renew.store(false, Ordering::Release);
             } else if s.in_flight.lock().is_empty() {
+                step(&s, "asking for a new producer id");
                 renew_identity(&s).await;
             } else {
                 // What is on its way lands, fails or comes back to `retry`
                 // first: none of it may be stamped anew while it can land.
+                step(&s, "waiting for what is in flight before a new id");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             continue;
@@ -82,8 +86,10 @@ pub(super) async fn sender(s: Arc<Shared>) {
         let (ready, next_deadline, closed) = take_ready(&s);
         if ready.is_empty() {
             if closed {
+                step(&s, "stopped");
                 return;
             }
+            step(&s, "waiting for batches");
             match next_deadline {
                 Some(deadline) => {
                     tokio::select! {
@@ -110,12 +116,18 @@ pub(super) async fn sender(s: Arc<Shared>) {
                 }
             }
             // Woken when an answer frees a partition (or shortly after).
+            step(&s, "holding batches of partitions in flight elsewhere");
             tokio::select! {
                 () = s.wake.notified() => {}
                 () = tokio::time::sleep(HELD_RECHECK) => {}
             }
         }
     }
+}
+
+/// Records what the sender is doing, for [`super::Producer::diagnosis`].
+fn step(s: &Shared, what: &'static str) {
+    *s.sender_step.lock() = what;
 }
 
 /// How long held batches wait at most before the sender looks again.
@@ -199,6 +211,7 @@ async fn send_one(
     batches: Vec<ReadyBatch>,
 ) -> Result<(), Vec<ReadyBatch>> {
     if !connections.contains_key(address) {
+        step(s, "opening a produce stream");
         match open_connection(s, address).await {
             Ok(c) => {
                 connections.insert(address.to_string(), c);
@@ -212,6 +225,7 @@ async fn send_one(
     let Some(conn) = connections.get(address) else {
         return Err(batches);
     };
+    step(s, "waiting for a free request slot");
     let Ok(permit) = conn.slots.clone().acquire_owned().await else {
         return Err(batches);
     };
@@ -240,6 +254,7 @@ async fn send_one(
             },
         ));
     }
+    step(s, "queueing a request");
     if conn.tx.send(request).await.is_err() {
         // The stream is gone; its reader requeues whatever was pending.
         kill(s, &conn.pending, Vec::new(), None);
@@ -531,6 +546,7 @@ async fn renew_identity(s: &Arc<Shared>) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "asking for a new producer id failed; retrying");
+            expire_waiting(s, &e);
             let backoff = Duration::from_millis(s.config.retry_backoff_ms);
             *s.backoff_until.lock() = Some(Instant::now() + backoff);
             return;
@@ -574,6 +590,33 @@ async fn renew_identity(s: &Arc<Shared>) {
         producer_id = r.producer_id,
         "a batch failed for good: took a new producer id, sequences start again"
     );
+}
+
+/// Fails the batches waiting for a new producer id that are past their
+/// delivery timeout: nothing is sent before the id comes, and a flush must
+/// not wait longer than the timeout however long the id takes.
+fn expire_waiting(s: &Shared, cause: &ClientError) {
+    let timeout = Duration::from_millis(s.config.delivery_timeout_ms);
+    let expired: Vec<ReadyBatch> = {
+        let mut retry = s.retry.lock();
+        let mut acc = s.acc.lock();
+        let mut expired = Vec::new();
+        for queue in [&mut *retry, &mut acc.ready] {
+            let (gone, kept): (VecDeque<ReadyBatch>, VecDeque<ReadyBatch>) = std::mem::take(queue)
+                .into_iter()
+                .partition(|b| b.created.elapsed() >= timeout);
+            *queue = kept;
+            expired.extend(gone);
+        }
+        expired
+    };
+    for b in expired {
+        let e = ClientError::Invalid(format!(
+            "not acknowledged within delivery_timeout_ms ({} ms): no new producer id could be had after an earlier batch failed; last error: {cause}",
+            s.config.delivery_timeout_ms
+        ));
+        fail(s, b, e);
+    }
 }
 
 fn finish(s: &Shared, b: ReadyBatch, result: Result<Option<u64>>) {
