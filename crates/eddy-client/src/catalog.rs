@@ -34,9 +34,9 @@ impl Processors {
         Processors { client }
     }
 
-    /// Makes `call` at the bootstrap broker, or at another one when that
-    /// cannot be reached: any broker serves the registry (a broker that
-    /// does not lead `__processors` forwards to the one that does).
+    /// Makes `call` at any broker that answers (see
+    /// [`Client::on_any_broker`]): each serves the registry (one that does
+    /// not lead `__processors` forwards to the one that does).
     async fn on_any<T, F, Fut>(&self, mut call: F) -> Result<T>
     where
         F: FnMut(ProcessorsClient<Channel>) -> Fut,
@@ -183,8 +183,8 @@ impl Pipelines {
         Pipelines { client }
     }
 
-    /// Makes `call` at the bootstrap broker, or at another one when that
-    /// cannot be reached: every broker serves the pipeline definitions.
+    /// Makes `call` at any broker that answers (see
+    /// [`Client::on_any_broker`]): each serves the pipeline definitions.
     async fn on_any<T, F, Fut>(&self, mut call: F) -> Result<T>
     where
         F: FnMut(PipelinesClient<Channel>) -> Fut,

@@ -383,7 +383,7 @@ impl Client {
 
     /// The channel to the coordinator of `group`: the leader of the group's
     /// partition of `__consumer_offsets`, or the broker that last answered
-    /// (see [`Client::on_any_broker`]) while that is unknown.
+    /// a call any broker can answer while that is unknown.
     pub async fn coordinator(&self, group: &str) -> Result<Channel> {
         let partitions = {
             let cached = self.inner.metadata.read();

@@ -339,21 +339,29 @@ impl MetaStore {
             let Some(index) = read.map(|l| l.index) else {
                 return Ok(());
             };
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(10));
-            self.raft
-                .get()
-                .wait(Some(wait))
-                .applied_index_at_least(Some(index), "a read index applied here")
-                .await
-                .map_err(|e| {
-                    MetaError::Unavailable(format!(
-                        "this broker has not caught up with the metadata leader: {e}"
-                    ))
-                })?;
-            return Ok(());
+            return self
+                .await_applied(
+                    index,
+                    deadline,
+                    "this broker has not caught up with the metadata leader",
+                )
+                .await;
         }
+    }
+
+    /// Waits until this voter has applied the entry at `index`; `behind`
+    /// says what it means when it has not by `deadline`.
+    async fn await_applied(&self, index: u64, deadline: Instant, behind: &str) -> Result<()> {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
+        self.raft
+            .get()
+            .wait(Some(wait))
+            .applied_index_at_least(Some(index), "an entry applied here")
+            .await
+            .map_err(|e| MetaError::Unavailable(format!("{behind}: {e}")))?;
+        Ok(())
     }
 
     /// The read index of the leader at `addr`; `None` when it should be
@@ -428,19 +436,12 @@ impl MetaStore {
         response: typ::ClientWriteResponse,
         deadline: Instant,
     ) -> Result<(Arc<MetaState>, Option<Output>)> {
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(10));
-        self.raft
-            .get()
-            .wait(Some(wait))
-            .applied_index_at_least(Some(response.log_id.index), "a proposal applied here")
-            .await
-            .map_err(|e| {
-                MetaError::Unavailable(format!(
-                    "the metadata change was committed but this node has not applied it yet: {e}"
-                ))
-            })?;
+        self.await_applied(
+            response.log_id.index,
+            deadline,
+            "the metadata change was committed but this node has not applied it yet",
+        )
+        .await?;
         match response.data {
             Response::Rejected(r) => Err(r.into_error()),
             Response::Applied { output, .. } => Ok((self.state(), output)),
