@@ -190,7 +190,7 @@ impl TestCluster {
 
     /// Runs an `eddy` client command against broker `id` only.
     pub fn eddy_at(&self, id: i32, args: &[&str]) -> Out {
-        eddy_against(&self.node(id).addr, args, b"")
+        self.eddy_at_with_input(id, args, b"")
     }
 
     /// Runs an `eddy` client command against broker `id` only, feeding it

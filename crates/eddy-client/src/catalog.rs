@@ -1,5 +1,7 @@
 //! The processor registry and pipelines over a [`Client`].
 
+use std::future::Future;
+
 use bytes::Bytes;
 use eddy_proto::v1::{
     ApplyPipelinesRequest, ApplyPipelinesResponse, DeleteProcessorRequest,
@@ -9,8 +11,6 @@ use eddy_proto::v1::{
     UploadRequest, UploadResponse, WatchPipelinesRequest, WorkerReport,
     pipelines_client::PipelinesClient, processors_client::ProcessorsClient, upload_request,
 };
-use std::future::Future;
-
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 
