@@ -1,5 +1,7 @@
-//! The Rust client against a real broker that goes away and comes back.
+//! The Rust client against a real broker that goes away and comes back,
+//! and against one that takes calls and never answers them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -7,6 +9,14 @@ use eddy_client::{
     Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, GroupConfig, Producer,
     ProducerConfig, ProducerRecord, Start,
 };
+use eddy_proto::v1::cluster_server::{Cluster, ClusterServer};
+use eddy_proto::v1::produce_server::{Produce, ProduceServer};
+use eddy_proto::v1::{
+    BrokerInfo, DescribeProducerRequest, DescribeProducerResponse, InitProducerIdRequest,
+    InitProducerIdResponse, MetadataRequest, MetadataResponse, PartitionMetadata, ProduceRequest,
+    ProduceResponse, TopicMetadata,
+};
+use tonic::transport::server::TcpIncoming;
 
 use crate::harness::TestBroker;
 
@@ -168,4 +178,127 @@ async fn a_consumer_that_stops_polling_never_blocks_other_calls_on_the_same_clie
         }
     }
     assert_eq!(read, 4097, "the consumer resumes where it stopped");
+}
+
+/// A broker that answers metadata, naming itself the leader of `t`'s one
+/// partition, and then takes every produce call and never answers it. Its
+/// connections stay healthy (HTTP/2 pings are answered), so no keep-alive
+/// gives up on it: only the producer's own bounds can.
+struct Unanswering {
+    address: String,
+}
+
+#[tonic::async_trait]
+impl Cluster for Unanswering {
+    async fn metadata(
+        &self,
+        _: tonic::Request<MetadataRequest>,
+    ) -> Result<tonic::Response<MetadataResponse>, tonic::Status> {
+        Ok(tonic::Response::new(MetadataResponse {
+            cluster_id: "unanswering".into(),
+            controller_id: 1,
+            brokers: vec![BrokerInfo {
+                node_id: 1,
+                address: self.address.clone(),
+                fenced: false,
+            }],
+            topics: vec![TopicMetadata {
+                name: "t".into(),
+                topic_id: "t-1".into(),
+                partitions: vec![PartitionMetadata {
+                    partition: 0,
+                    leader: 1,
+                    leader_epoch: 1,
+                    replicas: vec![1],
+                    isr: vec![1],
+                }],
+                internal: false,
+            }],
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Produce for Unanswering {
+    type ProduceStreamStream = tokio_stream::Empty<Result<ProduceResponse, tonic::Status>>;
+
+    async fn produce(
+        &self,
+        _: tonic::Request<ProduceRequest>,
+    ) -> Result<tonic::Response<ProduceResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn produce_stream(
+        &self,
+        _: tonic::Request<tonic::Streaming<ProduceRequest>>,
+    ) -> Result<tonic::Response<Self::ProduceStreamStream>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn init_producer_id(
+        &self,
+        _: tonic::Request<InitProducerIdRequest>,
+    ) -> Result<tonic::Response<InitProducerIdResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn describe_producer(
+        &self,
+        _: tonic::Request<DescribeProducerRequest>,
+    ) -> Result<tonic::Response<DescribeProducerResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+}
+
+/// A call a broker takes and never answers fails as retriable after
+/// `request_timeout_ms`, so neither a send (waiting for the producer's id)
+/// nor a flush (waiting for a produce stream to open) outlives the delivery
+/// timeout. Without the bound both wait for ever: nothing else notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_never_answers_holds_no_send_or_flush_past_the_delivery_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let broker = Arc::new(Unanswering {
+        address: address.clone(),
+    });
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ClusterServer::from_arc(broker.clone()))
+            .add_service(ProduceServer::from_arc(broker))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    let client = Client::connect(ClientConfig::new(address)).await.unwrap();
+    let bounded = |idempotence| ProducerConfig {
+        acks: if idempotence { Acks::All } else { Acks::Leader },
+        idempotence,
+        request_timeout_ms: 300,
+        delivery_timeout_ms: 2_000,
+        retry_backoff_ms: 50,
+        ..ProducerConfig::default()
+    };
+    let limit = Duration::from_secs(20);
+
+    // Idempotent: the first send asks for a producer id.
+    let producer = Producer::new(client.clone(), bounded(true));
+    let send = producer.send("t", ProducerRecord::value(Bytes::from_static(b"a")));
+    let sent = tokio::time::timeout(limit, send).await;
+    let e = sent
+        .expect("the send gave up")
+        .expect_err("the send failed");
+    assert!(e.to_string().contains("request_timeout_ms"), "{e}");
+
+    // Not idempotent: the record is buffered, and the flush sends it.
+    let producer = Producer::new(client, bounded(false));
+    let ticket = producer
+        .send("t", ProducerRecord::value(Bytes::from_static(b"b")))
+        .await
+        .unwrap();
+    let flushed = tokio::time::timeout(limit, producer.flush()).await;
+    let e = flushed
+        .expect("the flush gave up")
+        .expect_err("the flush failed");
+    assert!(e.to_string().contains("delivery_timeout_ms"), "{e}");
+    assert!(ticket.wait().await.is_err(), "the record failed");
+    server.abort();
 }

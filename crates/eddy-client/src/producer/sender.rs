@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::accumulator::{ReadyBatch, take_ready};
-use super::{PARTITION_IN_FLIGHT_MAX, REQUEST_BYTES_TARGET, Shared};
+use super::{PARTITION_IN_FLIGHT_MAX, REQUEST_BYTES_TARGET, Shared, bounded};
 use crate::error::{ClientError, Result};
 
 /// One request in flight, awaiting its response.
@@ -63,7 +63,7 @@ pub(super) async fn sender(s: Arc<Shared>) {
                 .keys()
                 .map(|t| t.to_string())
                 .collect();
-            if let Err(e) = s.client.refresh_metadata(&topics).await {
+            if let Err(e) = bounded(&s.config, s.client.refresh_metadata(&topics)).await {
                 tracing::debug!(error = %e, "metadata refresh failed");
             }
         }
@@ -254,9 +254,11 @@ async fn send_one(
             },
         ));
     }
-    step(s, "queueing a request");
-    if conn.tx.send(request).await.is_err() {
-        // The stream is gone; its reader requeues whatever was pending.
+    // The slot held leaves room in the channel, which holds no more
+    // requests than there are slots, unless the stream died just now and
+    // no longer drains it: waiting for room then would wait for ever.
+    if conn.tx.try_send(request).is_err() {
+        // Its reader requeues whatever was pending; this request too.
         kill(s, &conn.pending, Vec::new(), None);
     }
     Ok(())
@@ -293,10 +295,8 @@ async fn open_connection(s: &Arc<Shared>, address: &str) -> Result<Connection> {
     let channel = s.client.dedicated(address)?;
     let (tx, rx) = mpsc::channel(s.config.requests_in_flight_max);
     let mut client = s.client.produce_client(channel);
-    let responses = client
-        .produce_stream(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let opened = async { Ok(client.produce_stream(ReceiverStream::new(rx)).await?) };
+    let responses = bounded(&s.config, opened).await?.into_inner();
     let pending: Arc<Mutex<Pending>> = Arc::default();
     tokio::spawn(receive(s.clone(), responses, pending.clone()));
     Ok(Connection {
@@ -476,7 +476,7 @@ fn requeue_into(
     tracing::debug!(%cause, backoff_ms = backoff, "produce failed; retrying");
 }
 
-fn unavailable(message: &str) -> ClientError {
+pub(super) fn unavailable(message: &str) -> ClientError {
     ClientError::Broker {
         code: eddy_proto::v1::ErrorCode::Unavailable,
         grpc: tonic::Code::Unavailable,
@@ -534,14 +534,15 @@ async fn renew_identity(s: &Arc<Shared>) {
     let request = InitProducerIdRequest {
         stable_name: String::new(),
     };
-    let answer = s
-        .client
-        .on_any_broker(|channel| {
+    let answer = bounded(
+        &s.config,
+        s.client.on_any_broker(|channel| {
             let request = request.clone();
             let mut client = s.client.produce_client(channel);
             async move { client.init_producer_id(request).await }
-        })
-        .await;
+        }),
+    )
+    .await;
     let r = match answer {
         Ok(r) => r,
         Err(e) => {
