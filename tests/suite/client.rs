@@ -180,12 +180,43 @@ async fn a_consumer_that_stops_polling_never_blocks_other_calls_on_the_same_clie
     assert_eq!(read, 4097, "the consumer resumes where it stopped");
 }
 
-/// A broker that answers metadata, naming itself the leader of `t`'s one
-/// partition, and then takes every produce call and never answers it. Its
+/// A broker that takes every produce call and never answers it; it
+/// answers metadata (naming itself the leader of `t`'s one partition) or,
+/// unless `answers_metadata`, takes that call too and never answers. Its
 /// connections stay healthy (HTTP/2 pings are answered), so no keep-alive
-/// gives up on it: only the producer's own bounds can.
+/// gives up on it: only the client's own bounds can.
 struct Unanswering {
     address: String,
+    answers_metadata: bool,
+}
+
+impl Unanswering {
+    /// Serves one on an ephemeral port; returns its address.
+    async fn start(answers_metadata: bool) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let broker = Arc::new(Unanswering {
+            address: address.clone(),
+            answers_metadata,
+        });
+        let server = tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(ClusterServer::from_arc(broker.clone()))
+                .add_service(ProduceServer::from_arc(broker))
+                .serve_with_incoming(TcpIncoming::from(listener))
+                .await;
+            served.unwrap();
+        });
+        (address, server)
+    }
+}
+
+/// Client settings that give up on a silent broker after 300 ms.
+fn impatient(bootstrap: String) -> ClientConfig {
+    ClientConfig {
+        request_timeout_ms: 300,
+        ..ClientConfig::new(bootstrap)
+    }
 }
 
 #[tonic::async_trait]
@@ -194,6 +225,9 @@ impl Cluster for Unanswering {
         &self,
         _: tonic::Request<MetadataRequest>,
     ) -> Result<tonic::Response<MetadataResponse>, tonic::Status> {
+        if !self.answers_metadata {
+            std::future::pending::<()>().await;
+        }
         Ok(tonic::Response::new(MetadataResponse {
             cluster_id: "unanswering".into(),
             controller_id: 1,
@@ -257,18 +291,8 @@ impl Produce for Unanswering {
 /// timeout. Without the bound both wait for ever: nothing else notices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_never_answers_holds_no_send_or_flush_past_the_delivery_timeout() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let broker = Arc::new(Unanswering {
-        address: address.clone(),
-    });
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(ClusterServer::from_arc(broker.clone()))
-            .add_service(ProduceServer::from_arc(broker))
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    let client = Client::connect(ClientConfig::new(address)).await.unwrap();
+    let (address, server) = Unanswering::start(true).await;
+    let client = Client::connect(impatient(address)).await.unwrap();
     let bounded = |idempotence| ProducerConfig {
         acks: if idempotence { Acks::All } else { Acks::Leader },
         idempotence,
@@ -300,5 +324,30 @@ async fn a_broker_that_never_answers_holds_no_send_or_flush_past_the_delivery_ti
         .expect_err("the flush failed");
     assert!(e.to_string().contains("delivery_timeout_ms"), "{e}");
     assert!(ticket.wait().await.is_err(), "the record failed");
+    server.abort();
+}
+
+/// A call any broker can answer (metadata, a producer id) moves on to the
+/// next broker when the one asked first takes it and never answers: the
+/// producer reaches the live broker behind a silent bootstrap broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_any_broker_can_answer_moves_on_from_one_that_never_answers() {
+    let b = TestBroker::start();
+    b.ok(&["topic", "create", "f"]);
+    let (silent, server) = Unanswering::start(false).await;
+    let client = Client::connect(impatient(format!("{silent},{}", b.addr)))
+        .await
+        .unwrap();
+    let producer = Producer::new(client, ProducerConfig::default());
+    let delivered = async {
+        let ticket = producer
+            .send("f", ProducerRecord::value(Bytes::from_static(b"x")))
+            .await?;
+        ticket.wait().await
+    };
+    let delivered = tokio::time::timeout(Duration::from_secs(20), delivered)
+        .await
+        .expect("the producer moved on from the silent broker");
+    delivered.expect("the record was delivered by the live broker");
     server.abort();
 }

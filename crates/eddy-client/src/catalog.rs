@@ -42,16 +42,16 @@ impl Processors {
         F: FnMut(ProcessorsClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        let config = self.client.config();
         self.client
-            .on_any_broker(|channel| {
-                call(
-                    ProcessorsClient::new(channel)
-                        .max_decoding_message_size(config.response_bytes_max)
-                        .max_encoding_message_size(config.request_bytes_max),
-                )
-            })
+            .on_any_broker(|channel| call(self.rpc(channel)))
             .await
+    }
+
+    fn rpc(&self, channel: Channel) -> ProcessorsClient<Channel> {
+        let config = self.client.config();
+        ProcessorsClient::new(channel)
+            .max_decoding_message_size(config.response_bytes_max)
+            .max_encoding_message_size(config.request_bytes_max)
     }
 
     /// Uploads a component under `name`. `sent` is told the bytes sent so
@@ -74,25 +74,28 @@ impl Processors {
             })),
         };
         // Sent again, whole, to another broker if the first cannot be
-        // reached; the same bytes under the same name register once.
+        // reached; the same bytes under the same name register once. Not
+        // bounded by `request_timeout_ms`: it takes as long as its size.
         let sent = std::sync::Arc::new(sent);
-        self.on_any(|mut rpc| {
-            let sent = sent.clone();
-            let mut total = 0u64;
-            let requests = chunks
-                .clone()
-                .into_iter()
-                .map(move |chunk| {
-                    total += chunk.len() as u64;
-                    sent(total);
-                    UploadRequest {
-                        part: Some(upload_request::Part::Chunk(chunk)),
-                    }
-                })
-                .chain(std::iter::once(done.clone()));
-            async move { rpc.upload(tokio_stream::iter(requests)).await }
-        })
-        .await
+        self.client
+            .on_any_broker_unbounded(|channel| {
+                let mut rpc = self.rpc(channel);
+                let sent = sent.clone();
+                let mut total = 0u64;
+                let requests = chunks
+                    .clone()
+                    .into_iter()
+                    .map(move |chunk| {
+                        total += chunk.len() as u64;
+                        sent(total);
+                        UploadRequest {
+                            part: Some(upload_request::Part::Chunk(chunk)),
+                        }
+                    })
+                    .chain(std::iter::once(done.clone()));
+                async move { rpc.upload(tokio_stream::iter(requests)).await }
+            })
+            .await
     }
 
     pub async fn list(&self) -> Result<Vec<ProcessorSummary>> {

@@ -35,6 +35,11 @@ pub struct ClientConfig {
     /// cut off without a reset, or whose answers are lost is given up on
     /// instead of waited for without end.
     pub keep_alive_timeout_ms: u64,
+    /// How long one broker may take to answer a call any broker can answer
+    /// (metadata, a producer id, admin and catalog calls) before the client
+    /// asks the next: a broker whose connection is healthy but that never
+    /// answers holds no call for longer. Uploads are not bounded by it.
+    pub request_timeout_ms: u64,
     /// Largest message the client sends.
     pub request_bytes_max: usize,
     /// Largest message the client accepts.
@@ -54,6 +59,7 @@ impl ClientConfig {
             connect_timeout_ms: 5_000,
             keep_alive_interval_ms: 10_000,
             keep_alive_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
             request_bytes_max: 64 << 20,
             response_bytes_max: 256 << 20,
             stream_window_bytes: 32 << 20,
@@ -268,10 +274,33 @@ impl Client {
 
     /// Makes a call any broker can answer: at the broker that answered
     /// the last such call (at first the bootstrap broker), or when that
-    /// cannot be reached (it died), at the other brokers this client knows
-    /// of, in turn. The first failure is the one returned when none
-    /// answers.
-    pub(crate) async fn on_any_broker<T, F, Fut>(&self, mut call: F) -> Result<T>
+    /// cannot be reached (it died) or has not answered within
+    /// `request_timeout_ms`, at the other brokers this client knows of, in
+    /// turn. The first failure is the one returned when none answers.
+    pub(crate) async fn on_any_broker<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let within = Duration::from_millis(self.inner.config.request_timeout_ms);
+        self.on_any_broker_within(Some(within), call).await
+    }
+
+    /// [`Client::on_any_broker`] for a call that may take as long as it
+    /// must (an upload whose size the caller chose).
+    pub(crate) async fn on_any_broker_unbounded<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.on_any_broker_within(None, call).await
+    }
+
+    async fn on_any_broker_within<T, F, Fut>(
+        &self,
+        within: Option<Duration>,
+        mut call: F,
+    ) -> Result<T>
     where
         F: FnMut(Channel) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
@@ -288,7 +317,25 @@ impl Client {
                     continue;
                 }
             };
-            match call(channel).await {
+            let answer = match within {
+                Some(limit) => match tokio::time::timeout(limit, call(channel)).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        tracing::debug!(%address, "no answer within request_timeout_ms");
+                        error.get_or_insert(ClientError::Broker {
+                            code: eddy_proto::v1::ErrorCode::Unavailable,
+                            grpc: tonic::Code::DeadlineExceeded,
+                            message: format!(
+                                "{address} did not answer within request_timeout_ms ({} ms)",
+                                limit.as_millis()
+                            ),
+                        });
+                        continue;
+                    }
+                },
+                None => call(channel).await,
+            };
+            match answer {
                 Ok(r) => {
                     *self.inner.answering.write() = address;
                     return Ok(r.into_inner());

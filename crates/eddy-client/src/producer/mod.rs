@@ -540,7 +540,7 @@ where
     let deadline = Instant::now() + Duration::from_millis(config.delivery_timeout_ms);
     let mut backoff = config.retry_backoff_ms;
     loop {
-        match bounded(config, f()).await {
+        match f().await {
             Err(e) if e.is_retriable() && Instant::now() < deadline => {
                 tracing::debug!(error = %e, "retrying");
                 tokio::time::sleep(Duration::from_millis(backoff)).await;
@@ -548,23 +548,6 @@ where
             }
             other => return other,
         }
-    }
-}
-
-/// Awaits `call` for at most `request_timeout_ms`, then fails it as
-/// retriable: a broker that takes a call and never answers it (while its
-/// connection stays alive) holds no send, flush or sender step for longer.
-async fn bounded<T>(
-    config: &ProducerConfig,
-    call: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    let timeout = Duration::from_millis(config.request_timeout_ms);
-    match tokio::time::timeout(timeout, call).await {
-        Ok(answer) => answer,
-        Err(_) => Err(sender::unavailable(&format!(
-            "no answer within request_timeout_ms ({} ms)",
-            config.request_timeout_ms
-        ))),
     }
 }
 

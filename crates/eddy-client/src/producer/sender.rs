@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::accumulator::{ReadyBatch, take_ready};
-use super::{PARTITION_IN_FLIGHT_MAX, REQUEST_BYTES_TARGET, Shared, bounded};
+use super::{PARTITION_IN_FLIGHT_MAX, ProducerConfig, REQUEST_BYTES_TARGET, Shared};
 use crate::error::{ClientError, Result};
 
 /// One request in flight, awaiting its response.
@@ -63,7 +63,7 @@ pub(super) async fn sender(s: Arc<Shared>) {
                 .keys()
                 .map(|t| t.to_string())
                 .collect();
-            if let Err(e) = bounded(&s.config, s.client.refresh_metadata(&topics)).await {
+            if let Err(e) = s.client.refresh_metadata(&topics).await {
                 tracing::debug!(error = %e, "metadata refresh failed");
             }
         }
@@ -307,6 +307,24 @@ async fn open_connection(s: &Arc<Shared>, address: &str) -> Result<Connection> {
     })
 }
 
+/// Awaits `call` for at most `request_timeout_ms`, then fails it as
+/// retriable: a broker that takes a call and never answers it (while its
+/// connection stays alive) holds the sender no longer. (Calls any broker
+/// can answer are bounded by the client's own `request_timeout_ms`.)
+async fn bounded<T>(
+    config: &ProducerConfig,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    match tokio::time::timeout(timeout, call).await {
+        Ok(answer) => answer,
+        Err(_) => Err(unavailable(&format!(
+            "no answer within request_timeout_ms ({} ms)",
+            config.request_timeout_ms
+        ))),
+    }
+}
+
 /// Matches responses (which arrive in request order) to their batches.
 async fn receive(
     s: Arc<Shared>,
@@ -476,7 +494,7 @@ fn requeue_into(
     tracing::debug!(%cause, backoff_ms = backoff, "produce failed; retrying");
 }
 
-pub(super) fn unavailable(message: &str) -> ClientError {
+fn unavailable(message: &str) -> ClientError {
     ClientError::Broker {
         code: eddy_proto::v1::ErrorCode::Unavailable,
         grpc: tonic::Code::Unavailable,
@@ -534,15 +552,14 @@ async fn renew_identity(s: &Arc<Shared>) {
     let request = InitProducerIdRequest {
         stable_name: String::new(),
     };
-    let answer = bounded(
-        &s.config,
-        s.client.on_any_broker(|channel| {
+    let answer = s
+        .client
+        .on_any_broker(|channel| {
             let request = request.clone();
             let mut client = s.client.produce_client(channel);
             async move { client.init_producer_id(request).await }
-        }),
-    )
-    .await;
+        })
+        .await;
     let r = match answer {
         Ok(r) => r,
         Err(e) => {
