@@ -48,7 +48,9 @@ pub struct ProducerConfig {
     /// it went on is given up and its batches are sent again on a new one
     /// (idempotence makes that safe). Longer than the broker's wait for
     /// `acks=all` replication (30 s by default), so a slow ISR is not
-    /// mistaken for a lost answer.
+    /// mistaken for a lost answer. Opening a stream is bounded by it too.
+    /// (Metadata and producer ids, which any broker answers, are bounded
+    /// by the client's own `request_timeout_ms`.)
     pub request_timeout_ms: u64,
     /// First wait before a retry; doubles per attempt up to `retry_backoff_ms_max`.
     pub retry_backoff_ms: u64,
