@@ -48,6 +48,7 @@ const FIXED_SEEDS: &[(u64, Duration)] = &[
     (2, Duration::from_secs(40)),
     (20261201, Duration::from_secs(40)),
     (5, Duration::from_secs(90)),
+    (9328, Duration::from_secs(60)),
 ];
 
 /// How long the workload may take to flush and close after the faults.

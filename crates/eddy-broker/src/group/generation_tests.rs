@@ -4,11 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use eddy_log::LeaderEpoch;
 use eddy_meta::NodeId;
 use eddy_proto::v1 as pb;
 
+use super::OFFSETS_TOPIC;
+use crate::error::BrokerError;
+use crate::partition::Partition;
 use crate::{Broker, BrokerConfig};
 
 async fn open(dir: &std::path::Path) -> Arc<Broker> {
@@ -94,5 +99,96 @@ async fn a_member_learns_a_generation_only_once_it_is_written() {
         );
         leave(&b, joined.member_id).await;
     }
+    b.close().await.unwrap();
+}
+
+/// Moves `__consumer_offsets-0` to a new leader epoch on the same leader,
+/// as when the controller takes it offline and back.
+fn bump_offsets_epoch(b: &Arc<Broker>, partition: &Partition) {
+    let mut pm = b.meta.state().topics[OFFSETS_TOPIC].partitions[0].clone();
+    pm.leader_epoch = LeaderEpoch(partition.leader_epoch().0 + 1);
+    assert!(partition.apply_metadata(&pm, b.now_ms()));
+}
+
+/// Found by the chaos soak (seed 9328): a request loading the groups of a
+/// `__consumer_offsets` partition for its new leader epoch raced the
+/// ticker forgetting them for the old epoch. The forget landed after the
+/// load and the partition stayed marked loaded with its groups gone, so
+/// the group began again at generation 1 with nothing committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_loaded_for_a_new_epoch_survive_a_racing_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path()).await;
+    b.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
+    let joined = join(&b).await;
+    leave(&b, joined.member_id).await;
+    let partition = b
+        .topics
+        .get(OFFSETS_TOPIC)
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let releaser = {
+        let (b, stop) = (b.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                b.release_lost_offsets_partitions();
+            }
+        })
+    };
+    for _ in 0..20_000 {
+        bump_offsets_epoch(&b, &partition);
+        b.coordinate("g").await.unwrap();
+        let epoch = partition.leader_epoch();
+        let loaded = b.groups.loaded.lock().get(&0).copied();
+        let known = b.groups.groups.lock().contains_key("g");
+        assert!(
+            loaded != Some(epoch) || known,
+            "partition marked loaded for epoch {} without its group",
+            epoch.0
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    releaser.join().unwrap();
+    b.close().await.unwrap();
+}
+
+/// A request that found this broker coordinating, and reaches the group
+/// table after the partition was released, must not begin the group
+/// afresh at generation 0: it is told to find the coordinator, which
+/// loads the group's generation again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_group_is_not_begun_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path()).await;
+    b.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
+    let joined = join(&b).await;
+    leave(&b, joined.member_id).await;
+    let before = generation(&b).await;
+    let partition = b
+        .topics
+        .get(OFFSETS_TOPIC)
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    bump_offsets_epoch(&b, &partition);
+    b.release_lost_offsets_partitions();
+    let created = {
+        let mut groups = b.groups.groups.lock();
+        b.group_or_new(&mut groups, "g").map(|g| g.generation)
+    };
+    assert!(
+        matches!(created, Err(BrokerError::NotCoordinator { .. })),
+        "{created:?}"
+    );
+    b.coordinate("g").await.unwrap();
+    let reloaded = {
+        let mut groups = b.groups.groups.lock();
+        b.group_or_new(&mut groups, "g").map(|g| g.generation)
+    };
+    assert_eq!(reloaded.unwrap(), before);
     b.close().await.unwrap();
 }

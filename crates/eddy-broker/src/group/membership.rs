@@ -6,14 +6,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eddy_log::partitioner::partition_for_key;
 use eddy_meta::MetaState;
 use eddy_proto::v1 as pb;
 
 use super::records::{GroupValue, Key};
 use super::state::{Group, Member, State};
 use super::{
-    REBALANCE_TIMEOUT_DEFAULT_MS, SESSION_TIMEOUT_DEFAULT_MS, check_group_id, from_pb, strategy,
-    strategy_pb, to_pb, uuid_short,
+    OFFSETS_TOPIC, REBALANCE_TIMEOUT_DEFAULT_MS, SESSION_TIMEOUT_DEFAULT_MS, check_group_id,
+    from_pb, strategy, strategy_pb, to_pb, uuid_short,
 };
 use crate::broker::Broker;
 use crate::error::BrokerError;
@@ -217,17 +218,31 @@ impl Broker {
         Ok(())
     }
 
-    /// The group `id`, created empty if it is new and `groups_max` allows.
+    /// The group `id`, created empty if it is new, its `__consumer_offsets`
+    /// partition is still loaded here and `groups_max` allows. A group
+    /// whose partition was released since the caller's `coordinate` is
+    /// someone else's: creating it afresh would hand out its generations
+    /// again.
     pub(super) fn group_or_new<'g>(
         &self,
         groups: &'g mut HashMap<String, Group>,
         id: &str,
     ) -> Result<&'g mut Group, BrokerError> {
-        let max = self.groups.config.groups_max;
-        if !groups.contains_key(id) && groups.len() >= max {
-            return Err(BrokerError::LimitExceeded(format!(
-                "this coordinator already has {max} groups (groups_max); delete idle groups or raise the limit"
-            )));
+        if !groups.contains_key(id) {
+            if let Ok(topic) = self.topics.get(OFFSETS_TOPIC) {
+                let index = partition_for_key(id.as_bytes(), topic.partition_count());
+                if !self.groups.loaded.lock().contains_key(&index) {
+                    return Err(BrokerError::NotCoordinator {
+                        group: id.to_string(),
+                    });
+                }
+            }
+            let max = self.groups.config.groups_max;
+            if groups.len() >= max {
+                return Err(BrokerError::LimitExceeded(format!(
+                    "this coordinator already has {max} groups (groups_max); delete idle groups or raise the limit"
+                )));
+            }
         }
         Ok(groups
             .entry(id.to_string())

@@ -95,7 +95,9 @@ pub struct Coordinator {
     persisting: Mutex<HashSet<String>>,
     persisted: Mutex<HashMap<String, i32>>,
     /// `__consumer_offsets` partitions whose groups are loaded, and the
-    /// leader epoch they were loaded in.
+    /// leader epoch they were loaded in. Taken after `groups` wherever
+    /// both are held, so that loading and forgetting a partition's groups
+    /// change both together.
     loaded: Mutex<HashMap<u32, LeaderEpoch>>,
 }
 

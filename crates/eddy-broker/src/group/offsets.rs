@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use eddy_log::LeaderEpoch;
 use eddy_log::partitioner::partition_for_key;
 use eddy_proto::v1 as pb;
 
@@ -82,9 +83,7 @@ impl Broker {
             return Ok(());
         }
         let (this, p) = (self.clone(), partition.clone());
-        blocking(move || this.load_offsets(index, &p)).await?;
-        self.groups.loaded.lock().insert(index, epoch);
-        Ok(())
+        blocking(move || this.load_offsets(index, &p, epoch)).await
     }
 
     /// Forgets the groups of `__consumer_offsets` partitions this broker
@@ -95,10 +94,11 @@ impl Broker {
             return;
         };
         let count = topic.partition_count();
-        let lost: Vec<u32> = self
-            .groups
-            .loaded
-            .lock()
+        // `groups` then `loaded`, as a load takes them: a load's groups
+        // are forgotten whole or not at all.
+        let mut groups = self.groups.groups.lock();
+        let mut loaded = self.groups.loaded.lock();
+        let lost: Vec<u32> = loaded
             .iter()
             .filter(|(index, epoch)| {
                 topic
@@ -110,8 +110,8 @@ impl Broker {
             .map(|(index, _)| *index)
             .collect();
         for index in lost {
-            self.groups.loaded.lock().remove(&index);
-            self.forget_partition_groups(index, count);
+            loaded.remove(&index);
+            self.forget_partition_groups(&mut groups, index, count);
             tracing::info!(
                 partition = index,
                 "no longer coordinating the groups of {OFFSETS_TOPIC}-{index}"
@@ -119,10 +119,11 @@ impl Broker {
         }
     }
 
-    /// Drops from memory every group kept in partition `index`.
-    fn forget_partition_groups(&self, index: u32, count: u32) {
+    /// Drops from memory every group kept in partition `index` (`groups`
+    /// is the locked group table).
+    fn forget_partition_groups(&self, groups: &mut HashMap<String, Group>, index: u32, count: u32) {
         let mine = |id: &String| partition_for_key(id.as_bytes(), count) == index;
-        self.groups.groups.lock().retain(|id, _| !mine(id));
+        groups.retain(|id, _| !mine(id));
         self.groups.offsets.lock().retain(|id, _| !mine(id));
         self.groups.persisted.lock().retain(|id, _| !mine(id));
     }
@@ -143,8 +144,13 @@ impl Broker {
     }
 
     /// Reads one `__consumer_offsets` partition into the cache, replacing
-    /// what was there for its groups.
-    fn load_offsets(&self, index: u32, partition: &Partition) -> Result<(), BrokerError> {
+    /// what was there for its groups, and marks it loaded for `epoch`.
+    fn load_offsets(
+        &self,
+        index: u32,
+        partition: &Partition,
+        epoch: LeaderEpoch,
+    ) -> Result<(), BrokerError> {
         let count = self.topics.get(OFFSETS_TOPIC)?.partition_count();
         let mut offsets: HashMap<String, BTreeMap<Tp, Committed>> = HashMap::new();
         let mut generations: HashMap<String, Option<GroupValue>> = HashMap::new();
@@ -156,9 +162,14 @@ impl Broker {
                 r.value.as_deref(),
             );
         }
-        self.forget_partition_groups(index, count);
-        let now_ms = self.now_ms();
+        // Installed and marked loaded under the locks a release takes
+        // (`groups`, then `loaded`), so that the ticker forgetting the
+        // previous epoch's groups cannot land between the two and leave
+        // this epoch marked loaded with its groups gone.
         let mut groups = self.groups.groups.lock();
+        let mut loaded = self.groups.loaded.lock();
+        self.forget_partition_groups(&mut groups, index, count);
+        let now_ms = self.now_ms();
         let mut persisted = self.groups.persisted.lock();
         for (id, value) in generations {
             if let Some(v) = value {
@@ -186,6 +197,7 @@ impl Broker {
             "loaded committed offsets"
         );
         self.groups.offsets.lock().extend(offsets);
+        loaded.insert(index, epoch);
         Ok(())
     }
 
