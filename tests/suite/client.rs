@@ -10,11 +10,18 @@ use eddy_client::{
     ProducerConfig, ProducerRecord, Start,
 };
 use eddy_proto::v1::cluster_server::{Cluster, ClusterServer};
+use eddy_proto::v1::consume_server::{Consume, ConsumeServer};
+use eddy_proto::v1::groups_server::{Groups, GroupsServer};
 use eddy_proto::v1::produce_server::{Produce, ProduceServer};
 use eddy_proto::v1::{
-    BrokerInfo, DescribeProducerRequest, DescribeProducerResponse, InitProducerIdRequest,
-    InitProducerIdResponse, MetadataRequest, MetadataResponse, PartitionMetadata, ProduceRequest,
-    ProduceResponse, TopicMetadata,
+    BrokerInfo, CommitOffsetsRequest, CommitOffsetsResponse, DeleteGroupRequest,
+    DeleteGroupResponse, DescribeGroupRequest, DescribeGroupResponse, DescribeProducerRequest,
+    DescribeProducerResponse, FetchOffsetsRequest, FetchOffsetsResponse, FetchRequest,
+    FetchResponse, HeartbeatRequest, HeartbeatResponse, InitProducerIdRequest,
+    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, PartitionMetadata, ProduceRequest,
+    ProduceResponse, SubscribeRequest, SubscribeResponse, TopicMetadata,
 };
 use tonic::transport::server::TcpIncoming;
 
@@ -180,11 +187,13 @@ async fn a_consumer_that_stops_polling_never_blocks_other_calls_on_the_same_clie
     assert_eq!(read, 4097, "the consumer resumes where it stopped");
 }
 
-/// A broker that takes every produce call and never answers it; it
-/// answers metadata (naming itself the leader of `t`'s one partition) or,
-/// unless `answers_metadata`, takes that call too and never answers. Its
-/// connections stay healthy (HTTP/2 pings are answered), so no keep-alive
-/// gives up on it: only the client's own bounds can.
+/// A broker that takes every produce, consume and group call and never
+/// answers it; it answers metadata (naming itself the leader of `t`'s one
+/// partition, and so, with no `__consumer_offsets` named, every group's
+/// coordinator) or, unless `answers_metadata`, takes that call too and
+/// never answers. Its connections stay healthy (HTTP/2 pings are
+/// answered), so no keep-alive gives up on it: only the client's own
+/// bounds can.
 struct Unanswering {
     address: String,
     answers_metadata: bool,
@@ -202,7 +211,9 @@ impl Unanswering {
         let server = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .add_service(ClusterServer::from_arc(broker.clone()))
-                .add_service(ProduceServer::from_arc(broker))
+                .add_service(ProduceServer::from_arc(broker.clone()))
+                .add_service(ConsumeServer::from_arc(broker.clone()))
+                .add_service(GroupsServer::from_arc(broker))
                 .serve_with_incoming(TcpIncoming::from(listener))
                 .await;
             served.unwrap();
@@ -285,6 +296,91 @@ impl Produce for Unanswering {
     }
 }
 
+#[tonic::async_trait]
+impl Groups for Unanswering {
+    async fn join_group(
+        &self,
+        _: tonic::Request<JoinGroupRequest>,
+    ) -> Result<tonic::Response<JoinGroupResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn heartbeat(
+        &self,
+        _: tonic::Request<HeartbeatRequest>,
+    ) -> Result<tonic::Response<HeartbeatResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn leave_group(
+        &self,
+        _: tonic::Request<LeaveGroupRequest>,
+    ) -> Result<tonic::Response<LeaveGroupResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn commit_offsets(
+        &self,
+        _: tonic::Request<CommitOffsetsRequest>,
+    ) -> Result<tonic::Response<CommitOffsetsResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn fetch_offsets(
+        &self,
+        _: tonic::Request<FetchOffsetsRequest>,
+    ) -> Result<tonic::Response<FetchOffsetsResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn list_groups(
+        &self,
+        _: tonic::Request<ListGroupsRequest>,
+    ) -> Result<tonic::Response<ListGroupsResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn describe_group(
+        &self,
+        _: tonic::Request<DescribeGroupRequest>,
+    ) -> Result<tonic::Response<DescribeGroupResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn delete_group(
+        &self,
+        _: tonic::Request<DeleteGroupRequest>,
+    ) -> Result<tonic::Response<DeleteGroupResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+}
+
+#[tonic::async_trait]
+impl Consume for Unanswering {
+    type SubscribeStream = tokio_stream::Empty<Result<SubscribeResponse, tonic::Status>>;
+
+    async fn fetch(
+        &self,
+        _: tonic::Request<FetchRequest>,
+    ) -> Result<tonic::Response<FetchResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn subscribe(
+        &self,
+        _: tonic::Request<SubscribeRequest>,
+    ) -> Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
+        std::future::pending().await
+    }
+
+    async fn list_offsets(
+        &self,
+        _: tonic::Request<ListOffsetsRequest>,
+    ) -> Result<tonic::Response<ListOffsetsResponse>, tonic::Status> {
+        std::future::pending().await
+    }
+}
+
 /// A call a broker takes and never answers fails as retriable after
 /// `request_timeout_ms`, so neither a send (waiting for the producer's id)
 /// nor a flush (waiting for a produce stream to open) outlives the delivery
@@ -349,5 +445,49 @@ async fn a_call_any_broker_can_answer_moves_on_from_one_that_never_answers() {
         .await
         .expect("the producer moved on from the silent broker");
     delivered.expect("the record was delivered by the live broker");
+    server.abort();
+}
+
+/// A partition leader that takes a consumer's call for a position and
+/// never answers fails it as retriable after `request_timeout_ms`: it is
+/// asked again, then given up, not waited for for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_never_answers_holds_no_position_for_ever() {
+    let (address, server) = Unanswering::start(true).await;
+    let client = Client::connect(impatient(address)).await.unwrap();
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    let assigned = tokio::time::timeout(
+        Duration::from_secs(60),
+        consumer.assign("t", 0, Start::Earliest),
+    )
+    .await;
+    let e = assigned
+        .expect("the position was given up")
+        .expect_err("no position");
+    assert!(e.to_string().contains("request_timeout_ms"), "{e}");
+    server.abort();
+}
+
+/// A group coordinator that takes a join and never answers fails it as
+/// retriable once `request_timeout_ms` has passed beyond the rebalance it
+/// may wait for: the consumer looks for the coordinator again and then
+/// gives the join up, not waited for for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_that_never_answers_holds_no_join_for_ever() {
+    let (address, server) = Unanswering::start(true).await;
+    let client = Client::connect(impatient(address)).await.unwrap();
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    let group = GroupConfig {
+        rebalance_timeout_ms: 200,
+        ..GroupConfig::new("g")
+    };
+    consumer.subscribe(group, &["t"]).await.unwrap();
+    let polled = tokio::time::timeout(
+        Duration::from_secs(90),
+        consumer.poll(Duration::from_millis(100)),
+    )
+    .await;
+    let e = polled.expect("the join was given up").expect_err("no join");
+    assert!(e.to_string().contains("request_timeout_ms"), "{e}");
     server.abort();
 }

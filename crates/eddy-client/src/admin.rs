@@ -1,6 +1,7 @@
 //! Topic administration.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use eddy_proto::v1::{
     CommitOffsetsRequest, CreatePartitionsRequest, CreateTopicRequest, DeleteGroupRequest,
@@ -14,7 +15,7 @@ use crate::error::{ClientError, Result};
 use crate::group::on_coordinator;
 
 /// How long `describe_topic` waits for a partition leader's figures.
-const LEADER_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const LEADER_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A topic to create.
 #[derive(Debug, Clone, Default)]
@@ -194,7 +195,7 @@ impl Admin {
         let req = DescribeGroupRequest {
             group_id: group.to_string(),
         };
-        on_coordinator(&self.client, group, |mut g| {
+        on_coordinator(&self.client, group, Duration::ZERO, |mut g| {
             let req = req.clone();
             async move { g.describe_group(req).await }
         })
@@ -207,7 +208,7 @@ impl Admin {
         let req = DeleteGroupRequest {
             group_id: group.to_string(),
         };
-        on_coordinator(&self.client, group, |mut g| {
+        on_coordinator(&self.client, group, Duration::ZERO, |mut g| {
             let req = req.clone();
             async move { g.delete_group(req).await }
         })
@@ -235,7 +236,7 @@ impl Admin {
                 })
                 .collect(),
         };
-        on_coordinator(&self.client, group, |mut g| {
+        on_coordinator(&self.client, group, Duration::ZERO, |mut g| {
             let req = req.clone();
             async move { g.commit_offsets(req).await }
         })

@@ -35,10 +35,14 @@ pub struct ClientConfig {
     /// cut off without a reset, or whose answers are lost is given up on
     /// instead of waited for without end.
     pub keep_alive_timeout_ms: u64,
-    /// How long one broker may take to answer a call any broker can answer
-    /// (metadata, a producer id, admin and catalog calls) before the client
-    /// asks the next: a broker whose connection is healthy but that never
-    /// answers holds no call for longer. Uploads are not bounded by it.
+    /// How long one broker may take to answer a call before the client
+    /// gives it up as unavailable: one any broker can answer (metadata, a
+    /// producer id, admin and catalog calls) is asked of the next broker; a
+    /// group coordinator's or a partition leader's call is retried like
+    /// any retriable failure. Calls that wait at the broker by design (a
+    /// join for its rebalance, a heartbeat for its wait) get that wait on
+    /// top. A broker whose connection is healthy but that never answers
+    /// holds no call for longer. Uploads are not bounded by it.
     pub request_timeout_ms: u64,
     /// Largest message the client sends.
     pub request_bytes_max: usize,
@@ -189,11 +193,9 @@ impl Client {
             }],
         };
         let channel = self.leader(topic, partition).await?;
-        let response = self
-            .produce_client(channel)
-            .describe_producer(request)
-            .await?
-            .into_inner();
+        let mut rpc = self.produce_client(channel);
+        let asked = rpc.describe_producer(request);
+        let response = self.answer_within(Duration::ZERO, asked).await?;
         let state = response
             .partitions
             .into_iter()
@@ -322,14 +324,7 @@ impl Client {
                     Ok(answer) => answer,
                     Err(_) => {
                         tracing::debug!(%address, "no answer within request_timeout_ms");
-                        error.get_or_insert(ClientError::Broker {
-                            code: eddy_proto::v1::ErrorCode::Unavailable,
-                            grpc: tonic::Code::DeadlineExceeded,
-                            message: format!(
-                                "{address} did not answer within request_timeout_ms ({} ms)",
-                                limit.as_millis()
-                            ),
-                        });
+                        error.get_or_insert(no_answer(&address, limit));
                         continue;
                     }
                 },
@@ -347,6 +342,24 @@ impl Client {
             }
         }
         Err(error.unwrap_or_else(|| ClientError::Invalid("no broker address is known".into())))
+    }
+
+    /// Awaits one broker's answer to `call` for at most `request_timeout_ms`
+    /// beyond `waits`, how long the call may wait there by design (a join
+    /// for its rebalance, a heartbeat for its `wait_ms`); then fails it as
+    /// unavailable, which callers retry. A broker that takes a call and
+    /// never answers it, while its connection stays healthy (so no
+    /// keep-alive gives up on it), holds its caller no longer.
+    pub(crate) async fn answer_within<T>(
+        &self,
+        waits: Duration,
+        call: impl std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T> {
+        let limit = waits + Duration::from_millis(self.inner.config.request_timeout_ms);
+        match tokio::time::timeout(limit, call).await {
+            Ok(answer) => Ok(answer?.into_inner()),
+            Err(_) => Err(no_answer("the broker", limit)),
+        }
     }
 
     /// The address of every broker this client knows of: the bootstrap
@@ -493,6 +506,19 @@ fn unreachable(status: &tonic::Status) -> bool {
             .get(eddy_proto::ERROR_CODE_METADATA)
             .is_none(),
         _ => false,
+    }
+}
+
+/// The retriable failure of a call `who` took and did not answer within
+/// `limit`.
+fn no_answer(who: &str, limit: Duration) -> ClientError {
+    ClientError::Broker {
+        code: eddy_proto::v1::ErrorCode::Unavailable,
+        grpc: tonic::Code::DeadlineExceeded,
+        message: format!(
+            "{who} did not answer within request_timeout_ms ({} ms)",
+            limit.as_millis()
+        ),
     }
 }
 

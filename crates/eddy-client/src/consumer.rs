@@ -501,12 +501,9 @@ impl Consumer {
             }],
         };
         let channel = self.client.leader(topic, partition).await?;
-        let response = self
-            .client
-            .consume_client(channel)
-            .list_offsets(request)
-            .await?
-            .into_inner();
+        let mut rpc = self.client.consume_client(channel);
+        let asked = rpc.list_offsets(request);
+        let response = self.client.answer_within(Duration::ZERO, asked).await?;
         let result = response
             .topics
             .first()

@@ -159,7 +159,9 @@ impl Membership {
         };
         let mut lost = false;
         let group = self.config.group_id.clone();
-        let joined = on_coordinator(&self.client, &group, |mut g| {
+        // The coordinator holds a join until the rebalance is done.
+        let waits = Duration::from_millis(u64::from(self.config.rebalance_timeout_ms));
+        let joined = on_coordinator(&self.client, &group, waits, |mut g| {
             let request = request.clone();
             async move { g.join_group(request).await }
         })
@@ -169,7 +171,7 @@ impl Membership {
                 lost = true;
                 request.member_id.clear();
                 request.owned.clear();
-                on_coordinator(&self.client, &group, |mut g| {
+                on_coordinator(&self.client, &group, waits, |mut g| {
                     let request = request.clone();
                     async move { g.join_group(request).await }
                 })
@@ -204,14 +206,16 @@ impl Membership {
         let pause =
             Duration::from_millis(u64::from(self.config.session_timeout_ms / 10).clamp(50, 1000));
         let session = Duration::from_millis(u64::from(self.config.session_timeout_ms));
+        let wait = Duration::from_millis(u64::from(request.wait_ms));
         self.heartbeat = Some(tokio::spawn(async move {
             let mut failing_since = None;
             loop {
                 let answer = match client.coordinator(&request.group_id).await {
-                    Ok(channel) => GroupsClient::new(channel)
-                        .heartbeat(request.clone())
-                        .await
-                        .map_err(ClientError::from),
+                    Ok(channel) => {
+                        let mut rpc = GroupsClient::new(channel);
+                        let beat = rpc.heartbeat(request.clone());
+                        client.answer_within(wait, beat).await
+                    }
                     Err(e) => Err(e),
                 };
                 match answer {
@@ -286,10 +290,15 @@ impl Membership {
             group_id: self.config.group_id.clone(),
             partitions: to_pb(partitions),
         };
-        let response = on_coordinator(&self.client, &self.config.group_id, |mut g| {
-            let request = request.clone();
-            async move { g.fetch_offsets(request).await }
-        })
+        let response = on_coordinator(
+            &self.client,
+            &self.config.group_id,
+            Duration::ZERO,
+            |mut g| {
+                let request = request.clone();
+                async move { g.fetch_offsets(request).await }
+            },
+        )
         .await?;
         Ok(response
             .offsets
@@ -312,10 +321,15 @@ impl Membership {
             group_id: self.config.group_id.clone(),
             member_id: self.member_id.clone(),
         };
-        on_coordinator(&self.client, &self.config.group_id, |mut g| {
-            let request = request.clone();
-            async move { g.leave_group(request).await }
-        })
+        on_coordinator(
+            &self.client,
+            &self.config.group_id,
+            Duration::ZERO,
+            |mut g| {
+                let request = request.clone();
+                async move { g.leave_group(request).await }
+            },
+        )
         .await?;
         Ok(())
     }
@@ -352,7 +366,7 @@ impl CommitTarget {
                 })
                 .collect(),
         };
-        on_coordinator(&self.client, &self.group_id, |mut g| {
+        on_coordinator(&self.client, &self.group_id, Duration::ZERO, |mut g| {
             let request = request.clone();
             async move { g.commit_offsets(request).await }
         })
@@ -372,11 +386,14 @@ impl Drop for Membership {
 const COORDINATOR_SEARCH: Duration = Duration::from_secs(30);
 
 /// Calls the coordinator of `group`; when the broker says it is not the
-/// coordinator or cannot be reached, refreshes metadata and calls the new
-/// one, for up to [`COORDINATOR_SEARCH`].
+/// coordinator, cannot be reached or has not answered within
+/// `request_timeout_ms` beyond `waits` (how long the call waits there by
+/// design), refreshes metadata and calls the new one, for up to
+/// [`COORDINATOR_SEARCH`].
 pub(crate) async fn on_coordinator<T, F, Fut>(
     client: &Client,
     group: &str,
+    waits: Duration,
     mut call: F,
 ) -> Result<T>
 where
@@ -387,10 +404,11 @@ where
     let mut backoff = Duration::from_millis(50);
     loop {
         let attempt = match client.coordinator(group).await {
-            Ok(channel) => call(GroupsClient::new(channel))
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(ClientError::from),
+            Ok(channel) => {
+                client
+                    .answer_within(waits, call(GroupsClient::new(channel)))
+                    .await
+            }
             Err(e) => Err(e),
         };
         match attempt {
