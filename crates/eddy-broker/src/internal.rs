@@ -61,10 +61,11 @@ impl Broker {
                 internal: true,
             };
             match self.meta.propose(Command::CreateTopic(meta)).await {
-                Ok(_) | Err(eddy_meta::MetaError::TopicExists(_)) => {}
+                Ok(_) => tracing::info!(topic = topic.name, "created internal topic"),
+                // Another request created it first.
+                Err(eddy_meta::MetaError::TopicExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            tracing::info!(topic = topic.name, "created internal topic");
         }
         if self.topics.get(topic.name).is_err() {
             // Created by another request and not opened here yet.

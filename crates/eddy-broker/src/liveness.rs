@@ -5,7 +5,9 @@
 //! newly elected leader knows at once), and the controller leader answers
 //! and fences a broker that stayed silent past `broker_session_timeout_ms`, which
 //! moves leadership of its partitions to other ISR members; a fenced
-//! broker's next heartbeat unfences it. The broker itself holds a lease:
+//! broker's next heartbeat unfences it. Fencing is the leader's own write,
+//! never forwarded: a leader cut off and replaced drops what it decided
+//! from the heartbeats it no longer got. The broker itself holds a lease:
 //! it takes writes only while a recent heartbeat (sent within the session
 //! timeout) found it unfenced and its own metadata at least as new as the
 //! controller's, so a broker that was paused or cut off refuses writes as
@@ -213,9 +215,11 @@ impl Broker {
             } else {
                 tracing::info!(broker = b.id.0, "unfencing a broker that heartbeats again");
             }
+            // Decided from this leader's own view of heartbeats: if it was
+            // replaced meanwhile, the change is dropped, not forwarded.
             if let Err(e) = self
                 .meta
-                .propose(Command::SetBrokerFenced { id: b.id, fenced })
+                .propose_as_leader(Command::SetBrokerFenced { id: b.id, fenced })
                 .await
             {
                 tracing::warn!(broker = b.id.0, error = %e, "could not change the broker's fenced state");

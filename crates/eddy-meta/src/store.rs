@@ -275,14 +275,7 @@ impl MetaStore {
             let forward = match written {
                 Ok(response) => return self.applied(response, deadline).await,
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
-                Err(RaftError::Fatal(Fatal::StorageError(e))) => {
-                    return Err(MetaError::Unavailable(format!(
-                        "this broker could not write the metadata log ({e}); the change was not made. \
-                         It takes part in the quorum again by itself once its disk can be written: \
-                         free space on it, then retry"
-                    )));
-                }
-                Err(e) => return Err(MetaError::Unavailable(format!("metadata quorum: {e}"))),
+                Err(e) => return Err(write_failed(e)),
             };
             // Called where this node's own --peers list says, like Raft's
             // own traffic.
@@ -300,6 +293,28 @@ impl MetaStore {
             }
             // No leader known yet (an election), or it moved: try again.
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// [`MetaStore::propose`] for a decision this voter made from what it
+    /// alone saw as leader (which brokers it heard from): written only as
+    /// its own write, never forwarded. A leader cut off and replaced, whose
+    /// write was pending when it learnt so, must not hand its stale view to
+    /// its successor (it would fence brokers the successor hears from);
+    /// the successor decides afresh.
+    pub async fn propose_as_leader(&self, cmd: Command) -> Result<Arc<MetaState>> {
+        let deadline = Instant::now() + self.propose_timeout;
+        let written = tokio::time::timeout(self.propose_timeout, self.raft.get().client_write(cmd))
+            .await
+            .map_err(|_| self.no_leader())?;
+        match written {
+            Ok(response) => Ok(self.applied(response, deadline).await?.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(MetaError::Unavailable(
+                    "this broker no longer leads the metadata quorum, so what it decided as its leader was not written".into(),
+                ))
+            }
+            Err(e) => Err(write_failed(e)),
         }
     }
 
@@ -557,5 +572,17 @@ impl Transport for NoPeers {
                 "a single-voter quorum calls no one, not {address:?}"
             )))
         })
+    }
+}
+
+/// What a write the quorum refused means, for whoever asked for it.
+fn write_failed(e: typ::RaftError<typ::ClientWriteError>) -> MetaError {
+    match e {
+        RaftError::Fatal(Fatal::StorageError(e)) => MetaError::Unavailable(format!(
+            "this broker could not write the metadata log ({e}); the change was not made. \
+             It takes part in the quorum again by itself once its disk can be written: \
+             free space on it, then retry"
+        )),
+        e => MetaError::Unavailable(format!("metadata quorum: {e}")),
     }
 }

@@ -177,3 +177,62 @@ fn a_follower_that_cannot_reach_the_leader_leaves_the_isr_and_rejoins_when_heale
     let hw = [(0, rows[0].high_watermark)].into();
     check::replicas_agree(&cluster.replicas("cut", &rows), &hw).assert_passed();
 }
+
+/// Found by the chaos soak (seed 9328): a controller leader cut off both
+/// ways kept deciding, from the heartbeats it no longer got, to fence the
+/// other brokers. When the cut healed its pending write was forwarded to
+/// its successor, which fenced brokers it heard from: every partition went
+/// leaderless for a moment and was elected again. A leader's fencing is now
+/// its own write, dropped if it was replaced.
+#[test]
+fn a_controller_cut_off_and_back_fences_no_broker_its_successor_hears_from() {
+    let cluster = cluster();
+    cluster.create_replicated("spread", 3);
+    let links = cluster.links.as_ref().unwrap();
+    let old = cluster.await_controller(1, Duration::from_secs(30));
+    let others: Vec<i32> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|&id| id != old)
+        .collect();
+    for &n in &others {
+        links.partition(old, n, Mode::Cut);
+    }
+    // The others elect a controller among them, which fences `old` and
+    // moves its leaderships to them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let moved = cluster
+            .controller_seen_by(others[0])
+            .is_some_and(|c| c != old)
+            && cluster
+                .partitions_at(others[0], "spread")
+                .is_some_and(|rows| rows.iter().all(|r| others.contains(&r.leader)));
+        if moved {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the majority took over nothing within 30 s of cutting off controller {old}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Past a session, `old` (still thinking it leads) finds both others
+    // silent and decides to fence them.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = cluster.partitions_at(others[0], "spread").unwrap();
+    links.heal();
+    // Long enough for `old` to learn of its successor and to be unfenced.
+    std::thread::sleep(Duration::from_secs(5));
+    let after = cluster.partitions_at(others[0], "spread").unwrap();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (a.leader, a.epoch),
+            (b.leader, b.epoch),
+            "partition {} was elected again after controller {old} came back: \
+             before {before:?}, after {after:?}",
+            b.partition
+        );
+    }
+}
