@@ -43,12 +43,28 @@ use eddy_tests::worker::TestWorker;
 /// - 5, in 90 s: a broker's answers to its clients were lost and the link
 ///   then passed bytes again; a producer waited for ever on the stream
 ///   whose answer never came (`idempotence::a_request_left_unanswered_is_resent_on_a_new_stream_and_written_once`).
+/// - 9004, in a minute: a producer's flush outlived its delivery timeout.
+///   Its replays passed; the calls that could hold a flush that long (a
+///   broker taking a call and never answering it) are bounded now
+///   (`client::a_broker_that_never_answers_holds_no_send_or_flush_past_the_delivery_timeout`).
+/// - 9328, in a minute: a cut-off controller's fencing, forwarded to its
+///   successor when the cut healed, took every partition offline and back
+///   (`cluster::links::a_controller_cut_off_and_back_fences_no_broker_its_successor_hears_from`);
+///   a join then loaded a group while the ticker forgot it, and the group
+///   began again at generation 1
+///   (`group::generation_tests::groups_loaded_for_a_new_epoch_survive_a_racing_release`).
+/// - 9422, in a minute: an input batch landed with its answer lost, and
+///   the producer's new identity after another partition's refusal wrote
+///   it a second time
+///   (`renewal::a_new_identity_does_not_write_again_a_batch_that_landed_unanswered`).
 const FIXED_SEEDS: &[(u64, Duration)] = &[
     (1, Duration::from_secs(40)),
     (2, Duration::from_secs(40)),
     (20261201, Duration::from_secs(40)),
     (5, Duration::from_secs(90)),
+    (9004, Duration::from_secs(60)),
     (9328, Duration::from_secs(60)),
+    (9422, Duration::from_secs(60)),
 ];
 
 /// How long the workload may take to flush and close after the faults.

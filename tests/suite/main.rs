@@ -10,6 +10,7 @@ mod idempotence;
 mod pipelines;
 mod processor;
 mod recovery;
+mod renewal;
 mod round_trip;
 mod settings;
 mod storage;

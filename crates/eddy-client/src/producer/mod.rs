@@ -11,6 +11,7 @@
 //! `accumulator.rs` batches records, `sender.rs` sends batches.
 
 mod accumulator;
+mod renewal;
 mod sender;
 
 use std::collections::{HashMap, VecDeque};

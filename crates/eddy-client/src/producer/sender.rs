@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-use eddy_log::{ProducerEpoch, ProducerId, ProducerStamp, Sequence, restamp};
 use eddy_proto::v1::{
-    Acks, ErrorCode, InitProducerIdRequest, PartitionProduceData, ProduceRequest, ProduceResponse,
-    TopicProduceData,
+    Acks, ErrorCode, PartitionProduceData, ProduceRequest, ProduceResponse, TopicProduceData,
 };
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -19,6 +16,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::accumulator::{ReadyBatch, take_ready};
+use super::renewal::{renew_identity, renews};
 use super::{PARTITION_IN_FLIGHT_MAX, ProducerConfig, REQUEST_BYTES_TARGET, Shared};
 use crate::error::{ClientError, Result};
 
@@ -521,7 +519,7 @@ fn complete(s: &Shared, f: InFlight, response: ProduceResponse) {
     }
 }
 
-fn fail(s: &Shared, b: ReadyBatch, e: ClientError) {
+pub(super) fn fail(s: &Shared, b: ReadyBatch, e: ClientError) {
     s.first_error.lock().get_or_insert_with(|| e.clone());
     s.unflushed_error.lock().get_or_insert_with(|| e.clone());
     if renews(s) {
@@ -530,114 +528,7 @@ fn fail(s: &Shared, b: ReadyBatch, e: ClientError) {
     finish(s, b, Err(e));
 }
 
-/// Whether this producer takes a new identity after a failed batch: an
-/// idempotent one without a stable name. A stable-name producer's
-/// sequences are its owner's to set (an exactly-once task starts again
-/// from its commit instead).
-fn renews(s: &Shared) -> bool {
-    s.config.idempotence && s.config.acks == Acks::All && s.config.stable_name.is_none()
-}
-
-/// Takes a new producer id and starts every partition's sequences again
-/// at 0, stamping anew the batches not sent yet (nothing is in flight).
-///
-/// After a batch failed for good (its delivery timed out, or the leader
-/// refused it), the leader may or may not hold it, so the next batch's
-/// sequence may leave a gap and every later batch would be refused out
-/// of order. Kafka's KIP-360 has the producer bump its epoch and reset its
-/// sequences; Eddy's leaders carry sequences across the epochs of one id
-/// (an exactly-once task's outputs continue through its take-overs), so
-/// the fresh start is a new id.
-async fn renew_identity(s: &Arc<Shared>) {
-    let request = InitProducerIdRequest {
-        stable_name: String::new(),
-    };
-    let answer = s
-        .client
-        .on_any_broker(|channel| {
-            let request = request.clone();
-            let mut client = s.client.produce_client(channel);
-            async move { client.init_producer_id(request).await }
-        })
-        .await;
-    let r = match answer {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, "asking for a new producer id failed; retrying");
-            expire_waiting(s, &e);
-            let backoff = Duration::from_millis(s.config.retry_backoff_ms);
-            *s.backoff_until.lock() = Some(Instant::now() + backoff);
-            return;
-        }
-    };
-    let stamp = ProducerStamp {
-        producer_id: ProducerId(r.producer_id),
-        producer_epoch: ProducerEpoch(r.producer_epoch as i16),
-        base_sequence: Sequence::NONE,
-    };
-    let mut retry = s.retry.lock();
-    let mut acc = s.acc.lock();
-    let acc = &mut *acc;
-    acc.identity = Some(stamp);
-    acc.sequences.clear();
-    let mut waiting: Vec<&mut ReadyBatch> = retry.iter_mut().chain(acc.ready.iter_mut()).collect();
-    waiting.sort_by_key(|b| b.order);
-    for b in waiting {
-        let next = acc
-            .sequences
-            .entry((b.topic.clone(), b.partition))
-            .or_insert(0);
-        let restamped = restamp(
-            &b.bytes,
-            ProducerStamp {
-                base_sequence: Sequence(*next),
-                ..stamp
-            },
-        );
-        match restamped {
-            Ok(bytes) => b.bytes = Bytes::from(bytes),
-            // Built by this producer, so never; sent as it is, the leader
-            // refuses it and its records fail.
-            Err(e) => tracing::warn!(error = %e, "cannot stamp a batch anew"),
-        }
-        *next = ((i64::from(*next) + i64::from(b.records)) % (i64::from(i32::MAX) + 1)) as i32;
-    }
-    s.renew.store(false, Ordering::Release);
-    s.wake.notify_one();
-    tracing::info!(
-        producer_id = r.producer_id,
-        "a batch failed for good: took a new producer id, sequences start again"
-    );
-}
-
-/// Fails the batches waiting for a new producer id that are past their
-/// delivery timeout: nothing is sent before the id comes, and a flush must
-/// not wait longer than the timeout however long the id takes.
-fn expire_waiting(s: &Shared, cause: &ClientError) {
-    let timeout = Duration::from_millis(s.config.delivery_timeout_ms);
-    let expired: Vec<ReadyBatch> = {
-        let mut retry = s.retry.lock();
-        let mut acc = s.acc.lock();
-        let mut expired = Vec::new();
-        for queue in [&mut *retry, &mut acc.ready] {
-            let (gone, kept): (VecDeque<ReadyBatch>, VecDeque<ReadyBatch>) = std::mem::take(queue)
-                .into_iter()
-                .partition(|b| b.created.elapsed() >= timeout);
-            *queue = kept;
-            expired.extend(gone);
-        }
-        expired
-    };
-    for b in expired {
-        let e = ClientError::Invalid(format!(
-            "not acknowledged within delivery_timeout_ms ({} ms): no new producer id could be had after an earlier batch failed; last error: {cause}",
-            s.config.delivery_timeout_ms
-        ));
-        fail(s, b, e);
-    }
-}
-
-fn finish(s: &Shared, b: ReadyBatch, result: Result<Option<u64>>) {
+pub(super) fn finish(s: &Shared, b: ReadyBatch, result: Result<Option<u64>>) {
     b.state.complete(result);
     s.buffer.add_permits(b.permits as usize);
     let before = s.pending.fetch_sub(u64::from(b.records), Ordering::AcqRel);
