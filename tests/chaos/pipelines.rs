@@ -117,11 +117,15 @@ fn by_key(
     out
 }
 
-/// The exactly-once and at-least-once verdicts, from the input and each
-/// output as read back.
+/// The input's, the exactly-once and the at-least-once verdicts, from the
+/// input and each output as read back.
 pub fn verdicts(input: &Partitions, outputs: &BTreeMap<&str, Partitions>) -> Vec<Verdict> {
     let expected = by_key(input, shaped);
-    let mut verdicts = Vec::new();
+    // The input's producer is idempotent too: a record written twice there
+    // would show up twice in the exactly-once output, for another reason.
+    let mut input_once = check::no_duplicates(input);
+    input_once.name = format!("input: {}", input_once.name);
+    let mut verdicts = vec![input_once];
     for (name, delivery, output) in PIPELINES {
         let actual = by_key(&outputs[output], |v| Some(v.to_vec()));
         if delivery == "exactly-once" {
