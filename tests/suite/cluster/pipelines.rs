@@ -95,6 +95,10 @@ async fn a_worker_whose_first_broker_died_runs_the_pipelines_applied_after() {
             &["--broker-session-timeout-ms", "2000", "--no-worker"],
         );
         cluster.ok_at(1, &["topic", "create", "in", "-p", "2", "-r", "3"]);
+        // Made while all three brokers live: once broker 1 is fenced (2 s
+        // after its kill, which a slow apply can outlast) a topic of three
+        // replicas is rightly refused.
+        cluster.ok_at(1, &["topic", "create", "out", "-p", "3", "-r", "3"]);
         cluster.ok_at(1, &["processor", "upload", "shape", wasm::TRANSFORM]);
         cluster
     });
@@ -102,7 +106,7 @@ async fn a_worker_whose_first_broker_died_runs_the_pipelines_applied_after() {
     let _worker = TestWorker::start(&cluster.bootstrap(), "w1");
     tokio::task::block_in_place(|| {
         cluster.kill9(1);
-        let yaml = shape_manifest("exactly-once", "      replicationFactor: 3\n");
+        let yaml = shape_manifest("exactly-once", "");
         cluster.ok_with_input(&["pipeline", "apply", "-f", "-"], yaml.as_bytes());
     });
     let client = Client::connect(ClientConfig::new(cluster.bootstrap()))
