@@ -110,15 +110,10 @@ fn bump_offsets_epoch(b: &Arc<Broker>, partition: &Partition) {
     assert!(partition.apply_metadata(&pm, b.now_ms()));
 }
 
-/// Found by the chaos soak (seed 9328): a request loading the groups of a
-/// `__consumer_offsets` partition for its new leader epoch raced the
-/// ticker forgetting them for the old epoch. The forget landed after the
-/// load and the partition stayed marked loaded with its groups gone, so
-/// the group began again at generation 1 with nothing committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn groups_loaded_for_a_new_epoch_survive_a_racing_release() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = open(dir.path()).await;
+/// A broker coordinating group `g`, which has written a generation and
+/// has no members, and its `__consumer_offsets-0`.
+async fn broker_with_group(dir: &std::path::Path) -> (Arc<Broker>, Arc<Partition>) {
+    let b = open(dir).await;
     b.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
     let joined = join(&b).await;
     leave(&b, joined.member_id).await;
@@ -129,6 +124,18 @@ async fn groups_loaded_for_a_new_epoch_survive_a_racing_release() {
         .partition(0)
         .unwrap()
         .clone();
+    (b, partition)
+}
+
+/// Found by the chaos soak (seed 9328): a request loading the groups of a
+/// `__consumer_offsets` partition for its new leader epoch raced the
+/// ticker forgetting them for the old epoch. The forget landed after the
+/// load and the partition stayed marked loaded with its groups gone, so
+/// the group began again at generation 1 with nothing committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_loaded_for_a_new_epoch_survive_a_racing_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, partition) = broker_with_group(dir.path()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let releaser = {
         let (b, stop) = (b.clone(), stop.clone());
@@ -162,18 +169,8 @@ async fn groups_loaded_for_a_new_epoch_survive_a_racing_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_group_is_not_begun_afresh() {
     let dir = tempfile::tempdir().unwrap();
-    let b = open(dir.path()).await;
-    b.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
-    let joined = join(&b).await;
-    leave(&b, joined.member_id).await;
+    let (b, partition) = broker_with_group(dir.path()).await;
     let before = generation(&b).await;
-    let partition = b
-        .topics
-        .get(OFFSETS_TOPIC)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
     bump_offsets_epoch(&b, &partition);
     b.release_lost_offsets_partitions();
     let created = {

@@ -172,6 +172,25 @@ impl DeliveryTicket {
     }
 }
 
+/// A producer id from any broker that answers (the bootstrap broker may
+/// have died): the one kept for `stable_name`, or a fresh one if empty.
+async fn ask_producer_id(s: &Shared, stable_name: String) -> Result<ProducerStamp> {
+    let request = InitProducerIdRequest { stable_name };
+    let r = s
+        .client
+        .on_any_broker(|channel| {
+            let request = request.clone();
+            let mut client = s.client.produce_client(channel);
+            async move { client.init_producer_id(request).await }
+        })
+        .await?;
+    Ok(ProducerStamp {
+        producer_id: ProducerId(r.producer_id),
+        producer_epoch: ProducerEpoch(r.producer_epoch as i16),
+        base_sequence: Sequence::NONE,
+    })
+}
+
 struct Shared {
     client: Client,
     config: ProducerConfig,
@@ -390,23 +409,8 @@ impl Producer {
         let stamp = s
             .identity
             .get_or_try_init(|| {
-                retrying(&s.config, || async {
-                    let stable_name = s.config.stable_name.clone().unwrap_or_default();
-                    let request = InitProducerIdRequest { stable_name };
-                    // Any broker answers: the bootstrap broker may have died.
-                    let r = s
-                        .client
-                        .on_any_broker(|channel| {
-                            let request = request.clone();
-                            let mut client = s.client.produce_client(channel);
-                            async move { client.init_producer_id(request).await }
-                        })
-                        .await?;
-                    Ok(ProducerStamp {
-                        producer_id: ProducerId(r.producer_id),
-                        producer_epoch: ProducerEpoch(r.producer_epoch as i16),
-                        base_sequence: Sequence::NONE,
-                    })
+                retrying(&s.config, || {
+                    ask_producer_id(s, s.config.stable_name.clone().unwrap_or_default())
                 })
             })
             .await?;

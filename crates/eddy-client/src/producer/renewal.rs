@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_log::{BatchHeader, ProducerEpoch, ProducerId, ProducerStamp, Sequence, restamp};
-use eddy_proto::v1::{Acks, InitProducerIdRequest};
+use eddy_log::{BatchHeader, ProducerStamp, Sequence, restamp};
+use eddy_proto::v1::Acks;
 use tokio::time::Instant;
 
-use super::Shared;
 use super::accumulator::ReadyBatch;
 use super::sender::fail;
+use super::{Shared, ask_producer_id};
 use crate::error::{ClientError, Result};
 
 /// Whether this producer takes a new identity after a failed batch: an
@@ -48,37 +48,17 @@ type Held = HashMap<(i64, Arc<str>, u32), i32>;
 /// sent under, and a batch they hold keeps its stamp: sent again, it is
 /// answered as a duplicate once it is replicated.
 pub(super) async fn renew_identity(s: &Arc<Shared>) {
-    let held = match held_by_leaders(s).await {
-        Ok(held) => held,
+    let asked = async {
+        let held = held_by_leaders(s).await?;
+        Ok::<_, ClientError>((held, ask_producer_id(s, String::new()).await?))
+    };
+    let (held, stamp) = match asked.await {
+        Ok(asked) => asked,
         Err(e) => {
-            tracing::debug!(error = %e, "asking leaders what they hold failed; retrying");
+            tracing::debug!(error = %e, "renewing the producer identity failed; retrying");
             back_off(s, &e);
             return;
         }
-    };
-    let request = InitProducerIdRequest {
-        stable_name: String::new(),
-    };
-    let answer = s
-        .client
-        .on_any_broker(|channel| {
-            let request = request.clone();
-            let mut client = s.client.produce_client(channel);
-            async move { client.init_producer_id(request).await }
-        })
-        .await;
-    let r = match answer {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, "asking for a new producer id failed; retrying");
-            back_off(s, &e);
-            return;
-        }
-    };
-    let stamp = ProducerStamp {
-        producer_id: ProducerId(r.producer_id),
-        producer_epoch: ProducerEpoch(r.producer_epoch as i16),
-        base_sequence: Sequence::NONE,
     };
     let mut kept = 0;
     let mut retry = s.retry.lock();
@@ -115,7 +95,7 @@ pub(super) async fn renew_identity(s: &Arc<Shared>) {
     s.renew.store(false, Ordering::Release);
     s.wake.notify_one();
     tracing::info!(
-        producer_id = r.producer_id,
+        producer_id = stamp.producer_id.0,
         kept,
         "a batch failed for good: took a new producer id, sequences start again"
     );
