@@ -2,13 +2,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::check::Replica;
 use crate::link::{CLIENTS, Links};
-use crate::process::{Out, eddy_against, eddy_binary, files, kill9};
+use crate::process::{Out, eddy_against, eddy_command, files, kill9};
 
 /// How long a broker may take to join (a majority must be up).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -113,7 +113,7 @@ impl TestCluster {
             .append(true)
             .open(node.dir.with_extension("log"))
             .unwrap();
-        let mut child = Command::new(eddy_binary())
+        let mut child = eddy_command()
             .args(["serve", "--node-id", &id.to_string(), "--peers", &peers])
             .arg("--data-dir")
             .arg(&node.dir)

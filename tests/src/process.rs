@@ -30,9 +30,31 @@ pub fn eddy_binary() -> &'static Path {
     })
 }
 
+/// Eddy's cache for the processes under test (the toolchains that build
+/// processors, compiled processors): `EDDY_CACHE_DIR` if set, else
+/// `eddy-cache` in the target directory, so that a second run of the suite
+/// installs nothing.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EDDY_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = eddy_binary()
+        .ancestors()
+        .nth(2)
+        .expect("the eddy binary lives in <target>/<profile>/");
+    target.join("eddy-cache")
+}
+
+/// A command that runs the `eddy` under test with the suite's cache.
+pub fn eddy_command() -> Command {
+    let mut cmd = Command::new(eddy_binary());
+    cmd.env("EDDY_CACHE_DIR", cache_dir());
+    cmd
+}
+
 /// Runs `eddy` with `args` and returns what it did.
 pub fn eddy(args: &[&str]) -> Output {
-    Command::new(eddy_binary())
+    eddy_command()
         .args(args)
         .env_remove("EDDY_LOG")
         .output()
@@ -103,7 +125,7 @@ impl TestBroker {
     }
 
     fn spawn(&mut self, listen: &str) {
-        let mut cmd = Command::new(eddy_binary());
+        let mut cmd = eddy_command();
         cmd.args(["serve", "--data-dir"])
             .arg(&self.dir)
             .args(["--listen", listen]);
@@ -189,9 +211,7 @@ pub struct Out {
 /// `bootstrap`, feeding it `input`.
 pub fn eddy_against(bootstrap: &str, args: &[&str], input: &[u8]) -> Out {
     run(
-        Command::new(eddy_binary())
-            .args(args)
-            .args(["--bootstrap", bootstrap]),
+        eddy_command().args(args).args(["--bootstrap", bootstrap]),
         input,
     )
 }

@@ -1,8 +1,8 @@
 //! Standalone `eddy worker` processes.
 
-use std::process::{Child, Command};
+use std::process::Child;
 
-use crate::process::{eddy_binary, kill9, signal, spawn_and_wait};
+use crate::process::{eddy_command, kill9, signal, spawn_and_wait};
 
 /// A standalone `eddy worker` process; killed when dropped.
 #[derive(Debug)]
@@ -28,7 +28,7 @@ impl TestWorker {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(eddy_binary());
+        let mut cmd = eddy_command();
         cmd.args(["worker", "--id", &self.id, "--bootstrap", &self.bootstrap])
             .args(["--session-timeout-ms", "1500"])
             .arg("--cache-dir")

@@ -131,10 +131,16 @@ fn a_panicking_processor_reports_its_message_and_fails() {
 fn a_forbidden_component_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let input = write(tmp.path(), "in.jsonl", "{}\n");
-    let out = eddy(&["processor", "test", wasm::TEST_FS, "--input", &input]);
+    let out = eddy(&[
+        "processor",
+        "test",
+        wasm::TEST_FOREIGN_IMPORT,
+        "--input",
+        &input,
+    ]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("wasi:filesystem/types"),
+        stderr(&out).contains("acme:secrets/vault"),
         "{}",
         stderr(&out)
     );

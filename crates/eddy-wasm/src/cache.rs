@@ -34,7 +34,10 @@ pub(crate) struct ArtifactCache {
 }
 
 impl ArtifactCache {
-    pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<ArtifactCache> {
+    /// The cache in `dir` for code compiled by `engine`; `tag` tells apart
+    /// engines whose compiled code is alike but not interchangeable (a
+    /// pooled and an on-demand one).
+    pub(crate) fn open(dir: &Path, engine: &Engine, tag: &str) -> Result<ArtifactCache> {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
         // Private to the user: whoever can write here can run native code.
@@ -47,6 +50,7 @@ impl ArtifactCache {
         })?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        tag.hash(&mut hasher);
         Ok(ArtifactCache {
             dir: dir.to_owned(),
             engine_key: format!("{:016x}", hasher.finish()),
@@ -139,8 +143,8 @@ mod tests {
     #[test]
     fn engines_with_different_settings_use_different_entries() {
         let tmp = tempfile::tempdir().unwrap();
-        let with = ArtifactCache::open(tmp.path(), &engine(true)).unwrap();
-        let without = ArtifactCache::open(tmp.path(), &engine(false)).unwrap();
+        let with = ArtifactCache::open(tmp.path(), &engine(true), "t").unwrap();
+        let without = ArtifactCache::open(tmp.path(), &engine(false), "t").unwrap();
         let digest = Digest::of(&passthrough());
         assert_ne!(with.path(&digest), without.path(&digest));
     }
@@ -153,7 +157,7 @@ mod tests {
         let bytes = passthrough();
         let digest = Digest::of(&bytes);
         let (ours, theirs) = (engine(true), engine(false));
-        let cache = ArtifactCache::open(tmp.path(), &ours).unwrap();
+        let cache = ArtifactCache::open(tmp.path(), &ours, "t").unwrap();
         let foreign = Component::from_binary(&theirs, &bytes).unwrap();
         cache.store(&digest, &foreign).unwrap();
         assert!(cache.path(&digest).exists());

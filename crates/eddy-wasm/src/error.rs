@@ -19,10 +19,23 @@ pub enum Error {
         "not a valid WebAssembly component: {0}; build processors with `cargo build --release --target wasm32-wasip2` (a core module from wasm32-unknown-unknown or wasm32-wasip1 is not a component)"
     )]
     Invalid(String),
+    /// The component needs more core instances, memories or tables than a
+    /// slot of the instance pool holds. [`crate::Runtime::compile`] then
+    /// allocates its instances on demand instead, so a caller sees this
+    /// only if that fails too.
+    #[error("the component does not fit a slot of the instance pool: {0}")]
+    PoolSlot(String),
+    /// The component's memory at start is more than an instance may have.
     #[error(
-        "the component does not fit this runtime's limits: {0}; raise memory_bytes_max if it needs more memory to start"
+        "the processor needs more memory than its limit of {} (memory_bytes_max) just to start: {detail}",
+        bytes_text(*limit_bytes)
     )]
-    Limits(String),
+    MemoryLimit { limit_bytes: usize, detail: String },
+    /// Every slot of the instance pool is taken.
+    #[error(
+        "{limit} processor instances already exist in this runtime, its limit (instances_max); drop unused instances or raise instances_max"
+    )]
+    TooManyInstances { limit: u32 },
     #[error(
         "the component imports {}, which Eddy processors may not use; remove the code that needs it (processors get no clock, randomness, filesystem, network or environment)",
         describe(imports)
@@ -47,6 +60,40 @@ pub enum Error {
     },
 }
 
+/// A limit a component or an instance went past, so that a caller can
+/// name its own setting that raises it (a manifest field, a flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `component_bytes_max`.
+    ComponentSize,
+    /// `memory_bytes_max`, or an instance's own memory limit.
+    Memory,
+    /// `instances_max`.
+    Instances,
+    /// `batch_time_ms_max`, or an instance's own time budget per call.
+    Time,
+}
+
+impl Error {
+    /// The limit this error is about, if it is about one.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            Error::TooLarge { .. } => Some(Limit::ComponentSize),
+            Error::MemoryLimit { .. } => Some(Limit::Memory),
+            Error::TooManyInstances { .. } => Some(Limit::Instances),
+            Error::InitTrap(ProcessError::Trap {
+                kind: TrapKind::OutOfMemory,
+                ..
+            }) => Some(Limit::Memory),
+            Error::InitTrap(ProcessError::Trap {
+                kind: TrapKind::Timeout,
+                ..
+            }) => Some(Limit::Time),
+            _ => None,
+        }
+    }
+}
+
 /// One import a component may not have, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedImport {
@@ -55,6 +102,15 @@ pub struct RefusedImport {
     pub import: String,
     /// What the import would give the processor.
     pub reason: String,
+}
+
+/// `bytes` in the largest binary unit that keeps it whole, e.g. "64 MiB".
+fn bytes_text(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
 }
 
 fn describe(imports: &[RefusedImport]) -> String {

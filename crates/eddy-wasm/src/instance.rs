@@ -56,7 +56,7 @@ impl Processor {
     /// Creates an instance and runs its `init` with `params`. Each instance
     /// has its own memory and limits; create one per task.
     pub fn instantiate(&self, params: &[(String, String)]) -> Result<Instance> {
-        self.instantiate_with(params, InstanceLimits::default())
+        self.instantiate_with(params, InstanceConfig::default())
     }
 
     /// [`Processor::instantiate`] with tighter limits than the runtime's
@@ -65,7 +65,7 @@ impl Processor {
     pub fn instantiate_with(
         &self,
         params: &[(String, String)],
-        limits: InstanceLimits,
+        limits: InstanceConfig,
     ) -> Result<Instance> {
         let config = &self.runtime.inner.config;
         let memory_bytes_max = limits.memory_bytes_max.unwrap_or(config.memory_bytes_max);
@@ -84,7 +84,7 @@ impl Processor {
         }
         let deadline_ticks = batch_time_ms_max.div_ceil(EPOCH_TICK_MS);
         let mut store = Store::new(
-            &self.runtime.inner.engine,
+            self.pre.engine(),
             State::new(self.label.clone(), config, memory_bytes_max),
         );
         store.limiter(|state| &mut state.limiter);
@@ -92,18 +92,21 @@ impl Processor {
         store.set_epoch_deadline(deadline_ticks);
         let bindings = self.pre.instantiate(&mut store).map_err(|e| {
             let detail = chain(&e);
-            let hint = if detail.contains("concurrent limit") {
-                format!(
-                    "; at most {} instances may exist at once: drop unused ones or raise instances_max",
-                    config.instances_max
-                )
-            } else if detail.contains("memory") {
-                "; the component may need more memory than memory_bytes_max".to_owned()
-            } else {
-                String::new()
-            };
             store.data_mut().output.finish_call();
-            Error::Instantiate(format!("{detail}{hint}"))
+            if detail.contains("concurrent limit") {
+                Error::TooManyInstances {
+                    limit: config.instances_max,
+                }
+            } else if store.data_mut().limiter.refused_bytes.take().is_some()
+                || detail.contains("memory")
+            {
+                Error::MemoryLimit {
+                    limit_bytes: memory_bytes_max,
+                    detail,
+                }
+            } else {
+                Error::Instantiate(detail)
+            }
         })?;
         let mut instance = Instance {
             _runtime: self.runtime.clone(),
@@ -114,8 +117,15 @@ impl Processor {
             batch_records_max: config.batch_records_max,
             batch_bytes_max: config.batch_bytes_max,
             output_records_max: config.output_records_max,
+            random_seed: limits.random_seed,
             poisoned: false,
         };
+        instance
+            .store
+            .data_mut()
+            .call
+            .random
+            .reseed(&[limits.random_seed]);
         let wit_params: Vec<wit::Param<'_>> = params
             .iter()
             .map(|(name, value)| wit::Param { name, value })
@@ -131,14 +141,18 @@ impl Processor {
     }
 }
 
-/// Limits of one instance, each at most the runtime's; `None` takes the
-/// runtime's.
+/// Settings of one instance. Its limits are each at most the runtime's;
+/// `None` takes the runtime's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct InstanceLimits {
+pub struct InstanceConfig {
     /// Largest linear memory, in bytes.
     pub memory_bytes_max: Option<usize>,
     /// Wall-clock budget of one call, in milliseconds.
     pub batch_time_ms_max: Option<u64>,
+    /// Seeds what `wasi:random` draws, with the batch's topic, partition
+    /// and first offset: a pipeline gives its own, so that two pipelines
+    /// on the same input draw different numbers, and a replay the same.
+    pub random_seed: u64,
 }
 
 /// A running processor: one sandbox with its own memory, limits, log
@@ -159,6 +173,7 @@ pub struct Instance {
     batch_records_max: usize,
     batch_bytes_max: usize,
     output_records_max: usize,
+    random_seed: u64,
     poisoned: bool,
 }
 
@@ -184,6 +199,7 @@ impl Instance {
             });
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.set_call_context(batch);
         let (bindings, store) = (&self.bindings, &mut self.store);
         let result = self
             .arena
@@ -224,9 +240,27 @@ impl Instance {
         }
     }
 
+    /// What the WASI clock and randomness answer during a call on
+    /// `batch`: functions of the batch alone, so a replay gets the same.
+    fn set_call_context(&mut self, batch: &[InputRecord]) {
+        let call = &mut self.store.data_mut().call;
+        call.wall_clock_ms = batch.last().map_or(0, |r| r.timestamp.0);
+        let position = batch.first().map_or([0; 3], |r| {
+            [string_hash(&r.topic), u64::from(r.partition), r.offset.0]
+        });
+        call.random
+            .reseed(&[self.random_seed, position[0], position[1], position[2]]);
+    }
+
     /// The counters the processor has set with `host.counter-add`.
     pub fn counters(&self) -> &BTreeMap<String, u64> {
         &self.store.data().counters.values
+    }
+
+    /// Bytes of linear memory the instance holds: what it started with
+    /// and what it has grown since (memories never shrink).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
     }
 
     /// Whether an earlier call trapped, so that this instance is unusable.
@@ -342,4 +376,12 @@ fn guest_message(stderr: &str) -> String {
         start += 1;
     }
     format!("…{}", &text[start..])
+}
+
+/// FNV-1a: a hash of a topic's name that is the same on every machine and
+/// version, unlike `std`'s `DefaultHasher`.
+fn string_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -32,8 +32,8 @@ mod wasi;
 
 pub use config::{Config, EPOCH_TICK_MS};
 pub use eddy_log::{Offset, Timestamp};
-pub use error::{Error, ProcessError, RefusedImport, Result, TrapKind};
-pub use instance::{Instance, InstanceLimits, Processor};
+pub use error::{Error, Limit, ProcessError, RefusedImport, Result, TrapKind};
+pub use instance::{Instance, InstanceConfig, Processor};
 pub use record::{Header, InputRecord, OutputRecord};
 pub use runtime::{Digest, Runtime};
 

@@ -8,9 +8,9 @@ use wasmtime::ResourceLimiter;
 
 use crate::bindings::eddy::processor::host::{Host, Level};
 use crate::bindings::eddy::processor::types;
+use crate::runtime::TABLE_ELEMENTS_MAX;
+use crate::wasi::CallRandom;
 
-/// Largest table an instance may grow to, in elements.
-const TABLE_ELEMENTS_MAX: usize = 100_000;
 /// Longest counter name kept, in bytes.
 const COUNTER_NAME_BYTES_MAX: usize = 128;
 
@@ -19,6 +19,16 @@ pub(crate) struct State {
     pub(crate) limiter: Limiter,
     pub(crate) output: GuestOutput,
     pub(crate) counters: Counters,
+    pub(crate) call: CallContext,
+}
+
+/// What the WASI clocks and randomness answer during the current call,
+/// set by the host before each call from the batch it passes.
+#[derive(Debug, Default)]
+pub(crate) struct CallContext {
+    /// Milliseconds since the Unix epoch: the batch's last timestamp.
+    pub(crate) wall_clock_ms: i64,
+    pub(crate) random: CallRandom,
 }
 
 impl State {
@@ -27,12 +37,14 @@ impl State {
             limiter: Limiter {
                 memory_bytes_max,
                 refused_bytes: None,
+                memory_bytes: 0,
             },
             output: GuestOutput::new(label, config.guest_output_bytes_max),
             counters: Counters {
                 values: BTreeMap::new(),
                 max: config.counters_max,
             },
+            call: CallContext::default(),
         }
     }
 }
@@ -42,19 +54,25 @@ impl State {
 pub(crate) struct Limiter {
     memory_bytes_max: usize,
     pub(crate) refused_bytes: Option<usize>,
+    /// The instance's linear memories, all together, as they have grown.
+    pub(crate) memory_bytes: usize,
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // Each memory is capped alone, as the limit is documented.
         if desired > self.memory_bytes_max {
             self.refused_bytes = Some(desired);
             return Ok(false);
         }
+        self.memory_bytes = self
+            .memory_bytes
+            .saturating_add(desired - current.min(desired));
         Ok(true)
     }
 

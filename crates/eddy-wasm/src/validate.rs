@@ -1,15 +1,16 @@
 //! Checks a component against the processor world before anything runs:
-//! it may import only Eddy's `host`/`types` interfaces and the
-//! capability-free WASI shims of [`crate::wasi`], and must export `init`
-//! and `process`. Each refusal names the offending import or the missing
-//! export.
+//! it may import only Eddy's `host`/`types` interfaces, the functions the
+//! WASI shims of [`crate::wasi`] implement, and anything from the WASI
+//! packages whose calls the host refuses (filesystem, sockets, HTTP); it
+//! must export `init` and `process`. Each refusal names the offending
+//! import or the missing export.
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use crate::error::{Error, RefusedImport, Result};
-use crate::wasi::SHIMS;
+use crate::wasi::{SHIMS, denied_package};
 
 /// The processor world's own interfaces and the functions they offer.
 const EDDY_INTERFACES: &[(&str, &[&str])] = &[
@@ -32,7 +33,8 @@ pub(crate) fn check(engine: &Engine, component: &Component) -> Result<()> {
             continue;
         };
         let offered = match offered_functions(name)? {
-            Ok(offered) => offered,
+            Ok(Offered::Only(offered)) => offered,
+            Ok(Offered::AllRefused) => continue,
             Err(reason) => {
                 refused.push(refusal(name, reason));
                 continue;
@@ -42,7 +44,7 @@ pub(crate) fn check(engine: &Engine, component: &Component) -> Result<()> {
             if matches!(item.ty, ComponentItem::ComponentFunc(_)) && !offered.contains(&member) {
                 refused.push(refusal(
                     &format!("{name}#{member}"),
-                    "the host implements only the parts of this interface that Rust's std needs",
+                    "the host implements only the parts of this interface that language runtimes need at start-up",
                 ));
             }
         }
@@ -70,10 +72,18 @@ pub(crate) fn check(engine: &Engine, component: &Component) -> Result<()> {
     Ok(())
 }
 
-/// The functions the host offers in the interface `name`
-/// (`ns:pkg/iface@version`), or why the import is refused. A processor
-/// built for another version of Eddy's own world is the wrong world.
-fn offered_functions(name: &str) -> Result<Result<&'static [&'static str], &'static str>> {
+/// What the host offers of an imported interface.
+enum Offered {
+    /// These functions, implemented without capabilities.
+    Only(&'static [&'static str]),
+    /// Any function, each answering "not allowed" (see `wasi::denied`).
+    AllRefused,
+}
+
+/// What the host offers in the interface `name` (`ns:pkg/iface@version`),
+/// or why the import is refused. A processor built for another version of
+/// Eddy's own world is the wrong world.
+fn offered_functions(name: &str) -> Result<Result<Offered, &'static str>> {
     let (interface, version) = name.split_once('@').unwrap_or((name, ""));
     if let Some((_, funcs)) = EDDY_INTERFACES.iter().find(|(i, _)| *i == interface) {
         if !version.starts_with(EDDY_VERSION_PREFIX) {
@@ -83,10 +93,18 @@ fn offered_functions(name: &str) -> Result<Result<&'static [&'static str], &'sta
                 ),
             });
         }
-        return Ok(Ok(funcs));
+        return Ok(Ok(Offered::Only(funcs)));
+    }
+    let wasi_02 = version.starts_with(WASI_VERSION_PREFIX);
+    if denied_package(interface).is_some() {
+        return Ok(if wasi_02 {
+            Ok(Offered::AllRefused)
+        } else {
+            Err("only WASI 0.2 is supported")
+        });
     }
     Ok(match SHIMS.iter().find(|(i, _)| *i == interface) {
-        Some((_, funcs)) if version.starts_with(WASI_VERSION_PREFIX) => Ok(funcs),
+        Some((_, funcs)) if wasi_02 => Ok(Offered::Only(funcs)),
         Some(_) => Err("only WASI 0.2 is supported"),
         None => Err(refusal_reason(interface)),
     })
@@ -95,12 +113,10 @@ fn offered_functions(name: &str) -> Result<Result<&'static [&'static str], &'sta
 fn refusal_reason(interface: &str) -> &'static str {
     let namespace = interface.split('/').next().unwrap_or(interface);
     match namespace {
-        "wasi:filesystem" => "filesystem access",
-        "wasi:sockets" => "network access",
-        "wasi:http" => "HTTP requests",
-        "wasi:clocks" => "a clock; use the records' timestamps instead",
-        "wasi:random" => "randomness; processors must be deterministic",
-        "wasi:cli" => "part of the command-line environment",
+        "wasi:clocks" => "a clock the host does not offer; use the records' timestamps instead",
+        "wasi:random" => "randomness the host does not offer; processors must be deterministic",
+        "wasi:cli" => "part of the command-line environment the host does not offer",
+        _ if namespace.starts_with("wasi:") => "a WASI interface the Eddy host does not offer",
         _ => "not an interface the Eddy host offers",
     }
 }

@@ -73,8 +73,8 @@ async fn refused_components_name_the_problem_and_leave_nothing_behind() {
             "does not implement the world eddy:processor/processor",
         ),
         (
-            wasm::TEST_FS,
-            "`wasi:filesystem/types@0.2.6` (filesystem access)",
+            wasm::TEST_FOREIGN_IMPORT,
+            "`acme:secrets/vault@0.1.0` (not an interface the Eddy host offers)",
         ),
         (core_module.as_str(), "not a valid WebAssembly component"),
         (empty.as_str(), "the component is empty"),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use eddy_client::{Client, Pipelines, Processors};
 use eddy_meta::PipelineId;
 use eddy_proto::v1 as pb;
-use eddy_wasm::{InstanceLimits, Processor, Runtime};
+use eddy_wasm::{InstanceConfig, Processor, Runtime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -275,9 +275,12 @@ impl Worker {
             .processor(&def.processor, def.processor_version)
             .await?;
         let spec = &def.spec;
-        let limits = InstanceLimits {
+        let limits = InstanceConfig {
             memory_bytes_max: Some((spec.limits.memory_mib as usize) << 20),
             batch_time_ms_max: Some(u64::from(spec.limits.cpu_ms_per_batch)),
+            // The pipeline's id: stable across workers, restarts and
+            // re-applies, so a replayed batch draws the same numbers.
+            random_seed: def.id.0 as u64 ^ (def.id.0 >> 64) as u64,
         };
         let params = spec
             .processor

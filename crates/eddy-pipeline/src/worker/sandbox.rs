@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use eddy_wasm::{
-    InputRecord, Instance, InstanceLimits, OutputRecord, ProcessError, Processor, TrapKind,
+    InputRecord, Instance, InstanceConfig, OutputRecord, ProcessError, Processor, TrapKind,
 };
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
@@ -54,7 +54,7 @@ pub struct BatchRun {
 pub struct Sandbox {
     processor: Processor,
     params: Vec<(String, String)>,
-    limits: InstanceLimits,
+    limits: InstanceConfig,
     /// Topics the processor may name in its outputs.
     outputs: Arc<[String]>,
     idle: Mutex<Vec<Slot>>,
@@ -72,7 +72,7 @@ impl Sandbox {
     pub fn new(
         processor: Processor,
         params: Vec<(String, String)>,
-        limits: InstanceLimits,
+        limits: InstanceConfig,
         outputs: Vec<String>,
         parallelism: usize,
     ) -> Sandbox {

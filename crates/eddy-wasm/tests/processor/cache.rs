@@ -90,7 +90,7 @@ fn a_damaged_cache_entry_is_recompiled_not_loaded() {
 fn refused_components_are_not_cached() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime_with_cache(tmp.path());
-    for plugin in [wasm::TEST_WRONG_WORLD, wasm::TEST_FS] {
+    for plugin in [wasm::TEST_WRONG_WORLD, wasm::TEST_FOREIGN_IMPORT] {
         assert!(
             rt.compile(&wasm::read(plugin).unwrap()).is_err(),
             "{plugin}"

@@ -8,6 +8,7 @@ mod determinism;
 mod plugins;
 mod sandbox;
 mod validation;
+mod wasi;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

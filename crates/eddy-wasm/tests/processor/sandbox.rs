@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use eddy_wasm::{ProcessError, TrapKind};
+use eddy_wasm::{InstanceConfig, ProcessError, TrapKind};
 
 use super::*;
 
@@ -282,8 +282,29 @@ fn a_component_that_needs_more_memory_than_the_cap_is_refused_on_load() {
     let err = rt
         .compile(&wasm::read(wasm::PASSTHROUGH).unwrap())
         .unwrap_err();
-    assert!(matches!(err, Error::Limits(_)), "{err}");
+    assert!(matches!(err, Error::MemoryLimit { .. }), "{err}");
+    assert_eq!(err.limit(), Some(eddy_wasm::Limit::Memory));
     assert!(err.to_string().contains("memory_bytes_max"), "{err}");
+}
+
+#[test]
+fn an_instance_whose_own_memory_cap_is_below_what_it_starts_with_is_refused_naming_it() {
+    let p = processor(wasm::PASSTHROUGH);
+    let err = p
+        .instantiate_with(
+            &[],
+            InstanceConfig {
+                memory_bytes_max: Some(64 << 10),
+                ..InstanceConfig::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::MemoryLimit { .. }), "{err}");
+    assert!(
+        err.to_string().contains("64 KiB (memory_bytes_max)"),
+        "{err}"
+    );
+    host_still_works();
 }
 
 #[test]

@@ -1,82 +1,19 @@
-//! The WASI imports that Rust's `wasm32-wasip2` standard library forces on
-//! every component, implemented with no capabilities.
-//!
-//! A plain `cdylib` built with std imports the stdio streams, environment,
-//! exit and terminal interfaces even if it never uses them (std's start-up
-//! and panic paths reference them), and `std::collections::HashMap` adds
-//! `wasi:random/insecure-seed`. Refusing those would refuse every Rust
-//! processor, so the host offers exactly these, and nothing with an
-//! effect outside the instance:
-//!
-//! - stdin is empty (closed); stdout and stderr go to the host's log;
-//! - the environment, the arguments and the working directory are empty;
-//! - there is no terminal;
-//! - `exit` traps;
-//! - `insecure-seed` is a constant, so hash maps iterate the same way on
-//!   every run;
-//! - pollables are always ready (nothing ever blocks).
-//!
-//! Everything else (filesystem, sockets, clocks, real randomness, HTTP) is
-//! refused when the component is loaded; see `crate::validate`. These are
-//! hand-written `func_wrap`s rather than `wasmtime-wasi`, which would
-//! bring an async runtime and every capability only to switch them off.
+//! The stdio, environment, exit and terminal parts of WASI, and the
+//! `wasi:io` streams and pollables they hand out: stdin is closed, stdout
+//! and stderr go to the host's log, the environment is empty, `exit`
+//! traps, and every pollable is ready.
 
 use wasmtime::component::{ComponentType, Linker, Lower, Resource, ResourceType};
 
+use super::{no_dtor, versioned};
 use crate::state::{State, Stream};
-
-/// The WASI version the shims are registered under. Components importing
-/// any `0.2.x` version link against it (wasmtime matches semver-compatible
-/// imports).
-pub(crate) const WASI_VERSION: &str = "0.2.6";
-
-/// Every interface the shims implement, with the functions in it. A
-/// component importing anything else is refused, naming the import.
-pub(crate) const SHIMS: &[(&str, &[&str])] = &[
-    ("wasi:io/error", &["[method]error.to-debug-string"]),
-    (
-        "wasi:io/poll",
-        &["[method]pollable.ready", "[method]pollable.block", "poll"],
-    ),
-    (
-        "wasi:io/streams",
-        &[
-            "[method]input-stream.read",
-            "[method]input-stream.blocking-read",
-            "[method]input-stream.subscribe",
-            "[method]output-stream.check-write",
-            "[method]output-stream.write",
-            "[method]output-stream.blocking-write-and-flush",
-            "[method]output-stream.flush",
-            "[method]output-stream.blocking-flush",
-            "[method]output-stream.subscribe",
-        ],
-    ),
-    (
-        "wasi:cli/environment",
-        &["get-environment", "get-arguments", "initial-cwd"],
-    ),
-    ("wasi:cli/exit", &["exit"]),
-    ("wasi:cli/stdin", &["get-stdin"]),
-    ("wasi:cli/stdout", &["get-stdout"]),
-    ("wasi:cli/stderr", &["get-stderr"]),
-    ("wasi:cli/terminal-input", &[]),
-    ("wasi:cli/terminal-output", &[]),
-    ("wasi:cli/terminal-stdin", &["get-terminal-stdin"]),
-    ("wasi:cli/terminal-stdout", &["get-terminal-stdout"]),
-    ("wasi:cli/terminal-stderr", &["get-terminal-stderr"]),
-    ("wasi:random/insecure-seed", &["insecure-seed"]),
-];
-
-/// The constant returned by `insecure-seed`.
-const INSECURE_SEED: (u64, u64) = (0x6564_6479_7365_6564, 0x0123_4567_89ab_cdef);
 
 /// Bytes `check-write` lets the guest write at once.
 const WRITE_PERMIT_BYTES: u64 = 4096;
 
 // Host-side resource types; only their identity matters.
 struct IoError;
-struct Pollable;
+pub(super) struct Pollable;
 struct InputStream;
 struct OutputStream;
 struct TerminalInput;
@@ -95,20 +32,10 @@ enum StreamError {
 
 type StreamResult<T> = Result<T, StreamError>;
 
-fn versioned(interface: &str) -> String {
-    format!("{interface}@{WASI_VERSION}")
-}
-
-fn no_dtor<T>(_: wasmtime::StoreContextMut<'_, T>, _: u32) -> wasmtime::Result<()> {
-    Ok(())
-}
-
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     io(linker)?;
     streams(linker)?;
     cli(linker)?;
-    let mut seed = linker.instance(&versioned("wasi:random/insecure-seed"))?;
-    seed.func_wrap("insecure-seed", |_, (): ()| Ok((INSECURE_SEED,)))?;
     Ok(())
 }
 
@@ -160,6 +87,14 @@ fn streams(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             Ok((StreamResult::<Vec<u8>>::Err(StreamError::Closed),))
         },
     )?;
+    for skip in [
+        "[method]input-stream.skip",
+        "[method]input-stream.blocking-skip",
+    ] {
+        streams.func_wrap(skip, |_, (_s, _len): (Resource<InputStream>, u64)| {
+            Ok((StreamResult::<u64>::Err(StreamError::Closed),))
+        })?;
+    }
     streams.func_wrap(
         "[method]input-stream.subscribe",
         |_, (_s,): (Resource<InputStream>,)| Ok((Resource::<Pollable>::new_own(0),)),
@@ -189,6 +124,27 @@ fn streams(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             Ok((StreamResult::Ok(()),))
         },
     )?;
+    // Zeroes are not worth logging: accepted and dropped.
+    for zeroes in [
+        "[method]output-stream.write-zeroes",
+        "[method]output-stream.blocking-write-zeroes-and-flush",
+    ] {
+        streams.func_wrap(zeroes, |_, (_s, _len): (Resource<OutputStream>, u64)| {
+            Ok((StreamResult::Ok(()),))
+        })?;
+    }
+    // The only input stream is the closed stdin: nothing to splice.
+    for splice in [
+        "[method]output-stream.splice",
+        "[method]output-stream.blocking-splice",
+    ] {
+        streams.func_wrap(
+            splice,
+            |_, (_s, _from, _len): (Resource<OutputStream>, Resource<InputStream>, u64)| {
+                Ok((StreamResult::<u64>::Err(StreamError::Closed),))
+            },
+        )?;
+    }
     streams.func_wrap(
         "[method]output-stream.flush",
         |_, (_s,): (Resource<OutputStream>,)| Ok((StreamResult::Ok(()),)),
