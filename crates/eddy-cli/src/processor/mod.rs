@@ -1,8 +1,16 @@
-//! `eddy processor …`: commands for WebAssembly processors. `test` runs
-//! one locally with no broker; the others work with the cluster's registry.
+//! `eddy processor …`: commands for WebAssembly processors. `new` and
+//! `build` make one from a project in Rust, Python, JavaScript or
+//! TypeScript, `test` runs one locally with no broker; the others work
+//! with the cluster's registry.
 
+mod builder;
+mod new;
+mod project;
 mod registry;
 mod test;
+mod toolchain;
+
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
@@ -11,11 +19,37 @@ use crate::Connection;
 
 #[derive(Debug, Subcommand)]
 pub enum ProcessorCommand {
+    /// Create a processor project: a small working example in the language
+    /// chosen, sample records with the outputs they should give, a pipeline
+    /// manifest and a README.
+    ///
+    /// The project builds with `eddy processor build`, which installs the
+    /// language's toolchain on first use (componentize-py from PyPI,
+    /// componentize-js and TypeScript from npm, or the wasm32-wasip2 target
+    /// with rustup), and needs nothing else.
+    New(new::NewArgs),
+    /// Build a processor project into a WebAssembly component.
+    ///
+    /// Writes this eddy's SDK and WIT contract into the project, runs the
+    /// language's toolchain (installing it into the cache on first use:
+    /// EDDY_CACHE_DIR, else ~/.cache/eddy) and prints the path of the
+    /// component, DIR/build/NAME.wasm.
+    Build(BuildArgs),
     /// Run a processor locally on sample records and print its outputs.
     ///
-    /// Runs FILE.wasm on the records in --input, in batches, with the same
-    /// sandbox and limits as a pipeline, and prints one JSON line per output
-    /// record on stdout. The processor's log messages go to stderr.
+    /// Runs FILE.wasm (or a project's component, built first if its sources
+    /// changed) on the records in --input, in batches, with the same sandbox
+    /// and limits as a pipeline, and prints one JSON line per output record
+    /// on stdout. The processor's log messages go to stderr. For a project
+    /// directory, --input defaults to its sample.jsonl and --expect to its
+    /// expected.jsonl.
+    ///
+    /// With --expect FILE, compares the outputs with FILE (the same format,
+    /// compared as JSON) instead of printing them, and fails on the first
+    /// difference.
+    ///
+    /// Compiled processors are cached by their sha256 (in EDDY_CACHE_DIR,
+    /// else ~/.cache/eddy), so an unchanged one starts at once.
     ///
     /// Input: one JSON object per line; every field is optional:
     ///
@@ -66,20 +100,42 @@ pub enum ProcessorCommand {
     },
 }
 
-/// `test` needs no broker and no async runtime.
+/// Arguments of `eddy processor build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The project's directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// `new`, `build` and `test` need no broker and no async runtime.
 pub fn is_local(cmd: &ProcessorCommand) -> bool {
-    matches!(cmd, ProcessorCommand::Test(_))
+    matches!(
+        cmd,
+        ProcessorCommand::New(_) | ProcessorCommand::Build(_) | ProcessorCommand::Test(_)
+    )
 }
 
 pub fn run_local(cmd: ProcessorCommand) -> anyhow::Result<()> {
     match cmd {
+        ProcessorCommand::New(args) => new::new(args),
+        ProcessorCommand::Build(args) => build(&args),
         ProcessorCommand::Test(args) => test::test(args),
         _ => anyhow::bail!("this processor command needs a broker"),
     }
 }
 
+fn build(args: &BuildArgs) -> anyhow::Result<()> {
+    let project = project::Project::open(&args.dir)?;
+    let wasm = builder::build(&project)?;
+    let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
+    crate::out::outln!("{} ({:.1} MB)", wasm.display(), size as f64 / 1e6);
+    Ok(())
+}
+
 pub async fn run(cmd: ProcessorCommand, conn: &Connection) -> anyhow::Result<()> {
     match cmd {
+        ProcessorCommand::New(_) | ProcessorCommand::Build(_) => run_local(cmd),
         ProcessorCommand::Test(args) => test::test(args),
         ProcessorCommand::Upload(args) => registry::upload(args, conn).await,
         ProcessorCommand::List => registry::list(conn).await,

@@ -19,14 +19,18 @@ use crate::{Connection, connect};
 pub struct UploadArgs {
     /// The processor's name: 1 to 128 characters from [a-zA-Z0-9._-].
     pub name: String,
-    /// The component, built for wasm32-wasip2.
-    #[arg(value_name = "FILE.wasm")]
+    /// The component (a `.wasm` file), or a processor project's directory,
+    /// built first if its sources changed since its last build.
+    #[arg(value_name = "FILE.wasm|DIR")]
     pub wasm: PathBuf,
 }
 
 pub async fn upload(args: UploadArgs, conn: &Connection) -> anyhow::Result<()> {
-    let bytes =
-        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    let path = args.wasm.clone();
+    let wasm = tokio::task::spawn_blocking(move || super::builder::component_at(&path))
+        .await
+        .context("the build did not finish")??;
+    let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let total = bytes.len() as u64;
     let registry = Processors::new(connect(conn).await?);
     let bar = progress_bar(total);
@@ -37,7 +41,7 @@ pub async fn upload(args: UploadArgs, conn: &Connection) -> anyhow::Result<()> {
         })
         .await;
     bar.finish_and_clear();
-    let response = result.with_context(|| format!("uploading {}", args.wasm.display()))?;
+    let response = result.with_context(|| format!("uploading {}", wasm.display()))?;
     let v = response
         .version
         .context("the broker answered without a version")?;

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
@@ -18,12 +18,19 @@ use serde_json::{Map, Value, json};
 /// Arguments of `eddy processor test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// The processor: a WebAssembly component built for wasm32-wasip2.
-    #[arg(value_name = "FILE.wasm")]
+    /// The processor: a WebAssembly component built for wasm32-wasip2, or a
+    /// processor project's directory.
+    #[arg(value_name = "FILE.wasm|DIR")]
     pub wasm: PathBuf,
-    /// Records to process, as JSON Lines (`-` for stdin).
+    /// Records to process, as JSON Lines (`-` for stdin). Default, for a
+    /// project: its sample.jsonl.
     #[arg(long, short, value_name = "records.jsonl")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
+    /// Compare the outputs with the ones in this file instead of printing
+    /// them. Default, for a project run on its sample.jsonl: its
+    /// expected.jsonl, when there is one.
+    #[arg(long, value_name = "outputs.jsonl")]
+    pub expect: Option<PathBuf>,
     /// A processor parameter, `name=value`; repeat for more.
     #[arg(long = "param", short, value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -38,9 +45,55 @@ pub struct TestArgs {
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memory_mib_max: u32,
     /// Keep compiled processors in this directory, so unchanged ones start
-    /// faster next time.
+    /// at once next time (default: `compiled` in EDDY_CACHE_DIR, else in
+    /// ~/.cache/eddy).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Compile the processor afresh, without the cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+/// What to run, on what, and what to compare with.
+struct Plan {
+    wasm: PathBuf,
+    input: PathBuf,
+    expect: Option<PathBuf>,
+}
+
+/// A project directory brings its component and its sample records.
+fn plan(args: &TestArgs) -> anyhow::Result<Plan> {
+    let wasm = super::builder::component_at(&args.wasm)?;
+    let is_project = args.wasm.is_dir();
+    let (input, expect) = match (&args.input, is_project) {
+        (Some(input), _) => (input.clone(), args.expect.clone()),
+        (None, true) => {
+            let expected = args.wasm.join("expected.jsonl");
+            let expect = args
+                .expect
+                .clone()
+                .or_else(|| expected.is_file().then_some(expected));
+            (args.wasm.join("sample.jsonl"), expect)
+        }
+        (None, false) => bail!(
+            "say which records to run with --input records.jsonl (`eddy processor test --help` shows the format)"
+        ),
+    };
+    Ok(Plan {
+        wasm,
+        input,
+        expect,
+    })
+}
+
+fn cache_dir(args: &TestArgs) -> anyhow::Result<Option<PathBuf>> {
+    if args.no_cache {
+        return Ok(None);
+    }
+    match &args.cache_dir {
+        Some(dir) => Ok(Some(dir.clone())),
+        None => Ok(Some(super::toolchain::cache_dir()?.join("compiled"))),
+    }
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -51,21 +104,29 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn test(args: TestArgs) -> anyhow::Result<()> {
-    let records = read_records(&args.input)?;
+    let plan = plan(&args)?;
+    let records = read_records(&plan.input)?;
+    let mut expected = match &plan.expect {
+        Some(path) => Some(Expected::read(path)?),
+        None => None,
+    };
     let bytes =
-        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+        std::fs::read(&plan.wasm).with_context(|| format!("reading {}", plan.wasm.display()))?;
     let runtime = Runtime::new(Config {
         batch_time_ms_max: args.batch_time_ms_max,
         memory_bytes_max: (args.memory_mib_max as usize) << 20,
         batch_records_max: args.batch_size as usize,
         instances_max: 1,
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: cache_dir(&args)?,
         ..Config::default()
     })?;
     let processor = runtime
         .compile(&bytes)
-        .with_context(|| format!("loading {}", args.wasm.display()))?;
-    let mut instance = processor.instantiate(&args.params)?;
+        .map_err(|e| limit_hint(e, &args))
+        .with_context(|| format!("loading {}", plan.wasm.display()))?;
+    let mut instance = processor
+        .instantiate(&args.params)
+        .map_err(|e| limit_hint(e, &args))?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
     for (n, batch) in records.chunks(args.batch_size as usize).enumerate() {
@@ -79,14 +140,101 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
             }
         };
         for output in &outputs {
-            writeln!(out, "{}", output_json(output)).context("writing to stdout")?;
+            match expected.as_mut() {
+                Some(expected) => expected.check(&output_json(output))?,
+                None => writeln!(out, "{}", output_json(output)).context("writing to stdout")?,
+            }
         }
         out.flush().context("writing to stdout")?;
     }
     for (name, value) in instance.counters() {
         tracing::info!(counter = name.as_str(), value, "processor counter");
     }
+    if let Some(expected) = expected {
+        let matched = expected.finish()?;
+        eprintln!(
+            "ok: {} record(s) in, {matched} output(s), as {} expects",
+            records.len(),
+            plan.expect.as_deref().unwrap_or(Path::new("")).display()
+        );
+    }
     Ok(())
+}
+
+/// The outputs a test expects, checked one by one as they come.
+struct Expected {
+    path: PathBuf,
+    lines: Vec<(usize, Value)>,
+    next: usize,
+}
+
+impl Expected {
+    fn read(path: &Path) -> anyhow::Result<Expected> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut lines = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value: Value = serde_json::from_str(line)
+                .with_context(|| format!("{} line {} is not JSON", path.display(), i + 1))?;
+            lines.push((i + 1, value));
+        }
+        Ok(Expected {
+            path: path.to_owned(),
+            lines,
+            next: 0,
+        })
+    }
+
+    fn check(&mut self, output: &Value) -> anyhow::Result<()> {
+        let n = self.next + 1;
+        self.next += 1;
+        match self.lines.get(n - 1) {
+            Some((_, wanted)) if wanted == output => Ok(()),
+            Some((line, wanted)) => bail!(
+                "output {n} differs from {} line {line}:
+  expected {wanted}
+  got      {output}",
+                self.path.display()
+            ),
+            None => bail!(
+                "output {n} is more than the {} {} expects:
+  got {output}",
+                self.lines.len(),
+                self.path.display()
+            ),
+        }
+    }
+
+    fn finish(self) -> anyhow::Result<usize> {
+        if let Some((line, wanted)) = self.lines.get(self.next) {
+            bail!(
+                "the processor gave {} output(s), but {} expects {}; the first missing, line {line}:
+  {wanted}",
+                self.next,
+                self.path.display(),
+                self.lines.len()
+            );
+        }
+        Ok(self.next)
+    }
+}
+
+/// Names the flag that raises a limit a component does not fit.
+fn limit_hint(e: eddy_wasm::Error, args: &TestArgs) -> anyhow::Error {
+    match e.limit() {
+        Some(eddy_wasm::Limit::Memory) => anyhow!(
+            "{e}\n  (this run allows {} MiB: raise it with --memory-mib-max)",
+            args.memory_mib_max
+        ),
+        Some(eddy_wasm::Limit::ComponentSize | eddy_wasm::Limit::Instances) | None => anyhow!(e),
+        Some(eddy_wasm::Limit::Time) => anyhow!(
+            "{e}\n  (this run allows {} ms per batch: raise it with --batch-time-ms-max)",
+            args.batch_time_ms_max
+        ),
+    }
 }
 
 fn process(instance: &mut Instance, batch: &[Sample]) -> Result<Vec<OutputRecord>, ProcessError> {

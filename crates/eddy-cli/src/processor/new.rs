@@ -1,0 +1,164 @@
+//! `eddy processor new NAME --lang …`: a ready project — the processor
+//! with a small working example (keep the hot temperature readings), sample
+//! records and the outputs they should give (the project's test), a
+//! pipeline manifest, a README, and the SDK with the WIT contract.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use super::project::{self, Language, MANIFEST, Project};
+use crate::out::outln;
+
+/// Arguments of `eddy processor new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The processor's name: a lowercase letter, then lowercase letters,
+    /// digits, '-' or '_'.
+    pub name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum)]
+    pub lang: Language,
+    /// Where to create the project (default: ./NAME). It must not exist, or
+    /// be empty.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Files every project gets.
+const COMMON: &[(&str, &str)] = &[
+    ("sample.jsonl", include_str!("../../templates/sample.jsonl")),
+    (
+        "expected.jsonl",
+        include_str!("../../templates/expected.jsonl"),
+    ),
+    (
+        "pipeline.yaml",
+        include_str!("../../templates/pipeline.yaml"),
+    ),
+    ("README.md", include_str!("../../templates/README.md")),
+    (".gitignore", include_str!("../../templates/gitignore")),
+];
+
+/// The language's own files, and how the README talks about them.
+struct Template {
+    files: &'static [(&'static str, &'static str)],
+    language: &'static str,
+    source: &'static str,
+    sdk: &'static str,
+    toolchain: &'static str,
+}
+
+fn template(lang: Language) -> Template {
+    match lang {
+        Language::Python => Template {
+            files: &[("processor.py", include_str!("../../templates/processor.py"))],
+            language: "Python",
+            source: "processor.py",
+            sdk: "`eddy_processor.py`, `wit/`",
+            toolchain: "installs componentize-py from PyPI on first use",
+        },
+        Language::Js => Template {
+            files: &[("processor.js", include_str!("../../templates/processor.js"))],
+            language: "JavaScript",
+            source: "processor.js",
+            sdk: "`eddy-processor.js`, `eddy-processor.d.ts`, `wit/`",
+            toolchain: "installs componentize-js from npm on first use",
+        },
+        Language::Ts => Template {
+            files: &[
+                (
+                    "src/processor.ts",
+                    include_str!("../../templates/processor.ts"),
+                ),
+                (
+                    "tsconfig.json",
+                    include_str!("../../templates/tsconfig.json"),
+                ),
+            ],
+            language: "TypeScript",
+            source: "src/processor.ts",
+            sdk: "`src/eddy-processor.js`, `src/eddy-processor.d.ts`, `wit/`",
+            toolchain: "installs TypeScript and componentize-js from npm on first use",
+        },
+        Language::Rust => Template {
+            files: &[
+                ("src/lib.rs", include_str!("../../templates/lib.rs")),
+                ("Cargo.toml", include_str!("../../templates/Cargo.toml")),
+                (
+                    ".cargo/config.toml",
+                    include_str!("../../templates/cargo/config.toml"),
+                ),
+            ],
+            language: "Rust",
+            source: "src/lib.rs",
+            sdk: "`eddy-processor/`, `wit/`",
+            toolchain: "adds the wasm32-wasip2 target with rustup on first use",
+        },
+    }
+}
+
+pub fn new(args: NewArgs) -> anyhow::Result<()> {
+    project::check_name(&args.name)?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    check_empty(&dir)?;
+    let t = template(args.lang);
+    let fill = |text: &str| {
+        text.replace("{{name}}", &args.name)
+            .replace("{{language}}", t.language)
+            .replace("{{source}}", t.source)
+            .replace("{{sdk}}", t.sdk)
+            .replace("{{toolchain}}", t.toolchain)
+    };
+    let manifest = format!(
+        "# An Eddy processor project: `eddy processor build` reads this.\nname = \"{}\"\nlanguage = \"{}\"\n",
+        args.name, args.lang
+    );
+    write(&dir, MANIFEST, &manifest)?;
+    for (path, text) in COMMON.iter().chain(t.files) {
+        write(&dir, path, &fill(text))?;
+    }
+    let project = Project::open(&dir)?;
+    project.write_sdk()?;
+    let shown = dir.display();
+    outln!(
+        "created {shown}/: a {} processor ({}), with sample.jsonl, expected.jsonl, pipeline.yaml and a README",
+        t.language,
+        t.source
+    );
+    outln!("next:");
+    outln!("  cd {shown}");
+    outln!("  eddy processor build      # {}", t.toolchain);
+    outln!("  eddy processor test .     # runs sample.jsonl, checks expected.jsonl");
+    outln!("  eddy processor upload {} .", args.name);
+    Ok(())
+}
+
+fn check_empty(dir: &Path) -> anyhow::Result<()> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(
+                    "{} exists and is not empty; choose another name or --dir",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
+}
+
+fn write(dir: &Path, relative: &str, contents: &str) -> anyhow::Result<()> {
+    let path = dir.join(relative);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))
+}

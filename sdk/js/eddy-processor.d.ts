@@ -1,0 +1,108 @@
+// Types of eddy-processor.js, the Eddy processor SDK for JavaScript and
+// TypeScript. See that file for what a processor looks like.
+
+/** The pipeline's parameters, all given as text. */
+export declare class Params {
+  constructor(entries: Iterable<[string, string]>);
+  has(name: string): boolean;
+  /** The parameter's text, or `fallback` when it is not given. */
+  get(name: string): string | undefined;
+  get(name: string, fallback: string): string;
+  /** The parameter's text; without a fallback, a missing one throws. */
+  string(name: string, fallback?: string): string;
+  /** The parameter as a number; throws naming it when it is not one. */
+  number(name: string, fallback?: number): number;
+  /** The parameter as an integer. */
+  integer(name: string, fallback?: number): number;
+  /** The parameter as `true` or `false` (also yes/no, 1/0). */
+  boolean(name: string, fallback?: boolean): boolean;
+}
+
+/** One input record, a view into its batch. */
+export declare class Record {
+  /** The record's position in its batch (0 for the first). */
+  readonly index: number;
+  /** The key's bytes, or `null` without a key. */
+  readonly key: Uint8Array | null;
+  /** The value's bytes, or `null` for a tombstone. */
+  readonly value: Uint8Array | null;
+  /** The headers in order, as `[name, value]` pairs. */
+  readonly headers: Array<[string, Uint8Array]>;
+  /** Milliseconds since the Unix epoch. */
+  readonly timestamp: number;
+  /** The record's offset in its partition (exact up to 2^53). */
+  readonly offset: number;
+  /** The topic it was read from. */
+  readonly topic: string;
+  readonly partition: number;
+  /** The value of the first header called `name`, or `null`. */
+  header(name: string): Uint8Array | null;
+  /** The key decoded as UTF-8, or `null` without a key. */
+  keyText(): string | null;
+  /** The value decoded as UTF-8, or `null` for a tombstone. */
+  text(): string | null;
+  /** The value parsed as JSON; throws for a tombstone or text that is not JSON. */
+  json(): any;
+}
+
+/** Bytes, or text written as UTF-8. */
+export type Bytes = Uint8Array | string;
+
+/** A record to produce. */
+export interface NewRecord {
+  key?: Bytes | null;
+  /** Bytes, text, or any other value, written as JSON. `null`: a tombstone. */
+  value?: Bytes | object | number | boolean | null;
+  /** An object of name → value, or `[name, value]` pairs in order. */
+  headers?: { [name: string]: Bytes } | Array<[string, Bytes]> | null;
+  /** Milliseconds since the Unix epoch; without one, the batch's last input timestamp. */
+  timestamp?: number | null;
+  /** One of the pipeline's output topics; without one, the first. */
+  topic?: string | null;
+}
+
+/** The records one call produces, in order. */
+export declare class Output {
+  readonly length: number;
+  /** Produces a new record. */
+  push(record: NewRecord): void;
+  /**
+   * Produces an input record of this call unchanged, without copying its
+   * bytes (the host already holds them).
+   */
+  forward(record: Record, options?: { topic?: string | null; timestamp?: number | null }): void;
+}
+
+/** Base class of processors. */
+export declare class Processor {
+  constructor(params: Params);
+  readonly params: Params;
+  /** Processes one record, pushing outputs into `out`; a throw fails the record. */
+  process(record: Record, out: Output): void;
+  /** Processes a batch; by default calls `process` on each record. */
+  processBatch(records: Record[], out: Output): void;
+}
+
+/** Thrown to fail the record at `index` of the batch with `message`. */
+export declare class RecordFailed extends Error {
+  constructor(index: number, message: string);
+  readonly index: number;
+}
+
+/** A thrown value as the one-line reason dead-letter headers carry. */
+export declare function describe(error: unknown): string;
+
+/** Writes `message` to the host's log (`console.log` also reaches it). */
+export declare function log(level: "trace" | "debug" | "info" | "warn" | "error", message: string): void;
+
+/** Adds `delta` (default 1) to the counter `name`, shown by `eddy pipeline describe`. */
+export declare function counter(name: string, delta?: number): void;
+
+/** What the component exports: `export const { init, process } = exportProcessor(MyProcessor);` */
+export interface Exports {
+  init(params: Array<{ name: string; value: string }>): unknown;
+  process(batch: unknown): unknown;
+}
+
+/** Makes `processor` the component's processor. */
+export declare function exportProcessor(processor: new (params: Params) => Processor): Exports;

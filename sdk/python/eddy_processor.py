@@ -1,0 +1,485 @@
+"""Eddy stream processors in Python.
+
+A processor is a class: ``__init__`` takes the pipeline's parameters, and
+``process`` is called once per input record with an ``Output`` to push the
+records to produce into::
+
+    import eddy_processor as eddy
+
+    class Shout(eddy.Processor):
+        def __init__(self, params):
+            self.suffix = params.str("suffix", default="!")
+
+        def process(self, record, out):
+            out.push(record.text().upper() + self.suffix, key=record.key)
+
+    WitWorld = eddy.export(Shout)
+
+``eddy processor build`` turns the module into a WebAssembly component with
+componentize-py; ``eddy processor test`` runs it on sample records.
+
+An exception raised by ``process`` fails that record alone: the host applies
+the pipeline's on-error policy to it (dead-letter, skip or stop), with the
+exception's type and message as the reason. An exception raised by
+``__init__`` refuses the parameters, and the pipeline does not start.
+
+Exactly-once pipelines need outputs that depend only on the records given,
+in order: not on how they were cut into batches, and not on state kept in
+the instance (a replay after a crash starts a fresh instance). The host
+makes the clock and randomness deterministic and offers no files or network.
+
+This module hides the batch layout of ``wit/processor.wit``: records arrive
+as one buffer of bytes and a few lists of integers, and leave the same way.
+It is the only code that knows that layout.
+"""
+
+import json as _json
+
+__all__ = [
+    "Processor",
+    "Record",
+    "Output",
+    "Params",
+    "export",
+    "log",
+    "counter_add",
+    "dumps",
+]
+
+# `presence` bits of the WIT world.
+_HAS_KEY = 1
+_HAS_VALUE = 2
+_HAS_TIMESTAMP = 4
+_HAS_TOPIC = 8
+_FORWARDED = 16
+
+# Entries per record in an input batch's `layout`, and in an output's.
+_INPUT_LAYOUT = 8
+_OUTPUT_LAYOUT = 7
+
+
+def dumps(value):
+    """``value`` as compact JSON text (no spaces), as Eddy's other SDKs
+    write it."""
+    return _json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class Params:
+    """The pipeline's parameters (manifest ``spec.processor.params``, or
+    ``--param name=value``), all given as text. The typed getters raise
+    ``ValueError`` naming the parameter, which refuses the parameters with
+    that message."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values):
+        self._values = dict(values)
+
+    def __contains__(self, name):
+        return name in self._values
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __repr__(self):
+        return "Params(%r)" % (self._values,)
+
+    def get(self, name, default=None):
+        """The parameter's text, or ``default`` when it is not given."""
+        return self._values.get(name, default)
+
+    def str(self, name, default=None):
+        """The parameter's text; without a default, a missing parameter is
+        an error."""
+        value = self._values.get(name)
+        if value is not None:
+            return value
+        if default is not None:
+            return default
+        raise ValueError(_missing(name))
+
+    def float(self, name, default=None):
+        """The parameter as a number."""
+        return self._typed(name, default, float, "a number")
+
+    def int(self, name, default=None):
+        """The parameter as an integer."""
+        return self._typed(name, default, int, "an integer")
+
+    def bool(self, name, default=None):
+        """The parameter as ``true`` or ``false``."""
+
+        def parse(text):
+            lowered = text.strip().lower()
+            if lowered in ("true", "yes", "1"):
+                return True
+            if lowered in ("false", "no", "0"):
+                return False
+            raise ValueError(text)
+
+        return self._typed(name, default, parse, "true or false")
+
+    def _typed(self, name, default, parse, what):
+        text = self._values.get(name)
+        if text is None:
+            if default is not None:
+                return default
+            raise ValueError(_missing(name))
+        try:
+            return parse(text)
+        except ValueError:
+            raise ValueError(
+                "parameter `%s` must be %s, not %r" % (name, what, text)
+            ) from None
+
+
+def _missing(name):
+    return "missing parameter `%s`: pass it with --param %s=VALUE" % (name, name)
+
+
+class Record:
+    """One input record, a view into its batch. ``key`` and ``value`` are
+    ``bytes`` (``None`` when absent; a record without a value is a
+    tombstone); ``headers`` is a list of ``(name, bytes)`` pairs in order;
+    ``timestamp`` is in milliseconds since the Unix epoch."""
+
+    __slots__ = ("_batch", "index", "_row")
+
+    def __init__(self, batch, index):
+        self._batch = batch
+        #: The record's position in its batch (0 for the first).
+        self.index = index
+        self._row = index * _INPUT_LAYOUT
+
+    def __repr__(self):
+        return "Record(topic=%r, partition=%d, offset=%d, key=%r, value=%r)" % (
+            self.topic,
+            self.partition,
+            self.offset,
+            self.key,
+            self.value,
+        )
+
+    @property
+    def key(self):
+        batch = self._batch
+        if not batch.presence[self.index] & _HAS_KEY:
+            return None
+        row = self._row
+        start = batch.layout[row]
+        return batch.data[start : start + batch.layout[row + 1]]
+
+    @property
+    def value(self):
+        batch = self._batch
+        if not batch.presence[self.index] & _HAS_VALUE:
+            return None
+        row = self._row
+        start = batch.layout[row + 2]
+        return batch.data[start : start + batch.layout[row + 3]]
+
+    @property
+    def headers(self):
+        batch = self._batch
+        first = batch.layout[self._row + 4]
+        count = batch.layout[self._row + 5]
+        data = batch.data
+        pairs = []
+        for header in batch.headers[first : first + count]:
+            name = data[header.name.start : header.name.start + header.name.len]
+            value = data[header.value.start : header.value.start + header.value.len]
+            pairs.append((name.decode("utf-8"), value))
+        return pairs
+
+    def header(self, name):
+        """The value of the first header called ``name``, or ``None``."""
+        for header_name, value in self.headers:
+            if header_name == name:
+                return value
+        return None
+
+    @property
+    def timestamp(self):
+        return self._batch.timestamps[self.index]
+
+    @property
+    def offset(self):
+        return self._batch.offsets[self.index]
+
+    @property
+    def topic(self):
+        return self._batch.topics[self._batch.layout[self._row + 6]]
+
+    @property
+    def partition(self):
+        return self._batch.layout[self._row + 7]
+
+    def key_text(self):
+        """The key decoded as UTF-8, or ``None`` without a key."""
+        key = self.key
+        return None if key is None else key.decode("utf-8")
+
+    def text(self):
+        """The value decoded as UTF-8, or ``None`` for a tombstone."""
+        value = self.value
+        return None if value is None else value.decode("utf-8")
+
+    def json(self):
+        """The value parsed as JSON. A tombstone or a value that is not
+        JSON raises ``ValueError`` saying so."""
+        value = self.value
+        if value is None:
+            raise ValueError("the record has no value (a tombstone), not JSON")
+        try:
+            return _json.loads(value)
+        except ValueError as e:
+            raise ValueError("the value is not JSON: %s" % e) from None
+
+
+def _as_bytes(value, what):
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if what == "value":
+        return dumps(value).encode("utf-8")
+    raise TypeError("a record's %s must be bytes, str or None, not %s" % (what, type(value).__name__))
+
+
+class Output:
+    """The records one call produces, in order."""
+
+    __slots__ = ("_data", "_presence", "_layout", "_timestamps", "_headers", "_topics")
+
+    def __init__(self):
+        self._data = bytearray()
+        self._presence = bytearray()
+        self._layout = []
+        self._timestamps = []
+        self._headers = []
+        self._topics = []
+
+    def __len__(self):
+        return len(self._presence)
+
+    def push(self, value, *, key=None, headers=None, timestamp=None, topic=None):
+        """Produces a new record. ``value`` and ``key`` are ``bytes`` or
+        ``str`` (written as UTF-8) or ``None``; any other ``value`` (a dict,
+        a list, a number) is written as compact JSON. ``headers`` is a dict
+        or a list of ``(name, value)`` pairs. Without a ``timestamp`` the
+        record takes the batch's last input timestamp; without a ``topic``
+        it goes to the pipeline's first output topic (otherwise ``topic``
+        must name one of the pipeline's outputs)."""
+        presence = 0
+        data = self._data
+        key = _as_bytes(key, "key")
+        key_start = len(data)
+        if key is not None:
+            presence |= _HAS_KEY
+            data += key
+        key_len = len(data) - key_start
+        value = _as_bytes(value, "value")
+        value_start = len(data)
+        if value is not None:
+            presence |= _HAS_VALUE
+            data += value
+        value_len = len(data) - value_start
+        first_header = len(self._headers)
+        if headers:
+            items = headers.items() if isinstance(headers, dict) else headers
+            for name, header_value in items:
+                self._header(name, _as_bytes(header_value, "header value") or b"")
+        if timestamp is not None:
+            presence |= _HAS_TIMESTAMP
+        else:
+            timestamp = 0
+        topic_index = 0
+        if topic is not None:
+            presence |= _HAS_TOPIC
+            topic_index = self._topic(topic)
+        self._presence.append(presence)
+        self._layout += (
+            key_start,
+            key_len,
+            value_start,
+            value_len,
+            first_header,
+            len(self._headers) - first_header,
+            topic_index,
+        )
+        self._timestamps.append(timestamp)
+
+    def forward(self, record, *, topic=None, timestamp=None):
+        """Produces an input record of this call unchanged (key, value,
+        headers and, without ``timestamp``, its timestamp) without copying
+        its bytes: the host already holds them."""
+        presence = _FORWARDED
+        topic_index = 0
+        if topic is not None:
+            presence |= _HAS_TOPIC
+            topic_index = self._topic(topic)
+        if timestamp is not None:
+            presence |= _HAS_TIMESTAMP
+        else:
+            timestamp = 0
+        self._presence.append(presence)
+        self._layout += (record.index, 0, 0, 0, 0, 0, topic_index)
+        self._timestamps.append(timestamp)
+
+    def _header(self, name, value):
+        data = self._data
+        name_bytes = name.encode("utf-8")
+        name_start = len(data)
+        data += name_bytes
+        value_start = len(data)
+        data += value
+        self._headers.append((name_start, len(name_bytes), value_start, len(value)))
+
+    def _topic(self, name):
+        topics = self._topics
+        for i in range(len(topics) - 1, -1, -1):
+            if topics[i] == name:
+                return i
+        topics.append(name)
+        return len(topics) - 1
+
+
+class Processor:
+    """Base class of processors. Override ``process`` (one record at a
+    time) or ``process_batch`` (the whole batch, e.g. to look at several
+    records together)."""
+
+    def __init__(self, params):
+        pass
+
+    def process(self, record, out):
+        """Processes one record, pushing outputs into ``out``."""
+        raise NotImplementedError("a processor must override process(self, record, out)")
+
+    def process_batch(self, records, out):
+        """Processes a batch: ``records`` is a list of ``Record`` from one
+        input partition in offset order. By default calls ``process`` on
+        each. An exception fails the record being processed (set
+        ``RecordFailed`` to name another)."""
+        process = self.process
+        for record in records:
+            try:
+                process(record, out)
+            except Exception as e:
+                raise RecordFailed(record.index, describe(e)) from None
+
+
+class RecordFailed(Exception):
+    """Raised by ``process_batch`` to fail the record at ``index`` with
+    ``message``; the outputs of the whole call are then discarded."""
+
+    def __init__(self, index, message):
+        super().__init__(message)
+        self.index = index
+        self.message = message
+
+
+def describe(error):
+    """An exception as the one-line reason dead-letter headers carry."""
+    text = str(error)
+    name = type(error).__name__
+    if isinstance(error, KeyError) and error.args:
+        text = "missing key %r" % (error.args[0],)
+    return "%s: %s" % (name, text) if text else name
+
+
+class _Batch:
+    """The input columns of one call, as the bindings lift them."""
+
+    __slots__ = ("data", "presence", "layout", "timestamps", "offsets", "headers", "topics")
+
+    def __init__(self, raw):
+        self.data = raw.data
+        self.presence = raw.presence
+        self.layout = raw.layout
+        self.timestamps = raw.timestamps
+        self.offsets = raw.offsets
+        self.headers = raw.headers
+        self.topics = raw.topics
+
+
+def log(level, message):
+    """Writes ``message`` to the host's log; ``level`` is one of "trace",
+    "debug", "info", "warn", "error". (``print`` also reaches the log.)"""
+    _host().log(_levels()[level], str(message))
+
+
+def counter_add(name, delta=1):
+    """Adds ``delta`` to the counter ``name``, reported with the pipeline's
+    status (``eddy pipeline describe``)."""
+    _host().counter_add(name, delta)
+
+
+def _host():
+    from wit_world.imports import host
+
+    return host
+
+
+def _levels():
+    from wit_world.imports.host import Level
+
+    return {
+        "trace": Level.TRACE,
+        "debug": Level.DEBUG,
+        "info": Level.INFO,
+        "warn": Level.WARN,
+        "error": Level.ERROR,
+    }
+
+
+def export(processor_class):
+    """Makes ``processor_class`` the component's processor. Assign the
+    result to ``WitWorld`` at the top of the module componentize-py builds:
+    ``WitWorld = eddy.export(MyProcessor)``."""
+    from componentize_py_types import Err
+    from wit_world import WitWorld as World
+    from wit_world.imports import types
+
+    state = {}
+
+    class Exported(World):
+        def init(self, params):
+            try:
+                state["processor"] = processor_class(Params((p.name, p.value) for p in params))
+            except Exception as e:
+                raise Err(describe(e)) from None
+
+        def process(self, raw):
+            processor = state.get("processor")
+            if processor is None:
+                raise Err(types.RecordError(0, "process was called before init"))
+            batch = _Batch(raw)
+            records = [Record(batch, i) for i in range(len(raw.presence))]
+            out = Output()
+            try:
+                processor.process_batch(records, out)
+            except RecordFailed as failed:
+                raise Err(types.RecordError(failed.index, failed.message)) from None
+            except Exception as e:
+                # A failure outside any one record: blame the first.
+                raise Err(types.RecordError(0, describe(e))) from None
+            data = bytes(out._data)
+            headers = [
+                types.Header(types.Span(n, nl), types.Span(v, vl))
+                for (n, nl, v, vl) in out._headers
+            ]
+            return types.OutputBatch(
+                data,
+                bytes(out._presence),
+                out._layout,
+                out._timestamps,
+                headers,
+                out._topics,
+            )
+
+    Exported.__name__ = "WitWorld"
+    Exported.__qualname__ = "WitWorld"
+    return Exported
