@@ -20,6 +20,7 @@ use eddy_pipeline::{Node, NodeConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::out::outln;
+use crate::processor::Language;
 
 /// The manifest the demo applies (the file in the repository, built in).
 const MANIFEST: &str = include_str!("../../../examples/truck-gps/pipeline.yaml");
@@ -41,9 +42,64 @@ pub struct DemoArgs {
     /// Alerts to print.
     #[arg(long, default_value_t = 5)]
     sample: usize,
+    /// The geofence processor's language: rust (built into eddy), or
+    /// python or js (the TypeScript example), built from the sources in
+    /// eddy with their toolchain, installed on first use.
+    #[arg(long, value_enum, default_value_t = Language::Rust)]
+    lang: Language,
+}
+
+/// The geofence examples in Python and TypeScript, built into eddy.
+const GEOFENCE_PYTHON: &str =
+    include_str!("../../../examples/processors/geofence-python/processor.py");
+const GEOFENCE_TS: &str = include_str!("../../../examples/processors/geofence-ts/src/processor.ts");
+const GEOFENCE_TSCONFIG: &str =
+    include_str!("../../../examples/processors/geofence-ts/tsconfig.json");
+
+/// The geofence component in `lang`: built into eddy for Rust, else built
+/// from the example's sources in the cache (again only when they changed).
+fn geofence(lang: Language) -> anyhow::Result<(Bytes, &'static str)> {
+    let (sources, language, name): (&[(&str, &str)], _, _) = match lang {
+        Language::Rust => {
+            return Ok((Bytes::from_static(eddy_test_plugins::GEOFENCE_WASM), "Rust"));
+        }
+        Language::Python => (&[("processor.py", GEOFENCE_PYTHON)], "python", "Python"),
+        Language::Js | Language::Ts => (
+            &[
+                ("src/processor.ts", GEOFENCE_TS),
+                ("tsconfig.json", GEOFENCE_TSCONFIG),
+            ],
+            "ts",
+            "TypeScript",
+        ),
+    };
+    let dir = crate::processor::cache_dir()?
+        .join("demo")
+        .join(format!("geofence-{language}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let manifest = format!("name = \"geofence\"\nlanguage = \"{language}\"\n");
+    for (path, text) in [("processor.toml", manifest.as_str())]
+        .into_iter()
+        .chain(sources.iter().copied())
+    {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    let wasm = crate::processor::component_at(&dir)?;
+    let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    Ok((Bytes::from(bytes), name))
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let lang = args.lang;
+    let (component, language) = tokio::task::spawn_blocking(move || geofence(lang))
+        .await
+        .context("building the geofence did not finish")??;
     let started = Instant::now();
     let tmp = tempfile::Builder::new()
         .prefix("eddy-demo-")
@@ -51,7 +107,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .context("creating a temporary data directory")?;
     let listen: SocketAddr = "127.0.0.1:0".parse()?;
     let config = BrokerConfig::new(NodeId(1), tmp.path().join("data"), listen);
-    let node = Node::start(NodeConfig::new(config)).await?;
+    let mut node_config = NodeConfig::new(config);
+    // Compiled once, not at every demo: a Python geofence takes seconds.
+    node_config.compile_cache_dir = Some(crate::processor::cache_dir()?.join("compiled"));
+    let node = Node::start(node_config).await?;
     let address = node.server.local_addr.to_string();
     outln!(
         "1. started an embedded Eddy on {address} (data in {})",
@@ -60,7 +119,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Ctrl-C stops the node too, so the temporary directory goes with it.
     let signals = crate::serve::Signals::catch()?;
     let result = tokio::select! {
-        r = steps(&args, &address) => r,
+        r = steps(&args, &address, component, language) => r,
         () = signals.wait() => Err(anyhow::anyhow!("interrupted")),
     };
     node.stop().await?;
@@ -72,7 +131,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn steps(args: &DemoArgs, address: &str) -> anyhow::Result<()> {
+async fn steps(
+    args: &DemoArgs,
+    address: &str,
+    component: Bytes,
+    language: &str,
+) -> anyhow::Result<()> {
     let client = Client::connect(ClientConfig::new(address)).await?;
     Admin::new(client.clone())
         .create_topic(NewTopic {
@@ -83,17 +147,13 @@ async fn steps(args: &DemoArgs, address: &str) -> anyhow::Result<()> {
         .await?;
     outln!("2. created topic {INPUT} with 10 partitions");
     let uploaded = Processors::new(client.clone())
-        .upload(
-            "geofence",
-            Bytes::from_static(eddy_test_plugins::GEOFENCE_WASM),
-            |_| {},
-        )
+        .upload("geofence", component, |_| {})
         .await?;
     let v = uploaded
         .version
         .context("upload answered without a version")?;
     outln!(
-        "3. uploaded processor geofence version {} ({} bytes, sha256 {}…)",
+        "3. uploaded processor geofence version {} ({language}, {} bytes, sha256 {}…)",
         v.version,
         v.size_bytes,
         &v.sha256[..12]

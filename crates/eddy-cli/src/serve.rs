@@ -71,6 +71,11 @@ pub struct Tuning {
     /// all, this many minutes after it became empty (default 7 days).
     #[arg(long, env = "EDDY_OFFSETS_RETENTION_MINUTES")]
     offsets_retention_minutes: Option<u64>,
+    /// Where compiled processors are kept, so that a restart does not
+    /// compile them again (default: DATA_DIR/processor-cache). Brokers on
+    /// one machine may share a directory.
+    #[arg(long, env = "EDDY_COMPILE_CACHE_DIR", value_name = "DIR")]
+    compile_cache_dir: Option<PathBuf>,
     /// Largest processor component an upload may be, in bytes (default 64 MiB).
     #[arg(long, env = "EDDY_PROCESSOR_BYTES_MAX")]
     processor_bytes_max: Option<usize>,
@@ -128,6 +133,12 @@ impl Tuning {
         flag(
             "processor-bytes-max",
             self.processor_bytes_max.map(|v| v.to_string()),
+        );
+        flag(
+            "compile-cache-dir",
+            self.compile_cache_dir
+                .as_ref()
+                .map(|d| d.display().to_string()),
         );
         flag(
             "broker-session-timeout-ms",
@@ -346,6 +357,7 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
     let node = config.node_id;
     let mut node_config = NodeConfig::new(config);
     node_config.worker = !tuning.no_worker;
+    node_config.compile_cache_dir = tuning.compile_cache_dir.clone();
     if let Some(ms) = tuning.worker_session_timeout_ms {
         node_config.worker_session_timeout_ms = ms;
     }

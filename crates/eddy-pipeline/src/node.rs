@@ -24,9 +24,12 @@ const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub broker: BrokerConfig,
-    /// The processor sandbox's limits (the compile cache goes in the data
-    /// directory whatever `cache_dir` says).
+    /// The processor sandbox's limits (the compile cache is
+    /// `compile_cache_dir`, whatever `cache_dir` says).
     pub wasm: eddy_wasm::Config,
+    /// Where compiled processors are kept; `None`: in the data directory
+    /// ([`COMPILE_CACHE_DIR`]). Brokers may share one.
+    pub compile_cache_dir: Option<std::path::PathBuf>,
     pub registry: RegistryConfig,
     /// Whether the broker runs its own pipeline worker.
     pub worker: bool,
@@ -40,6 +43,7 @@ impl NodeConfig {
         NodeConfig {
             broker,
             wasm: crate::worker::sandbox_config(None),
+            compile_cache_dir: None,
             registry,
             worker: true,
             worker_session_timeout_ms: WorkerConfig::new(String::new()).session_timeout_ms,
@@ -59,13 +63,17 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node> {
         let cell: Arc<OnceLock<Runtime>> = Arc::new(OnceLock::new());
         let wasm = config.wasm.clone();
+        let compile_cache_dir = config.compile_cache_dir.clone();
         let registry = config.registry.clone();
         let runtime_cell = cell.clone();
         let factory: eddy_broker::ExtensionFactory = Box::new(move |broker| {
             // Made once the data directory is claimed: the cache lives in it.
+            let cache_dir = compile_cache_dir
+                .clone()
+                .unwrap_or_else(|| broker.config.data_dir.join(COMPILE_CACHE_DIR));
             let runtime = Runtime::new(eddy_wasm::Config {
-                cache_dir: Some(broker.config.data_dir.join(COMPILE_CACHE_DIR)),
-                ..wasm
+                cache_dir: Some(cache_dir),
+                ..wasm.clone()
             })
             .map_err(|e| BrokerError::InvalidRequest(format!("processor runtime: {e}")))?;
             let _ = runtime_cell.set(runtime.clone());

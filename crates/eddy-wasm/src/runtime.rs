@@ -200,10 +200,10 @@ impl Runtime {
                 // Valid wasm, but asking for more than the pool offers: more
                 // memory at start than any instance may have (no allocator
                 // helps), or more instances, memories or tables than a slot.
-                if detail.contains("minimum byte size") {
+                if let Some(at) = detail.find("memory has a minimum byte size") {
                     Error::MemoryLimit {
                         limit_bytes: self.inner.config.memory_bytes_max,
-                        detail,
+                        detail: detail[at..].to_owned(),
                     }
                 } else if detail.contains("pooling allocator") {
                     Error::PoolSlot(detail)

@@ -8,11 +8,12 @@
 use eddy_test_plugins as wasm;
 
 use super::workload::{
-    assert_exactly_once, committed, feed, lost_and_doubled, outputs, shape_manifest,
+    assert_exactly_once, committed, feed, feed_through_broker_kills, lost_and_doubled, outputs,
+    shape_manifest,
 };
 use eddy_tests::worker::TestWorker;
 
-use super::{Cluster, wait_for};
+use super::Cluster;
 use eddy_tests::rng::Rng;
 
 const RECORDS: usize = 100_000;
@@ -91,29 +92,7 @@ async fn exactly_once_survives_a_worker_killed_at_random_points() {
 async fn exactly_once_survives_its_broker_killed_at_random_points() {
     let mut rng = Rng::from_env("exactly_once_survives_its_broker_killed_at_random_points");
     let mut c = setup("exactly-once", &[]).await;
-    let feeding = feed(&c.client, RECORDS);
-    for _ in 0..KILLS {
-        tokio::time::sleep(rng.millis(1000, 2500)).await;
-        let at = committed(&c.client).await;
-        c.broker.kill9();
-        eprintln!("killed the broker with {at} of {RECORDS} records committed");
-        tokio::time::sleep(rng.millis(50, 500)).await;
-        tokio::task::block_in_place(|| c.broker.start_again());
-    }
-    feeding.await.unwrap();
-    c.reconnect().await;
-    wait_for(
-        "the pipeline to catch up after the last restart",
-        || async {
-            let d = eddy_client::Pipelines::new(c.client.clone())
-                .describe("shape")
-                .await
-                .ok()?;
-            (d.summary?.lag == 0 && d.partitions.iter().all(|p| p.committed.is_some()))
-                .then_some(())
-        },
-    )
-    .await;
+    feed_through_broker_kills(&mut c, &mut rng, RECORDS, KILLS, (1000, 2500)).await;
     assert_exactly_once(
         &c.client,
         RECORDS,

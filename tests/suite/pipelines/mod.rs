@@ -4,6 +4,7 @@
 
 mod faults;
 mod hostile;
+mod languages;
 mod manifests;
 mod registry;
 mod running;

@@ -179,3 +179,39 @@ pub async fn committed(client: &Client) -> u64 {
         Err(_) => 0,
     }
 }
+
+/// Feeds `records` input records while the broker is killed (`kill -9`)
+/// `kills` times at seeded points `from_ms..to_ms` apart and started
+/// again, then waits until the `shape` pipeline has caught up and
+/// committed every partition.
+pub async fn feed_through_broker_kills(
+    c: &mut super::Cluster,
+    rng: &mut eddy_tests::rng::Rng,
+    records: usize,
+    kills: usize,
+    (from_ms, to_ms): (u64, u64),
+) {
+    let feeding = feed(&c.client, records);
+    for _ in 0..kills {
+        tokio::time::sleep(rng.millis(from_ms, to_ms)).await;
+        let at = committed(&c.client).await;
+        c.broker.kill9();
+        eprintln!("killed the broker with {at} of {records} records committed");
+        tokio::time::sleep(rng.millis(50, 500)).await;
+        tokio::task::block_in_place(|| c.broker.start_again());
+    }
+    feeding.await.unwrap();
+    c.reconnect().await;
+    super::wait_for(
+        "the pipeline to catch up after the last restart",
+        || async {
+            let d = eddy_client::Pipelines::new(c.client.clone())
+                .describe("shape")
+                .await
+                .ok()?;
+            (d.summary?.lag == 0 && d.partitions.iter().all(|p| p.committed.is_some()))
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -4,6 +4,7 @@
 
 mod failover;
 mod pipeline;
+mod processor;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,6 +39,11 @@ pub enum BenchCommand {
     /// backlog exactly-once, at-least-once and copied, and the latency a
     /// pipeline adds at a fixed rate.
     Pipeline(pipeline::PipelineArgs),
+    /// Processors without a broker: compile time (cold and cached),
+    /// instantiate + init, memory per instance, and records/s on 100-byte
+    /// JSON records, for several processors (say one per language) in
+    /// turn, round by round.
+    Processor(processor::ProcessorBenchArgs),
     /// Leader failover: writes one record at a time with acks=all, kills
     /// the partition leader with a command you give, and times the kill to
     /// the first acknowledged write.
@@ -106,6 +112,12 @@ pub struct E2eArgs {
 }
 
 pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
+    if let BenchCommand::Processor(args) = cmd {
+        // Needs no broker: CPU work, on the blocking pool.
+        return tokio::task::spawn_blocking(move || processor::run(&args))
+            .await
+            .context("the benchmark did not finish")?;
+    }
     let client = connect(conn).await?;
     let args = match &cmd {
         BenchCommand::Produce(a) | BenchCommand::Consume(a) => a.clone(),
@@ -114,6 +126,7 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
         BenchCommand::Failover(f) => f.common.clone(),
         // Makes its own topics.
         BenchCommand::Pipeline(p) => return pipeline::run(&client, p).await,
+        BenchCommand::Processor(_) => return Ok(()),
     };
     let topic = prepare_topic(&client, &args).await?;
     let result = match cmd {
@@ -122,7 +135,7 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
         BenchCommand::E2e(e) => e2e(&client, &topic, &e).await,
         BenchCommand::Group(g) => group(&client, &topic, &g).await,
         BenchCommand::Failover(f) => failover::run(&client, &topic, &f).await,
-        BenchCommand::Pipeline(_) => Ok(()),
+        BenchCommand::Pipeline(_) | BenchCommand::Processor(_) => Ok(()),
     };
     if args.topic.is_none() && !args.keep {
         Admin::new(client).delete_topic(&topic).await?;

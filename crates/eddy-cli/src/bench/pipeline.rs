@@ -54,6 +54,12 @@ pub struct PipelineArgs {
     /// on this VM whatever writes fresh data later in a run is slower).
     #[arg(long)]
     exactly_once_first: bool,
+    /// The processor the pipelines run, instead of the built-in Rust
+    /// pass-through: a `.wasm` component or a project directory (built
+    /// first when needed). It must forward every record unchanged, as
+    /// `out.forward(record)` does, for the latency run to read it.
+    #[arg(long, value_name = "FILE.wasm|DIR")]
+    processor: Option<std::path::PathBuf>,
 }
 
 /// Longest a drain may take.
@@ -62,18 +68,29 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 pub async fn run(client: &Client, args: &PipelineArgs) -> anyhow::Result<()> {
     let run = format!("bench-{}", std::process::id());
     let processor = format!("{run}-passthrough");
-    Processors::new(client.clone())
-        .upload(
-            &processor,
+    let (component, described) = match &args.processor {
+        None => (
             Bytes::from_static(eddy_test_plugins::PASSTHROUGH_WASM),
-            |_| {},
-        )
+            "pass-through processor".to_owned(),
+        ),
+        Some(path) => {
+            let path = path.clone();
+            let wasm = tokio::task::spawn_blocking(move || crate::processor::component_at(&path))
+                .await
+                .context("the build did not finish")??;
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+            (Bytes::from(bytes), format!("processor {}", wasm.display()))
+        }
+    };
+    Processors::new(client.clone())
+        .upload(&processor, component, |_| {})
         .await
-        .context("uploading the pass-through processor")?;
+        .with_context(|| format!("uploading the {described}"))?;
     let input = format!("{run}-in");
     create(client, &input, args.partitions).await?;
     outln!(
-        "pipeline bench: {} records of {} bytes in {} partitions, pass-through processor, batch {}, parallelism {}",
+        "pipeline bench: {} records of {} bytes in {} partitions, {described}, batch {}, parallelism {}",
         args.records,
         args.record_size,
         args.partitions,

@@ -18,6 +18,7 @@ use super::toolchain::{self, Spinner};
 
 /// Builds `project` and returns the component's path.
 pub fn build(project: &Project) -> anyhow::Result<PathBuf> {
+    // First the SDK, so that a new eddy's SDK counts as a change.
     for path in project.write_sdk()? {
         let relative = path.strip_prefix(&project.dir).unwrap_or(&path);
         eprintln!("wrote {} (from this eddy's SDK)", relative.display());
@@ -39,14 +40,23 @@ pub fn build(project: &Project) -> anyhow::Result<PathBuf> {
     Ok(output)
 }
 
-/// The project's component, built first if its sources changed since the
-/// last build (or it was never built).
+/// The project's component, built first if its sources (or this eddy's
+/// SDK) changed since the last build, or it was never built.
 pub fn built(project: &Project) -> anyhow::Result<PathBuf> {
-    let current = fs::read_to_string(stamp_path(project)).ok();
-    if project.output().is_file() && current == Some(project.source_digest()?) {
+    if up_to_date(project)? {
         return Ok(project.output());
     }
     build(project)
+}
+
+/// Whether the last build's component is there and was built from the
+/// sources and SDK the project has now.
+pub fn up_to_date(project: &Project) -> anyhow::Result<bool> {
+    let Ok(recorded) = fs::read_to_string(stamp_path(project)) else {
+        return Ok(false);
+    };
+    // The digest covers this eddy's SDK too: a new eddy builds again.
+    Ok(project.output().is_file() && recorded == project.source_digest()?)
 }
 
 /// The path `eddy processor test|upload` takes: a component as is, or a

@@ -4,6 +4,10 @@
 //! with the cluster's registry.
 
 mod builder;
+
+pub(crate) use self::builder::component_at;
+pub(crate) use self::project::Language;
+pub(crate) use self::toolchain::cache_dir;
 mod new;
 mod project;
 mod registry;
@@ -33,7 +37,8 @@ pub enum ProcessorCommand {
     /// Writes this eddy's SDK and WIT contract into the project, runs the
     /// language's toolchain (installing it into the cache on first use:
     /// EDDY_CACHE_DIR, else ~/.cache/eddy) and prints the path of the
-    /// component, DIR/build/NAME.wasm.
+    /// component, DIR/build/NAME.wasm. Nothing is built when neither the
+    /// project nor the SDK changed since the last build.
     Build(BuildArgs),
     /// Run a processor locally on sample records and print its outputs.
     ///
@@ -106,6 +111,9 @@ pub struct BuildArgs {
     /// The project's directory.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Build even if nothing changed since the last build.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `new`, `build` and `test` need no broker and no async runtime.
@@ -127,7 +135,12 @@ pub fn run_local(cmd: ProcessorCommand) -> anyhow::Result<()> {
 
 fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let project = project::Project::open(&args.dir)?;
-    let wasm = builder::build(&project)?;
+    let wasm = if !args.force && builder::up_to_date(&project)? {
+        eprintln!("up to date: nothing changed since the last build (--force builds anyway)");
+        project.output()
+    } else {
+        builder::build(&project)?
+    };
     let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     crate::out::outln!("{} ({:.1} MB)", wasm.display(), size as f64 / 1e6);
     Ok(())

@@ -136,7 +136,9 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
             Err(e) => {
                 // Frees the instance's slot for the replay in `explain`.
                 drop(instance);
-                return Err(explain(e, batch, first_index, &processor, &args.params));
+                let hint = trap_hint(&e, &args);
+                let explained = explain(e, batch, first_index, &processor, &args.params);
+                return Err(anyhow!("{explained:#}{hint}"));
             }
         };
         for output in &outputs {
@@ -219,6 +221,27 @@ impl Expected {
             );
         }
         Ok(self.next)
+    }
+}
+
+/// Names the flag that raises the limit a trap ran into.
+fn trap_hint(e: &ProcessError, args: &TestArgs) -> String {
+    match e {
+        ProcessError::Trap {
+            kind: eddy_wasm::TrapKind::Timeout,
+            ..
+        } => format!(
+            "\n  (this run allows {} ms per batch: raise it with --batch-time-ms-max)",
+            args.batch_time_ms_max
+        ),
+        ProcessError::Trap {
+            kind: eddy_wasm::TrapKind::OutOfMemory,
+            ..
+        } => format!(
+            "\n  (this run allows {} MiB: raise it with --memory-mib-max)",
+            args.memory_mib_max
+        ),
+        _ => String::new(),
     }
 }
 

@@ -137,7 +137,9 @@ impl Sandbox {
         let instance = self
             .processor
             .instantiate_with(&self.params, self.limits)
-            .map_err(|e| Error::Invalid(format!("the processor cannot start: {e}")))?;
+            .map_err(|e| {
+                Error::Invalid(format!("the processor cannot start: {e}{}", limit_hint(&e)))
+            })?;
         Ok(Slot {
             counters: instance.counters().clone(),
             instance,
@@ -349,8 +351,29 @@ fn trap_failure(e: &ProcessError) -> Failure {
         },
         _ => "trap",
     };
+    let hint = match kind {
+        "timeout" => {
+            "; raise spec.limits.cpuMsPerBatch in the manifest if the record needs more time"
+        }
+        "out-of-memory" => {
+            "; raise spec.limits.memoryMiB in the manifest if the record needs more memory"
+        }
+        _ => "",
+    };
     Failure {
         kind,
-        message: e.to_string(),
+        message: format!("{e}{hint}"),
+    }
+}
+
+/// The manifest field that raises the limit `e` is about, as advice.
+fn limit_hint(e: &eddy_wasm::Error) -> &'static str {
+    match e.limit() {
+        Some(eddy_wasm::Limit::Memory) => "; raise spec.limits.memoryMiB in the manifest",
+        Some(eddy_wasm::Limit::Time) => "; raise spec.limits.cpuMsPerBatch in the manifest",
+        Some(eddy_wasm::Limit::Instances) => {
+            "; lower spec.parallelism, or run more workers (eddy worker)"
+        }
+        Some(eddy_wasm::Limit::ComponentSize) | None => "",
     }
 }
