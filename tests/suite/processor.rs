@@ -271,3 +271,27 @@ fn a_trap_in_a_batch_names_the_record_that_traps() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn an_instance_whose_memory_only_grows_is_replaced_before_it_runs_out() {
+    // Each record leaks 3 MiB; the limit is 16 MiB: one instance would run
+    // out within a few records, as componentize-py's leak of returned
+    // bytes or StarlingMonkey's growing heap do after many. A fresh one
+    // takes over once memory passes three quarters of the limit.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write(tmp.path(), "in.jsonl", &"{\"value\": \"3\"}\n".repeat(20));
+    let out = eddy(&[
+        "processor",
+        "test",
+        wasm::TEST_MEMORY_BOMB,
+        "--input",
+        &input,
+        "--param",
+        "mode=leak",
+        "--memory-mib-max",
+        "16",
+        "--batch-size",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -78,8 +78,9 @@ enum Command {
     /// Measure throughput and latency against a running broker.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Work with WebAssembly processors: test one locally, or upload, list
-    /// and delete them in the cluster.
+    /// Work with WebAssembly processors: make one in Rust, Python,
+    /// JavaScript or TypeScript (new, build), test it locally, or upload,
+    /// list and delete them in the cluster.
     #[command(subcommand)]
     Processor(processor::ProcessorCommand),
     /// Apply pipeline manifests; list, describe, pause, resume and delete pipelines.

@@ -118,6 +118,7 @@ impl Processor {
             batch_bytes_max: config.batch_bytes_max,
             output_records_max: config.output_records_max,
             random_seed: limits.random_seed,
+            memory_bytes_max,
             poisoned: false,
         };
         instance
@@ -174,8 +175,13 @@ pub struct Instance {
     batch_bytes_max: usize,
     output_records_max: usize,
     random_seed: u64,
+    memory_bytes_max: usize,
     poisoned: bool,
 }
+
+/// How full an instance's memory may get, in quarters of its limit,
+/// before [`Instance::is_near_memory_limit`] says to replace it.
+const MEMORY_QUARTERS_BEFORE_RECYCLING: usize = 3;
 
 impl fmt::Debug for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -261,6 +267,18 @@ impl Instance {
     /// and what it has grown since (memories never shrink).
     pub fn memory_bytes(&self) -> usize {
         self.store.data().limiter.memory_bytes
+    }
+
+    /// Whether the instance's memory has grown past three quarters of its
+    /// limit. Linear memory never shrinks, and some guests only grow it:
+    /// componentize-py 0.25's runtime keeps every `bytes` a call returns
+    /// (about 40 bytes per output record), StarlingMonkey lets its
+    /// garbage-collected heap grow to some 80 MiB before it collects, and
+    /// fails if it cannot. A caller replaces such an instance with a fresh
+    /// one between batches (instances keep no state a pipeline relies on)
+    /// rather than wait for it to run out of memory in the middle of one.
+    pub fn is_near_memory_limit(&self) -> bool {
+        self.memory_bytes() >= self.memory_bytes_max / 4 * MEMORY_QUARTERS_BEFORE_RECYCLING
     }
 
     /// Whether an earlier call trapped, so that this instance is unusable.

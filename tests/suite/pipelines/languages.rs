@@ -302,8 +302,13 @@ async fn walkthrough(lang: &str) {
     let dir = tmp.path().join(&name);
     tokio::task::block_in_place(|| {
         eddy_in(tmp.path(), &["processor", "new", &name, "--lang", lang]);
-        let built = eddy_in(&dir, &["processor", "build"]);
-        assert!(built.contains(&format!("build/{name}.wasm")), "{built}");
+        // From the parent directory: paths are the project's, not the caller's.
+        let built = eddy_in(tmp.path(), &["processor", "build", &name]);
+        assert!(
+            built.starts_with(&format!("{name}/build/{name}.wasm")),
+            "{built}"
+        );
+        assert!(dir.join("build").join(format!("{name}.wasm")).is_file());
         eddy_in(&dir, &["processor", "test", "."]);
     });
     let c = cluster().await;

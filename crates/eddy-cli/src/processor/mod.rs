@@ -142,7 +142,10 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         builder::build(&project)?
     };
     let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
-    crate::out::outln!("{} ({:.1} MB)", wasm.display(), size as f64 / 1e6);
+    // Shown as the user would type it, from where they are.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let shown = wasm.strip_prefix(&cwd).unwrap_or(&wasm);
+    crate::out::outln!("{} ({:.1} MB)", shown.display(), size as f64 / 1e6);
     Ok(())
 }
 

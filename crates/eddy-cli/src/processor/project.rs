@@ -104,6 +104,7 @@ struct Manifest {
 /// A processor project.
 #[derive(Debug, Clone)]
 pub struct Project {
+    /// The project's directory, as an absolute path.
     pub dir: PathBuf,
     pub name: String,
     pub language: Language,
@@ -129,8 +130,11 @@ impl Project {
             )
         })?;
         check_name(&manifest.name).with_context(|| format!("in {}", path.display()))?;
+        // Absolute: the toolchains run in the project's directory.
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("finding the absolute path of {}", dir.display()))?;
         Ok(Project {
-            dir: dir.to_owned(),
+            dir,
             name: manifest.name,
             language: manifest.language,
         })

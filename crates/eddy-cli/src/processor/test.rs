@@ -116,7 +116,8 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
         batch_time_ms_max: args.batch_time_ms_max,
         memory_bytes_max: (args.memory_mib_max as usize) << 20,
         batch_records_max: args.batch_size as usize,
-        instances_max: 1,
+        // One running, and its replacement when it nears its memory limit.
+        instances_max: 2,
         cache_dir: cache_dir(&args)?,
         ..Config::default()
     })?;
@@ -129,6 +130,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
         .map_err(|e| limit_hint(e, &args))?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    let mut counters = std::collections::BTreeMap::new();
     for (n, batch) in records.chunks(args.batch_size as usize).enumerate() {
         let first_index = n * args.batch_size as usize;
         let outputs = match process(&mut instance, batch) {
@@ -148,8 +150,16 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
             }
         }
         out.flush().context("writing to stdout")?;
+        if instance.is_near_memory_limit() {
+            // As a pipeline does: a fresh instance before this one runs out.
+            add_counters(&mut counters, &instance);
+            instance = processor
+                .instantiate(&args.params)
+                .map_err(|e| limit_hint(e, &args))?;
+        }
     }
-    for (name, value) in instance.counters() {
+    add_counters(&mut counters, &instance);
+    for (name, value) in counters {
         tracing::info!(counter = name.as_str(), value, "processor counter");
     }
     if let Some(expected) = expected {
@@ -161,6 +171,12 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn add_counters(totals: &mut std::collections::BTreeMap<String, u64>, instance: &Instance) {
+    for (name, value) in instance.counters() {
+        *totals.entry(name.clone()).or_insert(0) += value;
+    }
 }
 
 /// The outputs a test expects, checked one by one as they come.

@@ -297,6 +297,14 @@ impl Runner<'_> {
         };
         if slot.instance.is_poisoned() {
             self.absorb(&slot);
+        } else if slot.instance.is_near_memory_limit() {
+            // Replaced before it runs out of memory in a batch: a guest
+            // whose memory only grows would otherwise fail a good record.
+            tracing::debug!(
+                memory_bytes = slot.instance.memory_bytes(),
+                "replacing a processor instance near its memory limit"
+            );
+            self.absorb(&slot);
         } else {
             self.slot = Some(slot);
         }

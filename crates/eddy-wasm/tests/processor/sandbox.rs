@@ -70,6 +70,24 @@ fn a_memory_bomb_fails_its_allocation_at_the_cap() {
 }
 
 #[test]
+fn an_instance_whose_memory_grew_past_three_quarters_of_its_cap_says_so() {
+    // test_config caps memory at 32 MiB: the line is at 24.
+    let mut p = instance(wasm::TEST_MEMORY_BOMB, &[("mode", "leak")]);
+    let at_start = p.memory_bytes();
+    assert!(at_start > 0 && !p.is_near_memory_limit(), "{at_start}");
+    p.process(&records([&b"10"[..]])).unwrap();
+    assert!(
+        p.memory_bytes() >= at_start + (10 << 20),
+        "{}",
+        p.memory_bytes()
+    );
+    assert!(!p.is_near_memory_limit(), "{}", p.memory_bytes());
+    p.process(&records([&b"14"[..]])).unwrap();
+    assert!(p.is_near_memory_limit(), "{}", p.memory_bytes());
+    assert!(!p.is_poisoned());
+}
+
+#[test]
 fn a_refused_allocation_the_guest_coped_with_does_not_explain_a_later_trap() {
     let mut p = instance(wasm::TEST_MEMORY_BOMB, &[("mode", "try")]);
     assert!(p.process(&records([&b"try"[..]])).unwrap().is_empty());
