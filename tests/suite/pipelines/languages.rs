@@ -46,45 +46,55 @@ fn eddy_in(dir: &Path, args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// A project copied from `sources` into the suite's cache and built
-/// there, once per run of the suite; a later run reuses the build while
-/// the sources and the SDK are unchanged.
-fn built(name: &str, sources: &[(&Path, &str)], lang: &str) -> PathBuf {
+/// A project named `name` copied from `sources` into `dir` under the
+/// suite's cache and built there, once per run of the suite; a later run
+/// (or `eddy demo`, for the geofences) reuses the build while the sources
+/// and the SDK are unchanged.
+fn built(dir: &str, name: &str, sources: &[(&Path, &str)], lang: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     // A test that failed while holding it does not poison the others.
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(dir) = built.get(name) {
+    if let Some(dir) = built.get(dir) {
         return dir.clone();
     }
-    let dir = cache_dir().join("suite-projects").join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("processor.toml"),
-        format!("name = \"{name}\"\nlanguage = \"{lang}\"\n"),
-    )
-    .unwrap();
+    let key = dir.to_owned();
+    let dir = cache_dir().join(dir);
+    // Written only where they differ: an unchanged project is not rebuilt.
+    let write = |path: PathBuf, text: &[u8]| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if std::fs::read(&path).ok().as_deref() != Some(text) {
+            std::fs::write(&path, text).unwrap();
+        }
+    };
+    let manifest = format!("name = \"{name}\"\nlanguage = \"{lang}\"\n");
+    write(dir.join("processor.toml"), manifest.as_bytes());
     for (from, to) in sources {
-        let to = dir.join(to);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(from, &to).unwrap();
+        write(dir.join(to), &std::fs::read(from).unwrap());
     }
     // Builds only if the sources or the SDK changed since a last run.
     eddy_in(&dir, &["processor", "build"]);
-    built.insert(name.to_owned(), dir.clone());
+    built.insert(key, dir.clone());
     dir
 }
 
+/// The geofence examples, where `eddy demo --lang` builds them too.
 fn geofence_python() -> PathBuf {
     let src = examples().join("geofence-python/processor.py");
-    built("geofence-python", &[(&src, "processor.py")], "python")
+    built(
+        "demo/geofence-python",
+        "geofence",
+        &[(&src, "processor.py")],
+        "python",
+    )
 }
 
 fn geofence_ts() -> PathBuf {
     let src = examples().join("geofence-ts/src/processor.ts");
     let tsconfig = examples().join("geofence-ts/tsconfig.json");
     built(
-        "geofence-ts",
+        "demo/geofence-ts",
+        "geofence",
         &[(&src, "src/processor.ts"), (&tsconfig, "tsconfig.json")],
         "ts",
     )
@@ -256,11 +266,13 @@ fn shape(lang: &str) -> PathBuf {
     let processors = Path::new(env!("CARGO_MANIFEST_DIR")).join("processors");
     match lang {
         "python" => built(
+            "suite-projects/shape-python",
             "shape-python",
             &[(&processors.join("shape.py"), "processor.py")],
             "python",
         ),
         _ => built(
+            "suite-projects/shape-js",
             "shape-js",
             &[(&processors.join("shape.js"), "processor.js")],
             "js",
@@ -412,6 +424,9 @@ fn the_demo_in_python_and_in_typescript_finds_the_alerts_the_rust_demo_finds() {
             .unwrap_or_else(|| panic!("no alerts line in\n{printed}"))
             .to_owned()
     };
+    // Built first, where the demo finds them: it builds nothing more.
+    geofence_python();
+    geofence_ts();
     let rust = demo("rust");
     for (lang, named) in [("python", "Python"), ("js", "TypeScript")] {
         let printed = demo(lang);
