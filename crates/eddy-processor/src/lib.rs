@@ -35,9 +35,10 @@
 //! field), which is what makes a call cheap.
 //!
 //! Architecture invariant: this crate knows nothing about the host; the WIT
-//! world is the whole contract. A processor gets no clock, randomness or
-//! I/O: the host refuses components that import anything but the `host`
-//! interface (logging and counters) and what Rust's std needs to start.
+//! world is the whole contract. A processor gets no real clock, randomness
+//! or I/O: besides the `host` interface (logging and counters) it may use
+//! only WASI, whose clock and randomness answer from the batch and whose
+//! files and sockets refuse every call.
 
 // The generated bindings name this crate by its path, also from inside it.
 extern crate self as eddy_processor;

@@ -2,12 +2,14 @@
 //!
 //! A processor is a component implementing the `processor` world of
 //! `wit/processor.wit`. [`Runtime::compile`] validates a component (it may
-//! import only the `host` interface and the capability-free WASI shims that
-//! Rust's std forces; it must export `init` and `process`), compiles it
+//! import only the `host` interface and the WASI 0.2 interfaces language
+//! runtimes need, which the host links with no capability and answers
+//! deterministically; it must export `init` and `process`), compiles it
 //! (or loads the compilation from the cache, keyed by sha256 and engine
 //! settings) and pre-links it. [`Processor::instantiate`] creates a
-//! sandboxed [`Instance`] cheaply from the pool; [`Instance::process`] runs
-//! one batch per call.
+//! sandboxed [`Instance`] cheaply from the pool (or on demand, for a
+//! component too big for a pool slot); [`Instance::process`] runs one
+//! batch per call.
 //!
 //! Each instance has its own linear-memory cap, time budget per call
 //! (epoch interruption), wasm stack cap, and bounded log output. A trap
@@ -17,8 +19,9 @@
 //! Architecture invariants: this crate knows nothing about topics' storage,
 //! consumer groups, the broker or gRPC; it maps records in to records out.
 //! The guest gets no ambient clock, randomness, filesystem, network or
-//! environment. Floating-point NaNs are canonicalised, so the same input
-//! gives the same output bytes on every run and machine.
+//! environment: WASI's clocks and randomness answer from the batch, its
+//! files, sockets and HTTP refuse. Floating-point NaNs are canonicalised,
+//! so the same input gives the same output bytes on every run and machine.
 
 mod cache;
 mod config;
