@@ -91,12 +91,7 @@ class Params:
     def str(self, name, default=None):
         """The parameter's text; without a default, a missing parameter is
         an error."""
-        value = self._values.get(name)
-        if value is not None:
-            return value
-        if default is not None:
-            return default
-        raise ValueError(_missing(name))
+        return self._typed(name, default, lambda text: text, "text")
 
     def float(self, name, default=None):
         """The parameter as a number."""

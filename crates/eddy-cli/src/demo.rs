@@ -76,19 +76,12 @@ fn geofence(lang: Language) -> anyhow::Result<(Bytes, &'static str)> {
     let dir = crate::processor::cache_dir()?
         .join("demo")
         .join(format!("geofence-{language}"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let manifest = format!("name = \"geofence\"\nlanguage = \"{language}\"\n");
     for (path, text) in [("processor.toml", manifest.as_str())]
         .into_iter()
         .chain(sources.iter().copied())
     {
-        let path = dir.join(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        }
+        crate::processor::write_file(&dir.join(path), text)?;
     }
     let wasm = crate::processor::component_at(&dir)?;
     let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;

@@ -37,7 +37,7 @@ pub enum Error {
     )]
     TooManyInstances { limit: u32 },
     #[error(
-        "the component imports {}, which Eddy processors may not use; remove the code that needs it (processors get no clock, randomness, filesystem, network or environment)",
+        "the component imports {}, which Eddy processors may not use; remove the code that needs it (processors may import only Eddy's host interface and WASI 0.2, whose clocks and randomness answer from the batch and whose files, sockets and HTTP refuse every call)",
         describe(imports)
     )]
     ForbiddenImports { imports: Vec<RefusedImport> },
@@ -81,14 +81,7 @@ impl Error {
             Error::TooLarge { .. } => Some(Limit::ComponentSize),
             Error::MemoryLimit { .. } => Some(Limit::Memory),
             Error::TooManyInstances { .. } => Some(Limit::Instances),
-            Error::InitTrap(ProcessError::Trap {
-                kind: TrapKind::OutOfMemory,
-                ..
-            }) => Some(Limit::Memory),
-            Error::InitTrap(ProcessError::Trap {
-                kind: TrapKind::Timeout,
-                ..
-            }) => Some(Limit::Time),
+            Error::InitTrap(e) => e.limit(),
             _ => None,
         }
     }
@@ -169,6 +162,21 @@ impl ProcessError {
     /// instantiate a fresh one).
     pub fn is_fatal(&self) -> bool {
         matches!(self, ProcessError::Trap { .. } | ProcessError::Poisoned)
+    }
+
+    /// The limit a trap ran into, if it ran into one (time or memory).
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            ProcessError::Trap {
+                kind: TrapKind::Timeout,
+                ..
+            } => Some(Limit::Time),
+            ProcessError::Trap {
+                kind: TrapKind::OutOfMemory,
+                ..
+            } => Some(Limit::Memory),
+            _ => None,
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 mod builder;
 
 pub(crate) use self::builder::component_at;
-pub(crate) use self::project::Language;
+pub(crate) use self::project::{Language, write_file};
 pub(crate) use self::toolchain::cache_dir;
 mod new;
 mod project;

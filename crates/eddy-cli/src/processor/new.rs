@@ -156,9 +156,5 @@ fn check_empty(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn write(dir: &Path, relative: &str, contents: &str) -> anyhow::Result<()> {
-    let path = dir.join(relative);
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))
+    project::write_file(&dir.join(relative), contents).map(|_| ())
 }

@@ -151,16 +151,9 @@ impl Project {
         let mut changed = Vec::new();
         for (path, contents) in sdk_files(self.language) {
             let path = self.dir.join(path);
-            if fs::read(&path).is_ok_and(|old| old == contents.as_bytes()) {
-                continue;
+            if write_file(&path, &contents)? {
+                changed.push(path);
             }
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            fs::write(&path, contents.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-            changed.push(path);
         }
         Ok(changed)
     }
@@ -188,6 +181,20 @@ impl Project {
         }
         Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
+}
+
+/// Writes `contents` to `path`, making its directory, unless the file
+/// already holds exactly that (so an unchanged project is not rebuilt);
+/// returns whether it wrote.
+pub fn write_file(path: &Path, contents: &str) -> anyhow::Result<bool> {
+    if fs::read(path).is_ok_and(|old| old == contents.as_bytes()) {
+        return Ok(false);
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
+    Ok(true)
 }
 
 /// Directories a build writes or a package manager fills: not sources.

@@ -138,7 +138,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
             Err(e) => {
                 // Frees the instance's slot for the replay in `explain`.
                 drop(instance);
-                let hint = trap_hint(&e, &args);
+                let hint = flag_hint(e.limit(), &args);
                 let explained = explain(e, batch, first_index, &processor, &args.params);
                 return Err(anyhow!("{explained:#}{hint}"));
             }
@@ -212,14 +212,11 @@ impl Expected {
         match self.lines.get(n - 1) {
             Some((_, wanted)) if wanted == output => Ok(()),
             Some((line, wanted)) => bail!(
-                "output {n} differs from {} line {line}:
-  expected {wanted}
-  got      {output}",
+                "output {n} differs from {} line {line}:\n  expected {wanted}\n  got      {output}",
                 self.path.display()
             ),
             None => bail!(
-                "output {n} is more than the {} {} expects:
-  got {output}",
+                "output {n} is more than the {} {} expects:\n  got {output}",
                 self.lines.len(),
                 self.path.display()
             ),
@@ -229,8 +226,7 @@ impl Expected {
     fn finish(self) -> anyhow::Result<usize> {
         if let Some((line, wanted)) = self.lines.get(self.next) {
             bail!(
-                "the processor gave {} output(s), but {} expects {}; the first missing, line {line}:
-  {wanted}",
+                "the processor gave {} output(s), but {} expects {}; the first missing, line {line}:\n  {wanted}",
                 self.next,
                 self.path.display(),
                 self.lines.len()
@@ -240,39 +236,28 @@ impl Expected {
     }
 }
 
-/// Names the flag that raises the limit a trap ran into.
-fn trap_hint(e: &ProcessError, args: &TestArgs) -> String {
-    match e {
-        ProcessError::Trap {
-            kind: eddy_wasm::TrapKind::Timeout,
-            ..
-        } => format!(
-            "\n  (this run allows {} ms per batch: raise it with --batch-time-ms-max)",
-            args.batch_time_ms_max
-        ),
-        ProcessError::Trap {
-            kind: eddy_wasm::TrapKind::OutOfMemory,
-            ..
-        } => format!(
+/// Names the flag that raises `limit` in this run.
+fn flag_hint(limit: Option<eddy_wasm::Limit>, args: &TestArgs) -> String {
+    match limit {
+        Some(eddy_wasm::Limit::Memory) => format!(
             "\n  (this run allows {} MiB: raise it with --memory-mib-max)",
             args.memory_mib_max
         ),
-        _ => String::new(),
+        Some(eddy_wasm::Limit::Time) => format!(
+            "\n  (this run allows {} ms per batch: raise it with --batch-time-ms-max)",
+            args.batch_time_ms_max
+        ),
+        Some(eddy_wasm::Limit::ComponentSize | eddy_wasm::Limit::Instances) | None => String::new(),
     }
 }
 
-/// Names the flag that raises a limit a component does not fit.
+/// A limit error with the flag that raises it.
 fn limit_hint(e: eddy_wasm::Error, args: &TestArgs) -> anyhow::Error {
-    match e.limit() {
-        Some(eddy_wasm::Limit::Memory) => anyhow!(
-            "{e}\n  (this run allows {} MiB: raise it with --memory-mib-max)",
-            args.memory_mib_max
-        ),
-        Some(eddy_wasm::Limit::ComponentSize | eddy_wasm::Limit::Instances) | None => anyhow!(e),
-        Some(eddy_wasm::Limit::Time) => anyhow!(
-            "{e}\n  (this run allows {} ms per batch: raise it with --batch-time-ms-max)",
-            args.batch_time_ms_max
-        ),
+    let hint = flag_hint(e.limit(), args);
+    if hint.is_empty() {
+        anyhow!(e)
+    } else {
+        anyhow!("{e}{hint}")
     }
 }
 

@@ -138,7 +138,10 @@ impl Sandbox {
             .processor
             .instantiate_with(&self.params, self.limits)
             .map_err(|e| {
-                Error::Invalid(format!("the processor cannot start: {e}{}", limit_hint(&e)))
+                Error::Invalid(format!(
+                    "the processor cannot start: {e}{}",
+                    limit_hint(e.limit())
+                ))
             })?;
         Ok(Slot {
             counters: instance.counters().clone(),
@@ -359,24 +362,15 @@ fn trap_failure(e: &ProcessError) -> Failure {
         },
         _ => "trap",
     };
-    let hint = match kind {
-        "timeout" => {
-            "; raise spec.limits.cpuMsPerBatch in the manifest if the record needs more time"
-        }
-        "out-of-memory" => {
-            "; raise spec.limits.memoryMiB in the manifest if the record needs more memory"
-        }
-        _ => "",
-    };
     Failure {
         kind,
-        message: format!("{e}{hint}"),
+        message: format!("{e}{}", limit_hint(e.limit())),
     }
 }
 
-/// The manifest field that raises the limit `e` is about, as advice.
-fn limit_hint(e: &eddy_wasm::Error) -> &'static str {
-    match e.limit() {
+/// The manifest field that raises `limit`, as advice.
+fn limit_hint(limit: Option<eddy_wasm::Limit>) -> &'static str {
+    match limit {
         Some(eddy_wasm::Limit::Memory) => "; raise spec.limits.memoryMiB in the manifest",
         Some(eddy_wasm::Limit::Time) => "; raise spec.limits.cpuMsPerBatch in the manifest",
         Some(eddy_wasm::Limit::Instances) => {

@@ -60,21 +60,23 @@ fn mix(mut z: u64) -> u64 {
 }
 
 pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    let mut random = linker.instance(&versioned("wasi:random/random"))?;
-    random.func_wrap("get-random-bytes", |mut store, (len,): (u64,)| {
-        Ok((store.data_mut().call.random.bytes(len)?,))
-    })?;
-    random.func_wrap("get-random-u64", |mut store, (): ()| {
-        Ok((store.data_mut().call.random.next_u64(),))
-    })?;
-
-    let mut insecure = linker.instance(&versioned("wasi:random/insecure"))?;
-    insecure.func_wrap("get-insecure-random-bytes", |mut store, (len,): (u64,)| {
-        Ok((store.data_mut().call.random.bytes(len)?,))
-    })?;
-    insecure.func_wrap("get-insecure-random-u64", |mut store, (): ()| {
-        Ok((store.data_mut().call.random.next_u64(),))
-    })?;
+    // `random` and `insecure` draw from the same deterministic stream.
+    for (interface, bytes, u64) in [
+        ("wasi:random/random", "get-random-bytes", "get-random-u64"),
+        (
+            "wasi:random/insecure",
+            "get-insecure-random-bytes",
+            "get-insecure-random-u64",
+        ),
+    ] {
+        let mut random = linker.instance(&versioned(interface))?;
+        random.func_wrap(bytes, |mut store, (len,): (u64,)| {
+            Ok((store.data_mut().call.random.bytes(len)?,))
+        })?;
+        random.func_wrap(u64, |mut store, (): ()| {
+            Ok((store.data_mut().call.random.next_u64(),))
+        })?;
+    }
 
     let mut seed = linker.instance(&versioned("wasi:random/insecure-seed"))?;
     seed.func_wrap("insecure-seed", |_, (): ()| Ok((INSECURE_SEED,)))?;

@@ -75,18 +75,14 @@ fn streams(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     )?;
 
     // stdin is closed: every read says so.
-    streams.func_wrap(
+    for read in [
         "[method]input-stream.read",
-        |_, (_s, _len): (Resource<InputStream>, u64)| {
-            Ok((StreamResult::<Vec<u8>>::Err(StreamError::Closed),))
-        },
-    )?;
-    streams.func_wrap(
         "[method]input-stream.blocking-read",
-        |_, (_s, _len): (Resource<InputStream>, u64)| {
+    ] {
+        streams.func_wrap(read, |_, (_s, _len): (Resource<InputStream>, u64)| {
             Ok((StreamResult::<Vec<u8>>::Err(StreamError::Closed),))
-        },
-    )?;
+        })?;
+    }
     for skip in [
         "[method]input-stream.skip",
         "[method]input-stream.blocking-skip",
@@ -104,26 +100,21 @@ fn streams(linker: &mut Linker<State>) -> wasmtime::Result<()> {
         "[method]output-stream.check-write",
         |_, (_s,): (Resource<OutputStream>,)| Ok((StreamResult::Ok(WRITE_PERMIT_BYTES),)),
     )?;
-    streams.func_wrap(
+    for write in [
         "[method]output-stream.write",
-        |mut store, (s, bytes): (Resource<OutputStream>, Vec<u8>)| {
-            store
-                .data_mut()
-                .output
-                .write(Stream::from_rep(s.rep()), &bytes);
-            Ok((StreamResult::Ok(()),))
-        },
-    )?;
-    streams.func_wrap(
         "[method]output-stream.blocking-write-and-flush",
-        |mut store, (s, bytes): (Resource<OutputStream>, Vec<u8>)| {
-            store
-                .data_mut()
-                .output
-                .write(Stream::from_rep(s.rep()), &bytes);
-            Ok((StreamResult::Ok(()),))
-        },
-    )?;
+    ] {
+        streams.func_wrap(
+            write,
+            |mut store, (s, bytes): (Resource<OutputStream>, Vec<u8>)| {
+                store
+                    .data_mut()
+                    .output
+                    .write(Stream::from_rep(s.rep()), &bytes);
+                Ok((StreamResult::Ok(()),))
+            },
+        )?;
+    }
     // Zeroes are not worth logging: accepted and dropped.
     for zeroes in [
         "[method]output-stream.write-zeroes",
@@ -145,14 +136,14 @@ fn streams(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             },
         )?;
     }
-    streams.func_wrap(
+    for flush in [
         "[method]output-stream.flush",
-        |_, (_s,): (Resource<OutputStream>,)| Ok((StreamResult::Ok(()),)),
-    )?;
-    streams.func_wrap(
         "[method]output-stream.blocking-flush",
-        |_, (_s,): (Resource<OutputStream>,)| Ok((StreamResult::Ok(()),)),
-    )?;
+    ] {
+        streams.func_wrap(flush, |_, (_s,): (Resource<OutputStream>,)| {
+            Ok((StreamResult::Ok(()),))
+        })?;
+    }
     streams.func_wrap(
         "[method]output-stream.subscribe",
         |_, (_s,): (Resource<OutputStream>,)| Ok((Resource::<Pollable>::new_own(0),)),
