@@ -34,10 +34,14 @@
 //! (one buffer of bytes per batch, and one list of integers per record
 //! field), which is what makes a call cheap.
 //!
+//! A processor that remembers something between records (counts,
+//! deduplication, windows) keeps it in [`state`], the keyed store the host
+//! restores after a crash, so that an exactly-once pipeline gives the same
+//! outputs with or without faults.
+//!
 //! Architecture invariant: this crate knows nothing about the host; the WIT
 //! world is the whole contract. A processor gets no real clock, randomness
-//! or I/O: besides the `host` interface (logging and counters) it may use
-//! only WASI, whose clock and randomness answer from the batch and whose
+//! or I/O: besides the `host` and `state` interfaces it may use only WASI, whose clock and randomness answer from the batch and whose
 //! files and sockets refuse every call.
 
 // The generated bindings name this crate by its path, also from inside it.
@@ -47,6 +51,7 @@ mod batch;
 pub mod json;
 mod output;
 mod params;
+pub mod state;
 
 pub use batch::{Batch, Record};
 pub use output::{Output, OutputRecord};
@@ -59,7 +64,7 @@ pub use serde_json;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "eddy:processor/processor@0.2.0",
+        world: "eddy:processor/processor@0.2.1",
         pub_export_macro: true,
         default_bindings_module: "eddy_processor::bindings",
         runtime_path: "eddy_processor::__private::wit_bindgen::rt",

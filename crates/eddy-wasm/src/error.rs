@@ -42,7 +42,7 @@ pub enum Error {
     )]
     ForbiddenImports { imports: Vec<RefusedImport> },
     #[error(
-        "the component does not implement the world eddy:processor/processor@0.2.0: {detail}; build it with the eddy-processor SDK (`eddy_processor::export_processor!`)"
+        "the component does not implement the world eddy:processor/processor@0.2.x: {detail}; build it with the eddy-processor SDK (`eddy_processor::export_processor!`)"
     )]
     WrongWorld { detail: String },
     #[error("the processor refused its parameters: {0}")]

@@ -9,6 +9,7 @@ use wasmtime::{Store, Trap};
 use crate::bindings::{self, eddy::processor::types as wit};
 use crate::config::EPOCH_TICK_MS;
 use crate::error::{Error, ProcessError, Result, TrapKind};
+use crate::keyed_state::StateSession;
 use crate::record::{Arena, InputRecord, OutputRecord, outputs};
 use crate::runtime::{Digest, Runtime, chain};
 use crate::state::State;
@@ -195,6 +196,29 @@ impl Instance {
     /// Runs the processor on one batch (one call into the guest) and
     /// returns the records to produce, in order.
     pub fn process(&mut self, batch: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
+        self.process_inner(batch)
+    }
+
+    /// [`Instance::process`] with `state` as the keyed state the call
+    /// sees. A failed call's changes are dropped; a successful call's wait
+    /// in the session until the caller keeps them with
+    /// [`StateSession::accept_call`] (it uses the outputs) or drops them
+    /// with [`StateSession::discard_call`] (it refuses the outputs).
+    pub fn process_with_state(
+        &mut self,
+        batch: &[InputRecord],
+        state: &mut StateSession,
+    ) -> Result<Vec<OutputRecord>, ProcessError> {
+        self.store.data_mut().call.state = std::mem::take(state);
+        let result = self.process_inner(batch);
+        *state = std::mem::take(&mut self.store.data_mut().call.state);
+        if result.is_err() {
+            state.discard_call();
+        }
+        result
+    }
+
+    fn process_inner(&mut self, batch: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
         if self.poisoned {
             return Err(ProcessError::Poisoned);
         }

@@ -27,6 +27,7 @@ mod cache;
 mod config;
 mod error;
 mod instance;
+mod keyed_state;
 mod record;
 mod runtime;
 mod state;
@@ -37,6 +38,10 @@ pub use config::{Config, EPOCH_TICK_MS};
 pub use eddy_log::{Offset, Timestamp};
 pub use error::{Error, Limit, ProcessError, RefusedImport, Result, TrapKind};
 pub use instance::{Instance, InstanceConfig, Processor};
+pub use keyed_state::{
+    MemoryState, SCAN_ENTRIES_MAX, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, StateBackend,
+    StateChange, StateSession,
+};
 pub use record::{Header, InputRecord, OutputRecord};
 pub use runtime::{Digest, Runtime};
 
@@ -52,7 +57,7 @@ pub use runtime::{Digest, Runtime};
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "eddy:processor/processor@0.2.0",
+        world: "eddy:processor/processor@0.2.1",
         ownership: Borrowing { duplicate_if_necessary: true },
     });
 }

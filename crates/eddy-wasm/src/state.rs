@@ -24,11 +24,14 @@ pub(crate) struct State {
 
 /// What the WASI clocks and randomness answer during the current call,
 /// set by the host before each call from the batch it passes.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct CallContext {
     /// Milliseconds since the Unix epoch: the batch's last timestamp.
     pub(crate) wall_clock_ms: i64,
     pub(crate) random: CallRandom,
+    /// The keyed state of the batch's partition (none unless the caller
+    /// attached one).
+    pub(crate) state: crate::keyed_state::StateSession,
 }
 
 impl State {

@@ -7,6 +7,7 @@ mod cache;
 mod determinism;
 mod plugins;
 mod sandbox;
+mod state;
 mod validation;
 mod wasi;
 

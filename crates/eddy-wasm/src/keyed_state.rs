@@ -1,0 +1,457 @@
+//! The keyed state a call sees (`eddy:processor/state`): the caller's
+//! store, read-only during the call, under two layers of changes — those
+//! of the batch's earlier, accepted calls, and those of the call running.
+//!
+//! A call whose outputs the caller keeps adds its changes to the batch's
+//! ([`StateSession::accept_call`]); a call that fails (a record error, a
+//! trap, outputs the caller refuses) loses them with its outputs, so a batch the host narrows down to its failing record keeps
+//! exactly the changes of the records it keeps. The caller takes the
+//! batch's changes in the order they were made ([`StateSession::take_changes`]),
+//! applies them to its store and writes them to its changelog: one change
+//! per `put` or `delete`, never merged, so that the changes are a function
+//! of the records processed, however the records were cut into batches.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::bindings::eddy::processor::state::{Entry, Host};
+use crate::state::State;
+
+/// Longest state key, in bytes.
+pub const STATE_KEY_BYTES_MAX: usize = 4 << 10;
+/// Largest state value, in bytes.
+pub const STATE_VALUE_BYTES_MAX: usize = 1 << 20;
+/// Most entries one scan returns.
+pub const SCAN_ENTRIES_MAX: u32 = 1024;
+
+/// What a call reads its state from: the caller's store as of the batch's
+/// start. Read from the call's thread while the caller waits.
+pub trait StateBackend: Send + Sync {
+    /// The value under `key`. An `Err` is a message for the processor.
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, String>;
+
+    /// Up to `limit` entries with keys starting with `prefix`, after
+    /// `start_after` when given, in key order.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, String>;
+
+    /// Bytes of keys and values stored.
+    fn bytes(&self) -> u64;
+}
+
+/// One `put` (`Some` value) or `delete` (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}
+
+/// Changes in the order made, and the newest per key for reads.
+#[derive(Default)]
+struct Layer {
+    newest: BTreeMap<Bytes, Option<Bytes>>,
+    changes: Vec<StateChange>,
+    /// How much the layer grew the store's bytes (negative: shrank).
+    bytes_delta: i64,
+}
+
+impl Layer {
+    fn clear(&mut self) {
+        self.newest.clear();
+        self.changes.clear();
+        self.bytes_delta = 0;
+    }
+}
+
+/// The state of one task (one input partition) for the calls of one
+/// batch: attach it to each call with
+/// [`Instance::process_with_state`](crate::Instance::process_with_state).
+pub struct StateSession {
+    base: Option<Arc<dyn StateBackend>>,
+    bytes_max: u64,
+    batch: Layer,
+    call: Layer,
+}
+
+impl fmt::Debug for StateSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateSession")
+            .field("bytes_max", &self.bytes_max)
+            .field("batch_changes", &self.batch.changes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for StateSession {
+    /// No state: every state call fails, saying how to get state.
+    fn default() -> Self {
+        StateSession {
+            base: None,
+            bytes_max: 0,
+            batch: Layer::default(),
+            call: Layer::default(),
+        }
+    }
+}
+
+impl StateSession {
+    /// A session over `base`, whose keys and values together may take at
+    /// most `bytes_max` bytes.
+    pub fn new(base: Arc<dyn StateBackend>, bytes_max: u64) -> StateSession {
+        StateSession {
+            base: Some(base),
+            bytes_max,
+            ..StateSession::default()
+        }
+    }
+
+    /// The changes of the calls accepted so far, in the order made; the
+    /// session starts over empty.
+    pub fn take_changes(&mut self) -> Vec<StateChange> {
+        self.call.clear();
+        let changes = std::mem::take(&mut self.batch.changes);
+        self.batch.clear();
+        changes
+    }
+
+    /// Keeps the last call's changes: the caller uses its outputs.
+    pub fn accept_call(&mut self) {
+        let call = std::mem::take(&mut self.call);
+        self.batch.newest.extend(call.newest);
+        self.batch.changes.extend(call.changes);
+        self.batch.bytes_delta += call.bytes_delta;
+    }
+
+    /// Drops the last call's changes: it failed, or the caller refuses
+    /// its outputs.
+    pub fn discard_call(&mut self) {
+        self.call.clear();
+    }
+
+    fn base(&self) -> Result<&Arc<dyn StateBackend>, String> {
+        self.base.as_ref().ok_or_else(|| {
+            "this processor runs without state: declare `state: {enabled: true}` under spec in \
+             the pipeline's manifest (state needs delivery: exactly-once)"
+                .to_owned()
+        })
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, String> {
+        let base = self.base()?;
+        check_key(key)?;
+        for layer in [&self.call, &self.batch] {
+            if let Some(value) = layer.newest.get(key) {
+                return Ok(value.clone());
+            }
+        }
+        base.get(key)
+    }
+
+    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), String> {
+        self.base()?;
+        check_key(&key)?;
+        if let Some(v) = &value
+            && v.len() > STATE_VALUE_BYTES_MAX
+        {
+            return Err(format!(
+                "a state value of {} bytes is over the limit of {STATE_VALUE_BYTES_MAX} bytes; \
+                 keep large values in a topic and their keys in state",
+                v.len()
+            ));
+        }
+        let old = self.get(&key)?;
+        let size = |v: &Option<Bytes>| v.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
+        let value = value.map(Bytes::from);
+        let new = value.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
+        let delta = new - size(&old);
+        if delta > 0 {
+            let total = self.bytes_now().saturating_add(delta);
+            if total as u64 > self.bytes_max {
+                return Err(format!(
+                    "the task's state would grow to {total} bytes, past its limit of {} MiB; \
+                     raise spec.limits.stateMiB in the manifest (--state-mib for `eddy \
+                     processor test`), or keep less per key",
+                    self.bytes_max >> 20
+                ));
+            }
+        }
+        let key = Bytes::from(key);
+        self.call.bytes_delta += delta;
+        self.call.newest.insert(key.clone(), value.clone());
+        self.call.changes.push(StateChange { key, value });
+        Ok(())
+    }
+
+    fn bytes_now(&self) -> i64 {
+        let base = self.base.as_ref().map_or(0, |b| b.bytes());
+        i64::try_from(base).unwrap_or(i64::MAX) + self.batch.bytes_delta + self.call.bytes_delta
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Vec<(Bytes, Bytes)>, String> {
+        let base = self.base()?;
+        if limit > SCAN_ENTRIES_MAX {
+            return Err(format!(
+                "a scan of {limit} entries is over the limit of {SCAN_ENTRIES_MAX}; scan in \
+                 pages, passing the last key of one page as start-after of the next"
+            ));
+        }
+        let in_range = |k: &[u8]| k.starts_with(prefix) && start_after.is_none_or(|s| k > s);
+        // The layers' newest value per key, the running call's first.
+        let mut changed: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+        for layer in [&self.call, &self.batch] {
+            for (k, v) in &layer.newest {
+                if in_range(k) {
+                    changed.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        // Each changed key can hide at most one stored entry.
+        let stored = base.scan(prefix, start_after, limit as usize + changed.len())?;
+        let mut merged: BTreeMap<Bytes, Bytes> = stored
+            .into_iter()
+            .filter(|(k, _)| !changed.contains_key(k))
+            .collect();
+        merged.extend(changed.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+        Ok(merged.into_iter().take(limit as usize).collect())
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), String> {
+    if key.len() > STATE_KEY_BYTES_MAX {
+        return Err(format!(
+            "a state key of {} bytes is over the limit of {STATE_KEY_BYTES_MAX} bytes",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+impl Host for State {
+    fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.call.state.get(&key)?.map(|v| v.to_vec()))
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
+        self.call.state.set(key, Some(value))
+    }
+
+    fn delete(&mut self, key: Vec<u8>) -> Result<(), String> {
+        self.call.state.set(key, None)
+    }
+
+    fn scan(
+        &mut self,
+        prefix: Vec<u8>,
+        start_after: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<Vec<Entry>, String> {
+        Ok(self
+            .call
+            .state
+            .scan(&prefix, start_after.as_deref(), limit)?
+            .into_iter()
+            .map(|(key, value)| Entry {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            })
+            .collect())
+    }
+}
+
+/// A store in memory, for tests and `eddy processor test`.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    entries: parking_lot::RwLock<(BTreeMap<Bytes, Bytes>, u64)>,
+}
+
+impl MemoryState {
+    /// Applies changes in order.
+    pub fn apply(&self, changes: &[StateChange]) {
+        let mut guard = self.entries.write();
+        let (map, bytes) = &mut *guard;
+        for c in changes {
+            let old = match &c.value {
+                Some(v) => {
+                    *bytes += (c.key.len() + v.len()) as u64;
+                    map.insert(c.key.clone(), v.clone())
+                }
+                None => map.remove(&c.key),
+            };
+            if let Some(old) = old {
+                *bytes -= (c.key.len() + old.len()) as u64;
+            }
+        }
+    }
+
+    /// How many keys are stored.
+    pub fn len(&self) -> usize {
+        self.entries.read().0.len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry, in key order.
+    pub fn entries(&self) -> Vec<(Bytes, Bytes)> {
+        let guard = self.entries.read();
+        guard
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl StateBackend for MemoryState {
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, String> {
+        Ok(self.entries.read().0.get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, String> {
+        use std::ops::Bound;
+        let guard = self.entries.read();
+        let from = match start_after {
+            Some(s) if s >= prefix => Bound::Excluded(s),
+            _ => Bound::Included(prefix),
+        };
+        Ok(guard
+            .0
+            .range::<[u8], _>((from, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn bytes(&self) -> u64 {
+        self.entries.read().1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(base: &Arc<MemoryState>) -> StateSession {
+        StateSession::new(base.clone(), 1 << 20)
+    }
+
+    fn put(s: &mut StateSession, k: &str, v: &str) {
+        s.set(k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()))
+            .unwrap();
+    }
+
+    fn keys(entries: Vec<(Bytes, Bytes)>) -> Vec<String> {
+        entries
+            .into_iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(&k),
+                    String::from_utf8_lossy(&v)
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_call_loses_its_changes_and_an_accepted_one_keeps_them_in_order() {
+        let base = Arc::new(MemoryState::default());
+        let mut s = session(&base);
+        put(&mut s, "a", "1");
+        s.accept_call();
+        put(&mut s, "a", "2");
+        put(&mut s, "b", "1");
+        assert_eq!(s.get(b"a").unwrap().as_deref(), Some(&b"2"[..]));
+        s.discard_call();
+        assert_eq!(s.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(s.get(b"b").unwrap(), None);
+        put(&mut s, "a", "3");
+        s.set(b"a".to_vec(), None).unwrap();
+        s.accept_call();
+        let changes = s.take_changes();
+        let seen: Vec<_> = changes
+            .iter()
+            .map(|c| (c.key.clone(), c.value.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Bytes::from("a"), Some(Bytes::from("1"))),
+                (Bytes::from("a"), Some(Bytes::from("3"))),
+                (Bytes::from("a"), None),
+            ]
+        );
+        base.apply(&changes);
+        assert!(base.is_empty());
+        assert_eq!(base.bytes(), 0);
+    }
+
+    #[test]
+    fn scans_merge_the_store_with_the_layers_in_key_order() {
+        let base = Arc::new(MemoryState::default());
+        base.apply(&[
+            StateChange {
+                key: Bytes::from("k1"),
+                value: Some(Bytes::from("s")),
+            },
+            StateChange {
+                key: Bytes::from("k2"),
+                value: Some(Bytes::from("s")),
+            },
+            StateChange {
+                key: Bytes::from("x"),
+                value: Some(Bytes::from("s")),
+            },
+        ]);
+        let mut s = session(&base);
+        s.set(b"k1".to_vec(), None).unwrap();
+        s.accept_call();
+        put(&mut s, "k3", "c");
+        put(&mut s, "k2", "c");
+        assert_eq!(keys(s.scan(b"k", None, 10).unwrap()), ["k2=c", "k3=c"]);
+        assert_eq!(keys(s.scan(b"k", Some(b"k2"), 10).unwrap()), ["k3=c"]);
+        assert_eq!(keys(s.scan(b"", None, 2).unwrap()), ["k2=c", "k3=c"]);
+        assert!(s.scan(b"", None, SCAN_ENTRIES_MAX + 1).is_err());
+    }
+
+    #[test]
+    fn limits_are_refused_with_the_setting_to_change() {
+        let base = Arc::new(MemoryState::default());
+        let mut s = StateSession::new(base, 1 << 20);
+        let err = s
+            .set(vec![0; STATE_KEY_BYTES_MAX + 1], Some(vec![]))
+            .unwrap_err();
+        assert!(err.contains("state key of 4097 bytes"), "{err}");
+        let err = s
+            .set(b"k".to_vec(), Some(vec![0; STATE_VALUE_BYTES_MAX + 1]))
+            .unwrap_err();
+        assert!(err.contains("over the limit of 1048576 bytes"), "{err}");
+        s.set(b"k".to_vec(), Some(vec![0; 600 << 10])).unwrap();
+        let err = s.set(b"j".to_vec(), Some(vec![0; 600 << 10])).unwrap_err();
+        assert!(err.contains("spec.limits.stateMiB"), "{err}");
+        // Replacing a value with a smaller one always fits.
+        s.set(b"k".to_vec(), Some(vec![0; 10])).unwrap();
+        let none = StateSession::default().get(b"k").unwrap_err();
+        assert!(none.contains("state: {enabled: true}"), "{none}");
+    }
+}
