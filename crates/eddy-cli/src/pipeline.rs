@@ -148,6 +148,21 @@ pub fn print_description(d: &pb::PipelineDescription) {
         c.dead_lettered,
         c.skipped
     );
+    if c.state_keys > 0 || c.state_bytes > 0 || c.state_restoring > 0 {
+        let restoring = if c.state_restoring > 0 {
+            format!(
+                "  restoring {} task(s), {} changelog records applied so far",
+                c.state_restoring, c.state_restored_records
+            )
+        } else {
+            String::new()
+        };
+        outln!(
+            "state keys {}  bytes {}{restoring}",
+            c.state_keys,
+            c.state_bytes
+        );
+    }
     if !c.processor.is_empty() {
         let counters: Vec<String> = c
             .processor

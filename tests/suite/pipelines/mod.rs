@@ -8,6 +8,7 @@ mod languages;
 mod manifests;
 mod registry;
 mod running;
+pub mod stateful;
 pub mod workload;
 
 use std::collections::BTreeMap;

@@ -17,7 +17,7 @@ const KEYS: usize = 97;
 const FEED_CHUNK: usize = 2000;
 
 /// Input record `n`: key `k<n % KEYS>`, a JSON value numbering it.
-fn input(n: usize) -> (String, String) {
+pub fn input(n: usize) -> (String, String) {
     let key = format!("k{}", n % KEYS);
     let value = format!(
         "{{\"n\":{n},\"key\":\"{key}\",\"pad\":\"{}\"}}",

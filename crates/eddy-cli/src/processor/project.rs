@@ -17,7 +17,7 @@ pub const MANIFEST: &str = "processor.toml";
 /// Where builds go, inside the project.
 pub const BUILD_DIR: &str = "build";
 /// The WIT world every processor implements.
-pub const WORLD: &str = "eddy:processor/processor@0.2.0";
+pub const WORLD: &str = "eddy:processor/processor@0.2.1";
 
 const WIT: &str = include_str!("../../../../wit/processor.wit");
 const PYTHON_SDK: &str = include_str!("../../../../sdk/python/eddy_processor.py");
@@ -42,6 +42,10 @@ const RUST_SDK: &[(&str, &str)] = &[
     (
         "src/params.rs",
         include_str!("../../../eddy-processor/src/params.rs"),
+    ),
+    (
+        "src/state.rs",
+        include_str!("../../../eddy-processor/src/state.rs"),
     ),
     (
         "src/json/mod.rs",

@@ -10,8 +10,8 @@ use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use clap::Args;
 use eddy_wasm::{
-    Config, Header, InputRecord, Instance, Offset, OutputRecord, ProcessError, Processor, Runtime,
-    Timestamp,
+    Config, Header, InputRecord, Instance, MemoryState, Offset, OutputRecord, ProcessError,
+    Processor, Runtime, StateBackend, StateSession, Timestamp,
 };
 use serde_json::{Map, Value, json};
 
@@ -44,6 +44,10 @@ pub struct TestArgs {
     #[arg(long, default_value_t = (Config::default().memory_bytes_max >> 20) as u32,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memory_mib_max: u32,
+    /// Keyed state the processor may keep, in MiB. The run keeps it in
+    /// memory, as one input partition of a pipeline with `spec.state`.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub state_mib: u32,
     /// Keep compiled processors in this directory, so unchanged ones start
     /// at once next time (default: `compiled` in EDDY_CACHE_DIR, else in
     /// ~/.cache/eddy).
@@ -131,18 +135,22 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut counters = std::collections::BTreeMap::new();
+    let store = Arc::new(MemoryState::default());
+    let mut state = StateSession::new(store.clone(), u64::from(args.state_mib) << 20);
     for (n, batch) in records.chunks(args.batch_size as usize).enumerate() {
         let first_index = n * args.batch_size as usize;
-        let outputs = match process(&mut instance, batch) {
+        let outputs = match process(&mut instance, batch, &mut state) {
             Ok(outputs) => outputs,
             Err(e) => {
                 // Frees the instance's slot for the replay in `explain`.
                 drop(instance);
                 let hint = flag_hint(e.limit(), &args);
-                let explained = explain(e, batch, first_index, &processor, &args.params);
+                let explained = explain(e, batch, first_index, &processor, &args.params, &store);
                 return Err(anyhow!("{explained:#}{hint}"));
             }
         };
+        state.accept_call();
+        store.apply(&state.take_changes());
         for output in &outputs {
             match expected.as_mut() {
                 Some(expected) => expected.check(&output_json(output))?,
@@ -161,6 +169,13 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     add_counters(&mut counters, &instance);
     for (name, value) in counters {
         tracing::info!(counter = name.as_str(), value, "processor counter");
+    }
+    if !store.is_empty() {
+        tracing::info!(
+            keys = store.len(),
+            bytes = store.bytes(),
+            "keyed state at the end"
+        );
     }
     if let Some(expected) = expected {
         let matched = expected.finish()?;
@@ -261,9 +276,13 @@ fn limit_hint(e: eddy_wasm::Error, args: &TestArgs) -> anyhow::Error {
     }
 }
 
-fn process(instance: &mut Instance, batch: &[Sample]) -> Result<Vec<OutputRecord>, ProcessError> {
+fn process(
+    instance: &mut Instance,
+    batch: &[Sample],
+    state: &mut StateSession,
+) -> Result<Vec<OutputRecord>, ProcessError> {
     let records: Vec<InputRecord> = batch.iter().map(|s| s.record.clone()).collect();
-    instance.process(&records)
+    instance.process_with_state(&records, state)
 }
 
 /// The error, with the input line that caused it: the record the processor
@@ -275,11 +294,12 @@ fn explain(
     first_index: usize,
     processor: &Processor,
     params: &[(String, String)],
+    store: &Arc<MemoryState>,
 ) -> anyhow::Error {
     let sample = match &e {
         ProcessError::Record { index, .. } => batch.get(*index),
         ProcessError::Trap { .. } if batch.len() > 1 => {
-            match trapping_record(processor, params, batch) {
+            match trapping_record(processor, params, batch, store) {
                 Some(sample) => {
                     return anyhow!(
                         "{e}\n  line {}: {}\n  (the first record of its batch that traps when run alone)",
@@ -307,20 +327,23 @@ fn explain(
     }
 }
 
-/// Runs `batch` again one record per call, on a fresh instance, and returns
-/// the first record whose call traps.
+/// Runs `batch` again one record per call, on a fresh instance and from
+/// the state before the batch, and returns the first record whose call
+/// traps.
 fn trapping_record<'a>(
     processor: &Processor,
     params: &[(String, String)],
     batch: &'a [Sample],
+    store: &Arc<MemoryState>,
 ) -> Option<&'a Sample> {
     let mut instance = processor.instantiate(params).ok()?;
+    let mut state = StateSession::new(store.clone(), u64::MAX);
     for sample in batch {
-        match instance.process(std::slice::from_ref(&sample.record)) {
+        match instance.process_with_state(std::slice::from_ref(&sample.record), &mut state) {
             Err(ProcessError::Trap { .. }) => return Some(sample),
             // Another kind of failure is not the trap being looked for.
             Err(_) => return None,
-            Ok(_) => {}
+            Ok(_) => state.accept_call(),
         }
     }
     None

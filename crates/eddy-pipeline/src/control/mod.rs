@@ -114,9 +114,13 @@ impl Control {
         Ok(results)
     }
 
-    /// Creates the output and dead-letter topics that do not exist yet.
+    /// Creates the output and dead-letter topics that do not exist yet,
+    /// and a stateful pipeline's changelog.
     async fn create_topics(&self, m: &Manifest) -> Result<Vec<String>> {
         let mut created = Vec::new();
+        if m.spec.state.enabled {
+            created.extend(self.create_changelog(m).await?);
+        }
         let dead_letter = m
             .spec
             .on_error
@@ -148,6 +152,34 @@ impl Control {
             }
         }
         Ok(created)
+    }
+
+    /// The changelog of a stateful pipeline's keyed state: compacted (only
+    /// the newest value per key is kept), one partition per input
+    /// partition, replicated like the broker's topics.
+    async fn create_changelog(&self, m: &Manifest) -> Result<Option<String>> {
+        let topic = manifest::changelog_topic(&m.name);
+        let state = self.broker.meta.state();
+        if state.topics.contains_key(&topic) {
+            return Ok(None);
+        }
+        let partitions = m
+            .spec
+            .input
+            .topics
+            .first()
+            .and_then(|t| state.topics.get(t))
+            .map_or(0, |t| t.partitions.len() as u32);
+        let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        match self
+            .broker
+            .create_topic(&topic, partitions, 0, configs)
+            .await
+        {
+            Ok(_) => Ok(Some(topic)),
+            Err(BrokerError::TopicExists(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn put(&self, p: &Plan) -> Result<Outcome> {
@@ -250,7 +282,10 @@ impl Control {
     /// Deletes a pipeline, then its consumer group once the workers have
     /// left it.
     pub async fn delete(&self, name: &str) -> Result<()> {
-        self.broker.meta.state().pipeline(name)?;
+        let stateful = stored_manifest(self.broker.meta.state().pipeline(name)?)?
+            .spec
+            .state
+            .enabled;
         self.broker
             .meta
             .propose(Command::DeletePipeline {
@@ -274,6 +309,17 @@ impl Control {
                     // applied again under the name never resumes from them.
                     tracing::warn!(pipeline = name, error = %e, "could not delete the pipeline's group; it expires with its offsets");
                     break;
+                }
+            }
+        }
+        if stateful {
+            // The state is this incarnation's alone: a pipeline applied
+            // again under the name starts with none.
+            let changelog = manifest::changelog_topic(name);
+            match self.broker.delete_topic(&changelog).await {
+                Ok(_) | Err(BrokerError::UnknownTopic(_)) => {}
+                Err(e) => {
+                    tracing::warn!(pipeline = name, topic = %changelog, error = %e, "could not delete the pipeline's state changelog; delete it with `eddy topic delete`");
                 }
             }
         }
@@ -402,6 +448,49 @@ fn plan(
                 format!("{topic:?} is an internal topic"),
             )),
             Some(_) => {}
+        }
+    }
+    if let Some(old) = state.pipelines.get(&m.name)
+        && let Ok(old) = stored_manifest(old)
+        && old.spec.state.enabled != spec.state.enabled
+    {
+        let (was, is) = if spec.state.enabled {
+            ("without", "with")
+        } else {
+            ("with", "without")
+        };
+        problems.push(at(
+            "spec.state",
+            format!(
+                "pipeline {:?} runs {was} state and cannot be changed to run {is} it: its \
+                 committed positions and its changelog would not match; delete it and apply it \
+                 anew (it then starts from spec.input.startFrom)",
+                m.name
+            ),
+        ));
+    }
+    if spec.state.enabled {
+        let changelog = manifest::changelog_topic(&m.name);
+        let owned_by_us = state
+            .pipelines
+            .get(&m.name)
+            .and_then(|p| stored_manifest(p).ok())
+            .is_some_and(|old| old.spec.state.enabled);
+        if spec.outputs.iter().any(|o| o.topic == changelog)
+            || spec.input.topics.contains(&changelog)
+        {
+            problems.push(at(
+                "spec.state",
+                format!("{changelog:?} is the pipeline's state changelog; it cannot also be an input or output"),
+            ));
+        } else if state.topics.contains_key(&changelog) && !owned_by_us {
+            problems.push(at(
+                "spec.state",
+                format!(
+                    "topic {changelog:?}, where this pipeline would keep its state changelog, \
+                     already exists; delete it or name the pipeline differently"
+                ),
+            ));
         }
     }
     if let Some(other) = state.pipelines.values().find(|p| {

@@ -43,6 +43,10 @@ impl Control {
                 counters.records_out += c.records_out;
                 counters.dead_lettered += c.dead_lettered;
                 counters.skipped += c.skipped;
+                counters.state_keys += c.state_keys;
+                counters.state_bytes += c.state_bytes;
+                counters.state_restoring += c.state_restoring;
+                counters.state_restored_records += c.state_restored_records;
                 for (k, v) in &c.processor {
                     *counters.processor.entry(k.clone()).or_insert(0) += v;
                 }

@@ -11,7 +11,7 @@ use super::time::parse_rfc3339_ms;
 use super::tree::{Content, Mark, Node};
 use super::types::{
     BatchSpec, Delivery, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec, ProcessorRef,
-    StartFrom,
+    StartFrom, StateSpec,
 };
 
 const API_VERSION: &str = "eddy/v1";
@@ -31,6 +31,7 @@ const SPEC_FIELDS: &[&str] = &[
     "batch",
     "limits",
     "onError",
+    "state",
 ];
 const SPEC_REQUIRED: &[&str] = &["input", "processor", "outputs", "delivery"];
 const INPUT_FIELDS: &[&str] = &["topics", "startFrom"];
@@ -41,7 +42,8 @@ const PROCESSOR_REQUIRED: &[&str] = &["name"];
 const OUTPUT_FIELDS: &[&str] = &["topic", "partitions", "replicationFactor"];
 const OUTPUT_REQUIRED: &[&str] = &["topic"];
 const BATCH_FIELDS: &[&str] = &["maxRecords", "maxWaitMs"];
-const LIMITS_FIELDS: &[&str] = &["memoryMiB", "cpuMsPerBatch"];
+const LIMITS_FIELDS: &[&str] = &["memoryMiB", "cpuMsPerBatch", "stateMiB"];
+const STATE_FIELDS: &[&str] = &["enabled"];
 const ON_ERROR_FIELDS: &[&str] = &["deadLetter"];
 
 const DEFAULT_PARALLELISM: u32 = 1;
@@ -54,6 +56,7 @@ const MAX_RECORDS: RangeInclusive<u32> = 1..=65_536;
 const MAX_WAIT_MS: RangeInclusive<u32> = 0..=60_000;
 const MEMORY_MIB: RangeInclusive<u32> = 1..=super::MEMORY_MIB_MAX;
 const CPU_MS_PER_BATCH: RangeInclusive<u32> = 5..=super::CPU_MS_PER_BATCH_MAX;
+const STATE_MIB: RangeInclusive<u32> = 1..=super::STATE_MIB_MAX;
 
 const START_FROM_EXPECTED: &str = "earliest, latest, {offset: N} or {timestamp: RFC3339}";
 const ON_ERROR_EXPECTED: &str = "stop, skip or {deadLetter: TOPIC}";
@@ -162,6 +165,9 @@ fn spec(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<PipelineSpec> {
     let limits = optional(fields.get("limits"), LimitSpec::default(), |node| {
         limits(node, &at("limits"), sink)
     });
+    let state = optional(fields.get("state"), StateSpec::default(), |node| {
+        state(node, &at("state"), sink)
+    });
     let on_error = match fields.get("onError") {
         Some(node) => on_error(node, &at("onError"), sink),
         None => Some(Located {
@@ -174,6 +180,10 @@ fn spec(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<PipelineSpec> {
     let (input_topics, start_from) = input?;
     let (outputs, on_error) = (outputs?, on_error?);
     check_topic_graph(&input_topics, &outputs, &on_error, sink);
+    let (state, delivery) = (state?, delivery?);
+    if state.enabled {
+        check_stateful(&fields, &input_topics, delivery, sink);
+    }
     Some(PipelineSpec {
         input: Input {
             topics: input_topics.into_iter().map(|t| t.value).collect(),
@@ -181,12 +191,70 @@ fn spec(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<PipelineSpec> {
         },
         processor: processor?,
         outputs: outputs.into_iter().map(|o| o.value).collect(),
-        delivery: delivery?,
+        delivery,
         parallelism: parallelism?,
         batch: batch?,
         limits: limits?,
         on_error: on_error.value,
+        state,
     })
+}
+
+/// Keyed state is kept per input partition and restored exactly only with
+/// exactly-once delivery, whose producer identity and sequences follow the
+/// input position.
+fn check_stateful(
+    fields: &Fields<'_, '_>,
+    inputs: &[Located<String>],
+    delivery: Delivery,
+    sink: &mut Sink,
+) {
+    let path = fields.path_of("state");
+    let mark = fields
+        .get("state")
+        .map_or_else(|| fields.mark(), |n| n.mark);
+    if delivery != Delivery::ExactlyOnce {
+        sink.report(
+            &path,
+            mark,
+            "a pipeline with state needs `delivery: exactly-once`: its state is restored \
+             exactly only with the outputs it goes with"
+                .to_owned(),
+        );
+    }
+    if inputs.len() != 1 {
+        sink.report(
+            &path,
+            mark,
+            format!(
+                "a pipeline with state reads exactly one input topic, not {}: state is kept \
+                 per input partition (co-partition the inputs into one topic first)",
+                inputs.len()
+            ),
+        );
+    }
+}
+
+fn state(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<StateSpec> {
+    let fields = Fields::new(node, path, STATE_FIELDS, sink)?;
+    fields.check(&["enabled"], sink);
+    let enabled = match fields.get("enabled") {
+        Some(node) => boolean(node, &fields.path_of("enabled"), sink)?,
+        None => return None,
+    };
+    Some(StateSpec { enabled })
+}
+
+fn boolean(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<bool> {
+    const EXPECTED: &str = "true or false";
+    match text(node, path, EXPECTED, sink)? {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => {
+            mismatch(node, path, EXPECTED, sink);
+            None
+        }
+    }
 }
 
 /// An integer field that has a default.
@@ -521,9 +589,11 @@ fn limits(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<LimitSpec> {
         default.cpu_ms_per_batch,
         sink,
     );
+    let state_mib = int_field(&fields, "stateMiB", STATE_MIB, default.state_mib, sink);
     Some(LimitSpec {
         memory_mib: memory_mib?,
         cpu_ms_per_batch: cpu_ms_per_batch?,
+        state_mib: state_mib?,
     })
 }
 

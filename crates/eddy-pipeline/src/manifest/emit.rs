@@ -44,6 +44,9 @@ fn spec(out: &mut Writer, spec: &PipelineSpec) {
     out.line(1, "limits:");
     out.field(2, "memoryMiB", spec.limits.memory_mib);
     out.field(2, "cpuMsPerBatch", spec.limits.cpu_ms_per_batch);
+    if spec.state.enabled {
+        out.field(2, "stateMiB", spec.limits.state_mib);
+    }
     match &spec.on_error {
         OnError::Stop => out.field(1, "onError", "stop"),
         OnError::Skip => out.field(1, "onError", "skip"),
@@ -51,6 +54,10 @@ fn spec(out: &mut Writer, spec: &PipelineSpec) {
             out.line(1, "onError:");
             out.field(2, "deadLetter", scalar(topic));
         }
+    }
+    if spec.state.enabled {
+        out.line(1, "state:");
+        out.field(2, "enabled", "true");
     }
 }
 

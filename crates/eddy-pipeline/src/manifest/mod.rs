@@ -50,7 +50,7 @@ pub use error::{ManifestError, ManifestErrors};
 pub use locate::locate;
 pub use types::{
     BatchSpec, Delivery, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec, ProcessorRef,
-    StartFrom,
+    StartFrom, StateSpec,
 };
 
 use reader::{Path, Sink};
@@ -59,6 +59,12 @@ use reader::{Path, Sink};
 pub const MEMORY_MIB_MAX: u32 = 4096;
 /// The largest `spec.limits.cpuMsPerBatch`.
 pub const CPU_MS_PER_BATCH_MAX: u32 = 60_000;
+/// The largest `spec.limits.stateMiB` (64 GiB per task).
+pub const STATE_MIB_MAX: u32 = 65_536;
+/// The changelog topic of a stateful pipeline's keyed state.
+pub fn changelog_topic(pipeline: &str) -> String {
+    format!("{pipeline}.state")
+}
 
 /// The largest manifest file read, in bytes (1 MiB).
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;

@@ -39,6 +39,24 @@ pub struct PipelineSpec {
     pub limits: LimitSpec,
     /// `spec.onError`: what happens to a batch the processor fails on.
     pub on_error: OnError,
+    /// `spec.state`: the keyed state the processor keeps (none by default).
+    #[serde(default, skip_serializing_if = "StateSpec::is_default")]
+    pub state: StateSpec,
+}
+
+/// `spec.state`: whether the processor keeps keyed state, restored from the
+/// pipeline's changelog topic (`<pipeline>.state`) after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateSpec {
+    /// `enabled`: the processor may use the `state` interface.
+    pub enabled: bool,
+}
+
+impl StateSpec {
+    fn is_default(&self) -> bool {
+        *self == StateSpec::default()
+    }
 }
 
 /// `spec.input`.
@@ -138,6 +156,14 @@ pub struct LimitSpec {
     pub memory_mib: u32,
     /// `cpuMsPerBatch`: the CPU time one batch may take, in milliseconds (default 1000).
     pub cpu_ms_per_batch: u32,
+    /// `stateMiB`: the keyed state one task (one input partition) may keep,
+    /// keys and values together, in MiB (default 256).
+    #[serde(rename = "stateMiB", default = "default_state_mib")]
+    pub state_mib: u32,
+}
+
+fn default_state_mib() -> u32 {
+    LimitSpec::default().state_mib
 }
 
 impl Default for LimitSpec {
@@ -145,6 +171,7 @@ impl Default for LimitSpec {
         Self {
             memory_mib: 64,
             cpu_ms_per_batch: 1000,
+            state_mib: 256,
         }
     }
 }

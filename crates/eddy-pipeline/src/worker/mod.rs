@@ -7,6 +7,7 @@
 mod position;
 mod runner;
 mod sandbox;
+mod state;
 mod stats;
 mod task;
 

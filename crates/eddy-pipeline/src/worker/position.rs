@@ -11,6 +11,10 @@
 //! n × (u16 topic length, topic UTF-8, u32 partition, i32 next sequence)
 //! ```
 //!
+//! Version 2, written by stateful tasks, adds after that the number of
+//! state changes made before the position (`u64`): the changelog records
+//! numbered below it are the state as of the commit (see `state.rs`).
+//!
 //! Sequences are a function of the input position: a task that resumes
 //! from a commit and replays the same input gives each output record the
 //! same sequence it had, so leaders drop what they already hold. A replay
@@ -29,6 +33,7 @@ use eddy_meta::PipelineId;
 pub type OutputPartition = (Arc<str>, u32);
 
 const VERSION: u8 = 1;
+const VERSION_WITH_STATE: u8 = 2;
 
 /// The decoded metadata of a task's commit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,12 +41,17 @@ pub struct CommitMetadata {
     pub pipeline: Option<PipelineId>,
     /// Next output sequence per output partition (exactly-once only).
     pub sequences: BTreeMap<OutputPartition, i32>,
+    /// State changes made before the position (stateful pipelines only).
+    pub state_changes: Option<u64>,
 }
 
 impl CommitMetadata {
     pub fn encode(&self, pipeline: PipelineId) -> Bytes {
-        let mut out = Vec::with_capacity(21 + self.sequences.len() * 24);
-        out.push(VERSION);
+        let mut out = Vec::with_capacity(29 + self.sequences.len() * 24);
+        out.push(match self.state_changes {
+            Some(_) => VERSION_WITH_STATE,
+            None => VERSION,
+        });
         out.extend_from_slice(&pipeline.0.to_be_bytes());
         out.extend_from_slice(&(self.sequences.len() as u32).to_be_bytes());
         for ((topic, partition), next) in &self.sequences {
@@ -50,6 +60,9 @@ impl CommitMetadata {
             out.extend_from_slice(&partition.to_be_bytes());
             out.extend_from_slice(&next.to_be_bytes());
         }
+        if let Some(n) = self.state_changes {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
         Bytes::from(out)
     }
 
@@ -57,7 +70,8 @@ impl CommitMetadata {
     /// something else, e.g. `eddy group reset-offsets`, has none).
     pub fn decode(b: &[u8]) -> Option<CommitMetadata> {
         let mut r = Reader(b);
-        if r.take(1)?[0] != VERSION {
+        let version = r.take(1)?[0];
+        if version != VERSION && version != VERSION_WITH_STATE {
             return None;
         }
         let pipeline = PipelineId(u128::from_be_bytes(r.take(16)?.try_into().ok()?));
@@ -70,12 +84,17 @@ impl CommitMetadata {
             let next = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
             sequences.insert((topic, partition), next);
         }
+        let state_changes = match version {
+            VERSION_WITH_STATE => Some(u64::from_be_bytes(r.take(8)?.try_into().ok()?)),
+            _ => None,
+        };
         if !r.0.is_empty() {
             return None;
         }
         Some(CommitMetadata {
             pipeline: Some(pipeline),
             sequences,
+            state_changes,
         })
     }
 }
@@ -203,13 +222,16 @@ mod tests {
     #[test]
     fn metadata_round_trips_and_refuses_other_bytes() {
         let id = PipelineId(0x1234_5678_9abc_def0_1122_3344_5566_7788);
-        let m = CommitMetadata {
+        let mut m = CommitMetadata {
             pipeline: Some(id),
             sequences: BTreeMap::from([(p("out", 0), 7), (p("dlq", 3), 0)]),
+            state_changes: None,
         };
+        assert_eq!(CommitMetadata::decode(&m.encode(id)), Some(m.clone()));
+        m.state_changes = Some(1 << 40);
         assert_eq!(CommitMetadata::decode(&m.encode(id)), Some(m));
         assert_eq!(CommitMetadata::decode(b""), None);
-        assert_eq!(CommitMetadata::decode(b"\x02rest"), None);
+        assert_eq!(CommitMetadata::decode(b"\x03rest"), None);
         let mut trailing = CommitMetadata::default().encode(id).to_vec();
         trailing.push(0);
         assert_eq!(CommitMetadata::decode(&trailing), None);

@@ -172,11 +172,16 @@ impl Runner {
     async fn setup(&self, committer: Committer) -> Result<TaskSetup> {
         let spec = &self.def.spec;
         let mut partition_counts = BTreeMap::new();
+        let changelog = spec
+            .state
+            .enabled
+            .then(|| crate::manifest::changelog_topic(&self.def.name));
         let topics = spec
             .outputs
             .iter()
             .map(|o| o.topic.clone())
-            .chain(spec.on_error.dead_letter_topic().map(str::to_string));
+            .chain(spec.on_error.dead_letter_topic().map(str::to_string))
+            .chain(changelog.clone());
         for topic in topics {
             let n = self.client.partition_count(&topic).await?;
             partition_counts.insert(Arc::<str>::from(topic), n);
@@ -188,6 +193,7 @@ impl Runner {
             .and_then(|o| named(&o.topic))
             .ok_or_else(|| Error::Internal("a pipeline without outputs".into()))?;
         let dead_letter = spec.on_error.dead_letter_topic().and_then(named);
+        let changelog = changelog.as_deref().and_then(named);
         let first_output_partitions = partition_counts.get(&first_output).copied().unwrap_or(0);
         Ok(TaskSetup {
             def: self.def.clone(),
@@ -200,6 +206,7 @@ impl Runner {
             first_output,
             first_output_partitions,
             dead_letter,
+            changelog,
         })
     }
 

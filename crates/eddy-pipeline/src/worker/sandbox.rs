@@ -3,7 +3,9 @@
 //!
 //! A worker keeps at most `parallelism` instances of a pipeline; its
 //! tasks take one for each batch (instances hold no state a task relies
-//! on: exactly-once needs outputs that depend only on the records given).
+//! on: what a stateful processor remembers is in the task's keyed state,
+//! which the task hands to each call of its batch, and which keeps only
+//! the changes of the calls whose outputs are kept).
 //! Calls into the guest are CPU work and run on the blocking pool.
 //!
 //! A record error names its record; a trap (panic, timeout, memory, stack)
@@ -16,7 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use eddy_wasm::{
-    InputRecord, Instance, InstanceConfig, OutputRecord, ProcessError, Processor, TrapKind,
+    InputRecord, Instance, InstanceConfig, OutputRecord, ProcessError, Processor, StateSession,
+    TrapKind,
 };
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
@@ -47,6 +50,9 @@ pub struct BatchRun {
     pub segments: Vec<Segment>,
     /// How much each processor counter grew during the run.
     pub counters: BTreeMap<String, u64>,
+    /// The task's state session, holding the changes of the records whose
+    /// outputs are in `segments` (stateful pipelines only).
+    pub state: Option<StateSession>,
 }
 
 /// The instances of one pipeline on this worker.
@@ -99,10 +105,14 @@ impl Sandbox {
 
     /// Runs one batch; `stop_at_failure` ends the run at the first failed
     /// record (the `stop` policy: nothing after it may be produced).
+    /// `state` is the task's keyed state, if the pipeline keeps one: every
+    /// call sees it, and it comes back in the run with the changes of the
+    /// records whose outputs the run keeps.
     pub async fn run(
         self: &Arc<Self>,
         records: Arc<Vec<InputRecord>>,
         stop_at_failure: bool,
+        state: Option<StateSession>,
     ) -> Result<BatchRun> {
         let _permit = self
             .permits
@@ -118,12 +128,21 @@ impl Sandbox {
                 slot,
                 counters: BTreeMap::new(),
                 stop_at_failure,
+                state,
             };
             let mut segments = Vec::new();
             let result = runner.range(&records, 0, &mut segments);
             runner.collect_counters();
             let counters = std::mem::take(&mut runner.counters);
-            (result.map(|_| BatchRun { segments, counters }), runner.slot)
+            let state = runner.state.take();
+            (
+                result.map(|_| BatchRun {
+                    segments,
+                    counters,
+                    state,
+                }),
+                runner.slot,
+            )
         })
         .await
         .map_err(|e| Error::Internal(format!("the processor call did not finish: {e}")))?;
@@ -156,6 +175,7 @@ struct Runner<'a> {
     slot: Option<Slot>,
     counters: BTreeMap<String, u64>,
     stop_at_failure: bool,
+    state: Option<StateSession>,
 }
 
 /// How one call into the guest failed.
@@ -284,7 +304,10 @@ impl Runner<'_> {
             Some(slot) => slot,
             None => self.sandbox.instantiate()?,
         };
-        let result = slot.instance.process(records);
+        let result = match self.state.as_mut() {
+            Some(state) => slot.instance.process_with_state(records, state),
+            None => slot.instance.process(records),
+        };
         let outcome = match result {
             Ok(outputs) => match self.check_outputs(&outputs) {
                 Ok(()) => Ok(outputs),
@@ -298,6 +321,13 @@ impl Runner<'_> {
                 Err(CallError::Unnamed(trap_failure(&e)))
             }
         };
+        // The call's state changes stand or fall with its outputs.
+        if let Some(state) = self.state.as_mut() {
+            match outcome {
+                Ok(_) => state.accept_call(),
+                Err(_) => state.discard_call(),
+            }
+        }
         if slot.instance.is_poisoned() {
             self.absorb(&slot);
         } else if slot.instance.is_near_memory_limit() {

@@ -15,6 +15,20 @@ pub struct Stats {
     pub skipped: AtomicU64,
     processor: Mutex<BTreeMap<String, u64>>,
     last_error: Mutex<Option<pb::PipelineError>>,
+    /// Keyed state per running task, by input partition, with the id of
+    /// the task that reports it (a task taking a partition over may start
+    /// before the one it replaces has ended).
+    state: Mutex<BTreeMap<u32, (u64, TaskStateStats)>>,
+    task_ids: AtomicU64,
+}
+
+/// One stateful task's state, as last reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskStateStats {
+    pub keys: u64,
+    pub bytes: u64,
+    pub restoring: bool,
+    pub restored_records: u64,
 }
 
 impl Stats {
@@ -32,12 +46,40 @@ impl Stats {
         }
     }
 
+    /// A new task's id, for [`Stats::update_state`].
+    pub fn task_id(&self) -> u64 {
+        self.task_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Updates the state figures task `task` reports for `partition`.
+    pub fn update_state(&self, partition: u32, task: u64, f: impl FnOnce(&mut TaskStateStats)) {
+        let mut state = self.state.lock();
+        let entry = state.entry(partition).or_default();
+        if entry.0 != task {
+            *entry = (task, TaskStateStats::default());
+        }
+        f(&mut entry.1);
+    }
+
+    /// Forgets what task `task` reported: it ended here.
+    pub fn clear_state(&self, partition: u32, task: u64) {
+        let mut state = self.state.lock();
+        if state.get(&partition).is_some_and(|(t, _)| *t == task) {
+            state.remove(&partition);
+        }
+    }
+
     pub fn set_last_error(&self, error: pb::PipelineError) {
         *self.last_error.lock() = Some(error);
     }
 
     pub fn counters(&self) -> pb::PipelineCounters {
+        let state = self.state.lock();
         pb::PipelineCounters {
+            state_keys: state.values().map(|(_, s)| s.keys).sum(),
+            state_bytes: state.values().map(|(_, s)| s.bytes).sum(),
+            state_restoring: state.values().filter(|(_, s)| s.restoring).count() as u64,
+            state_restored_records: state.values().map(|(_, s)| s.restored_records).sum(),
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),

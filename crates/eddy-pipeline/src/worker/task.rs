@@ -15,6 +15,11 @@
 //!   commit (see `position.rs`), so what a replay sends again is dropped
 //!   by the leaders as duplicates.
 //!
+//! A stateful task (`spec.state`) also restores its keyed state from the
+//! changelog as it starts, hands it to each batch's calls, and sends the
+//! batch's state changes with its outputs; the commit records how many
+//! changes precede its position (see `state.rs`).
+//!
 //! In flight at once: one batch in the sandbox and at most
 //! [`PENDING_BATCHES_MAX`] batches awaiting acknowledgement; the consumer
 //! and producer bound their own buffers. A slow processor or a slow
@@ -37,7 +42,8 @@ use tokio::sync::watch;
 use super::Definition;
 use super::position::{CommitMetadata, OutputPartition, Sequences};
 use super::sandbox::{Failure, Sandbox, Segment};
-use super::stats::Stats;
+use super::state::{RestoreUpTo, TaskState};
+use super::stats::{Stats, TaskStateStats};
 use crate::error::{Error, Result};
 use crate::manifest::{Delivery, OnError, StartFrom};
 
@@ -65,6 +71,8 @@ pub struct TaskSetup {
     pub first_output: Arc<str>,
     pub first_output_partitions: u32,
     pub dead_letter: Option<Arc<str>>,
+    /// A stateful pipeline's changelog topic (also in `partition_counts`).
+    pub changelog: Option<Arc<str>>,
 }
 
 /// How a task ended without an error.
@@ -84,11 +92,20 @@ struct Routed {
     record: ProducerRecord,
 }
 
+/// What a commit records: an input position and what goes with it.
+#[derive(Debug, Clone)]
+struct Position {
+    /// The input offset after the last record processed.
+    end: u64,
+    /// Exactly-once: the next sequence of each output partition.
+    sequences: Option<BTreeMap<OutputPartition, i32>>,
+    /// Stateful: the state changes made before `end`.
+    state_changes: Option<u64>,
+}
+
 /// A batch whose outputs are in flight.
 struct Pending {
-    /// The input offset after the batch.
-    end: u64,
-    sequences: Option<BTreeMap<OutputPartition, i32>>,
+    position: Position,
     /// The ticket of the batch's last record to each output partition: a
     /// partition's records are acknowledged in order, and a failure of an
     /// earlier one shows in `Producer::error`.
@@ -104,7 +121,14 @@ pub async fn run(
     committed: Option<OffsetCommit>,
     stop: watch::Receiver<bool>,
 ) -> Result<TaskEnd> {
-    let mut task = Task::start(setup, topic, partition, committed, stop).await?;
+    let id = setup.stats.task_id();
+    // Forgets the task's state figures however it ends, aborted included.
+    let _report = StateReport {
+        stats: setup.stats.clone(),
+        partition,
+        id,
+    };
+    let mut task = Task::start(setup, topic, partition, committed, id, stop).await?;
     let end = task.run().await?;
     if end == TaskEnd::Stopped {
         task.finish().await?;
@@ -112,18 +136,35 @@ pub async fn run(
     Ok(end)
 }
 
+/// Clears what a task reported of its state when it goes.
+struct StateReport {
+    stats: Arc<Stats>,
+    partition: u32,
+    id: u64,
+}
+
+impl Drop for StateReport {
+    fn drop(&mut self) {
+        self.stats.clear_state(self.partition, self.id);
+    }
+}
+
 struct Task {
     setup: Arc<TaskSetup>,
     topic: Arc<str>,
     partition: u32,
+    /// This task's id among the pipeline's on this worker.
+    id: u64,
     consumer: Consumer,
     producer: Producer,
     /// Exactly-once only.
     sequences: Option<Sequences>,
+    /// Stateful pipelines only.
+    state: Option<TaskState>,
     leftover: VecDeque<InputRecord>,
     pending: VecDeque<Pending>,
     /// The newest position whose outputs are all acknowledged.
-    done: Option<(u64, Option<BTreeMap<OutputPartition, i32>>)>,
+    done: Option<Position>,
     committed_at: Instant,
     stop: watch::Receiver<bool>,
 }
@@ -134,6 +175,7 @@ impl Task {
         topic: Arc<str>,
         partition: u32,
         committed: Option<OffsetCommit>,
+        id: u64,
         stop: watch::Receiver<bool>,
     ) -> Result<Task> {
         let def = &setup.def;
@@ -182,18 +224,73 @@ impl Task {
             ),
             other => (other?, false),
         };
-        let sequences = match def.spec.delivery {
+        let metadata = metadata.filter(|_| committed.is_some());
+        let (sequences, producer_id) = match def.spec.delivery {
             // Moved past the commit, the records its sequences number are
             // gone: number on after what the leaders hold.
             Delivery::ExactlyOnce if moved => {
-                Some(resume_sequences(&setup, &producer, None).await?)
+                let (s, id) = resume_sequences(&setup, &producer, None).await?;
+                (Some(s), Some(id))
             }
             Delivery::ExactlyOnce => {
                 let committed_seqs = metadata
-                    .filter(|_| committed.is_some())
-                    .map(|m| m.sequences)
+                    .as_ref()
+                    .map(|m| m.sequences.clone())
                     .unwrap_or_default();
-                Some(resume_sequences(&setup, &producer, Some(&committed_seqs)).await?)
+                let (s, id) = resume_sequences(&setup, &producer, Some(&committed_seqs)).await?;
+                (Some(s), Some(id))
+            }
+            _ => (None, None),
+        };
+        let state = match (&setup.changelog, producer_id) {
+            (Some(changelog), Some(producer_id)) => {
+                let partitions = setup.partition_counts.get(changelog).copied().unwrap_or(0);
+                if partition >= partitions {
+                    return Err(Error::Invalid(format!(
+                        "the state changelog {changelog:?} has {partitions} partitions, too few for input partition {partition}; grow it to match the input (eddy topic alter NAME --partitions N); the task is retried"
+                    )));
+                }
+                let up_to = if moved {
+                    RestoreUpTo::Everything
+                } else {
+                    RestoreUpTo::Committed(
+                        metadata.as_ref().and_then(|m| m.state_changes).unwrap_or(0),
+                    )
+                };
+                let bytes_max = u64::from(def.spec.limits.state_mib) << 20;
+                setup
+                    .stats
+                    .update_state(partition, id, |s| s.restoring = true);
+                let (state, restored) = TaskState::restore(
+                    &setup.client,
+                    changelog,
+                    partition,
+                    producer_id,
+                    up_to,
+                    bytes_max,
+                    |applied| {
+                        setup
+                            .stats
+                            .update_state(partition, id, |s| s.restored_records = applied);
+                    },
+                )
+                .await?;
+                let (keys, bytes) = (state.keys(), state.bytes());
+                setup.stats.update_state(partition, id, |s| {
+                    *s = TaskStateStats {
+                        keys,
+                        bytes,
+                        restoring: false,
+                        restored_records: restored.applied,
+                    };
+                });
+                tracing::info!(pipeline = %def.name, %topic, partition, keys, bytes, applied = restored.applied, skipped = restored.skipped, elapsed_ms = restored.elapsed_ms, "state restored from the changelog");
+                Some(state)
+            }
+            (Some(_), None) => {
+                return Err(Error::Internal(
+                    "a stateful task without an exactly-once producer".into(),
+                ));
             }
             _ => None,
         };
@@ -202,9 +299,11 @@ impl Task {
             setup,
             topic,
             partition,
+            id,
             consumer,
             producer,
             sequences,
+            state,
             leftover: VecDeque::new(),
             pending: VecDeque::new(),
             done: None,
@@ -217,13 +316,18 @@ impl Task {
         let on_error_stop = matches!(self.setup.def.spec.on_error, OnError::Stop);
         while let Some(batch) = self.next_batch().await? {
             let records = Arc::new(batch);
-            let run = self
+            let session = self.state.as_ref().map(TaskState::session);
+            let mut run = self
                 .setup
                 .sandbox
-                .run(records.clone(), on_error_stop)
+                .run(records.clone(), on_error_stop, session)
                 .await?;
             self.setup.stats.add_processor_counters(&run.counters);
-            let (routed, stopped_at) = self.route(&records, run.segments)?;
+            let changes = run.state.as_mut().map(|s| s.take_changes());
+            let (mut routed, stopped_at) = self.route(&records, run.segments)?;
+            if let Some(changes) = changes {
+                self.route_changes(changes, &records, &mut routed)?;
+            }
             // Counted last, and read first by a report: a report that
             // counts a record also has every other count it caused.
             Stats::add(&self.setup.stats.records_in, records.len());
@@ -234,7 +338,12 @@ impl Task {
                 return Ok(TaskEnd::Failed);
             }
             if self.setup.def.spec.delivery == Delivery::AtMostOnce {
-                self.commit(end, None).await?;
+                self.commit(Position {
+                    end,
+                    sequences: None,
+                    state_changes: None,
+                })
+                .await?;
                 self.send(routed, end).await?;
             } else {
                 self.send(routed, end).await?;
@@ -348,6 +457,35 @@ impl Task {
         Ok((routed, stopped_at))
     }
 
+    /// Applies a batch's state changes to the task's store and adds them to
+    /// `routed` as changelog records, in the order made.
+    fn route_changes(
+        &mut self,
+        changes: Vec<eddy_wasm::StateChange>,
+        records: &[InputRecord],
+        routed: &mut Vec<Routed>,
+    ) -> Result<()> {
+        let (Some(state), Some(changelog)) = (self.state.as_mut(), &self.setup.changelog) else {
+            return Err(Error::Internal(
+                "state changes from a task that keeps no state".into(),
+            ));
+        };
+        let batch_ts = records.last().map_or(0, |r| r.timestamp.0);
+        for record in state.commit_changes(changes, self.partition, batch_ts) {
+            routed.push(Routed {
+                topic: changelog.clone(),
+                partition: self.partition,
+                record,
+            });
+        }
+        let (keys, bytes) = (state.keys(), state.bytes());
+        self.setup.stats.update_state(self.partition, self.id, |s| {
+            s.keys = keys;
+            s.bytes = bytes;
+        });
+        Ok(())
+    }
+
     /// Keyed records go where Kafka's partitioner puts their key; keyless
     /// ones to a partition chosen by the input partition, never by time or
     /// arrival, so that a replay places them the same way.
@@ -406,6 +544,10 @@ impl Task {
     /// tickets wait in `pending` until acknowledged.
     async fn send(&mut self, routed: Vec<Routed>, end: u64) -> Result<()> {
         let mut tickets: Vec<(OutputPartition, DeliveryTicket)> = Vec::new();
+        let changelog = self.setup.changelog.clone();
+        let changes = changelog.as_ref().map_or(0, |c| {
+            routed.iter().filter(|r| Arc::ptr_eq(&r.topic, c)).count()
+        });
         let mut sent = 0;
         // Consecutive records for one topic go to the producer together.
         let mut group: Vec<ProducerRecord> = Vec::new();
@@ -430,13 +572,12 @@ impl Task {
         sent += self
             .send_group(&mut group, &group_topic, &mut tickets)
             .await?;
-        Stats::add(&self.setup.stats.records_out, sent);
+        // Changes are not outputs; a skipped one (its leader had it) is
+        // counted as sent, which only lowers the count after a replay.
+        Stats::add(&self.setup.stats.records_out, sent.saturating_sub(changes));
         if self.setup.def.spec.delivery != Delivery::AtMostOnce {
-            self.pending.push_back(Pending {
-                end,
-                sequences: self.sequences.as_ref().map(Sequences::snapshot),
-                tickets,
-            });
+            let position = self.position(end);
+            self.pending.push_back(Pending { position, tickets });
         }
         Ok(())
     }
@@ -485,7 +626,7 @@ impl Task {
             for (_, t) in batch.tickets {
                 t.wait().await?;
             }
-            self.done = Some((batch.end, batch.sequences));
+            self.done = Some(batch.position);
         }
         if let Some(e) = self.producer.error() {
             return Err(e.into());
@@ -494,8 +635,8 @@ impl Task {
             return Ok(());
         }
         self.committed_at = Instant::now();
-        if let Some((end, sequences)) = self.done.take()
-            && let Err(e) = self.commit(end, sequences.clone()).await
+        if let Some(position) = self.done.take()
+            && let Err(e) = self.commit(position.clone()).await
         {
             if all {
                 return Err(e);
@@ -503,19 +644,25 @@ impl Task {
             // Retried at the next interval: the member may be between
             // generations.
             tracing::debug!(error = %e, "commit failed; retrying");
-            self.done = Some((end, sequences));
+            self.done = Some(position);
         }
         Ok(())
     }
 
-    async fn commit(
-        &self,
-        offset: u64,
-        sequences: Option<BTreeMap<OutputPartition, i32>>,
-    ) -> Result<()> {
+    /// The position after the last batch handed to the producer.
+    fn position(&self, end: u64) -> Position {
+        Position {
+            end,
+            sequences: self.sequences.as_ref().map(Sequences::snapshot),
+            state_changes: self.state.as_ref().map(TaskState::changes_made),
+        }
+    }
+
+    async fn commit(&self, position: Position) -> Result<()> {
         let metadata = CommitMetadata {
             pipeline: Some(self.setup.def.id),
-            sequences: sequences.unwrap_or_default(),
+            sequences: position.sequences.unwrap_or_default(),
+            state_changes: position.state_changes,
         }
         .encode(self.setup.def.id);
         self.setup
@@ -523,7 +670,7 @@ impl Task {
             .commit(vec![OffsetCommit {
                 topic: self.topic.clone(),
                 partition: self.partition,
-                offset,
+                offset: position.end,
                 metadata,
             }])
             .await?;
@@ -535,10 +682,9 @@ impl Task {
     /// failed there.
     async fn fail_at(&mut self, offset: u64) -> Result<()> {
         self.settle(true).await?;
-        // Nothing after the failing record was produced, so the sequences
-        // now are those of its position.
-        let sequences = self.sequences.as_ref().map(Sequences::snapshot);
-        self.commit(offset, sequences).await?;
+        // Nothing after the failing record was produced or changed, so the
+        // sequences and state now are those of its position.
+        self.commit(self.position(offset)).await?;
         let error = self
             .setup
             .stats
@@ -642,12 +788,13 @@ fn producer_config(def: &Definition, topic: &str, partition: u32) -> ProducerCon
 /// Takes the task's stable producer identity (fencing the previous
 /// owner), asks each output partition's leader what it already holds from
 /// it, and sets where the producer's sequences continue: from the commit's
-/// (`committed`), or right after what each leader holds (`None`).
+/// (`committed`), or right after what each leader holds (`None`). Returns
+/// the sequences and the producer's id.
 async fn resume_sequences(
     setup: &TaskSetup,
     producer: &Producer,
     committed: Option<&BTreeMap<OutputPartition, i32>>,
-) -> Result<Sequences> {
+) -> Result<(Sequences, i64)> {
     let (producer_id, _epoch) = producer
         .init()
         .await?
@@ -674,7 +821,7 @@ async fn resume_sequences(
     for ((topic, partition), next) in first {
         producer.set_next_sequence(&topic, partition, next);
     }
-    Ok(sequences)
+    Ok((sequences, producer_id))
 }
 
 fn producer_record(o: OutputRecord, partition: u32, batch_ts: i64) -> ProducerRecord {

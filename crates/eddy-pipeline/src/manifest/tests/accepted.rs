@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::super::{
     BatchSpec, Delivery, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec, ProcessorRef,
-    StartFrom, parse,
+    StartFrom, StateSpec, parse,
 };
 use super::{VALID, with_line};
 
@@ -88,8 +88,10 @@ fn the_full_example_gives_exactly_what_it_says() {
             limits: LimitSpec {
                 memory_mib: 64,
                 cpu_ms_per_batch: 200,
+                state_mib: 256,
             },
             on_error: OnError::DeadLetter("truck_alerts.dlq".to_owned()),
+            state: StateSpec::default(),
         },
     };
     assert_eq!(parse_one(FULL_EXAMPLE), expected);
@@ -125,8 +127,10 @@ fn a_minimal_manifest_gets_every_default() {
             limits: LimitSpec {
                 memory_mib: 64,
                 cpu_ms_per_batch: 1000,
+                state_mib: 256,
             },
             on_error: OnError::Stop,
+            state: StateSpec::default(),
         },
     };
     assert_eq!(parse_one(MINIMAL), expected);
@@ -147,9 +151,35 @@ fn defaults_fill_in_single_missing_fields_of_a_section() {
         manifest.spec.limits,
         LimitSpec {
             memory_mib: 64,
-            cpu_ms_per_batch: 5
+            cpu_ms_per_batch: 5,
+            state_mib: 256,
         }
     );
+}
+
+#[test]
+fn a_stateful_pipeline_declares_state_and_may_bound_it() {
+    let yaml = MINIMAL.replace("at-least-once", "exactly-once")
+        + "  state: { enabled: true }
+  limits: { stateMiB: 1024 }
+";
+    let manifest = parse_one(&yaml);
+    assert_eq!(manifest.spec.state, StateSpec { enabled: true });
+    assert_eq!(manifest.spec.limits.state_mib, 1024);
+    // The canonical form says so, and reads back the same.
+    let printed = super::super::to_yaml(&manifest);
+    assert!(
+        printed.contains(
+            "    stateMiB: 1024
+"
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("  state:\n    enabled: true\n"),
+        "{printed}"
+    );
+    assert_eq!(parse_one(&printed), manifest);
 }
 
 #[test]

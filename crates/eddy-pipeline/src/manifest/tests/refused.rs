@@ -31,7 +31,7 @@ use super::{VALID, assert_refused, assert_refused_in, errors_of, with_line};
 
 const NAME_CHARS: &str = "use only letters a-z and A-Z, digits, '.', '_' and '-'";
 const SPEC_FIELDS: &str =
-    "input, processor, outputs, delivery, parallelism, batch, limits or onError";
+    "input, processor, outputs, delivery, parallelism, batch, limits, onError or state";
 
 mod header {
     use super::*;
@@ -243,7 +243,7 @@ mod unknown_fields {
             &with_line(19, "  limits: { memoryMB: 64, cpuMsPerBatch: 200 }"),
             "spec.limits",
             (19, 13),
-            "unknown field memoryMB; expected memoryMiB or cpuMsPerBatch",
+            "unknown field memoryMB; expected memoryMiB, cpuMsPerBatch or stateMiB",
         );
         assert_refused(
             &with_line(20, "  onError: { deadletter: dlq }"),
@@ -954,5 +954,58 @@ mod reporting {
             .map(|e| (e.document, e.path))
             .collect();
         assert_eq!(found, [(1, "kind".to_owned()), (2, String::new())]);
+    }
+}
+
+mod state {
+    use super::*;
+
+    #[test]
+    fn state_needs_exactly_once_delivery() {
+        assert_refused(
+            &with_line(16, "  delivery: at-least-once\n  state: { enabled: true }"),
+            "spec.state",
+            (17, 10),
+            "a pipeline with state needs `delivery: exactly-once`: its state is restored \
+             exactly only with the outputs it goes with",
+        );
+    }
+
+    #[test]
+    fn state_needs_one_input_topic() {
+        assert_refused(
+            &with_line(7, "    topics: [a, b]")
+                .replace("  onError:", "  state: { enabled: true }\n  onError:"),
+            "spec.state",
+            (20, 10),
+            "a pipeline with state reads exactly one input topic, not 2: state is kept per \
+             input partition (co-partition the inputs into one topic first)",
+        );
+    }
+
+    #[test]
+    fn enabled_is_required_and_a_boolean() {
+        assert_refused(
+            &with_line(20, "  state: { enabled: yes }"),
+            "spec.state.enabled",
+            (20, 21),
+            "expected true or false, found yes",
+        );
+        assert_refused(
+            &with_line(20, "  state: {}"),
+            "spec.state",
+            (20, 10),
+            "missing required field enabled",
+        );
+    }
+
+    #[test]
+    fn the_state_limit_is_bounded() {
+        assert_refused(
+            &with_line(19, "  limits: { stateMiB: 0 }"),
+            "spec.limits.stateMiB",
+            (19, 23),
+            "expected an integer from 1 to 65536, found 0",
+        );
     }
 }

@@ -1,0 +1,236 @@
+//! A stateful task's keyed state: the store its processor's calls read,
+//! the changelog records its changes become, and the restore from them.
+//!
+//! Every change a batch makes (`put` or `delete`, in the order made, none
+//! merged) becomes one record of the pipeline's compacted changelog topic
+//! (`<pipeline>.state`), in the partition numbered like the task's input
+//! partition: key = state key, value = the new value (none for a delete),
+//! and a header `eddy.change` holding the change's number (8 bytes,
+//! big-endian), counted from 0 over the task's whole history. Numbers are
+//! a function of the input position like output sequences: the records
+//! processed decide which changes are made, whatever the batches.
+//!
+//! The changelog is written by the task's exactly-once producer with the
+//! outputs, so a replayed change is dropped by the leader like a replayed
+//! output, and the commit records how many changes precede its position.
+//! Restoring reads the changelog from its start and applies, in log order,
+//! the records this task's producer wrote whose number is below the
+//! committed count: changes past it belong to batches after the commit,
+//! which the task is about to replay. Records of other producers (an
+//! earlier pipeline of the same name) are skipped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eddy_client::{Consumer, ConsumerConfig, ProducerRecord, Start};
+use eddy_wasm::{MemoryState, StateBackend, StateChange, StateSession};
+
+use crate::error::{Error, Result};
+
+/// The header that numbers a changelog record.
+pub const CHANGE_HEADER: &str = "eddy.change";
+/// Bytes of changelog a restore buffers.
+const RESTORE_FETCH_BYTES: u32 = 16 << 20;
+/// How long a restore waits for the changelog to move before it fails (the
+/// task is then retried).
+const RESTORE_STALL: Duration = Duration::from_secs(30);
+
+/// Which changelog records a restore applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreUpTo {
+    /// Those numbered below the commit's count of changes.
+    Committed(u64),
+    /// All of them: the input moved past the commit (retention or a lost
+    /// log), so every change written is part of the history kept.
+    Everything,
+}
+
+/// How a restore went, for the log and `pipeline describe`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Changelog records read and applied.
+    pub applied: u64,
+    /// Records skipped: past the commit, or another producer's.
+    pub skipped: u64,
+    pub elapsed_ms: u64,
+}
+
+/// The state of one stateful task.
+#[derive(Debug)]
+pub struct TaskState {
+    store: Arc<MemoryState>,
+    bytes_max: u64,
+    /// The number the next change gets.
+    next_change: u64,
+}
+
+impl TaskState {
+    /// Reads partition `partition` of `changelog` up to its end as the task
+    /// starts, keeping what `up_to` says of the records `producer_id` wrote;
+    /// `progress` hears the count of records applied as it grows.
+    pub async fn restore(
+        client: &eddy_client::Client,
+        changelog: &str,
+        partition: u32,
+        producer_id: i64,
+        up_to: RestoreUpTo,
+        bytes_max: u64,
+        progress: impl Fn(u64),
+    ) -> Result<(TaskState, Restored)> {
+        let started = Instant::now();
+        let store = Arc::new(MemoryState::default());
+        let mut consumer = Consumer::new(
+            client.clone(),
+            ConsumerConfig {
+                fetch_bytes_max: RESTORE_FETCH_BYTES,
+                partition_bytes_max: RESTORE_FETCH_BYTES,
+                auto_offset_reset: None,
+            },
+        );
+        let end = consumer
+            .resolve(changelog, partition, Start::Latest)
+            .await?;
+        let mut position = consumer
+            .assign(changelog, partition, Start::Earliest)
+            .await?;
+        let mut restored = Restored::default();
+        let mut highest: Option<u64> = None;
+        let mut moved_at = Instant::now();
+        while position < end {
+            let fetched = consumer.poll(Duration::from_millis(500)).await?;
+            if fetched.is_empty() {
+                if moved_at.elapsed() > RESTORE_STALL {
+                    return Err(Error::Internal(format!(
+                        "restoring the state from {changelog:?} partition {partition} stalled at offset {position} of {end}; the task is retried"
+                    )));
+                }
+                continue;
+            }
+            moved_at = Instant::now();
+            for f in &fetched {
+                let mut changes = Vec::new();
+                read_changes(f, end, producer_id, |numbered| {
+                    let Some((number, change)) = numbered else {
+                        restored.skipped += 1;
+                        return;
+                    };
+                    highest = Some(highest.map_or(number, |h| h.max(number)));
+                    let wanted = match up_to {
+                        RestoreUpTo::Committed(count) => number < count,
+                        RestoreUpTo::Everything => true,
+                    };
+                    if wanted {
+                        restored.applied += 1;
+                        changes.push(change);
+                    } else {
+                        restored.skipped += 1;
+                    }
+                })?;
+                store.apply(&changes);
+                position = position.max(f.next_offset);
+            }
+            progress(restored.applied);
+        }
+        restored.elapsed_ms = started.elapsed().as_millis() as u64;
+        let next_change = match up_to {
+            RestoreUpTo::Committed(count) => count,
+            RestoreUpTo::Everything => highest.map_or(0, |h| h + 1),
+        };
+        Ok((
+            TaskState {
+                store,
+                bytes_max,
+                next_change,
+            },
+            restored,
+        ))
+    }
+
+    /// A session for the calls of one batch.
+    pub fn session(&self) -> StateSession {
+        StateSession::new(self.store.clone(), self.bytes_max)
+    }
+
+    /// Applies a batch's changes and numbers them; returns them as
+    /// changelog records for `partition`, stamped `timestamp_ms`.
+    pub fn commit_changes(
+        &mut self,
+        changes: Vec<StateChange>,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Vec<ProducerRecord> {
+        self.store.apply(&changes);
+        changes
+            .into_iter()
+            .map(|c| {
+                let number = self.next_change;
+                self.next_change += 1;
+                ProducerRecord {
+                    partition: Some(partition),
+                    key: Some(c.key),
+                    value: c.value,
+                    headers: vec![(
+                        CHANGE_HEADER.to_string(),
+                        Bytes::copy_from_slice(&number.to_be_bytes()),
+                    )],
+                    timestamp_ms: Some(timestamp_ms),
+                }
+            })
+            .collect()
+    }
+
+    /// How many changes precede the next one: what a commit records.
+    pub fn changes_made(&self) -> u64 {
+        self.next_change
+    }
+
+    /// Keys stored.
+    pub fn keys(&self) -> u64 {
+        self.store.len() as u64
+    }
+
+    /// Bytes of keys and values stored.
+    pub fn bytes(&self) -> u64 {
+        self.store.bytes()
+    }
+}
+
+/// Calls `each` with the number and change of every changelog record of
+/// `f` below `end` that `producer_id` wrote, and with `None` for a record
+/// of another producer or one without a readable number.
+fn read_changes(
+    f: &eddy_client::Fetched,
+    end: u64,
+    producer_id: i64,
+    mut each: impl FnMut(Option<(u64, StateChange)>),
+) -> Result<()> {
+    let damaged =
+        |e: eddy_log::BatchError| Error::Internal(format!("a changelog batch is damaged: {e}"));
+    for batch in eddy_log::batches(&f.bytes, eddy_log::BATCH_BYTES_LIMIT) {
+        let batch = batch.map_err(damaged)?;
+        let ours = batch.header.producer_id.0 == producer_id;
+        for r in batch.records() {
+            let r = r.map_err(damaged)?;
+            if r.offset.0 < f.from || r.offset.0 >= end {
+                continue;
+            }
+            let number = r
+                .headers()
+                .find(|(name, _)| *name == CHANGE_HEADER)
+                .and_then(|(_, v)| <[u8; 8]>::try_from(v).ok())
+                .map(u64::from_be_bytes);
+            match (ours, number, r.key) {
+                (true, Some(number), Some(key)) => each(Some((
+                    number,
+                    StateChange {
+                        key: f.bytes.slice_ref(key),
+                        value: r.value.map(|v| f.bytes.slice_ref(v)),
+                    },
+                ))),
+                _ => each(None),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! Stateful pipelines: `running-count` keeps a count per key in the host's
+//! keyed state, so under exactly-once the outputs for key K are exactly
+//! "1", "2", … n in order — whatever is killed on the way. The state is
+//! restored from the changelog (`count.state`) after every kill; a restore
+//! that read past the commit, or not far enough, shows as a repeated or
+//! skipped count. Each test prints its seed; `EDDY_TEST_SEED=S` replays one.
+
+use std::collections::BTreeMap;
+
+use eddy_test_plugins as wasm;
+use eddy_tests::rng::Rng;
+use eddy_tests::worker::TestWorker;
+
+use super::workload::{feed, input};
+use super::{Cluster, by_key, manifest, read_all, wait_for};
+
+const RECORDS: usize = 30_000;
+/// How many times a worker or the broker is killed in a run.
+const KILLS: usize = 4;
+
+/// The running count from `in` (4 partitions) to `counts`, exactly-once.
+pub fn count_manifest() -> String {
+    manifest(
+        "count",
+        "count",
+        &["in"],
+        &["counts"],
+        "exactly-once",
+        "  state:\n    enabled: true\n",
+    )
+    .replace(
+        "maxRecords: 64, maxWaitMs: 5",
+        "maxRecords: 256, maxWaitMs: 5",
+    )
+}
+
+async fn setup(broker_args: &[&str]) -> Cluster {
+    let c = Cluster::start_with(broker_args).await;
+    c.create_topic("in", 4).await;
+    c.upload("count", wasm::RUNNING_COUNT);
+    c.apply(&count_manifest());
+    c
+}
+
+/// Waits until the pipeline has read `records` input records and
+/// committed them.
+async fn caught_up(c: &Cluster, records: usize) {
+    wait_for("the count pipeline to catch up", || async {
+        let d = eddy_client::Pipelines::new(c.client.clone())
+            .describe("count")
+            .await
+            .ok()?;
+        let committed: u64 = d.partitions.iter().filter_map(|p| p.committed).sum();
+        (d.summary?.lag == 0 && committed == records as u64).then_some(())
+    })
+    .await;
+}
+
+/// The counts each key must have got: "1" to its number of inputs.
+fn expected_counts(records: usize) -> BTreeMap<String, Vec<String>> {
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for n in 0..records {
+        *per_key.entry(input(n).0).or_default() += 1;
+    }
+    per_key
+        .into_iter()
+        .map(|(k, n)| (k, (1..=n).map(|i| i.to_string()).collect()))
+        .collect()
+}
+
+/// Every key's outputs are exactly 1..n in order for inputs `0..records`:
+/// no count repeated (a change applied twice, or an output written
+/// twice), none skipped.
+pub async fn assert_counts_exact(c: &Cluster, records: usize, what: &str, seed: u64) {
+    let got = by_key(&read_all(&c.client, "counts").await);
+    let expected = expected_counts(records);
+    let wrong: Vec<(&String, usize, usize)> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .map(|(k, v)| (k, v.len(), got.get(k).map_or(0, Vec::len)))
+        .collect();
+    if let Some((key, want, have)) = wrong.first() {
+        let values = &got[*key];
+        let first_bad = values
+            .iter()
+            .enumerate()
+            .find(|(i, v)| **v != (i + 1).to_string());
+        eprintln!(
+            "{what}: {} of {} keys wrong; key {key} has {have} outputs (want {want}), first out of order: {first_bad:?}",
+            wrong.len(),
+            expected.len()
+        );
+    }
+    assert!(
+        wrong.is_empty(),
+        "{what}: counts are not exact (seed {seed})"
+    );
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{what}: keys that should not be there"
+    );
+    eprintln!(
+        "{what}: {} keys, every one counted 1..n in order",
+        got.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_count_stays_exact_through_workers_killed_and_paused() {
+    let mut rng = Rng::from_env("running_count_stays_exact_through_workers_killed_and_paused");
+    let c = setup(&["--no-worker"]).await;
+    let mut workers = [
+        TestWorker::start(&c.broker.addr, "w1"),
+        TestWorker::start(&c.broker.addr, "w2"),
+    ];
+    let feeding = feed(&c.client, RECORDS);
+    for _ in 0..KILLS {
+        tokio::time::sleep(rng.millis(800, 2000)).await;
+        let w = &mut workers[rng.below(2) as usize];
+        if rng.below(2) == 0 {
+            w.kill9();
+            eprintln!("killed a worker");
+            tokio::time::sleep(rng.millis(50, 700)).await;
+            tokio::task::block_in_place(|| w.start_again());
+        } else {
+            // Past its session timeout its partitions move, and their
+            // state with them; when it wakes it must not write its
+            // batches in flight, changes or outputs, a second time.
+            w.pause();
+            eprintln!("paused a worker");
+            tokio::time::sleep(rng.millis(2000, 4000)).await;
+            w.unpause();
+        }
+    }
+    feeding.await.unwrap();
+    caught_up(&c, RECORDS).await;
+    assert_counts_exact(&c, RECORDS, "running count, two workers", rng.seed()).await;
+    // Reports come every few hundred milliseconds; one from a worker that
+    // has since lost its partitions must not count their state twice.
+    let counters = wait_for("describe to show the 97 keys held", || async {
+        let counters = c.describe("count").await.counters.unwrap_or_default();
+        (counters.state_keys == 97).then_some(counters)
+    })
+    .await;
+    assert_eq!(counters.state_bytes, 97 * (3 + 8) - 10, "{counters:?}");
+}
+
+/// Feeds `records` input records while the broker is killed `kills` times
+/// and started again, then waits until the count pipeline caught up.
+pub async fn feed_through_broker_kills(
+    c: &mut Cluster,
+    rng: &mut Rng,
+    records: usize,
+    kills: usize,
+) {
+    let feeding = feed(&c.client, records);
+    for _ in 0..kills {
+        tokio::time::sleep(rng.millis(800, 2000)).await;
+        c.broker.kill9();
+        eprintln!("killed the broker");
+        tokio::time::sleep(rng.millis(50, 500)).await;
+        tokio::task::block_in_place(|| c.broker.start_again());
+    }
+    feeding.await.unwrap();
+    c.reconnect().await;
+    caught_up(c, records).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_count_stays_exact_through_broker_kills() {
+    let mut rng = Rng::from_env("running_count_stays_exact_through_broker_kills");
+    let mut c = setup(&[]).await;
+    feed_through_broker_kills(&mut c, &mut rng, RECORDS, KILLS).await;
+    assert_counts_exact(&c, RECORDS, "running count, broker killed", rng.seed()).await;
+}
+
+/// The changelog holds, per key, the count of the last output: what a
+/// restore rebuilds is the state of the run, and after compaction only
+/// the newest value per key need be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_changelog_holds_the_state_the_outputs_were_made_from() {
+    let c = setup(&[]).await;
+    let records: Vec<(Option<String>, String)> = (0..2_000)
+        .map(|n| {
+            let (k, v) = input(n);
+            (Some(k), v)
+        })
+        .collect();
+    c.produce("in", &records).await;
+    wait_for("the count pipeline to read 2,000 records", || async {
+        let d = c.describe("count").await;
+        let committed: u64 = d.partitions.iter().filter_map(|p| p.committed).sum();
+        (committed == 2_000).then_some(())
+    })
+    .await;
+    let changelog = read_all(&c.client, "count.state").await;
+    assert_eq!(changelog.len(), 2_000, "one change per put, none merged");
+    let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &changelog {
+        assert!(
+            r.headers
+                .iter()
+                .any(|(name, v)| name == "eddy.change" && v.len() == 8),
+            "each change carries its number"
+        );
+        let value: [u8; 8] = r.value.as_deref().unwrap().try_into().unwrap();
+        newest.insert(
+            String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap(),
+            u64::from_be_bytes(value),
+        );
+    }
+    let outputs = by_key(&read_all(&c.client, "counts").await);
+    for (key, counts) in &outputs {
+        assert_eq!(
+            newest[key].to_string(),
+            *counts.last().unwrap(),
+            "key {key}: the state holds the last count output"
+        );
+    }
+    let topic = eddy_client::Admin::new(c.client.clone())
+        .describe_topic("count.state")
+        .await
+        .unwrap();
+    assert_eq!(topic.partitions.len(), 4, "partitioned like the input");
+    assert_eq!(
+        topic.configs.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    // Deleting the pipeline deletes its state: applied again, it starts
+    // from nothing (and from the start of the input).
+    c.broker.ok(&["pipeline", "delete", "count"]);
+    wait_for("the changelog to go", || async {
+        eddy_client::Admin::new(c.client.clone())
+            .describe_topic("count.state")
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_needs_exactly_once_one_input_and_cannot_be_switched_on_later() {
+    let c = Cluster::start().await;
+    c.create_topic("in", 2).await;
+    c.create_topic("in2", 2).await;
+    c.upload("count", wasm::RUNNING_COUNT);
+    let at_least_once = count_manifest().replace("exactly-once", "at-least-once");
+    let err = c.apply_refused(&at_least_once);
+    assert!(err.contains("needs `delivery: exactly-once`"), "{err}");
+    let two_inputs = count_manifest().replace("topics: [in]", "topics: [in, in2]");
+    let err = c.apply_refused(&two_inputs);
+    assert!(err.contains("exactly one input topic"), "{err}");
+
+    let stateless = count_manifest().replace("  state:\n    enabled: true\n", "");
+    c.apply(&stateless);
+    let err = c.apply_refused(&count_manifest());
+    assert!(err.contains("cannot be changed to run with it"), "{err}");
+
+    // Without state, the processor's first state call fails the record
+    // with a message saying what to declare; onError: stop stops there.
+    c.produce("in", &[(Some("k".into()), "v".into())]).await;
+    let d = c
+        .in_state("count", eddy_proto::v1::PipelineState::Failed)
+        .await;
+    let failure = d.summary.and_then(|s| s.failure).unwrap();
+    assert!(
+        failure.message.contains("state: {enabled: true}"),
+        "{failure:?}"
+    );
+}
