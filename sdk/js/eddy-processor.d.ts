@@ -98,6 +98,37 @@ export declare function log(level: "trace" | "debug" | "info" | "warn" | "error"
 /** Adds `delta` (default 1) to the counter `name`, shown by `eddy pipeline describe`. */
 export declare function counter(name: string, delta?: number): void;
 
+/**
+ * A state call the host refused: a key over 4 KiB, a value over 1 MiB, the
+ * task's state over `spec.limits.stateMiB`, a scan of more than 1,024
+ * entries, or a pipeline without `spec.state`.
+ */
+export declare class StateError extends Error {}
+
+/** Bytes, or a string taken as UTF-8. */
+export type StateBytes = Uint8Array | string;
+
+/**
+ * The keyed state of the input partition the record comes from, kept by
+ * the host for pipelines with `spec.state` and restored after a crash.
+ * Changes made while processing a record that fails are dropped with its
+ * outputs.
+ */
+export declare const state: {
+  /** The value under `key`, or `undefined`. */
+  get(key: StateBytes): Uint8Array | undefined;
+  /** The value under `key` as UTF-8 text, or `undefined`. */
+  getText(key: StateBytes): string | undefined;
+  /** Stores `value` under `key`. */
+  put(key: StateBytes, value: StateBytes): void;
+  /** Removes `key`; removing an absent key is no error. */
+  delete(key: StateBytes): void;
+  /** Up to `limit` (at most 1,024) `[key, value]` pairs whose keys start with `prefix`, in key order. */
+  scan(prefix?: StateBytes, startAfter?: StateBytes, limit?: number): Array<[Uint8Array, Uint8Array]>;
+  /** Every `[key, value]` pair whose key starts with `prefix`. */
+  scanAll(prefix?: StateBytes): Array<[Uint8Array, Uint8Array]>;
+};
+
 /** What the component exports: `export const { init, process } = exportProcessor(MyProcessor);` */
 export interface Exports {
   init(params: Array<{ name: string; value: string }>): unknown;

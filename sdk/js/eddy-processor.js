@@ -27,8 +27,18 @@
 // constructor refuses the parameters, and the pipeline does not start.
 //
 // Exactly-once pipelines need outputs that depend only on the records
-// given, in order: not on how they were cut into batches, and not on state
-// kept in the instance (a replay after a crash starts a fresh instance).
+// given, in order: not on how they were cut into batches, and not on
+// anything kept in the instance (a replay after a crash starts a fresh
+// instance). What a processor remembers between records goes in `state`,
+// the keyed store the host keeps per input partition and restores after a
+// crash, for pipelines with `spec.state` in their manifest:
+//
+//     process(record, out) {
+//       const n = Number(state.getText(record.key) ?? "0") + 1;
+//       state.put(record.key, String(n));
+//       out.push({ key: record.key, value: String(n) });
+//     }
+//
 // The host makes `Date.now()` and `Math.random()` deterministic and offers
 // no files or network.
 //
@@ -36,7 +46,8 @@
 // as one buffer of bytes and a few lists of integers, and leave the same
 // way. It is the only code that knows that layout. Types: eddy-processor.d.ts.
 
-import { log as hostLog, counterAdd } from "eddy:processor/host@0.2.0";
+import { log as hostLog, counterAdd } from "eddy:processor/host@0.2.1";
+import * as hostState from "eddy:processor/state@0.2.1";
 
 // `presence` bits of the WIT world.
 const HAS_KEY = 1;
@@ -436,6 +447,78 @@ export function log(level, message) {
 export function counter(name, delta = 1) {
   counterAdd(name, BigInt(delta));
 }
+
+/**
+ * A state call the host refused: a key over 4 KiB, a value over 1 MiB, the
+ * task's state over `spec.limits.stateMiB`, a scan of more than 1,024
+ * entries, or a pipeline without `spec.state`. Thrown out of `process`, it
+ * fails the record with the host's message.
+ */
+export class StateError extends Error {}
+
+function stateBytes(value, what) {
+  if (typeof value === "string") return encoder.encode(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  const kind = value === null ? "null" : value === undefined ? "undefined" : value.constructor?.name ?? typeof value;
+  throw new TypeError(`a state ${what} must be bytes (a Uint8Array) or a string, not ${kind}`);
+}
+
+function stateCall(f, ...args) {
+  try {
+    return f(...args);
+  } catch (e) {
+    // The bindings throw a result's error as an object carrying it.
+    const message = e && e.payload !== undefined ? e.payload : e && e.message ? e.message : String(e);
+    throw new StateError(String(message));
+  }
+}
+
+const SCAN_LIMIT = 1024;
+
+/**
+ * The keyed state of the input partition the record comes from. Keys and
+ * values are bytes (a string is taken as UTF-8); keys sort bytewise.
+ * Changes made while processing a record that fails are dropped with its
+ * outputs.
+ */
+export const state = {
+  /** The value under `key`, or `undefined`. */
+  get(key) {
+    return stateCall(hostState.get, stateBytes(key, "key")) ?? undefined;
+  },
+  /** The value under `key` as UTF-8 text, or `undefined`. */
+  getText(key) {
+    const value = this.get(key);
+    return value === undefined ? undefined : decoder.decode(value);
+  },
+  /** Stores `value` under `key`. */
+  put(key, value) {
+    stateCall(hostState.put, stateBytes(key, "key"), stateBytes(value, "value"));
+  },
+  /** Removes `key`; removing an absent key is no error. */
+  delete(key) {
+    stateCall(hostState.delete, stateBytes(key, "key"));
+  },
+  /**
+   * Up to `limit` `[key, value]` pairs whose keys start with `prefix`, in
+   * key order, after the key `startAfter` when given.
+   */
+  scan(prefix = "", startAfter = undefined, limit = SCAN_LIMIT) {
+    const after = startAfter === undefined ? undefined : stateBytes(startAfter, "key");
+    const entries = stateCall(hostState.scan, stateBytes(prefix, "key prefix"), after, limit);
+    return entries.map((e) => [e.key, e.value]);
+  },
+  /** Every `[key, value]` pair whose key starts with `prefix`. */
+  scanAll(prefix = "") {
+    const found = [];
+    for (;;) {
+      const page = this.scan(prefix, found.length ? found[found.length - 1][0] : undefined);
+      found.push(...page);
+      if (page.length < SCAN_LIMIT) return found;
+    }
+  },
+};
 
 /**
  * Makes `ProcessorClass` the component's processor. Export what it returns

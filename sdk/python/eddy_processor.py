@@ -24,9 +24,21 @@ exception's type and message as the reason. An exception raised by
 ``__init__`` refuses the parameters, and the pipeline does not start.
 
 Exactly-once pipelines need outputs that depend only on the records given,
-in order: not on how they were cut into batches, and not on state kept in
-the instance (a replay after a crash starts a fresh instance). The host
-makes the clock and randomness deterministic and offers no files or network.
+in order: not on how they were cut into batches, and not on anything kept
+in the instance (a replay after a crash starts a fresh instance). What a
+processor remembers between records (counts, records seen, windows) goes
+in ``eddy.state``, the keyed store the host keeps per input partition and
+restores after a crash, for pipelines with ``spec.state`` in their
+manifest::
+
+    class Count(eddy.Processor):
+        def process(self, record, out):
+            n = int(eddy.state.get(record.key) or b"0") + 1
+            eddy.state.put(record.key, str(n))
+            out.push(str(n), key=record.key)
+
+The host makes the clock and randomness deterministic and offers no files
+or network.
 
 This module hides the batch layout of ``wit/processor.wit``: records arrive
 as one buffer of bytes and a few lists of integers, and leave the same way.
@@ -44,6 +56,8 @@ __all__ = [
     "log",
     "counter_add",
     "dumps",
+    "state",
+    "StateError",
 ]
 
 # `presence` bits of the WIT world.
@@ -416,6 +430,74 @@ def _host():
     from wit_world.imports import host
 
     return host
+
+
+class StateError(Exception):
+    """A state call the host refused: a key over 4 KiB, a value over 1 MiB,
+    the task's state over ``spec.limits.stateMiB``, a scan of more than
+    1,024 entries, or a pipeline without ``spec.state``. Raised out of
+    ``process``, it fails the record with the host's message."""
+
+
+class _State:
+    """The keyed state of the input partition the record comes from. Keys
+    and values are ``bytes`` (a ``str`` is taken as UTF-8); keys sort
+    bytewise. Changes made while processing a record that fails are
+    dropped with its outputs."""
+
+    SCAN_LIMIT = 1024
+
+    def get(self, key):
+        """The value under ``key`` (``bytes``), or ``None``."""
+        value = self._call("get", _state_bytes(key, "key"))
+        return None if value is None else bytes(value)
+
+    def put(self, key, value):
+        """Stores ``value`` under ``key``."""
+        self._call("put", _state_bytes(key, "key"), _state_bytes(value, "value"))
+
+    def delete(self, key):
+        """Removes ``key``; removing an absent key is no error."""
+        self._call("delete", _state_bytes(key, "key"))
+
+    def scan(self, prefix=b"", start_after=None, limit=SCAN_LIMIT):
+        """Up to ``limit`` ``(key, value)`` pairs whose keys start with
+        ``prefix``, in key order, after the key ``start_after`` if given."""
+        after = None if start_after is None else _state_bytes(start_after, "key")
+        entries = self._call("scan", _state_bytes(prefix, "key prefix"), after, limit)
+        return [(bytes(e.key), bytes(e.value)) for e in entries]
+
+    def scan_all(self, prefix=b""):
+        """Every ``(key, value)`` pair whose key starts with ``prefix``,
+        fetched a page at a time."""
+        found = []
+        while True:
+            page = self.scan(prefix, found[-1][0] if found else None)
+            found.extend(page)
+            if len(page) < self.SCAN_LIMIT:
+                return found
+
+    def _call(self, name, *args):
+        from componentize_py_types import Err
+        from wit_world.imports import state as host_state
+
+        try:
+            return getattr(host_state, name)(*args)
+        except Err as e:
+            raise StateError(e.value) from None
+
+
+state = _State()
+
+
+def _state_bytes(value, what):
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError("a state %s must be bytes or str, not %s" % (what, type(value).__name__))
 
 
 def _levels():
