@@ -79,7 +79,9 @@ export declare class Processor {
   readonly params: Params;
   /** Processes one record, pushing outputs into `out`; a throw fails the record. */
   process(record: Record, out: Output): void;
-  /** Processes a batch; by default calls `process` on each record. */
+  /** Handles a timer that came due, right after the record that made it due. */
+  onTimer(timer: Timer, out: Output): void;
+  /** Processes a batch; by default calls `process` on each record, then `onTimer` on the timers it made due. */
   processBatch(records: Record[], out: Output): void;
 }
 
@@ -137,3 +139,63 @@ export interface Exports {
 
 /** Makes `processor` the component's processor. */
 export declare function exportProcessor(processor: new (params: Params) => Processor): Exports;
+
+/** A timer that came due. */
+export interface Timer {
+  readonly key: Uint8Array;
+  /** Milliseconds since the Unix epoch. */
+  readonly at: number;
+}
+
+/**
+ * Event-time timers of the input partition (kept in the state). The
+ * watermark is the highest timestamp processed so far minus
+ * `spec.eventTime.allowedLatenessMs`; a timer is due once the watermark
+ * reaches it, and goes to `Processor.onTimer` right after the record that
+ * moved the watermark there.
+ */
+export declare const timers: {
+  /** The watermark now (a very negative number before any record). */
+  watermark(): number;
+  /** Registers a timer for `key` at `at`, after the watermark. */
+  register(key: StateBytes, at: number): void;
+  /** Cancels the timer for `key` at `at`, if registered. */
+  cancel(key: StateBytes, at: number): void;
+  /** Moves the watermark past record `index` and returns the timers now due (each removed). */
+  dueAfter(index: number): Timer[];
+};
+
+/** A window that closed, with the aggregate folded from its records. */
+export interface Closed {
+  readonly key: Uint8Array;
+  readonly start: number;
+  /** Exclusive. */
+  readonly end: number;
+  readonly aggregate: Uint8Array;
+}
+
+/** Tumbling or hopping windows by event time, kept in the state. */
+export declare class Windows {
+  constructor(sizeMs: number, advanceMs?: number);
+  static tumbling(sizeMs: number): Windows;
+  static hopping(sizeMs: number, advanceMs: number): Windows;
+  /** The `[start, end]` of every window containing `ts`. */
+  of(ts: number): Array<[number, number]>;
+  /** Folds a record at `ts` into `key`'s aggregate in each open window; false when the record is late. */
+  add(key: StateBytes, ts: number, fold: (aggregate: Uint8Array | undefined) => StateBytes): boolean;
+  /** The window `timer` closes (removed from the state), or null. */
+  close(timer: Timer): Closed | null;
+}
+
+/** Session windows: a key's records less than `gapMs` apart make one session. */
+export declare class Sessions {
+  constructor(gapMs: number);
+  /** Folds a record into `key`'s open session; `closed` is a session the record could not join. */
+  add(
+    key: StateBytes,
+    ts: number,
+    fold: (aggregate: Uint8Array | undefined) => StateBytes,
+  ): { added: boolean; closed: Closed | null };
+  /** The session `timer` closes (removed from the state), or null. */
+  close(timer: Timer): Closed | null;
+}

@@ -48,6 +48,7 @@
 
 import { log as hostLog, counterAdd } from "eddy:processor/host@0.2.1";
 import * as hostState from "eddy:processor/state@0.2.1";
+import * as hostTimers from "eddy:processor/timers@0.2.1";
 
 // `presence` bits of the WIT world.
 const HAS_KEY = 1;
@@ -402,14 +403,25 @@ export class Processor {
   }
 
   /**
+   * Handles a timer registered with `timers.register` that came due
+   * (`{ key, at }`): called right after the record that moved the
+   * watermark to it, before the next record. A throw fails that record.
+   */
+  onTimer(timer, out) {}
+
+  /**
    * Processes a batch: `records` come from one input partition in offset
-   * order. By default calls `process` on each; a throw fails the record
-   * being processed (throw a `RecordFailed` to name another).
+   * order. By default calls `process` on each, and after each record
+   * `onTimer` on the timers it made due (when the class defines
+   * `onTimer`); a throw fails the record being processed (throw a
+   * `RecordFailed` to name another).
    */
   processBatch(records, out) {
+    const fire = this.onTimer !== Processor.prototype.onTimer;
     for (const record of records) {
       try {
         this.process(record, out);
+        if (fire) for (const timer of timers.dueAfter(record.index)) this.onTimer(timer, out);
       } catch (e) {
         if (e instanceof RecordFailed) throw e;
         throw new RecordFailed(record.index, describe(e));
@@ -519,6 +531,203 @@ export const state = {
     }
   },
 };
+
+/**
+ * A WIT `s64` as the bindings give it: componentize-js 0.23 hands negative
+ * ones over as their unsigned 64-bit value.
+ */
+function s64(value) {
+  return BigInt.asIntN(64, BigInt(value));
+}
+
+/**
+ * Event-time timers of the input partition (kept in the state). The
+ * watermark is the highest timestamp processed so far minus the manifest's
+ * `spec.eventTime.allowedLatenessMs`; a timer at `at` is due once the
+ * watermark reaches it, and goes to `onTimer` right after the record that
+ * moved the watermark there. Times are numbers of milliseconds.
+ */
+export const timers = {
+  /** The watermark now (a very negative number before any record). */
+  watermark() {
+    return Number(s64(hostTimers.watermark()));
+  },
+  /** Registers a timer for `key` at `at`, after the watermark. */
+  register(key, at) {
+    stateCall(hostTimers.register, stateBytes(key, "key"), BigInt(at));
+  },
+  /** Cancels the timer for `key` at `at`, if registered. */
+  cancel(key, at) {
+    stateCall(hostTimers.cancel, stateBytes(key, "key"), BigInt(at));
+  },
+  /** Moves the watermark past record `index` and returns the timers now due (each removed). */
+  dueAfter(index) {
+    const due = [];
+    for (;;) {
+      const page = stateCall(hostTimers.advance, index);
+      if (page.length === 0) return due;
+      for (const t of page) due.push({ key: t.key, at: Number(s64(t.at)) });
+    }
+  },
+};
+
+// Where windows keep their aggregates: keys starting with the byte 0xff.
+const WINDOW_PREFIX = concat(Uint8Array.of(0xff), encoder.encode("eddy.window/"));
+const SESSION_PREFIX = concat(Uint8Array.of(0xff), encoder.encode("eddy.session/"));
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function startsWith(bytes, prefix) {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
+}
+
+/** 8 bytes, big-endian; `flip` flips the sign bit so that times sort. */
+function timeBytes(t, flip) {
+  const b = new Uint8Array(8);
+  const view = new DataView(b.buffer);
+  view.setBigInt64(0, BigInt(t));
+  if (flip) b[0] ^= 0x80;
+  return b;
+}
+
+function timeOf(b, flip) {
+  const copy = Uint8Array.from(b.subarray(0, 8));
+  if (flip) copy[0] ^= 0x80;
+  return Number(new DataView(copy.buffer).getBigInt64(0));
+}
+
+/**
+ * Tumbling or hopping windows by event time, kept in the state: an
+ * aggregate per key and window, folded from its records, handed back by
+ * `close` once the watermark passes the window's end. The same layout as
+ * the Rust SDK's `windows::Windows`.
+ */
+export class Windows {
+  constructor(sizeMs, advanceMs = sizeMs) {
+    if (!(sizeMs > 0 && advanceMs > 0 && advanceMs <= sizeMs)) {
+      throw new RangeError(`windows of ${sizeMs} ms every ${advanceMs} ms: both must be positive, the advance at most the size`);
+    }
+    this.sizeMs = sizeMs;
+    this.advanceMs = advanceMs;
+  }
+
+  static tumbling(sizeMs) {
+    return new Windows(sizeMs);
+  }
+
+  static hopping(sizeMs, advanceMs) {
+    return new Windows(sizeMs, advanceMs);
+  }
+
+  /** The `[start, end]` of every window containing `ts`. */
+  of(ts) {
+    const starts = [];
+    for (let start = Math.floor(ts / this.advanceMs) * this.advanceMs; start > ts - this.sizeMs; start -= this.advanceMs) {
+      starts.push(start);
+    }
+    return starts.reverse().map((s) => [s, s + this.sizeMs]);
+  }
+
+  /**
+   * Folds a record at `ts` into `key`'s aggregate in each of its open
+   * windows: `fold(aggregate or undefined)` returns the new one (bytes or
+   * a string). Returns false when the record is late.
+   */
+  add(key, ts, fold) {
+    key = stateBytes(key, "key");
+    const watermark = timers.watermark();
+    let added = false;
+    for (const [start, end] of this.of(ts)) {
+      if (end <= watermark) continue;
+      const name = concat(WINDOW_PREFIX, timeBytes(start, true), key);
+      const old = state.get(name);
+      if (old === undefined) timers.register(name, end);
+      state.put(name, fold(old));
+      added = true;
+    }
+    return added;
+  }
+
+  /** The window `timer` closes, `{ key, start, end, aggregate }` (removed from the state), or null. */
+  close(timer) {
+    if (!startsWith(timer.key, WINDOW_PREFIX)) return null;
+    const rest = timer.key.subarray(WINDOW_PREFIX.length);
+    const aggregate = state.get(timer.key);
+    if (rest.length < 8 || aggregate === undefined) return null;
+    state.delete(timer.key);
+    return { key: rest.subarray(8), start: timeOf(rest, true), end: timer.at, aggregate };
+  }
+}
+
+/**
+ * Session windows kept in the state: a key's records less than `gapMs`
+ * apart make one session, closed once the watermark is `gapMs` past its
+ * last record. One open session per key; a record more than the gap after
+ * it closes it at once (`add` returns it), one more than the gap before
+ * it is late. Same layout as the Rust SDK's.
+ */
+export class Sessions {
+  constructor(gapMs) {
+    if (!(gapMs > 0)) throw new RangeError(`a session gap of ${gapMs} ms must be positive`);
+    this.gapMs = gapMs;
+  }
+
+  /** Folds a record at `ts` into `key`'s open session; returns `{ added, closed }`. */
+  add(key, ts, fold) {
+    key = stateBytes(key, "key");
+    const gap = this.gapMs;
+    if (ts + gap <= timers.watermark()) return { added: false, closed: null };
+    const name = concat(SESSION_PREFIX, key);
+    const stored = state.get(name);
+    let closed = null;
+    let session = null;
+    if (stored !== undefined) {
+      session = { start: timeOf(stored, false), end: timeOf(stored.subarray(8), false), aggregate: stored.subarray(16) };
+      if (ts < session.start - gap) return { added: false, closed: null };
+      if (ts > session.end + gap) {
+        timers.cancel(name, session.end + gap);
+        closed = { key, start: session.start, end: session.end + 1, aggregate: session.aggregate };
+        session = null;
+      }
+    }
+    let next;
+    if (session === null) {
+      next = { start: ts, end: ts, aggregate: fold(undefined) };
+    } else {
+      let end = session.end;
+      if (ts > end) {
+        timers.cancel(name, end + gap);
+        end = ts;
+      }
+      next = { start: Math.min(session.start, ts), end, aggregate: fold(session.aggregate) };
+    }
+    timers.register(name, next.end + gap);
+    state.put(name, concat(timeBytes(next.start, false), timeBytes(next.end, false), stateBytes(next.aggregate, "value")));
+    return { added: true, closed };
+  }
+
+  /** The session `timer` closes (removed from the state), or null. */
+  close(timer) {
+    if (!startsWith(timer.key, SESSION_PREFIX)) return null;
+    const stored = state.get(timer.key);
+    if (stored === undefined) return null;
+    const start = timeOf(stored, false);
+    const end = timeOf(stored.subarray(8), false);
+    if (end + this.gapMs !== timer.at) return null;
+    state.delete(timer.key);
+    return { key: timer.key.subarray(SESSION_PREFIX.length), start, end: end + 1, aggregate: stored.subarray(16) };
+  }
+}
 
 /**
  * Makes `ProcessorClass` the component's processor. Export what it returns

@@ -58,6 +58,11 @@ __all__ = [
     "dumps",
     "state",
     "StateError",
+    "timers",
+    "Timer",
+    "Windows",
+    "Sessions",
+    "Closed",
 ]
 
 # `presence` bits of the WIT world.
@@ -367,15 +372,25 @@ class Processor:
         """Processes one record, pushing outputs into ``out``."""
         raise NotImplementedError("a processor must override process(self, record, out)")
 
+    def on_timer(self, timer, out):
+        """Handles a ``Timer`` registered with ``eddy.timers.register`` that
+        came due: called right after the record that moved the watermark
+        to it, before the next record. An exception fails that record."""
+
     def process_batch(self, records, out):
         """Processes a batch: ``records`` is a list of ``Record`` from one
         input partition in offset order. By default calls ``process`` on
-        each. An exception fails the record being processed (set
-        ``RecordFailed`` to name another)."""
+        each, and after each record ``on_timer`` on the timers it made due
+        (when the class defines ``on_timer``). An exception fails the
+        record being processed (set ``RecordFailed`` to name another)."""
         process = self.process
+        fire = type(self).on_timer is not Processor.on_timer
         for record in records:
             try:
                 process(record, out)
+                if fire:
+                    for timer in timers.due_after(record.index):
+                        self.on_timer(timer, out)
             except Exception as e:
                 raise RecordFailed(record.index, describe(e)) from None
 
@@ -486,8 +501,224 @@ class _State:
         except Err as e:
             raise StateError(e.value) from None
 
+    def _call_timers(self, name, *args):
+        from componentize_py_types import Err
+        from wit_world.imports import timers as host_timers
+
+        try:
+            return getattr(host_timers, name)(*args)
+        except Err as e:
+            raise StateError(e.value) from None
+
 
 state = _State()
+
+
+class Timer:
+    """A timer that came due: its ``key`` (bytes) and time ``at`` (ms)."""
+
+    __slots__ = ("key", "at")
+
+    def __init__(self, key, at):
+        self.key = key
+        self.at = at
+
+    def __repr__(self):
+        return "Timer(%r, %d)" % (self.key, self.at)
+
+
+class _Timers:
+    """Event-time timers of the input partition (kept in the state). The
+    watermark is the highest timestamp processed so far minus the
+    manifest's ``spec.eventTime.allowedLatenessMs``; a timer at ``at`` is
+    due once the watermark reaches it, and goes to ``on_timer`` right after
+    the record that moved the watermark there."""
+
+    def watermark(self):
+        """The watermark now (a very negative number before any record)."""
+        from wit_world.imports import timers as host_timers
+
+        return host_timers.watermark()
+
+    def register(self, key, at):
+        """Registers a timer for ``key`` at ``at``, after the watermark."""
+        state._call_timers("register", _state_bytes(key, "key"), int(at))
+
+    def cancel(self, key, at):
+        """Cancels the timer for ``key`` at ``at``, if registered."""
+        state._call_timers("cancel", _state_bytes(key, "key"), int(at))
+
+    def due_after(self, index):
+        """Moves the watermark past record ``index`` of the batch and
+        returns the timers now due, earliest first (each removed)."""
+        due = []
+        while True:
+            page = state._call_timers("advance", index)
+            if not page:
+                return due
+            due.extend(Timer(bytes(t.key), t.at) for t in page)
+
+
+timers = _Timers()
+
+_WINDOW_PREFIX = b"\xffeddy.window/"
+_SESSION_PREFIX = b"\xffeddy.session/"
+_SIGN = 1 << 63
+
+
+def _time_bytes(t):
+    return ((t + (1 << 64)) % (1 << 64) ^ _SIGN).to_bytes(8, "big")
+
+
+def _time_of(b):
+    u = int.from_bytes(b, "big") ^ _SIGN
+    return u - (1 << 64) if u >= _SIGN else u
+
+
+class Closed:
+    """A window that closed: ``key``, ``start``, ``end`` (exclusive, ms)
+    and the ``aggregate`` (bytes) folded from its records."""
+
+    __slots__ = ("key", "start", "end", "aggregate")
+
+    def __init__(self, key, start, end, aggregate):
+        self.key = key
+        self.start = start
+        self.end = end
+        self.aggregate = aggregate
+
+    def __repr__(self):
+        return "Closed(%r, %d, %d, %r)" % (self.key, self.start, self.end, self.aggregate)
+
+
+class Windows:
+    """Tumbling or hopping windows by event time, kept in the state: an
+    aggregate per key and window, folded from its records, handed back by
+    ``close`` once the watermark passes the window's end. The same layout
+    as the Rust SDK's ``windows::Windows``."""
+
+    def __init__(self, size_ms, advance_ms=None):
+        advance_ms = size_ms if advance_ms is None else advance_ms
+        if size_ms <= 0 or advance_ms <= 0 or advance_ms > size_ms:
+            raise ValueError("windows of %d ms every %d ms: both must be positive, the advance at most the size" % (size_ms, advance_ms))
+        self.size_ms = size_ms
+        self.advance_ms = advance_ms
+
+    @classmethod
+    def tumbling(cls, size_ms):
+        return cls(size_ms)
+
+    @classmethod
+    def hopping(cls, size_ms, advance_ms):
+        return cls(size_ms, advance_ms)
+
+    def of(self, ts):
+        """The ``(start, end)`` of every window containing ``ts``."""
+        start = ts // self.advance_ms * self.advance_ms
+        starts = []
+        while start > ts - self.size_ms:
+            starts.append(start)
+            start -= self.advance_ms
+        return [(s, s + self.size_ms) for s in reversed(starts)]
+
+    def add(self, key, ts, fold):
+        """Folds a record at ``ts`` into ``key``'s aggregate in each of its
+        open windows: ``fold(aggregate or None)`` returns the new one
+        (bytes or str). Returns False when the record is late (all its
+        windows have closed), True otherwise."""
+        key = _state_bytes(key, "key")
+        watermark = timers.watermark()
+        added = False
+        for start, end in self.of(ts):
+            if end <= watermark:
+                continue
+            name = _WINDOW_PREFIX + _time_bytes(start) + key
+            old = state.get(name)
+            if old is None:
+                timers.register(name, end)
+            state.put(name, fold(old))
+            added = True
+        return added
+
+    def close(self, timer):
+        """The window ``timer`` closes (a ``Closed``, removed from the
+        state), or None when the timer is not a window's."""
+        if not timer.key.startswith(_WINDOW_PREFIX):
+            return None
+        rest = timer.key[len(_WINDOW_PREFIX):]
+        aggregate = state.get(timer.key)
+        if len(rest) < 8 or aggregate is None:
+            return None
+        state.delete(timer.key)
+        return Closed(rest[8:], _time_of(rest[:8]), timer.at, aggregate)
+
+
+class Sessions:
+    """Session windows kept in the state: a key's records less than
+    ``gap_ms`` apart make one session, closed once the watermark is
+    ``gap_ms`` past its last record. One open session per key; a record
+    more than the gap after it closes it at once (``add`` returns it), one
+    more than the gap before it is late. Same layout as the Rust SDK's."""
+
+    def __init__(self, gap_ms):
+        if gap_ms <= 0:
+            raise ValueError("a session gap of %d ms must be positive" % gap_ms)
+        self.gap_ms = gap_ms
+
+    def add(self, key, ts, fold):
+        """Folds a record at ``ts`` into ``key``'s open session. Returns
+        ``(added, closed)``: ``added`` is False for a late record, and
+        ``closed`` a ``Closed`` session the record could not join."""
+        key = _state_bytes(key, "key")
+        gap = self.gap_ms
+        if ts + gap <= timers.watermark():
+            return False, None
+        name = _SESSION_PREFIX + key
+        stored = state.get(name)
+        closed = None
+        session = None
+        if stored is not None:
+            session = (_signed(stored[0:8]), _signed(stored[8:16]), stored[16:])
+            start, end, aggregate = session
+            if ts < start - gap:
+                return False, None
+            if ts > end + gap:
+                timers.cancel(name, end + gap)
+                closed = Closed(key, start, end + 1, aggregate)
+                session = None
+        if session is None:
+            start, end, aggregate = ts, ts, fold(None)
+        else:
+            start, end, old = session
+            if ts > end:
+                timers.cancel(name, end + gap)
+                end = ts
+            start = min(start, ts)
+            aggregate = fold(old)
+        timers.register(name, end + gap)
+        state.put(name, _signed_bytes(start) + _signed_bytes(end) + _state_bytes(aggregate, "value"))
+        return True, closed
+
+    def close(self, timer):
+        """The session ``timer`` closes (removed from the state), or None."""
+        if not timer.key.startswith(_SESSION_PREFIX):
+            return None
+        stored = state.get(timer.key)
+        if stored is None:
+            return None
+        start, end = _signed(stored[0:8]), _signed(stored[8:16])
+        if end + self.gap_ms != timer.at:
+            return None
+        state.delete(timer.key)
+        return Closed(timer.key[len(_SESSION_PREFIX):], start, end + 1, stored[16:])
+
+
+def _signed(b):
+    return int.from_bytes(b, "big", signed=True)
+
+
+def _signed_bytes(n):
+    return int(n).to_bytes(8, "big", signed=True)
 
 
 def _state_bytes(value, what):

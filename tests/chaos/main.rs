@@ -7,8 +7,9 @@
 //! links slowed by up to half a second, clients cut off from a broker or
 //! its answers to them lost (through the client links every broker
 //! advertises), a standalone `eddy worker` killed. While the first faults
-//! happen a processor is uploaded and an exactly-once and an at-least-once
-//! pipeline are applied to a third input. Afterwards every
+//! happen two processors are uploaded and an exactly-once, an
+//! at-least-once and a stateful exactly-once (running count) pipeline are
+//! applied to a third input. Afterwards every
 //! checker in `eddy_tests::check` runs over what was seen, and a report
 //! prints the operations, the faults by kind and each verdict.
 //!

@@ -1,7 +1,10 @@
 //! The pipelines of a chaos run: the `shape` processor (keep the fields `n`
 //! and `key` of a JSON record) uploaded while the first faults happen, and
-//! applied twice to the same input, exactly-once and at-least-once. Afterwards each output is
-//! compared with the processor applied to the input as stored.
+//! applied twice to the same input, exactly-once and at-least-once; and
+//! `running-count`, a stateful exactly-once pipeline on the same input
+//! whose outputs for each key must be exactly "1", "2", … n in order.
+//! Afterwards each output is compared with the processor applied to the
+//! input as stored.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,10 +17,13 @@ use eddy_tests::process::eddy_against;
 /// The topic the pipelines read.
 pub const INPUT: &str = "chaos-in";
 /// (pipeline, delivery, output topic).
-pub const PIPELINES: [(&str, &str, &str); 2] = [
+pub const PIPELINES: [(&str, &str, &str); 3] = [
     ("eos", "exactly-once", "eos-out"),
     ("alos", "at-least-once", "alos-out"),
+    (COUNT, "exactly-once", "count-out"),
 ];
+/// The stateful pipeline.
+const COUNT: &str = "count";
 /// How long a command may keep failing while faults settle.
 const COMMAND_RETRIES: Duration = Duration::from_secs(90);
 
@@ -38,8 +44,13 @@ fn shaped(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn manifest(name: &str, delivery: &str, output: &str) -> String {
+    let (processor, state) = if name == COUNT {
+        ("count", "  state: { enabled: true }\n")
+    } else {
+        ("shape\n    params: { fields: \"n,key\" }", "")
+    };
     format!(
-        "apiVersion: eddy/v1\nkind: Pipeline\nmetadata:\n  name: {name}\nspec:\n  input:\n    topics: [{INPUT}]\n  processor:\n    name: shape\n    params: {{ fields: \"n,key\" }}\n  outputs:\n    - topic: {output}\n      partitions: 3\n      replicationFactor: 3\n  delivery: {delivery}\n  batch: {{ maxRecords: 256, maxWaitMs: 5 }}\n"
+        "apiVersion: eddy/v1\nkind: Pipeline\nmetadata:\n  name: {name}\nspec:\n  input:\n    topics: [{INPUT}]\n  processor:\n    name: {processor}\n  outputs:\n    - topic: {output}\n      partitions: 3\n      replicationFactor: 3\n  delivery: {delivery}\n  batch: {{ maxRecords: 256, maxWaitMs: 5 }}\n{state}"
     )
 }
 
@@ -67,6 +78,7 @@ pub fn deploy(bootstrap: &str) -> Result<u64, String> {
         }
     };
     eddy(&["processor", "upload", "shape", wasm::TRANSFORM], "")?;
+    eddy(&["processor", "upload", "count", wasm::RUNNING_COUNT], "")?;
     for (name, delivery, output) in PIPELINES {
         eddy(
             &["pipeline", "apply", "-f", "-"],
@@ -121,6 +133,7 @@ fn by_key(
 /// input and each output as read back.
 pub fn verdicts(input: &Partitions, outputs: &BTreeMap<&str, Partitions>) -> Vec<Verdict> {
     let expected = by_key(input, shaped);
+    let counts = running_counts(input);
     // The input's producer is idempotent too: a record written twice there
     // would show up twice in the exactly-once output, for another reason.
     let mut input_once = check::no_duplicates(input);
@@ -128,7 +141,11 @@ pub fn verdicts(input: &Partitions, outputs: &BTreeMap<&str, Partitions>) -> Vec
     let mut verdicts = vec![input_once];
     for (name, delivery, output) in PIPELINES {
         let actual = by_key(&outputs[output], |v| Some(v.to_vec()));
-        if delivery == "exactly-once" {
+        if name == COUNT {
+            let mut v = check::exactly_once(&counts, &actual);
+            v.name = format!("{name}: every key counted 1..n in order, through the faults");
+            verdicts.push(v);
+        } else if delivery == "exactly-once" {
             let mut v = check::exactly_once(&expected, &actual);
             v.name = format!("{name}: {}", v.name);
             if !v.passed() {
@@ -142,6 +159,23 @@ pub fn verdicts(input: &Partitions, outputs: &BTreeMap<&str, Partitions>) -> Vec
         }
     }
     verdicts
+}
+
+/// What `running-count` must output per key: "1" to the number of input
+/// records with that key.
+fn running_counts(input: &Partitions) -> BTreeMap<Vec<u8>, Vec<Vec<u8>>> {
+    let mut per_key: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for records in input.values() {
+        for r in records {
+            *per_key
+                .entry(r.key.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    per_key
+        .into_iter()
+        .map(|(k, n)| (k, (1..=n).map(|i| i.to_string().into_bytes()).collect()))
+        .collect()
 }
 
 /// Where each value written more than once sits (partition and offset of

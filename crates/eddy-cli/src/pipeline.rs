@@ -154,6 +154,11 @@ pub fn print_description(d: &pb::PipelineDescription) {
                 "  restoring {} task(s), {} changelog records applied so far",
                 c.state_restoring, c.state_restored_records
             )
+        } else if c.state_restore_ms > 0 {
+            format!(
+                "  restored from {} changelog records in {} ms",
+                c.state_restored_records, c.state_restore_ms
+            )
         } else {
             String::new()
         };

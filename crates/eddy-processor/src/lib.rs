@@ -52,6 +52,8 @@ pub mod json;
 mod output;
 mod params;
 pub mod state;
+pub mod timers;
+pub mod windows;
 
 pub use batch::{Batch, Record};
 pub use output::{Output, OutputRecord};
@@ -88,6 +90,14 @@ pub trait Processor: Sized + 'static {
     /// of the call are then discarded); [`each`] does that for processors
     /// that work record by record.
     fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RecordError>;
+
+    /// Handles a timer registered with [`timers::register`] that came due:
+    /// called by [`each_with_timers`] right after the record that moved the
+    /// watermark to it. An `Err(message)` fails that record.
+    fn on_timer(&mut self, timer: timers::Timer, out: &mut Output) -> Result<(), String> {
+        let _ = (timer, out);
+        Ok(())
+    }
 }
 
 /// Runs `f` on every record of `batch` in order. An `Err(message)` from
@@ -103,6 +113,34 @@ where
             index: u32::try_from(index).unwrap_or(u32::MAX),
             message,
         })?;
+    }
+    Ok(())
+}
+
+/// [`each`] for a processor that uses timers: after each record, the
+/// timers the record made due go to [`Processor::on_timer`], in time
+/// order, before the next record. A failure of the record or of one of
+/// its timers fails the record.
+pub fn each_with_timers<P, F>(
+    processor: &mut P,
+    batch: &Batch,
+    out: &mut Output,
+    mut f: F,
+) -> Result<(), RecordError>
+where
+    P: Processor,
+    F: FnMut(&mut P, Record<'_>, &mut Output) -> Result<(), String>,
+{
+    for record in batch.records() {
+        let index = record.index();
+        let fail = |message| RecordError {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            message,
+        };
+        f(processor, record, out).map_err(fail)?;
+        for timer in timers::due_after(index).map_err(fail)? {
+            processor.on_timer(timer, out).map_err(fail)?;
+        }
     }
     Ok(())
 }

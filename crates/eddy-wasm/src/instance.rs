@@ -209,6 +209,7 @@ impl Instance {
         batch: &[InputRecord],
         state: &mut StateSession,
     ) -> Result<Vec<OutputRecord>, ProcessError> {
+        state.begin_call(batch.iter().map(|r| r.timestamp.0));
         self.store.data_mut().call.state = std::mem::take(state);
         let result = self.process_inner(batch);
         *state = std::mem::take(&mut self.store.data_mut().call.state);

@@ -1,5 +1,5 @@
 //! Checks a component against the processor world before anything runs:
-//! it may import only Eddy's `host`/`types`/`state` interfaces, the functions the
+//! it may import only Eddy's `host`/`types`/`state`/`timers` interfaces, the functions the
 //! WASI shims of [`crate::wasi`] implement, and anything from the WASI
 //! packages whose calls the host refuses (filesystem, sockets, HTTP); it
 //! must export `init` and `process`. Each refusal names the offending
@@ -17,6 +17,10 @@ const EDDY_INTERFACES: &[(&str, &[&str])] = &[
     ("eddy:processor/types", &[]),
     ("eddy:processor/host", &["log", "counter-add"]),
     ("eddy:processor/state", &["get", "put", "delete", "scan"]),
+    (
+        "eddy:processor/timers",
+        &["watermark", "advance", "register", "cancel"],
+    ),
 ];
 const EDDY_VERSION_PREFIX: &str = "0.2.";
 const WASI_VERSION_PREFIX: &str = "0.2.";

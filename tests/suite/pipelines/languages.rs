@@ -515,3 +515,71 @@ async fn a_running_count_in_python_stays_exact_through_broker_kills() {
     super::stateful::feed_through_broker_kills(&mut c, &mut rng, RECORDS, KILLS).await;
     super::stateful::assert_counts_exact(&c, RECORDS, name, rng.seed()).await;
 }
+
+/// Timers and windows work from the Python and JavaScript SDKs as from
+/// Rust: the window counts of `tests/processors/window_count.{py,js}` are
+/// those of `plugins/window-count`, with hopping windows, in batches of 5.
+#[test]
+fn window_counts_in_python_and_javascript_match_the_rust_plugin() {
+    let processors = Path::new(env!("CARGO_MANIFEST_DIR")).join("processors");
+    let input = cache_dir().join("suite-projects/window-input.jsonl");
+    // 300 records of 7 keys over 10 minutes, out of order by up to 20 s.
+    let lines: String = (0..300i64)
+        .map(|i| {
+            let ts = 1_700_000_000_000 + i * 2_000 - (i * 7_919 % 20_000);
+            format!(
+                "{{\"key\":\"k{}\",\"value\":\"x\",\"timestamp\":{ts}}}\n",
+                i % 7
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    std::fs::write(&input, lines).unwrap();
+    let run = |processor: &Path| {
+        let out = eddy(&[
+            "processor",
+            "test",
+            processor.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--batch-size",
+            "5",
+            "--allowed-lateness-ms",
+            "20000",
+            "--param",
+            "window_ms=60000",
+            "--param",
+            "advance_ms=20000",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let rust = run(Path::new(wasm::WINDOW_COUNT));
+    let counted: u64 = rust
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["value"]["count"].as_u64().unwrap()
+        })
+        .sum();
+    // Every record is in three hopping windows; those still open at the
+    // end (the last minute) are not emitted.
+    assert!(
+        counted > 3 * 250 && counted < 3 * 300,
+        "{counted} counted:\n{rust}"
+    );
+    let python = built(
+        "suite-projects/window-python",
+        "window-python",
+        &[(&processors.join("window_count.py"), "processor.py")],
+        "python",
+    );
+    let js = built(
+        "suite-projects/window-js",
+        "window-js",
+        &[(&processors.join("window_count.js"), "processor.js")],
+        "js",
+    );
+    assert_eq!(run(&python), rust, "Python's windows differ from Rust's");
+    assert_eq!(run(&js), rust, "JavaScript's windows differ from Rust's");
+}

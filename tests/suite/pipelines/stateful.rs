@@ -143,7 +143,9 @@ async fn running_count_stays_exact_through_workers_killed_and_paused() {
         (counters.state_keys == 97).then_some(counters)
     })
     .await;
-    assert_eq!(counters.state_bytes, 97 * (3 + 8) - 10, "{counters:?}");
+    // Keys k0..k96 (2 or 3 bytes, stored behind a namespace byte), values
+    // of 8 bytes.
+    assert_eq!(counters.state_bytes, 97 * (1 + 3 + 8) - 10, "{counters:?}");
 }
 
 /// Feeds `records` input records while the broker is killed `kills` times
@@ -205,8 +207,11 @@ async fn the_changelog_holds_the_state_the_outputs_were_made_from() {
             "each change carries its number"
         );
         let value: [u8; 8] = r.value.as_deref().unwrap().try_into().unwrap();
+        // Stored keys start with a namespace byte: 0 for the processor's.
+        let key = r.key.clone().unwrap();
+        assert_eq!(key[0], 0, "a processor's key");
         newest.insert(
-            String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap(),
+            String::from_utf8(key[1..].to_vec()).unwrap(),
             u64::from_be_bytes(value),
         );
     }
@@ -269,4 +274,175 @@ async fn state_needs_exactly_once_one_input_and_cannot_be_switched_on_later() {
         failure.message.contains("state: {enabled: true}"),
         "{failure:?}"
     );
+}
+
+/// Window counts (`plugins/window-count`, 1-second tumbling windows by
+/// the producer's timestamps) through workers killed and paused: every
+/// (key, window) is emitted exactly once with exactly the count of the
+/// input records in it. Timers live in the state, so a restore must bring
+/// back the open windows and their timers as of the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_counts_are_exact_and_each_window_closes_once_through_worker_kills() {
+    let mut rng =
+        Rng::from_env("window_counts_are_exact_and_each_window_closes_once_through_worker_kills");
+    let c = Cluster::start_with(&["--no-worker"]).await;
+    c.create_topic("in", 4).await;
+    c.upload("windows", wasm::WINDOW_COUNT);
+    c.apply(
+        &manifest(
+            "windows",
+            "windows",
+            &["in"],
+            &["counts"],
+            "exactly-once",
+            "  state:\n    enabled: true\n",
+        )
+        .replace(
+            "    name: windows\n",
+            "    name: windows\n    params: { window_ms: \"1000\" }\n",
+        ),
+    );
+    let mut workers = [
+        TestWorker::start(&c.broker.addr, "w1"),
+        TestWorker::start(&c.broker.addr, "w2"),
+    ];
+    let feeding = feed(&c.client, RECORDS);
+    for _ in 0..KILLS {
+        tokio::time::sleep(rng.millis(800, 2000)).await;
+        let w = &mut workers[rng.below(2) as usize];
+        if rng.below(2) == 0 {
+            w.kill9();
+            tokio::time::sleep(rng.millis(50, 700)).await;
+            tokio::task::block_in_place(|| w.start_again());
+        } else {
+            w.pause();
+            tokio::time::sleep(rng.millis(2000, 4000)).await;
+            w.unpause();
+        }
+    }
+    feeding.await.unwrap();
+    // One record an hour later in every partition closes every window.
+    let producer = eddy_client::Producer::new(c.client.clone(), Default::default());
+    let later = eddy_log::Clock::now_ms(&eddy_log::SystemClock) + 3_600_000;
+    for partition in 0..4 {
+        producer
+            .send(
+                "in",
+                eddy_client::ProducerRecord {
+                    partition: Some(partition),
+                    key: Some("closer".into()),
+                    value: Some("x".into()),
+                    timestamp_ms: Some(later),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    wait_for("the window pipeline to catch up", || async {
+        let d = c.describe("windows").await;
+        let committed: u64 = d.partitions.iter().filter_map(|p| p.committed).sum();
+        (committed == RECORDS as u64 + 4).then_some(())
+    })
+    .await;
+
+    let mut expected: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for r in read_all(&c.client, "in").await {
+        let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+        if key != "closer" {
+            let start = r.timestamp_ms.div_euclid(1000) * 1000;
+            *expected.entry((key, start)).or_default() += 1;
+        }
+    }
+    let mut got: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    let mut twice = Vec::new();
+    for r in read_all(&c.client, "counts").await {
+        let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+        let window = (
+            v["key"].as_str().unwrap().to_owned(),
+            v["start"].as_i64().unwrap(),
+        );
+        if got
+            .insert(window.clone(), v["count"].as_u64().unwrap())
+            .is_some()
+        {
+            twice.push(window);
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "windows emitted twice (seed {}): {:?}",
+        rng.seed(),
+        &twice[..twice.len().min(5)]
+    );
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|(w, n)| got.get(*w) != Some(n))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty() && got.len() == expected.len(),
+        "{} windows expected, {} emitted; wrong: {wrong:?} (seed {})",
+        expected.len(),
+        got.len(),
+        rng.seed()
+    );
+    eprintln!(
+        "{} windows, each emitted once with its exact count",
+        got.len()
+    );
+}
+
+/// What `examples/truck-gps/README.md` section 7 does: the geofence's
+/// alerts counted per truck per five minutes, by the example manifests,
+/// with the example positions, through the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_truck_gps_example_counts_alerts_per_truck_per_five_minutes() {
+    let c = Cluster::start().await;
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/truck-gps");
+    let file = |name: &str| std::fs::read(example.join(name)).unwrap();
+    let b = &c.broker;
+    b.ok(&["topic", "create", "truck_gps", "-p", "10"]);
+    b.ok(&["processor", "upload", "geofence", wasm::GEOFENCE]);
+    b.ok(&["processor", "upload", "window-count", wasm::WINDOW_COUNT]);
+    c.apply(&String::from_utf8(file("pipeline.yaml")).unwrap());
+    let applied = c.apply(&String::from_utf8(file("alerts-per-window.yaml")).unwrap());
+    assert!(
+        applied.contains(
+            "pipeline alerts-per-window created: window-count@1\n  created topic alerts-per-window.state\n  created topic truck_alert_counts\n"
+        ),
+        "{applied}"
+    );
+    let produce = ["produce", "truck_gps", "--key-separator", ":"];
+    b.ok_with_input(&produce, &file("positions.txt"));
+    b.ok_with_input(&produce, &file("positions-later.txt"));
+    let out = b.ok(&[
+        "consume",
+        "truck_alert_counts",
+        "-B",
+        "-n",
+        "3",
+        "--print-key",
+        "--key-separator",
+        " ",
+        "--idle-timeout-ms",
+        "30000",
+    ]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            r#"truck-002 {"key":"truck-002","start":1767225600000,"end":1767225900000,"count":2}"#,
+            r#"truck-004 {"key":"truck-004","start":1767225600000,"end":1767225900000,"count":1}"#,
+            r#"truck-005 {"key":"truck-005","start":1767225600000,"end":1767225900000,"count":1}"#,
+        ]
+    );
+    // The later alerts' windows are open: an aggregate and a timer each.
+    wait_for("describe to show the open windows", || async {
+        let d = c.describe("alerts-per-window").await;
+        (d.counters.unwrap_or_default().state_keys == 6).then_some(())
+    })
+    .await;
 }

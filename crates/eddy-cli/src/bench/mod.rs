@@ -5,6 +5,7 @@
 mod failover;
 mod pipeline;
 mod processor;
+mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +45,11 @@ pub enum BenchCommand {
     /// JSON records, for several processors (say one per language) in
     /// turn, round by round.
     Processor(processor::ProcessorBenchArgs),
+    /// Keyed state: a running count over many keys exactly-once against the
+    /// stateless pass-through on the same keyed backlog, the state's size
+    /// per key, the time to restore it from the changelog, and how soon a
+    /// window's count is out after the record that closes it.
+    State(state::StateArgs),
     /// Leader failover: writes one record at a time with acks=all, kills
     /// the partition leader with a command you give, and times the kill to
     /// the first acknowledged write.
@@ -126,6 +132,7 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
         BenchCommand::Failover(f) => f.common.clone(),
         // Makes its own topics.
         BenchCommand::Pipeline(p) => return pipeline::run(&client, p).await,
+        BenchCommand::State(s) => return state::run(&client, s).await,
         BenchCommand::Processor(_) => return Ok(()),
     };
     let topic = prepare_topic(&client, &args).await?;
@@ -135,7 +142,7 @@ pub async fn run(cmd: BenchCommand, conn: &Connection) -> anyhow::Result<()> {
         BenchCommand::E2e(e) => e2e(&client, &topic, &e).await,
         BenchCommand::Group(g) => group(&client, &topic, &g).await,
         BenchCommand::Failover(f) => failover::run(&client, &topic, &f).await,
-        BenchCommand::Pipeline(_) | BenchCommand::Processor(_) => Ok(()),
+        BenchCommand::Pipeline(_) | BenchCommand::Processor(_) | BenchCommand::State(_) => Ok(()),
     };
     if args.topic.is_none() && !args.keep {
         Admin::new(client).delete_topic(&topic).await?;

@@ -62,6 +62,23 @@ pub struct PipelineArgs {
     processor: Option<std::path::PathBuf>,
 }
 
+impl PipelineArgs {
+    /// The settings a drain of `records` needs, for other benchmarks.
+    pub(super) fn for_state(records: u64, partitions: u32, max_records: u32) -> PipelineArgs {
+        PipelineArgs {
+            records,
+            record_size: 0,
+            partitions,
+            max_records,
+            parallelism: 2,
+            rate_mb: 0.0,
+            duration_s: 0,
+            exactly_once_first: false,
+            processor: None,
+        }
+    }
+}
+
 /// Longest a drain may take.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -123,6 +140,7 @@ pub async fn run(client: &Client, args: &PipelineArgs) -> anyhow::Result<()> {
             delivery,
             args,
             max_wait_ms: 5,
+            extra: "",
         };
         let d = drain(client, &spec).await?;
         let size = args.record_size as u64;
@@ -164,7 +182,7 @@ pub async fn run(client: &Client, args: &PipelineArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
+pub(super) async fn create(client: &Client, name: &str, partitions: u32) -> anyhow::Result<()> {
     Admin::new(client.clone())
         .create_topic(NewTopic {
             name: name.to_string(),
@@ -247,21 +265,23 @@ async fn copy(
     Ok(started.map_or(Duration::ZERO, |s| s.elapsed()))
 }
 
-/// A pass-through pipeline to apply.
-struct Spec<'a> {
-    name: &'a str,
-    processor: &'a str,
-    input: &'a str,
-    output: &'a str,
-    delivery: &'a str,
-    args: &'a PipelineArgs,
-    max_wait_ms: u32,
+/// A pipeline to apply.
+pub(super) struct Spec<'a> {
+    pub name: &'a str,
+    pub processor: &'a str,
+    pub input: &'a str,
+    pub output: &'a str,
+    pub delivery: &'a str,
+    pub args: &'a PipelineArgs,
+    pub max_wait_ms: u32,
+    /// More of the spec (indented two spaces), such as its state.
+    pub extra: &'a str,
 }
 
 impl Spec<'_> {
     fn manifest(&self, start: &str) -> String {
         format!(
-            "apiVersion: eddy/v1\nkind: Pipeline\nmetadata: {{ name: {} }}\nspec:\n  input: {{ topics: [{}], startFrom: {start} }}\n  processor: {{ name: {} }}\n  outputs: [ {{ topic: {}, partitions: {} }} ]\n  delivery: {}\n  parallelism: {}\n  batch: {{ maxRecords: {}, maxWaitMs: {} }}\n",
+            "apiVersion: eddy/v1\nkind: Pipeline\nmetadata: {{ name: {} }}\nspec:\n  input: {{ topics: [{}], startFrom: {start} }}\n  processor: {{ name: {} }}\n  outputs: [ {{ topic: {}, partitions: {} }} ]\n  delivery: {}\n  parallelism: {}\n  batch: {{ maxRecords: {}, maxWaitMs: {} }}\n{}",
             self.name,
             self.input,
             self.processor,
@@ -270,22 +290,23 @@ impl Spec<'_> {
             self.delivery,
             self.args.parallelism,
             self.args.max_records,
-            self.max_wait_ms
+            self.max_wait_ms,
+            self.extra
         )
     }
 }
 
 /// How much of a backlog a pipeline drained after its first commit, and
 /// how long that took.
-struct Drained {
-    records: u64,
-    took: Duration,
+pub(super) struct Drained {
+    pub records: u64,
+    pub took: Duration,
 }
 
 /// Applies the pipeline over the backlog; timed from its first commit
 /// (group join and task start are left out, as the copy's start is) to no
 /// lag, counting only the records committed after that first commit.
-async fn drain(client: &Client, spec: &Spec<'_>) -> anyhow::Result<Drained> {
+pub(super) async fn drain(client: &Client, spec: &Spec<'_>) -> anyhow::Result<Drained> {
     let pipelines = Pipelines::new(client.clone());
     pipelines.apply(&spec.manifest("earliest")).await?;
     let deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -335,6 +356,7 @@ async fn latency_run(
         delivery: "exactly-once",
         args,
         max_wait_ms: 0,
+        extra: "",
     };
     Pipelines::new(client.clone())
         .apply(&spec.manifest("earliest"))

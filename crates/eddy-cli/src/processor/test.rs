@@ -48,6 +48,10 @@ pub struct TestArgs {
     /// memory, as one input partition of a pipeline with `spec.state`.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub state_mib: u32,
+    /// How far behind the newest timestamp the watermark stays, in
+    /// milliseconds (a pipeline's spec.eventTime.allowedLatenessMs).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=604_800_000))]
+    pub allowed_lateness_ms: u32,
     /// Keep compiled processors in this directory, so unchanged ones start
     /// at once next time (default: `compiled` in EDDY_CACHE_DIR, else in
     /// ~/.cache/eddy).
@@ -136,7 +140,8 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     let mut out = stdout.lock();
     let mut counters = std::collections::BTreeMap::new();
     let store = Arc::new(MemoryState::default());
-    let mut state = StateSession::new(store.clone(), u64::from(args.state_mib) << 20);
+    let mut state = StateSession::new(store.clone(), u64::from(args.state_mib) << 20)
+        .with_event_time(None, i64::from(args.allowed_lateness_ms));
     for (n, batch) in records.chunks(args.batch_size as usize).enumerate() {
         let first_index = n * args.batch_size as usize;
         let outputs = match process(&mut instance, batch, &mut state) {

@@ -47,6 +47,7 @@ impl Control {
                 counters.state_bytes += c.state_bytes;
                 counters.state_restoring += c.state_restoring;
                 counters.state_restored_records += c.state_restored_records;
+                counters.state_restore_ms = counters.state_restore_ms.max(c.state_restore_ms);
                 for (k, v) in &c.processor {
                     *counters.processor.entry(k.clone()).or_insert(0) += v;
                 }

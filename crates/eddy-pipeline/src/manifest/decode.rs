@@ -10,8 +10,8 @@ use super::rules::{self, NameKind};
 use super::time::parse_rfc3339_ms;
 use super::tree::{Content, Mark, Node};
 use super::types::{
-    BatchSpec, Delivery, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec, ProcessorRef,
-    StartFrom, StateSpec,
+    BatchSpec, Delivery, EventTimeSpec, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec,
+    ProcessorRef, StartFrom, StateSpec,
 };
 
 const API_VERSION: &str = "eddy/v1";
@@ -32,6 +32,7 @@ const SPEC_FIELDS: &[&str] = &[
     "limits",
     "onError",
     "state",
+    "eventTime",
 ];
 const SPEC_REQUIRED: &[&str] = &["input", "processor", "outputs", "delivery"];
 const INPUT_FIELDS: &[&str] = &["topics", "startFrom"];
@@ -44,6 +45,7 @@ const OUTPUT_REQUIRED: &[&str] = &["topic"];
 const BATCH_FIELDS: &[&str] = &["maxRecords", "maxWaitMs"];
 const LIMITS_FIELDS: &[&str] = &["memoryMiB", "cpuMsPerBatch", "stateMiB"];
 const STATE_FIELDS: &[&str] = &["enabled"];
+const EVENT_TIME_FIELDS: &[&str] = &["allowedLatenessMs"];
 const ON_ERROR_FIELDS: &[&str] = &["deadLetter"];
 
 const DEFAULT_PARALLELISM: u32 = 1;
@@ -57,6 +59,7 @@ const MAX_WAIT_MS: RangeInclusive<u32> = 0..=60_000;
 const MEMORY_MIB: RangeInclusive<u32> = 1..=super::MEMORY_MIB_MAX;
 const CPU_MS_PER_BATCH: RangeInclusive<u32> = 5..=super::CPU_MS_PER_BATCH_MAX;
 const STATE_MIB: RangeInclusive<u32> = 1..=super::STATE_MIB_MAX;
+const ALLOWED_LATENESS_MS: RangeInclusive<u32> = 0..=super::ALLOWED_LATENESS_MS_MAX;
 
 const START_FROM_EXPECTED: &str = "earliest, latest, {offset: N} or {timestamp: RFC3339}";
 const ON_ERROR_EXPECTED: &str = "stop, skip or {deadLetter: TOPIC}";
@@ -168,6 +171,9 @@ fn spec(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<PipelineSpec> {
     let state = optional(fields.get("state"), StateSpec::default(), |node| {
         state(node, &at("state"), sink)
     });
+    let event_time = optional(fields.get("eventTime"), EventTimeSpec::default(), |node| {
+        event_time(node, &at("eventTime"), sink)
+    });
     let on_error = match fields.get("onError") {
         Some(node) => on_error(node, &at("onError"), sink),
         None => Some(Located {
@@ -180,9 +186,17 @@ fn spec(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<PipelineSpec> {
     let (input_topics, start_from) = input?;
     let (outputs, on_error) = (outputs?, on_error?);
     check_topic_graph(&input_topics, &outputs, &on_error, sink);
-    let (state, delivery) = (state?, delivery?);
+    let (state, delivery, event_time) = (state?, delivery?, event_time?);
     if state.enabled {
         check_stateful(&fields, &input_topics, delivery, sink);
+    } else if let Some(node) = fields.get("eventTime") {
+        sink.report(
+            &at("eventTime"),
+            node.mark,
+            "spec.eventTime needs `state: { enabled: true }`: timers and the watermark are \
+             kept in the state"
+                .to_owned(),
+        );
     }
     Some(PipelineSpec {
         input: Input {
@@ -197,6 +211,16 @@ fn spec(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<PipelineSpec> {
         limits: limits?,
         on_error: on_error.value,
         state,
+        event_time,
+    })
+}
+
+fn event_time(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<EventTimeSpec> {
+    let fields = Fields::new(node, path, EVENT_TIME_FIELDS, sink)?;
+    fields.check(&[], sink);
+    let allowed_lateness_ms = int_field(&fields, "allowedLatenessMs", ALLOWED_LATENESS_MS, 0, sink);
+    Some(EventTimeSpec {
+        allowed_lateness_ms: allowed_lateness_ms?,
     })
 }
 

@@ -59,6 +59,10 @@ fn spec(out: &mut Writer, spec: &PipelineSpec) {
         out.line(1, "state:");
         out.field(2, "enabled", "true");
     }
+    if spec.event_time.allowed_lateness_ms != 0 {
+        out.line(1, "eventTime:");
+        out.field(2, "allowedLatenessMs", spec.event_time.allowed_lateness_ms);
+    }
 }
 
 fn input(out: &mut Writer, input: &Input) {

@@ -49,8 +49,8 @@ pub use emit::to_yaml;
 pub use error::{ManifestError, ManifestErrors};
 pub use locate::locate;
 pub use types::{
-    BatchSpec, Delivery, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec, ProcessorRef,
-    StartFrom, StateSpec,
+    BatchSpec, Delivery, EventTimeSpec, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec,
+    ProcessorRef, StartFrom, StateSpec,
 };
 
 use reader::{Path, Sink};
@@ -59,6 +59,8 @@ use reader::{Path, Sink};
 pub const MEMORY_MIB_MAX: u32 = 4096;
 /// The largest `spec.limits.cpuMsPerBatch`.
 pub const CPU_MS_PER_BATCH_MAX: u32 = 60_000;
+/// The largest `spec.eventTime.allowedLatenessMs` (a week).
+pub const ALLOWED_LATENESS_MS_MAX: u32 = 7 * 24 * 3600 * 1000;
 /// The largest `spec.limits.stateMiB` (64 GiB per task).
 pub const STATE_MIB_MAX: u32 = 65_536;
 /// The changelog topic of a stateful pipeline's keyed state.

@@ -42,6 +42,25 @@ pub struct PipelineSpec {
     /// `spec.state`: the keyed state the processor keeps (none by default).
     #[serde(default, skip_serializing_if = "StateSpec::is_default")]
     pub state: StateSpec,
+    /// `spec.eventTime`: how the watermark follows the records' timestamps.
+    #[serde(default, skip_serializing_if = "EventTimeSpec::is_default")]
+    pub event_time: EventTimeSpec,
+}
+
+/// `spec.eventTime`: the watermark of each input partition is the highest
+/// timestamp processed so far minus `allowedLatenessMs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTimeSpec {
+    /// `allowedLatenessMs`: how far behind the newest record a record may
+    /// be and still count (default 0).
+    pub allowed_lateness_ms: u32,
+}
+
+impl EventTimeSpec {
+    fn is_default(&self) -> bool {
+        *self == EventTimeSpec::default()
+    }
 }
 
 /// `spec.state`: whether the processor keeps keyed state, restored from the

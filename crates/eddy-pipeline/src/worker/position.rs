@@ -13,7 +13,9 @@
 //!
 //! Version 2, written by stateful tasks, adds after that the number of
 //! state changes made before the position (`u64`): the changelog records
-//! numbered below it are the state as of the commit (see `state.rs`).
+//! numbered below it are the state as of the commit (see `state.rs`); and
+//! the highest timestamp of the records processed before it (`i64`,
+//! `i64::MIN` for none), where the watermark resumes.
 //!
 //! Sequences are a function of the input position: a task that resumes
 //! from a commit and replays the same input gives each output record the
@@ -43,6 +45,9 @@ pub struct CommitMetadata {
     pub sequences: BTreeMap<OutputPartition, i32>,
     /// State changes made before the position (stateful pipelines only).
     pub state_changes: Option<u64>,
+    /// The highest timestamp processed before the position (stateful
+    /// pipelines only; `None` before any record).
+    pub max_timestamp: Option<i64>,
 }
 
 impl CommitMetadata {
@@ -62,6 +67,7 @@ impl CommitMetadata {
         }
         if let Some(n) = self.state_changes {
             out.extend_from_slice(&n.to_be_bytes());
+            out.extend_from_slice(&self.max_timestamp.unwrap_or(i64::MIN).to_be_bytes());
         }
         Bytes::from(out)
     }
@@ -84,9 +90,13 @@ impl CommitMetadata {
             let next = i32::from_be_bytes(r.take(4)?.try_into().ok()?);
             sequences.insert((topic, partition), next);
         }
-        let state_changes = match version {
-            VERSION_WITH_STATE => Some(u64::from_be_bytes(r.take(8)?.try_into().ok()?)),
-            _ => None,
+        let (state_changes, max_timestamp) = match version {
+            VERSION_WITH_STATE => {
+                let changes = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+                let max = i64::from_be_bytes(r.take(8)?.try_into().ok()?);
+                (Some(changes), Some(max).filter(|&m| m != i64::MIN))
+            }
+            _ => (None, None),
         };
         if !r.0.is_empty() {
             return None;
@@ -95,6 +105,7 @@ impl CommitMetadata {
             pipeline: Some(pipeline),
             sequences,
             state_changes,
+            max_timestamp,
         })
     }
 }
@@ -226,9 +237,12 @@ mod tests {
             pipeline: Some(id),
             sequences: BTreeMap::from([(p("out", 0), 7), (p("dlq", 3), 0)]),
             state_changes: None,
+            max_timestamp: None,
         };
         assert_eq!(CommitMetadata::decode(&m.encode(id)), Some(m.clone()));
         m.state_changes = Some(1 << 40);
+        assert_eq!(CommitMetadata::decode(&m.encode(id)), Some(m.clone()));
+        m.max_timestamp = Some(-3);
         assert_eq!(CommitMetadata::decode(&m.encode(id)), Some(m));
         assert_eq!(CommitMetadata::decode(b""), None);
         assert_eq!(CommitMetadata::decode(b"\x03rest"), None);

@@ -46,6 +46,16 @@ pub enum RestoreUpTo {
     Everything,
 }
 
+/// What a restore reads: one partition of a changelog, the records one
+/// producer wrote there, as far as `up_to` says.
+#[derive(Debug, Clone, Copy)]
+pub struct Changelog<'a> {
+    pub topic: &'a str,
+    pub partition: u32,
+    pub producer_id: i64,
+    pub up_to: RestoreUpTo,
+}
+
 /// How a restore went, for the log and `pipeline describe`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -63,21 +73,36 @@ pub struct TaskState {
     bytes_max: u64,
     /// The number the next change gets.
     next_change: u64,
+    /// The highest timestamp of the records processed, and how far behind
+    /// it the watermark stays.
+    max_timestamp: Option<i64>,
+    lateness_ms: i64,
+}
+
+/// Where a restore starts the task's event time.
+#[derive(Debug, Clone, Copy)]
+pub struct EventTime {
+    pub max_timestamp: Option<i64>,
+    pub lateness_ms: i64,
 }
 
 impl TaskState {
-    /// Reads partition `partition` of `changelog` up to its end as the task
-    /// starts, keeping what `up_to` says of the records `producer_id` wrote;
+    /// Reads `changelog` up to its end as the task starts, into a state of
+    /// at most `bytes_max` bytes whose event time starts at `time`;
     /// `progress` hears the count of records applied as it grows.
     pub async fn restore(
         client: &eddy_client::Client,
-        changelog: &str,
-        partition: u32,
-        producer_id: i64,
-        up_to: RestoreUpTo,
+        changelog: Changelog<'_>,
         bytes_max: u64,
+        time: EventTime,
         progress: impl Fn(u64),
     ) -> Result<(TaskState, Restored)> {
+        let Changelog {
+            topic: changelog,
+            partition,
+            producer_id,
+            up_to,
+        } = changelog;
         let started = Instant::now();
         let store = Arc::new(MemoryState::default());
         let mut consumer = Consumer::new(
@@ -142,6 +167,8 @@ impl TaskState {
                 store,
                 bytes_max,
                 next_change,
+                max_timestamp: time.max_timestamp,
+                lateness_ms: time.lateness_ms,
             },
             restored,
         ))
@@ -150,16 +177,19 @@ impl TaskState {
     /// A session for the calls of one batch.
     pub fn session(&self) -> StateSession {
         StateSession::new(self.store.clone(), self.bytes_max)
+            .with_event_time(self.max_timestamp, self.lateness_ms)
     }
 
-    /// Applies a batch's changes and numbers them; returns them as
-    /// changelog records for `partition`, stamped `timestamp_ms`.
+    /// Applies the changes of a batch's session and numbers them; returns
+    /// them as changelog records for `partition`, stamped `timestamp_ms`.
     pub fn commit_changes(
         &mut self,
-        changes: Vec<StateChange>,
+        mut session: StateSession,
         partition: u32,
         timestamp_ms: i64,
     ) -> Vec<ProducerRecord> {
+        self.max_timestamp = session.max_timestamp();
+        let changes = session.take_changes();
         self.store.apply(&changes);
         changes
             .into_iter()
@@ -183,6 +213,11 @@ impl TaskState {
     /// How many changes precede the next one: what a commit records.
     pub fn changes_made(&self) -> u64 {
         self.next_change
+    }
+
+    /// The highest timestamp processed: what a commit records.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.max_timestamp
     }
 
     /// Keys stored.

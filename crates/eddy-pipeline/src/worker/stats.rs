@@ -29,6 +29,7 @@ pub struct TaskStateStats {
     pub bytes: u64,
     pub restoring: bool,
     pub restored_records: u64,
+    pub restore_ms: u64,
 }
 
 impl Stats {
@@ -80,6 +81,7 @@ impl Stats {
             state_bytes: state.values().map(|(_, s)| s.bytes).sum(),
             state_restoring: state.values().filter(|(_, s)| s.restoring).count() as u64,
             state_restored_records: state.values().map(|(_, s)| s.restored_records).sum(),
+            state_restore_ms: state.values().map(|(_, s)| s.restore_ms).max().unwrap_or(0),
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use super::Definition;
 use super::position::{CommitMetadata, OutputPartition, Sequences};
 use super::sandbox::{Failure, Sandbox, Segment};
-use super::state::{RestoreUpTo, TaskState};
+use super::state::{Changelog, EventTime, RestoreUpTo, TaskState};
 use super::stats::{Stats, TaskStateStats};
 use crate::error::{Error, Result};
 use crate::manifest::{Delivery, OnError, StartFrom};
@@ -101,6 +101,8 @@ struct Position {
     sequences: Option<BTreeMap<OutputPartition, i32>>,
     /// Stateful: the state changes made before `end`.
     state_changes: Option<u64>,
+    /// Stateful: the highest timestamp processed before `end`.
+    max_timestamp: Option<i64>,
 }
 
 /// A batch whose outputs are in flight.
@@ -257,17 +259,24 @@ impl Task {
                         metadata.as_ref().and_then(|m| m.state_changes).unwrap_or(0),
                     )
                 };
+                let time = EventTime {
+                    max_timestamp: metadata.as_ref().and_then(|m| m.max_timestamp),
+                    lateness_ms: i64::from(def.spec.event_time.allowed_lateness_ms),
+                };
                 let bytes_max = u64::from(def.spec.limits.state_mib) << 20;
                 setup
                     .stats
                     .update_state(partition, id, |s| s.restoring = true);
                 let (state, restored) = TaskState::restore(
                     &setup.client,
-                    changelog,
-                    partition,
-                    producer_id,
-                    up_to,
+                    Changelog {
+                        topic: changelog,
+                        partition,
+                        producer_id,
+                        up_to,
+                    },
                     bytes_max,
+                    time,
                     |applied| {
                         setup
                             .stats
@@ -282,6 +291,7 @@ impl Task {
                         bytes,
                         restoring: false,
                         restored_records: restored.applied,
+                        restore_ms: restored.elapsed_ms.max(1),
                     };
                 });
                 tracing::info!(pipeline = %def.name, %topic, partition, keys, bytes, applied = restored.applied, skipped = restored.skipped, elapsed_ms = restored.elapsed_ms, "state restored from the changelog");
@@ -317,16 +327,15 @@ impl Task {
         while let Some(batch) = self.next_batch().await? {
             let records = Arc::new(batch);
             let session = self.state.as_ref().map(TaskState::session);
-            let mut run = self
+            let run = self
                 .setup
                 .sandbox
                 .run(records.clone(), on_error_stop, session)
                 .await?;
             self.setup.stats.add_processor_counters(&run.counters);
-            let changes = run.state.as_mut().map(|s| s.take_changes());
             let (mut routed, stopped_at) = self.route(&records, run.segments)?;
-            if let Some(changes) = changes {
-                self.route_changes(changes, &records, &mut routed)?;
+            if let Some(session) = run.state {
+                self.route_changes(session, &records, &mut routed)?;
             }
             // Counted last, and read first by a report: a report that
             // counts a record also has every other count it caused.
@@ -342,6 +351,7 @@ impl Task {
                     end,
                     sequences: None,
                     state_changes: None,
+                    max_timestamp: None,
                 })
                 .await?;
                 self.send(routed, end).await?;
@@ -461,7 +471,7 @@ impl Task {
     /// `routed` as changelog records, in the order made.
     fn route_changes(
         &mut self,
-        changes: Vec<eddy_wasm::StateChange>,
+        session: eddy_wasm::StateSession,
         records: &[InputRecord],
         routed: &mut Vec<Routed>,
     ) -> Result<()> {
@@ -471,7 +481,7 @@ impl Task {
             ));
         };
         let batch_ts = records.last().map_or(0, |r| r.timestamp.0);
-        for record in state.commit_changes(changes, self.partition, batch_ts) {
+        for record in state.commit_changes(session, self.partition, batch_ts) {
             routed.push(Routed {
                 topic: changelog.clone(),
                 partition: self.partition,
@@ -655,6 +665,7 @@ impl Task {
             end,
             sequences: self.sequences.as_ref().map(Sequences::snapshot),
             state_changes: self.state.as_ref().map(TaskState::changes_made),
+            max_timestamp: self.state.as_ref().and_then(TaskState::max_timestamp),
         }
     }
 
@@ -663,6 +674,7 @@ impl Task {
             pipeline: Some(self.setup.def.id),
             sequences: position.sequences.unwrap_or_default(),
             state_changes: position.state_changes,
+            max_timestamp: position.max_timestamp,
         }
         .encode(self.setup.def.id);
         self.setup

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::super::{
-    BatchSpec, Delivery, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec, ProcessorRef,
-    StartFrom, StateSpec, parse,
+    BatchSpec, Delivery, EventTimeSpec, Input, LimitSpec, Manifest, OnError, Output, PipelineSpec,
+    ProcessorRef, StartFrom, StateSpec, parse,
 };
 use super::{VALID, with_line};
 
@@ -92,6 +92,7 @@ fn the_full_example_gives_exactly_what_it_says() {
             },
             on_error: OnError::DeadLetter("truck_alerts.dlq".to_owned()),
             state: StateSpec::default(),
+            event_time: EventTimeSpec::default(),
         },
     };
     assert_eq!(parse_one(FULL_EXAMPLE), expected);
@@ -131,6 +132,7 @@ fn a_minimal_manifest_gets_every_default() {
             },
             on_error: OnError::Stop,
             state: StateSpec::default(),
+            event_time: EventTimeSpec::default(),
         },
     };
     assert_eq!(parse_one(MINIMAL), expected);
@@ -160,23 +162,21 @@ fn defaults_fill_in_single_missing_fields_of_a_section() {
 #[test]
 fn a_stateful_pipeline_declares_state_and_may_bound_it() {
     let yaml = MINIMAL.replace("at-least-once", "exactly-once")
-        + "  state: { enabled: true }
-  limits: { stateMiB: 1024 }
-";
+        + "  state: { enabled: true }\n  limits: { stateMiB: 1024 }\n  \
+           eventTime: { allowedLatenessMs: 5000 }\n";
     let manifest = parse_one(&yaml);
     assert_eq!(manifest.spec.state, StateSpec { enabled: true });
     assert_eq!(manifest.spec.limits.state_mib, 1024);
+    assert_eq!(manifest.spec.event_time.allowed_lateness_ms, 5000);
     // The canonical form says so, and reads back the same.
     let printed = super::super::to_yaml(&manifest);
+    assert!(printed.contains("    stateMiB: 1024\n"), "{printed}");
     assert!(
-        printed.contains(
-            "    stateMiB: 1024
-"
-        ),
+        printed.contains("  state:\n    enabled: true\n"),
         "{printed}"
     );
     assert!(
-        printed.contains("  state:\n    enabled: true\n"),
+        printed.contains("  eventTime:\n    allowedLatenessMs: 5000\n"),
         "{printed}"
     );
     assert_eq!(parse_one(&printed), manifest);

@@ -31,7 +31,7 @@ use super::{VALID, assert_refused, assert_refused_in, errors_of, with_line};
 
 const NAME_CHARS: &str = "use only letters a-z and A-Z, digits, '.', '_' and '-'";
 const SPEC_FIELDS: &str =
-    "input, processor, outputs, delivery, parallelism, batch, limits, onError or state";
+    "input, processor, outputs, delivery, parallelism, batch, limits, onError, state or eventTime";
 
 mod header {
     use super::*;
@@ -996,6 +996,17 @@ mod state {
             "spec.state",
             (20, 10),
             "missing required field enabled",
+        );
+    }
+
+    #[test]
+    fn event_time_needs_state() {
+        assert_refused(
+            &with_line(20, "  eventTime: { allowedLatenessMs: 10 }"),
+            "spec.eventTime",
+            (20, 14),
+            "spec.eventTime needs `state: { enabled: true }`: timers and the watermark are kept \
+             in the state",
         );
     }
 

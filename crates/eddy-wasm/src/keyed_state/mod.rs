@@ -1,21 +1,34 @@
-//! The keyed state a call sees (`eddy:processor/state`): the caller's
-//! store, read-only during the call, under two layers of changes — those
-//! of the batch's earlier, accepted calls, and those of the call running.
+//! The keyed state a call sees (`eddy:processor/state` and `timers`): the
+//! caller's store, read-only during the call, under two layers of changes
+//! — those of the batch's earlier, accepted calls, and those of the call
+//! running.
 //!
 //! A call whose outputs the caller keeps adds its changes to the batch's
 //! ([`StateSession::accept_call`]); a call that fails (a record error, a
-//! trap, outputs the caller refuses) loses them with its outputs, so a batch the host narrows down to its failing record keeps
-//! exactly the changes of the records it keeps. The caller takes the
-//! batch's changes in the order they were made ([`StateSession::take_changes`]),
-//! applies them to its store and writes them to its changelog: one change
-//! per `put` or `delete`, never merged, so that the changes are a function
-//! of the records processed, however the records were cut into batches.
+//! trap, outputs the caller refuses) loses them with its outputs, so a
+//! batch the host narrows down to its failing record keeps exactly the
+//! changes of the records it keeps. The caller takes the batch's changes
+//! in the order they were made ([`StateSession::take_changes`]), applies
+//! them to its store and writes them to its changelog: one change per
+//! `put`, `delete`, timer registered, cancelled or fired, never merged, so
+//! that the changes are a function of the records processed, however the
+//! records were cut into batches.
+//!
+//! One store holds two namespaces, by the first byte of the stored key:
+//! the processor's keys (0) and its timers (1, then the time and the key,
+//! so that timers sort by time); see `timers.rs` for the event time.
+
+mod memory;
+mod timers;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+pub use memory::MemoryState;
+use timers::EventTime;
 
 use crate::bindings::eddy::processor::state::{Entry, Host};
 use crate::state::State;
@@ -26,6 +39,10 @@ pub const STATE_KEY_BYTES_MAX: usize = 4 << 10;
 pub const STATE_VALUE_BYTES_MAX: usize = 1 << 20;
 /// Most entries one scan returns.
 pub const SCAN_ENTRIES_MAX: u32 = 1024;
+
+/// The first byte of a stored key: whose it is.
+const USER: u8 = 0;
+const TIMER: u8 = 1;
 
 /// What a call reads its state from: the caller's store as of the batch's
 /// start. Read from the call's thread while the caller waits.
@@ -46,7 +63,8 @@ pub trait StateBackend: Send + Sync {
     fn bytes(&self) -> u64;
 }
 
-/// One `put` (`Some` value) or `delete` (`None`).
+/// One change to the store, as stored (the key with its namespace byte):
+/// a `Some` value puts, `None` deletes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChange {
     pub key: Bytes,
@@ -78,6 +96,7 @@ pub struct StateSession {
     bytes_max: u64,
     batch: Layer,
     call: Layer,
+    time: EventTime,
 }
 
 impl fmt::Debug for StateSession {
@@ -97,19 +116,35 @@ impl Default for StateSession {
             bytes_max: 0,
             batch: Layer::default(),
             call: Layer::default(),
+            time: EventTime::default(),
         }
     }
 }
 
 impl StateSession {
     /// A session over `base`, whose keys and values together may take at
-    /// most `bytes_max` bytes.
+    /// most `bytes_max` bytes, for a task that has processed no record yet
+    /// and allows no lateness (see [`StateSession::with_event_time`]).
     pub fn new(base: Arc<dyn StateBackend>, bytes_max: u64) -> StateSession {
         StateSession {
             base: Some(base),
             bytes_max,
             ..StateSession::default()
         }
+    }
+
+    /// Sets where event time stands: the highest timestamp of the records
+    /// the task has processed (`None`: none yet), and how far behind it the
+    /// watermark stays, in milliseconds.
+    pub fn with_event_time(mut self, max_timestamp: Option<i64>, lateness_ms: i64) -> Self {
+        self.time = EventTime::new(max_timestamp, lateness_ms);
+        self
+    }
+
+    /// The highest timestamp of the records processed, accepted calls
+    /// included: what the caller keeps for the next batch.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.time.max_accepted()
     }
 
     /// The changes of the calls accepted so far, in the order made; the
@@ -121,18 +156,26 @@ impl StateSession {
         changes
     }
 
+    /// Starts a call on records with these timestamps.
+    pub(crate) fn begin_call(&mut self, timestamps: impl Iterator<Item = i64>) {
+        self.call.clear();
+        self.time.begin_call(timestamps);
+    }
+
     /// Keeps the last call's changes: the caller uses its outputs.
     pub fn accept_call(&mut self) {
         let call = std::mem::take(&mut self.call);
         self.batch.newest.extend(call.newest);
         self.batch.changes.extend(call.changes);
         self.batch.bytes_delta += call.bytes_delta;
+        self.time.accept_call();
     }
 
     /// Drops the last call's changes: it failed, or the caller refuses
     /// its outputs.
     pub fn discard_call(&mut self) {
         self.call.clear();
+        self.time.discard_call();
     }
 
     fn base(&self) -> Result<&Arc<dyn StateBackend>, String> {
@@ -143,20 +186,18 @@ impl StateSession {
         })
     }
 
-    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, String> {
+    /// The value stored under `raw` (a key with its namespace byte).
+    fn get_raw(&self, raw: &[u8]) -> Result<Option<Bytes>, String> {
         let base = self.base()?;
-        check_key(key)?;
         for layer in [&self.call, &self.batch] {
-            if let Some(value) = layer.newest.get(key) {
+            if let Some(value) = layer.newest.get(raw) {
                 return Ok(value.clone());
             }
         }
-        base.get(key)
+        base.get(raw)
     }
 
-    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), String> {
-        self.base()?;
-        check_key(&key)?;
+    fn set_raw(&mut self, raw: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), String> {
         if let Some(v) = &value
             && v.len() > STATE_VALUE_BYTES_MAX
         {
@@ -166,11 +207,13 @@ impl StateSession {
                 v.len()
             ));
         }
-        let old = self.get(&key)?;
-        let size = |v: &Option<Bytes>| v.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
+        let old = self.get_raw(&raw)?;
+        let size = |v: &Option<Bytes>| v.as_ref().map_or(0, |v| (raw.len() + v.len()) as i64);
         let value = value.map(Bytes::from);
-        let new = value.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
-        let delta = new - size(&old);
+        let delta = size(&value) - size(&old);
+        if old.is_none() && value.is_none() {
+            return Ok(()); // nothing to delete: no change to write
+        }
         if delta > 0 {
             let total = self.bytes_now().saturating_add(delta);
             if total as u64 > self.bytes_max {
@@ -182,7 +225,7 @@ impl StateSession {
                 ));
             }
         }
-        let key = Bytes::from(key);
+        let key = Bytes::from(raw);
         self.call.bytes_delta += delta;
         self.call.newest.insert(key.clone(), value.clone());
         self.call.changes.push(StateChange { key, value });
@@ -194,19 +237,15 @@ impl StateSession {
         i64::try_from(base).unwrap_or(i64::MAX) + self.batch.bytes_delta + self.call.bytes_delta
     }
 
-    fn scan(
+    /// Up to `limit` stored entries whose raw keys start with `prefix`,
+    /// after `start_after`, in key order, the layers' changes included.
+    fn scan_raw(
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
-        limit: u32,
+        limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, String> {
         let base = self.base()?;
-        if limit > SCAN_ENTRIES_MAX {
-            return Err(format!(
-                "a scan of {limit} entries is over the limit of {SCAN_ENTRIES_MAX}; scan in \
-                 pages, passing the last key of one page as start-after of the next"
-            ));
-        }
         let in_range = |k: &[u8]| k.starts_with(prefix) && start_after.is_none_or(|s| k > s);
         // The layers' newest value per key, the running call's first.
         let mut changed: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
@@ -218,24 +257,61 @@ impl StateSession {
             }
         }
         // Each changed key can hide at most one stored entry.
-        let stored = base.scan(prefix, start_after, limit as usize + changed.len())?;
+        let stored = base.scan(prefix, start_after, limit + changed.len())?;
         let mut merged: BTreeMap<Bytes, Bytes> = stored
             .into_iter()
             .filter(|(k, _)| !changed.contains_key(k))
             .collect();
         merged.extend(changed.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
-        Ok(merged.into_iter().take(limit as usize).collect())
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, String> {
+        self.base()?;
+        self.get_raw(&user_key(key)?)
+    }
+
+    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), String> {
+        self.base()?;
+        let raw = user_key(&key)?;
+        self.set_raw(raw, value)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Vec<(Bytes, Bytes)>, String> {
+        self.base()?;
+        if limit > SCAN_ENTRIES_MAX {
+            return Err(format!(
+                "a scan of {limit} entries is over the limit of {SCAN_ENTRIES_MAX}; scan in \
+                 pages, passing the last key of one page as start-after of the next"
+            ));
+        }
+        let prefix = user_key(prefix)?;
+        let after = start_after.map(user_key).transpose()?;
+        Ok(self
+            .scan_raw(&prefix, after.as_deref(), limit as usize)?
+            .into_iter()
+            .map(|(k, v)| (k.slice(1..), v))
+            .collect())
     }
 }
 
-fn check_key(key: &[u8]) -> Result<(), String> {
+/// A processor's key as stored: in the processor's namespace.
+fn user_key(key: &[u8]) -> Result<Vec<u8>, String> {
     if key.len() > STATE_KEY_BYTES_MAX {
         return Err(format!(
             "a state key of {} bytes is over the limit of {STATE_KEY_BYTES_MAX} bytes",
             key.len()
         ));
     }
-    Ok(())
+    let mut raw = Vec::with_capacity(key.len() + 1);
+    raw.push(USER);
+    raw.extend_from_slice(key);
+    Ok(raw)
 }
 
 impl Host for State {
@@ -267,83 +343,6 @@ impl Host for State {
                 value: value.to_vec(),
             })
             .collect())
-    }
-}
-
-/// A store in memory, for tests and `eddy processor test`.
-#[derive(Debug, Default)]
-pub struct MemoryState {
-    entries: parking_lot::RwLock<(BTreeMap<Bytes, Bytes>, u64)>,
-}
-
-impl MemoryState {
-    /// Applies changes in order.
-    pub fn apply(&self, changes: &[StateChange]) {
-        let mut guard = self.entries.write();
-        let (map, bytes) = &mut *guard;
-        for c in changes {
-            let old = match &c.value {
-                Some(v) => {
-                    *bytes += (c.key.len() + v.len()) as u64;
-                    map.insert(c.key.clone(), v.clone())
-                }
-                None => map.remove(&c.key),
-            };
-            if let Some(old) = old {
-                *bytes -= (c.key.len() + old.len()) as u64;
-            }
-        }
-    }
-
-    /// How many keys are stored.
-    pub fn len(&self) -> usize {
-        self.entries.read().0.len()
-    }
-
-    /// Whether no key is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Every entry, in key order.
-    pub fn entries(&self) -> Vec<(Bytes, Bytes)> {
-        let guard = self.entries.read();
-        guard
-            .0
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-}
-
-impl StateBackend for MemoryState {
-    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, String> {
-        Ok(self.entries.read().0.get(key).cloned())
-    }
-
-    fn scan(
-        &self,
-        prefix: &[u8],
-        start_after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Bytes, Bytes)>, String> {
-        use std::ops::Bound;
-        let guard = self.entries.read();
-        let from = match start_after {
-            Some(s) if s >= prefix => Bound::Excluded(s),
-            _ => Bound::Included(prefix),
-        };
-        Ok(guard
-            .0
-            .range::<[u8], _>((from, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
-    fn bytes(&self) -> u64 {
-        self.entries.read().1
     }
 }
 
@@ -396,9 +395,9 @@ mod tests {
         assert_eq!(
             seen,
             [
-                (Bytes::from("a"), Some(Bytes::from("1"))),
-                (Bytes::from("a"), Some(Bytes::from("3"))),
-                (Bytes::from("a"), None),
+                (Bytes::from("\0a"), Some(Bytes::from("1"))),
+                (Bytes::from("\0a"), Some(Bytes::from("3"))),
+                (Bytes::from("\0a"), None),
             ]
         );
         base.apply(&changes);
@@ -411,15 +410,15 @@ mod tests {
         let base = Arc::new(MemoryState::default());
         base.apply(&[
             StateChange {
-                key: Bytes::from("k1"),
+                key: Bytes::from("\0k1"),
                 value: Some(Bytes::from("s")),
             },
             StateChange {
-                key: Bytes::from("k2"),
+                key: Bytes::from("\0k2"),
                 value: Some(Bytes::from("s")),
             },
             StateChange {
-                key: Bytes::from("x"),
+                key: Bytes::from("\0x"),
                 value: Some(Bytes::from("s")),
             },
         ]);

@@ -1,0 +1,266 @@
+//! Event time (`eddy:processor/timers`): the watermark after each record,
+//! and timers kept in the state's timer namespace.
+//!
+//! The watermark after a record is the highest timestamp of the records
+//! processed up to it — those of accepted calls, then the running call's
+//! up to that record — minus the allowed lateness. A failed call's records
+//! do not count, so the watermark at a record is a function of the records
+//! processed before it, whatever the batches (the same argument as for the
+//! changes). Timers are state entries keyed by namespace byte, time
+//! (big-endian with the sign bit flipped, so that keys sort by time) and
+//! key, with an empty value: registering, cancelling and firing them are
+//! changes like any other.
+
+use bytes::Bytes;
+
+use super::{StateSession, TIMER};
+use crate::bindings::eddy::processor::timers::{Host, Timer};
+use crate::state::State;
+
+/// Most timers one `advance` returns.
+const DUE_MAX: usize = 1024;
+
+/// Where event time stands for one task.
+#[derive(Debug, Clone)]
+pub(crate) struct EventTime {
+    lateness_ms: i64,
+    /// The highest timestamp of the records of accepted calls (and of the
+    /// batches before), if any.
+    max_accepted: Option<i64>,
+    /// The running call's records: the highest timestamp up to each.
+    call_max: Vec<i64>,
+    /// The watermark the running call has advanced to.
+    watermark: i64,
+}
+
+impl Default for EventTime {
+    fn default() -> Self {
+        EventTime::new(None, 0)
+    }
+}
+
+impl EventTime {
+    pub(crate) fn new(max_timestamp: Option<i64>, lateness_ms: i64) -> EventTime {
+        let mut time = EventTime {
+            lateness_ms: lateness_ms.max(0),
+            max_accepted: max_timestamp,
+            call_max: Vec::new(),
+            watermark: i64::MIN,
+        };
+        time.watermark = time.watermark_at(max_timestamp);
+        time
+    }
+
+    fn watermark_at(&self, max: Option<i64>) -> i64 {
+        max.map_or(i64::MIN, |m| m.saturating_sub(self.lateness_ms))
+    }
+
+    pub(crate) fn max_accepted(&self) -> Option<i64> {
+        self.max_accepted
+    }
+
+    pub(crate) fn begin_call(&mut self, timestamps: impl Iterator<Item = i64>) {
+        let mut max = self.max_accepted.unwrap_or(i64::MIN);
+        self.call_max.clear();
+        for ts in timestamps {
+            max = max.max(ts);
+            self.call_max.push(max);
+        }
+        self.watermark = self.watermark_at(self.max_accepted);
+    }
+
+    pub(crate) fn accept_call(&mut self) {
+        if let Some(&last) = self.call_max.last() {
+            self.max_accepted = Some(last);
+        }
+        self.call_max.clear();
+        self.watermark = self.watermark_at(self.max_accepted);
+    }
+
+    pub(crate) fn discard_call(&mut self) {
+        self.call_max.clear();
+        self.watermark = self.watermark_at(self.max_accepted);
+    }
+
+    /// Moves the watermark to the one after the call's record `index`.
+    fn advance(&mut self, index: u32) -> Result<i64, String> {
+        let max = self.call_max.get(index as usize).copied().ok_or_else(|| {
+            format!(
+                "timers.advance was given record {index} of a call of {} records",
+                self.call_max.len()
+            )
+        })?;
+        self.watermark = self.watermark.max(self.watermark_at(Some(max)));
+        Ok(self.watermark)
+    }
+}
+
+/// A timer's stored key: namespace, time, key.
+fn timer_key(key: &[u8], at: i64) -> Result<Vec<u8>, String> {
+    let user = super::user_key(key)?;
+    let mut raw = Vec::with_capacity(9 + key.len());
+    raw.push(TIMER);
+    raw.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+    raw.extend_from_slice(&user[1..]);
+    Ok(raw)
+}
+
+/// The key and time of a stored timer key.
+fn parse_timer_key(raw: &Bytes) -> Option<(Bytes, i64)> {
+    let time: [u8; 8] = raw.get(1..9)?.try_into().ok()?;
+    Some((
+        raw.slice(9..),
+        (u64::from_be_bytes(time) ^ (1 << 63)) as i64,
+    ))
+}
+
+impl StateSession {
+    fn watermark(&self) -> i64 {
+        self.time.watermark
+    }
+
+    fn advance(&mut self, index: u32) -> Result<Vec<(Bytes, i64)>, String> {
+        self.base()?;
+        let watermark = self.time.advance(index)?;
+        let mut due = Vec::new();
+        for (raw, _) in self.scan_raw(&[TIMER], None, DUE_MAX)? {
+            let Some((key, at)) = parse_timer_key(&raw) else {
+                return Err("a stored timer is damaged".to_owned());
+            };
+            if at > watermark {
+                break;
+            }
+            self.set_raw(raw.to_vec(), None)?;
+            due.push((key, at));
+        }
+        Ok(due)
+    }
+
+    fn register(&mut self, key: &[u8], at: i64) -> Result<(), String> {
+        self.base()?;
+        let watermark = self.watermark();
+        if at <= watermark {
+            return Err(format!(
+                "a timer at {at} is not after the watermark ({watermark}): it would be due \
+                 already; register timers after the watermark (timers.watermark), or handle \
+                 the record as late"
+            ));
+        }
+        let raw = timer_key(key, at)?;
+        if self.get_raw(&raw)?.is_some() {
+            return Ok(());
+        }
+        self.set_raw(raw, Some(Vec::new()))
+    }
+
+    fn cancel(&mut self, key: &[u8], at: i64) -> Result<(), String> {
+        self.base()?;
+        let raw = timer_key(key, at)?;
+        self.set_raw(raw, None)
+    }
+}
+
+impl Host for State {
+    fn watermark(&mut self) -> i64 {
+        self.call.state.watermark()
+    }
+
+    fn advance(&mut self, index: u32) -> Result<Vec<Timer>, String> {
+        Ok(self
+            .call
+            .state
+            .advance(index)?
+            .into_iter()
+            .map(|(key, at)| Timer {
+                key: key.to_vec(),
+                at,
+            })
+            .collect())
+    }
+
+    fn register(&mut self, key: Vec<u8>, at: i64) -> Result<(), String> {
+        self.call.state.register(&key, at)
+    }
+
+    fn cancel(&mut self, key: Vec<u8>, at: i64) -> Result<(), String> {
+        self.call.state.cancel(&key, at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keyed_state::MemoryState;
+
+    #[test]
+    fn timers_fire_in_time_order_once_the_watermark_reaches_them() {
+        let base = Arc::new(MemoryState::default());
+        let mut s = StateSession::new(base.clone(), 1 << 20).with_event_time(None, 10);
+        s.begin_call([100, 90, 130, 200].into_iter());
+        assert_eq!(s.watermark(), i64::MIN, "no record processed yet");
+        s.register(b"b", 120).unwrap();
+        s.register(b"a", 120).unwrap();
+        s.register(b"c", 115).unwrap();
+        assert!(s.advance(0).unwrap().is_empty(), "watermark 90");
+        assert_eq!(s.watermark(), 90);
+        let err = s.register(b"late", 90).unwrap_err();
+        assert!(err.contains("not after the watermark (90)"), "{err}");
+        assert!(
+            s.advance(1).unwrap().is_empty(),
+            "a lower timestamp keeps 90"
+        );
+        let due = s.advance(2).unwrap();
+        let names: Vec<(&[u8], i64)> = due.iter().map(|(k, at)| (&k[..], *at)).collect();
+        assert_eq!(
+            names,
+            [(&b"c"[..], 115), (&b"a"[..], 120), (&b"b"[..], 120)]
+        );
+        assert!(s.advance(2).unwrap().is_empty(), "fired once");
+        s.accept_call();
+        assert_eq!(s.max_timestamp(), Some(200));
+        let changes = s.take_changes();
+        assert_eq!(changes.len(), 6, "three registered, three fired");
+        base.apply(&changes);
+        assert!(base.is_empty());
+    }
+
+    #[test]
+    fn a_discarded_call_moves_neither_the_watermark_nor_the_timers() {
+        let base = Arc::new(MemoryState::default());
+        let mut s = StateSession::new(base.clone(), 1 << 20).with_event_time(Some(50), 0);
+        s.begin_call([60].into_iter());
+        s.register(b"k", 70).unwrap();
+        s.accept_call();
+        base.apply(&s.take_changes());
+
+        s.begin_call([80].into_iter());
+        assert_eq!(s.advance(0).unwrap().len(), 1);
+        s.discard_call();
+        assert_eq!(s.max_timestamp(), Some(60));
+        assert_eq!(s.watermark(), 60);
+        assert!(s.take_changes().is_empty());
+
+        // Run again, the same call fires the same timer.
+        s.begin_call([80].into_iter());
+        let due = s.advance(0).unwrap();
+        assert_eq!(due, [(Bytes::from_static(b"k"), 70)]);
+        assert!(s.advance(3).is_err(), "no record 3 in a call of one");
+    }
+
+    #[test]
+    fn timer_keys_sort_by_time_across_zero() {
+        let keys: Vec<Vec<u8>> = [-5, 0, 7, i64::MIN, i64::MAX]
+            .into_iter()
+            .map(|at| timer_key(b"k", at).unwrap())
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let times: Vec<i64> = sorted
+            .iter()
+            .map(|k| parse_timer_key(&Bytes::from(k.clone())).unwrap().1)
+            .collect();
+        assert_eq!(times, [i64::MIN, -5, 0, 7, i64::MAX]);
+    }
+}
