@@ -162,8 +162,13 @@ pub fn print_description(d: &pb::PipelineDescription) {
         } else {
             String::new()
         };
+        let on_disk = if c.state_tasks_on_disk > 0 {
+            format!("  ({} task(s) on disk)", c.state_tasks_on_disk)
+        } else {
+            String::new()
+        };
         outln!(
-            "state keys {}  bytes {}{restoring}",
+            "state keys {}  bytes {}{on_disk}{restoring}",
             c.state_keys,
             c.state_bytes
         );

@@ -24,6 +24,12 @@ pub struct WorkerArgs {
     /// pipelines' groups and its partitions move to other workers.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(500..=300_000))]
     session_timeout_ms: u32,
+    /// Where stateful pipelines keep keyed state that outgrew
+    /// spec.limits.stateMiB; emptied as the worker starts, so give each
+    /// worker its own (default: eddy-worker-<id>-state in the temporary
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 pub async fn run(args: WorkerArgs, conn: &Connection) -> anyhow::Result<()> {
@@ -37,6 +43,9 @@ pub async fn run(args: WorkerArgs, conn: &Connection) -> anyhow::Result<()> {
         runtime,
         WorkerConfig {
             session_timeout_ms: args.session_timeout_ms,
+            state_dir: args
+                .state_dir
+                .unwrap_or_else(|| std::env::temp_dir().join(format!("eddy-worker-{id}-state"))),
             ..WorkerConfig::new(id.clone())
         },
     );

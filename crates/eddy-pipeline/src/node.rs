@@ -17,6 +17,9 @@ use crate::worker::{Worker, WorkerConfig};
 
 /// Directory under the data directory where compiled processors are kept.
 pub const COMPILE_CACHE_DIR: &str = "processor-cache";
+/// Where the broker's worker keeps keyed state past its memory budget,
+/// under the data directory (cleared as the worker starts).
+pub const STATE_DIR: &str = "pipeline-state";
 /// How long a stopping node waits for its worker's tasks to commit.
 const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -122,6 +125,7 @@ async fn start_worker(
     let id = format!("broker-{}", server.broker.config.node_id);
     let config = WorkerConfig {
         session_timeout_ms,
+        state_dir: server.broker.config.data_dir.join(STATE_DIR),
         ..WorkerConfig::new(id)
     };
     let worker = Worker::new(client, runtime, config);

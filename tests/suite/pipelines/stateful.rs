@@ -446,3 +446,58 @@ async fn the_truck_gps_example_counts_alerts_per_truck_per_five_minutes() {
     })
     .await;
 }
+
+/// A running count whose state outgrows its 1 MiB memory budget moves to
+/// disk (redb in the worker's state directory), and stays exact when its
+/// worker is killed: the next owner rebuilds the state from the changelog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_past_its_memory_budget_spills_to_disk_and_stays_exact() {
+    const KEYS: usize = 40_000;
+    let c = Cluster::start_with(&["--no-worker"]).await;
+    c.create_topic("in", 2).await;
+    c.upload("count", wasm::RUNNING_COUNT);
+    c.apply(&(count_manifest() + "  limits: { stateMiB: 1 }\n"));
+    let mut worker = TestWorker::start(&c.broker.addr, "w1");
+    // Every key twice; with its 50-byte key an entry takes some 60 bytes,
+    // so each of the two tasks holds over 1 MiB.
+    let key = |n: usize| format!("key-{:06}-{}", n % KEYS, "x".repeat(40));
+    let producer = eddy_client::Producer::new(c.client.clone(), Default::default());
+    for n in 0..2 * KEYS {
+        producer
+            .send("in", eddy_client::ProducerRecord::key_value(key(n), "v"))
+            .await
+            .unwrap();
+        if n == KEYS + KEYS / 2 {
+            producer.flush().await.unwrap();
+            wait_for("the state to spill", || async {
+                let c = c.describe("count").await.counters.unwrap_or_default();
+                (c.state_tasks_on_disk == 2).then_some(())
+            })
+            .await;
+            worker.kill9();
+            tokio::task::block_in_place(|| worker.start_again());
+        }
+    }
+    producer.flush().await.unwrap();
+    wait_for("the count pipeline to catch up", || async {
+        let d = c.describe("count").await;
+        let committed: u64 = d.partitions.iter().filter_map(|p| p.committed).sum();
+        (committed == 2 * KEYS as u64).then_some(())
+    })
+    .await;
+    let got = by_key(&read_all(&c.client, "counts").await);
+    assert_eq!(got.len(), KEYS);
+    let wrong: Vec<_> = got
+        .iter()
+        .filter(|(_, counts)| **counts != ["1", "2"])
+        .take(3)
+        .collect();
+    assert!(wrong.is_empty(), "counts not 1, 2: {wrong:?}");
+    // The rebuilt state is on disk again, every key counted twice.
+    let counters = wait_for("the rebuilt state to be reported", || async {
+        let c = c.describe("count").await.counters.unwrap_or_default();
+        (c.state_keys == KEYS as u64 && c.state_tasks_on_disk == 2).then_some(c)
+    })
+    .await;
+    assert!(counters.state_bytes > 2 << 20, "{counters:?}");
+}

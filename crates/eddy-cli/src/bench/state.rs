@@ -186,9 +186,12 @@ async fn restore(client: &Client, name: &str) -> anyhow::Result<()> {
     let before = pipelines.describe(name).await?.counters.unwrap_or_default();
     pipelines.pause(name).await?;
     let deadline = Instant::now() + RESTORE_TIMEOUT;
+    // Paused once no task owns a partition and the workers' reports say
+    // so (they hold no state).
     loop {
         let d = pipelines.describe(name).await?;
-        if d.partitions.iter().all(|p| p.owner.is_empty()) {
+        let keys = d.counters.as_ref().map_or(0, |c| c.state_keys);
+        if d.partitions.iter().all(|p| p.owner.is_empty()) && keys == 0 {
             break;
         }
         if Instant::now() > deadline {
@@ -200,9 +203,12 @@ async fn restore(client: &Client, name: &str) -> anyhow::Result<()> {
     pipelines.resume(name).await?;
     loop {
         let c = pipelines.describe(name).await?.counters.unwrap_or_default();
-        if c.state_keys == before.state_keys && c.state_restoring == 0 && c.state_restore_ms > 0 {
+        if c.state_keys == before.state_keys
+            && c.state_restoring == 0
+            && c.state_restored_records > 0
+        {
             outln!(
-                "restore: {} keys from {} changelog records in {} ms (the slowest task); {} ms from resume to serving",
+                "restore: {} keys from {} changelog records in {} ms (the slowest task); {} ms from resume to all restored",
                 c.state_keys,
                 c.state_restored_records,
                 c.state_restore_ms,

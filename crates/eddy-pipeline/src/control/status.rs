@@ -48,6 +48,7 @@ impl Control {
                 counters.state_restoring += c.state_restoring;
                 counters.state_restored_records += c.state_restored_records;
                 counters.state_restore_ms = counters.state_restore_ms.max(c.state_restore_ms);
+                counters.state_tasks_on_disk += c.state_tasks_on_disk;
                 for (k, v) in &c.processor {
                     *counters.processor.entry(k.clone()).or_insert(0) += v;
                 }

@@ -43,7 +43,7 @@ const PROCESSOR_REQUIRED: &[&str] = &["name"];
 const OUTPUT_FIELDS: &[&str] = &["topic", "partitions", "replicationFactor"];
 const OUTPUT_REQUIRED: &[&str] = &["topic"];
 const BATCH_FIELDS: &[&str] = &["maxRecords", "maxWaitMs"];
-const LIMITS_FIELDS: &[&str] = &["memoryMiB", "cpuMsPerBatch", "stateMiB"];
+const LIMITS_FIELDS: &[&str] = &["memoryMiB", "cpuMsPerBatch", "stateMiB", "stateDiskMiB"];
 const STATE_FIELDS: &[&str] = &["enabled"];
 const EVENT_TIME_FIELDS: &[&str] = &["allowedLatenessMs"];
 const ON_ERROR_FIELDS: &[&str] = &["deadLetter"];
@@ -59,6 +59,7 @@ const MAX_WAIT_MS: RangeInclusive<u32> = 0..=60_000;
 const MEMORY_MIB: RangeInclusive<u32> = 1..=super::MEMORY_MIB_MAX;
 const CPU_MS_PER_BATCH: RangeInclusive<u32> = 5..=super::CPU_MS_PER_BATCH_MAX;
 const STATE_MIB: RangeInclusive<u32> = 1..=super::STATE_MIB_MAX;
+const STATE_DISK_MIB: RangeInclusive<u32> = 1..=super::STATE_DISK_MIB_MAX;
 const ALLOWED_LATENESS_MS: RangeInclusive<u32> = 0..=super::ALLOWED_LATENESS_MS_MAX;
 
 const START_FROM_EXPECTED: &str = "earliest, latest, {offset: N} or {timestamp: RFC3339}";
@@ -614,10 +615,18 @@ fn limits(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<LimitSpec> {
         sink,
     );
     let state_mib = int_field(&fields, "stateMiB", STATE_MIB, default.state_mib, sink);
+    let state_disk_mib = int_field(
+        &fields,
+        "stateDiskMiB",
+        STATE_DISK_MIB,
+        default.state_disk_mib,
+        sink,
+    );
     Some(LimitSpec {
         memory_mib: memory_mib?,
         cpu_ms_per_batch: cpu_ms_per_batch?,
         state_mib: state_mib?,
+        state_disk_mib: state_disk_mib?,
     })
 }
 

@@ -46,6 +46,7 @@ fn spec(out: &mut Writer, spec: &PipelineSpec) {
     out.field(2, "cpuMsPerBatch", spec.limits.cpu_ms_per_batch);
     if spec.state.enabled {
         out.field(2, "stateMiB", spec.limits.state_mib);
+        out.field(2, "stateDiskMiB", spec.limits.state_disk_mib);
     }
     match &spec.on_error {
         OnError::Stop => out.field(1, "onError", "stop"),

@@ -63,6 +63,8 @@ pub const CPU_MS_PER_BATCH_MAX: u32 = 60_000;
 pub const ALLOWED_LATENESS_MS_MAX: u32 = 7 * 24 * 3600 * 1000;
 /// The largest `spec.limits.stateMiB` (64 GiB per task).
 pub const STATE_MIB_MAX: u32 = 65_536;
+/// The largest `spec.limits.stateDiskMiB` (1 TiB per task).
+pub const STATE_DISK_MIB_MAX: u32 = 1 << 20;
 /// The changelog topic of a stateful pipeline's keyed state.
 pub fn changelog_topic(pipeline: &str) -> String {
     format!("{pipeline}.state")

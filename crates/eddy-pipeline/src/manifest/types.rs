@@ -175,14 +175,23 @@ pub struct LimitSpec {
     pub memory_mib: u32,
     /// `cpuMsPerBatch`: the CPU time one batch may take, in milliseconds (default 1000).
     pub cpu_ms_per_batch: u32,
-    /// `stateMiB`: the keyed state one task (one input partition) may keep,
-    /// keys and values together, in MiB (default 256).
+    /// `stateMiB`: the keyed state one task (one input partition) keeps in
+    /// memory, keys and values together, in MiB (default 256); past it the
+    /// state moves to disk.
     #[serde(rename = "stateMiB", default = "default_state_mib")]
     pub state_mib: u32,
+    /// `stateDiskMiB`: the most keyed state one task may keep at all, on
+    /// disk, in MiB (default 10240).
+    #[serde(rename = "stateDiskMiB", default = "default_state_disk_mib")]
+    pub state_disk_mib: u32,
 }
 
 fn default_state_mib() -> u32 {
     LimitSpec::default().state_mib
+}
+
+fn default_state_disk_mib() -> u32 {
+    LimitSpec::default().state_disk_mib
 }
 
 impl Default for LimitSpec {
@@ -191,6 +200,7 @@ impl Default for LimitSpec {
             memory_mib: 64,
             cpu_ms_per_batch: 1000,
             state_mib: 256,
+            state_disk_mib: 10_240,
         }
     }
 }

@@ -88,6 +88,8 @@ pub struct WorkerConfig {
     /// A worker silent this long leaves the pipelines' groups, and its
     /// partitions move to the other workers.
     pub session_timeout_ms: u32,
+    /// Where tasks keep keyed state that outgrew its memory budget.
+    pub state_dir: std::path::PathBuf,
 }
 
 impl WorkerConfig {
@@ -96,6 +98,7 @@ impl WorkerConfig {
             id: id.into(),
             report_interval: Duration::from_secs(1),
             session_timeout_ms: 10_000,
+            state_dir: std::env::temp_dir().join("eddy-worker-state"),
         }
     }
 }
@@ -137,6 +140,14 @@ impl Worker {
     /// Runs until `stop` turns true, then stops every pipeline's tasks
     /// (each commits its position) and returns.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // What an earlier run left there is a cache of changelogs that the
+        // tasks rebuild: removed, not trusted.
+        match std::fs::remove_dir_all(&self.config.state_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %self.config.state_dir.display(), error = %e, "cannot clear the state directory");
+            }
+            _ => {}
+        }
         let pipelines = Pipelines::new(self.client.clone());
         let mut running: BTreeMap<String, Running> = BTreeMap::new();
         let mut report = tokio::time::interval(self.config.report_interval);
@@ -319,6 +330,7 @@ impl Worker {
             session_timeout_ms: self.config.session_timeout_ms,
             sandbox,
             stats: stats.clone(),
+            state_dir: self.config.state_dir.clone(),
         };
         runner.run(stop).await
     }

@@ -60,6 +60,7 @@ pub(crate) struct Runner {
     pub session_timeout_ms: u32,
     pub sandbox: Arc<Sandbox>,
     pub stats: Arc<Stats>,
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Runner {
@@ -207,6 +208,7 @@ impl Runner {
             first_output_partitions,
             dead_letter,
             changelog,
+            state_dir: self.state_dir.clone(),
         })
     }
 

@@ -27,6 +27,7 @@ pub struct Stats {
 pub struct TaskStateStats {
     pub keys: u64,
     pub bytes: u64,
+    pub on_disk: bool,
     pub restoring: bool,
     pub restored_records: u64,
     pub restore_ms: u64,
@@ -82,6 +83,7 @@ impl Stats {
             state_restoring: state.values().filter(|(_, s)| s.restoring).count() as u64,
             state_restored_records: state.values().map(|(_, s)| s.restored_records).sum(),
             state_restore_ms: state.values().map(|(_, s)| s.restore_ms).max().unwrap_or(0),
+            state_tasks_on_disk: state.values().filter(|(_, s)| s.on_disk).count() as u64,
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),

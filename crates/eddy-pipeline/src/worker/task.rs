@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use super::Definition;
 use super::position::{CommitMetadata, OutputPartition, Sequences};
 use super::sandbox::{Failure, Sandbox, Segment};
-use super::state::{Changelog, EventTime, RestoreUpTo, TaskState};
+use super::state::{Changelog, EventTime, RestoreUpTo, TaskState, TaskStore};
 use super::stats::{Stats, TaskStateStats};
 use crate::error::{Error, Result};
 use crate::manifest::{Delivery, OnError, StartFrom};
@@ -73,6 +73,8 @@ pub struct TaskSetup {
     pub dead_letter: Option<Arc<str>>,
     /// A stateful pipeline's changelog topic (also in `partition_counts`).
     pub changelog: Option<Arc<str>>,
+    /// Where tasks keep state that outgrew its memory budget.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// How a task ended without an error.
@@ -263,7 +265,14 @@ impl Task {
                     max_timestamp: metadata.as_ref().and_then(|m| m.max_timestamp),
                     lateness_ms: i64::from(def.spec.event_time.allowed_lateness_ms),
                 };
-                let bytes_max = u64::from(def.spec.limits.state_mib) << 20;
+                let limits = &def.spec.limits;
+                // Named by the task's id too: the task it takes over from
+                // may still be closing its own on this worker.
+                let file = setup
+                    .state_dir
+                    .join(def.id.to_string())
+                    .join(format!("{topic}-{partition}-{id}.redb"));
+                let store = TaskStore::new(file, u64::from(limits.state_mib) << 20)?;
                 setup
                     .stats
                     .update_state(partition, id, |s| s.restoring = true);
@@ -275,7 +284,8 @@ impl Task {
                         producer_id,
                         up_to,
                     },
-                    bytes_max,
+                    store,
+                    u64::from(limits.state_disk_mib) << 20,
                     time,
                     |applied| {
                         setup
@@ -284,11 +294,12 @@ impl Task {
                     },
                 )
                 .await?;
-                let (keys, bytes) = (state.keys(), state.bytes());
+                let (keys, bytes, on_disk) = (state.keys(), state.bytes(), state.is_on_disk());
                 setup.stats.update_state(partition, id, |s| {
                     *s = TaskStateStats {
                         keys,
                         bytes,
+                        on_disk,
                         restoring: false,
                         restored_records: restored.applied,
                         restore_ms: restored.elapsed_ms.max(1),
@@ -481,17 +492,18 @@ impl Task {
             ));
         };
         let batch_ts = records.last().map_or(0, |r| r.timestamp.0);
-        for record in state.commit_changes(session, self.partition, batch_ts) {
+        for record in state.commit_changes(session, self.partition, batch_ts)? {
             routed.push(Routed {
                 topic: changelog.clone(),
                 partition: self.partition,
                 record,
             });
         }
-        let (keys, bytes) = (state.keys(), state.bytes());
+        let (keys, bytes, on_disk) = (state.keys(), state.bytes(), state.is_on_disk());
         self.setup.stats.update_state(self.partition, self.id, |s| {
             s.keys = keys;
             s.bytes = bytes;
+            s.on_disk = on_disk;
         });
         Ok(())
     }

@@ -32,6 +32,11 @@ impl MemoryState {
         }
     }
 
+    /// Removes every entry.
+    pub fn clear(&self) {
+        *self.entries.write() = (BTreeMap::new(), 0);
+    }
+
     /// How many keys are stored.
     pub fn len(&self) -> usize {
         self.entries.read().0.len()

@@ -219,7 +219,7 @@ impl StateSession {
             if total as u64 > self.bytes_max {
                 return Err(format!(
                     "the task's state would grow to {total} bytes, past its limit of {} MiB; \
-                     raise spec.limits.stateMiB in the manifest (--state-mib for `eddy \
+                     raise spec.limits.stateDiskMiB in the manifest (--state-mib for `eddy \
                      processor test`), or keep less per key",
                     self.bytes_max >> 20
                 ));
@@ -447,7 +447,7 @@ mod tests {
         assert!(err.contains("over the limit of 1048576 bytes"), "{err}");
         s.set(b"k".to_vec(), Some(vec![0; 600 << 10])).unwrap();
         let err = s.set(b"j".to_vec(), Some(vec![0; 600 << 10])).unwrap_err();
-        assert!(err.contains("spec.limits.stateMiB"), "{err}");
+        assert!(err.contains("spec.limits.stateDiskMiB"), "{err}");
         // Replacing a value with a smaller one always fits.
         s.set(b"k".to_vec(), Some(vec![0; 10])).unwrap();
         let none = StateSession::default().get(b"k").unwrap_err();

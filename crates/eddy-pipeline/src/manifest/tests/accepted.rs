@@ -89,6 +89,7 @@ fn the_full_example_gives_exactly_what_it_says() {
                 memory_mib: 64,
                 cpu_ms_per_batch: 200,
                 state_mib: 256,
+                state_disk_mib: 10_240,
             },
             on_error: OnError::DeadLetter("truck_alerts.dlq".to_owned()),
             state: StateSpec::default(),
@@ -129,6 +130,7 @@ fn a_minimal_manifest_gets_every_default() {
                 memory_mib: 64,
                 cpu_ms_per_batch: 1000,
                 state_mib: 256,
+                state_disk_mib: 10_240,
             },
             on_error: OnError::Stop,
             state: StateSpec::default(),
@@ -155,6 +157,7 @@ fn defaults_fill_in_single_missing_fields_of_a_section() {
             memory_mib: 64,
             cpu_ms_per_batch: 5,
             state_mib: 256,
+            state_disk_mib: 10_240,
         }
     );
 }

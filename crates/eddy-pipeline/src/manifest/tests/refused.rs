@@ -243,7 +243,7 @@ mod unknown_fields {
             &with_line(19, "  limits: { memoryMB: 64, cpuMsPerBatch: 200 }"),
             "spec.limits",
             (19, 13),
-            "unknown field memoryMB; expected memoryMiB, cpuMsPerBatch or stateMiB",
+            "unknown field memoryMB; expected memoryMiB, cpuMsPerBatch, stateMiB or stateDiskMiB",
         );
         assert_refused(
             &with_line(20, "  onError: { deadletter: dlq }"),

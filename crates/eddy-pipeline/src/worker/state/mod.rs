@@ -24,9 +24,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_client::{Consumer, ConsumerConfig, ProducerRecord, Start};
-use eddy_wasm::{MemoryState, StateBackend, StateChange, StateSession};
+use eddy_wasm::{StateBackend, StateChange, StateSession};
+
+pub use store::TaskStore;
 
 use crate::error::{Error, Result};
+
+mod store;
 
 /// The header that numbers a changelog record.
 pub const CHANGE_HEADER: &str = "eddy.change";
@@ -69,7 +73,7 @@ pub struct Restored {
 /// The state of one stateful task.
 #[derive(Debug)]
 pub struct TaskState {
-    store: Arc<MemoryState>,
+    store: Arc<TaskStore>,
     bytes_max: u64,
     /// The number the next change gets.
     next_change: u64,
@@ -87,12 +91,14 @@ pub struct EventTime {
 }
 
 impl TaskState {
-    /// Reads `changelog` up to its end as the task starts, into a state of
-    /// at most `bytes_max` bytes whose event time starts at `time`;
-    /// `progress` hears the count of records applied as it grows.
+    /// Reads `changelog` up to its end as the task starts, into `store`
+    /// (empty), a state of at most `bytes_max` bytes whose event time
+    /// starts at `time`; `progress` hears the count of records applied as
+    /// it grows.
     pub async fn restore(
         client: &eddy_client::Client,
         changelog: Changelog<'_>,
+        store: TaskStore,
         bytes_max: u64,
         time: EventTime,
         progress: impl Fn(u64),
@@ -104,7 +110,7 @@ impl TaskState {
             up_to,
         } = changelog;
         let started = Instant::now();
-        let store = Arc::new(MemoryState::default());
+        let store = Arc::new(store);
         let mut consumer = Consumer::new(
             client.clone(),
             ConsumerConfig {
@@ -152,7 +158,7 @@ impl TaskState {
                         restored.skipped += 1;
                     }
                 })?;
-                store.apply(&changes);
+                store.apply(&changes)?;
                 position = position.max(f.next_offset);
             }
             progress(restored.applied);
@@ -187,11 +193,11 @@ impl TaskState {
         mut session: StateSession,
         partition: u32,
         timestamp_ms: i64,
-    ) -> Vec<ProducerRecord> {
+    ) -> Result<Vec<ProducerRecord>> {
         self.max_timestamp = session.max_timestamp();
         let changes = session.take_changes();
-        self.store.apply(&changes);
-        changes
+        self.store.apply(&changes)?;
+        Ok(changes
             .into_iter()
             .map(|c| {
                 let number = self.next_change;
@@ -207,7 +213,7 @@ impl TaskState {
                     timestamp_ms: Some(timestamp_ms),
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// How many changes precede the next one: what a commit records.
@@ -222,7 +228,12 @@ impl TaskState {
 
     /// Keys stored.
     pub fn keys(&self) -> u64 {
-        self.store.len() as u64
+        self.store.keys()
+    }
+
+    /// Whether the state outgrew its memory budget and lives on disk.
+    pub fn is_on_disk(&self) -> bool {
+        self.store.is_on_disk()
     }
 
     /// Bytes of keys and values stored.
