@@ -74,7 +74,7 @@ pub struct StateChange {
 /// Changes in the order made, and the newest per key for reads.
 #[derive(Default)]
 struct Layer {
-    newest: BTreeMap<Bytes, Option<Bytes>>,
+    newest: foldhash::HashMap<Bytes, Option<Bytes>>,
     changes: Vec<StateChange>,
     /// How much the layer grew the store's bytes (negative: shrank).
     bytes_delta: i64,
@@ -97,6 +97,9 @@ pub struct StateSession {
     batch: Layer,
     call: Layer,
     time: EventTime,
+    /// A key with its namespace byte, built here to look it up without an
+    /// allocation per read.
+    scratch: Vec<u8>,
 }
 
 impl fmt::Debug for StateSession {
@@ -117,6 +120,7 @@ impl Default for StateSession {
             batch: Layer::default(),
             call: Layer::default(),
             time: EventTime::default(),
+            scratch: Vec::new(),
         }
     }
 }
@@ -266,9 +270,16 @@ impl StateSession {
         Ok(merged.into_iter().take(limit).collect())
     }
 
-    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, String> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, String> {
         self.base()?;
-        self.get_raw(&user_key(key)?)
+        check_key(key)?;
+        let mut raw = std::mem::take(&mut self.scratch);
+        raw.clear();
+        raw.push(USER);
+        raw.extend_from_slice(key);
+        let found = self.get_raw(&raw);
+        self.scratch = raw;
+        found
     }
 
     fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), String> {
@@ -300,14 +311,19 @@ impl StateSession {
     }
 }
 
-/// A processor's key as stored: in the processor's namespace.
-fn user_key(key: &[u8]) -> Result<Vec<u8>, String> {
+fn check_key(key: &[u8]) -> Result<(), String> {
     if key.len() > STATE_KEY_BYTES_MAX {
         return Err(format!(
             "a state key of {} bytes is over the limit of {STATE_KEY_BYTES_MAX} bytes",
             key.len()
         ));
     }
+    Ok(())
+}
+
+/// A processor's key as stored: in the processor's namespace.
+fn user_key(key: &[u8]) -> Result<Vec<u8>, String> {
+    check_key(key)?;
     let mut raw = Vec::with_capacity(key.len() + 1);
     raw.push(USER);
     raw.extend_from_slice(key);
