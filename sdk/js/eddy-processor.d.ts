@@ -102,7 +102,7 @@ export declare function counter(name: string, delta?: number): void;
 
 /**
  * A state call the host refused: a key over 4 KiB, a value over 1 MiB, the
- * task's state over `spec.limits.stateMiB`, a scan of more than 1,024
+ * task's state over `spec.limits.stateDiskMiB`, a scan of more than 1,024
  * entries, or a pipeline without `spec.state`.
  */
 export declare class StateError extends Error {}

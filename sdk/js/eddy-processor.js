@@ -462,7 +462,7 @@ export function counter(name, delta = 1) {
 
 /**
  * A state call the host refused: a key over 4 KiB, a value over 1 MiB, the
- * task's state over `spec.limits.stateMiB`, a scan of more than 1,024
+ * task's state over `spec.limits.stateDiskMiB`, a scan of more than 1,024
  * entries, or a pipeline without `spec.state`. Thrown out of `process`, it
  * fails the record with the host's message.
  */

@@ -449,7 +449,7 @@ def _host():
 
 class StateError(Exception):
     """A state call the host refused: a key over 4 KiB, a value over 1 MiB,
-    the task's state over ``spec.limits.stateMiB``, a scan of more than
+    the task's state over ``spec.limits.stateDiskMiB``, a scan of more than
     1,024 entries, or a pipeline without ``spec.state``. Raised out of
     ``process``, it fails the record with the host's message."""
 

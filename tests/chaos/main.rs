@@ -243,7 +243,7 @@ impl std::fmt::Display for Report {
         };
         writeln!(
             f,
-            "  pipelines: {} input records ({} refused); processor upload and 2 applies during faults: {deploy}",
+            "  pipelines: {} input records ({} refused); 2 processor uploads and 3 applies during faults: {deploy}",
             o.fed, o.fed_refused
         )?;
         writeln!(f, "  faults: {}", self.faults)?;

@@ -4,7 +4,7 @@
 //!
 //! Every function fails with a message naming the limit or setting at
 //! fault (a key over 4 KiB, a value over 1 MiB, the task's state over
-//! `spec.limits.stateMiB`, a pipeline without `spec.state`); return it as
+//! `spec.limits.stateDiskMiB`, a pipeline without `spec.state`); return it as
 //! the record's error, which [`each`](crate::each) does with `?`:
 //!
 //! ```no_run

@@ -42,8 +42,8 @@ use tokio::sync::watch;
 use super::Definition;
 use super::position::{CommitMetadata, OutputPartition, Sequences};
 use super::sandbox::{Failure, Sandbox, Segment};
-use super::state::{Changelog, EventTime, RestoreUpTo, TaskState, TaskStore};
-use super::stats::{Stats, TaskStateStats};
+use super::state::{Resume, TaskState, restore_state};
+use super::stats::Stats;
 use crate::error::{Error, Result};
 use crate::manifest::{Delivery, OnError, StartFrom};
 
@@ -248,65 +248,13 @@ impl Task {
         };
         let state = match (&setup.changelog, producer_id) {
             (Some(changelog), Some(producer_id)) => {
-                let partitions = setup.partition_counts.get(changelog).copied().unwrap_or(0);
-                if partition >= partitions {
-                    return Err(Error::Invalid(format!(
-                        "the state changelog {changelog:?} has {partitions} partitions, too few for input partition {partition}; grow it to match the input (eddy topic alter NAME --partitions N); the task is retried"
-                    )));
-                }
-                let up_to = if moved {
-                    RestoreUpTo::Everything
-                } else {
-                    RestoreUpTo::Committed(
-                        metadata.as_ref().and_then(|m| m.state_changes).unwrap_or(0),
-                    )
+                let resume = Resume {
+                    changelog,
+                    producer_id,
+                    metadata: metadata.as_ref(),
+                    moved,
                 };
-                let time = EventTime {
-                    max_timestamp: metadata.as_ref().and_then(|m| m.max_timestamp),
-                    lateness_ms: i64::from(def.spec.event_time.allowed_lateness_ms),
-                };
-                let limits = &def.spec.limits;
-                // Named by the task's id too: the task it takes over from
-                // may still be closing its own on this worker.
-                let file = setup
-                    .state_dir
-                    .join(def.id.to_string())
-                    .join(format!("{topic}-{partition}-{id}.redb"));
-                let store = TaskStore::new(file, u64::from(limits.state_mib) << 20)?;
-                setup
-                    .stats
-                    .update_state(partition, id, |s| s.restoring = true);
-                let (state, restored) = TaskState::restore(
-                    &setup.client,
-                    Changelog {
-                        topic: changelog,
-                        partition,
-                        producer_id,
-                        up_to,
-                    },
-                    store,
-                    u64::from(limits.state_disk_mib) << 20,
-                    time,
-                    |applied| {
-                        setup
-                            .stats
-                            .update_state(partition, id, |s| s.restored_records = applied);
-                    },
-                )
-                .await?;
-                let (keys, bytes, on_disk) = (state.keys(), state.bytes(), state.is_on_disk());
-                setup.stats.update_state(partition, id, |s| {
-                    *s = TaskStateStats {
-                        keys,
-                        bytes,
-                        on_disk,
-                        restoring: false,
-                        restored_records: restored.applied,
-                        restore_ms: restored.elapsed_ms.max(1),
-                    };
-                });
-                tracing::info!(pipeline = %def.name, %topic, partition, keys, bytes, applied = restored.applied, skipped = restored.skipped, elapsed_ms = restored.elapsed_ms, "state restored from the changelog");
-                Some(state)
+                Some(restore_state(&setup, &topic, partition, id, resume).await?)
             }
             (Some(_), None) => {
                 return Err(Error::Internal(

@@ -17,7 +17,8 @@
 //! the records this task's producer wrote whose number is below the
 //! committed count: changes past it belong to batches after the commit,
 //! which the task is about to replay. Records of other producers (an
-//! earlier pipeline of the same name) are skipped.
+//! earlier pipeline of the same name) are skipped. [`restore_state`] does
+//! that as a task starts, into a [`TaskStore`] (`store.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +29,9 @@ use eddy_wasm::{StateBackend, StateChange, StateSession};
 
 pub use store::TaskStore;
 
+use super::position::CommitMetadata;
+use super::stats::TaskStateStats;
+use super::task::TaskSetup;
 use crate::error::{Error, Result};
 
 mod store;
@@ -240,6 +244,82 @@ impl TaskState {
     pub fn bytes(&self) -> u64 {
         self.store.bytes()
     }
+}
+
+/// Where a stateful task resumes from: its changelog, the producer that
+/// writes it, the commit, and whether the input moved past the commit.
+pub struct Resume<'a> {
+    pub changelog: &'a str,
+    pub producer_id: i64,
+    pub metadata: Option<&'a CommitMetadata>,
+    pub moved: bool,
+}
+
+/// Restores a stateful task's state from its changelog, as of the commit
+/// (everything written, when the input moved past it), reporting progress
+/// in the pipeline's stats.
+pub async fn restore_state(
+    setup: &TaskSetup,
+    topic: &str,
+    partition: u32,
+    id: u64,
+    resume: Resume<'_>,
+) -> Result<TaskState> {
+    let def = &setup.def;
+    let changelog = resume.changelog;
+    let partitions = setup.partition_counts.get(changelog).copied().unwrap_or(0);
+    if partition >= partitions {
+        return Err(Error::Invalid(format!(
+            "the state changelog {changelog:?} has {partitions} partitions, too few for input partition {partition}; grow it to match the input (eddy topic alter NAME --partitions N); the task is retried"
+        )));
+    }
+    let up_to = if resume.moved {
+        RestoreUpTo::Everything
+    } else {
+        RestoreUpTo::Committed(resume.metadata.and_then(|m| m.state_changes).unwrap_or(0))
+    };
+    let time = EventTime {
+        max_timestamp: resume.metadata.and_then(|m| m.max_timestamp),
+        lateness_ms: i64::from(def.spec.event_time.allowed_lateness_ms),
+    };
+    let limits = &def.spec.limits;
+    // Named by the task's id too: the task it takes over from may still be
+    // closing its own on this worker.
+    let file = setup
+        .state_dir
+        .join(def.id.to_string())
+        .join(format!("{topic}-{partition}-{id}.redb"));
+    let store = TaskStore::new(file, u64::from(limits.state_mib) << 20)?;
+    setup
+        .stats
+        .update_state(partition, id, |s| s.restoring = true);
+    let from = Changelog {
+        topic: changelog,
+        partition,
+        producer_id: resume.producer_id,
+        up_to,
+    };
+    let disk_max = u64::from(limits.state_disk_mib) << 20;
+    let progress = |applied| {
+        setup
+            .stats
+            .update_state(partition, id, |s| s.restored_records = applied);
+    };
+    let (state, restored) =
+        TaskState::restore(&setup.client, from, store, disk_max, time, progress).await?;
+    let (keys, bytes, on_disk) = (state.keys(), state.bytes(), state.is_on_disk());
+    setup.stats.update_state(partition, id, |s| {
+        *s = TaskStateStats {
+            keys,
+            bytes,
+            on_disk,
+            restoring: false,
+            restored_records: restored.applied,
+            restore_ms: restored.elapsed_ms.max(1),
+        };
+    });
+    tracing::info!(pipeline = %def.name, %topic, partition, keys, bytes, applied = restored.applied, skipped = restored.skipped, elapsed_ms = restored.elapsed_ms, "state restored from the changelog");
+    Ok(state)
 }
 
 /// Calls `each` with the number and change of every changelog record of
