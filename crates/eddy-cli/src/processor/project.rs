@@ -48,6 +48,14 @@ const RUST_SDK: &[(&str, &str)] = &[
         include_str!("../../../eddy-processor/src/state.rs"),
     ),
     (
+        "src/timers.rs",
+        include_str!("../../../eddy-processor/src/timers.rs"),
+    ),
+    (
+        "src/windows.rs",
+        include_str!("../../../eddy-processor/src/windows.rs"),
+    ),
+    (
         "src/json/mod.rs",
         include_str!("../../../eddy-processor/src/json/mod.rs"),
     ),
@@ -272,6 +280,30 @@ pub fn sdk_files(language: Language) -> Vec<(String, String)> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Every source file of `crates/eddy-processor` is vendored: a module
+    /// left out breaks every Rust project's build.
+    #[test]
+    fn the_vendored_rust_sdk_has_every_file_of_the_crate() {
+        fn sources(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, base, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let relative = path.strip_prefix(base).unwrap();
+                    out.push(relative.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../eddy-processor");
+        let mut on_disk = Vec::new();
+        sources(&crate_dir.join("src"), &crate_dir, &mut on_disk);
+        on_disk.sort();
+        let mut vendored: Vec<String> = RUST_SDK.iter().map(|(p, _)| p.to_string()).collect();
+        vendored.sort();
+        assert_eq!(vendored, on_disk);
+    }
 
     #[test]
     fn the_vendored_rust_sdk_finds_the_projects_wit() {
