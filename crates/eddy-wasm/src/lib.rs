@@ -40,7 +40,7 @@ pub use error::{Error, Limit, ProcessError, RefusedImport, Result, TrapKind};
 pub use instance::{Instance, InstanceConfig, Processor};
 pub use keyed_state::{
     MemoryState, SCAN_ENTRIES_MAX, STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, StateBackend,
-    StateChange, StateSession,
+    StateChange, StateSession, scan_start,
 };
 pub use record::{Header, InputRecord, OutputRecord};
 pub use runtime::{Digest, Runtime};

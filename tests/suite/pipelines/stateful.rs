@@ -106,18 +106,13 @@ pub async fn assert_counts_exact(c: &Cluster, records: usize, what: &str, seed: 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn running_count_stays_exact_through_workers_killed_and_paused() {
-    let mut rng = Rng::from_env("running_count_stays_exact_through_workers_killed_and_paused");
-    let c = setup(&["--no-worker"]).await;
-    let mut workers = [
-        TestWorker::start(&c.broker.addr, "w1"),
-        TestWorker::start(&c.broker.addr, "w2"),
-    ];
-    let feeding = feed(&c.client, RECORDS);
+/// Kills (`kill -9`, then starts again) or pauses past its session
+/// timeout one of `workers`, `KILLS` times at seeded points while records
+/// flow.
+async fn kill_and_pause(rng: &mut Rng, workers: &mut [TestWorker]) {
     for _ in 0..KILLS {
         tokio::time::sleep(rng.millis(800, 2000)).await;
-        let w = &mut workers[rng.below(2) as usize];
+        let w = &mut workers[rng.below(workers.len() as u64) as usize];
         if rng.below(2) == 0 {
             w.kill9();
             eprintln!("killed a worker");
@@ -133,6 +128,18 @@ async fn running_count_stays_exact_through_workers_killed_and_paused() {
             w.unpause();
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_count_stays_exact_through_workers_killed_and_paused() {
+    let mut rng = Rng::from_env("running_count_stays_exact_through_workers_killed_and_paused");
+    let c = setup(&["--no-worker"]).await;
+    let mut workers = [
+        TestWorker::start(&c.broker.addr, "w1"),
+        TestWorker::start(&c.broker.addr, "w2"),
+    ];
+    let feeding = feed(&c.client, RECORDS);
+    kill_and_pause(&mut rng, &mut workers).await;
     feeding.await.unwrap();
     caught_up(&c, RECORDS).await;
     assert_counts_exact(&c, RECORDS, "running count, two workers", rng.seed()).await;
@@ -307,19 +314,7 @@ async fn window_counts_are_exact_and_each_window_closes_once_through_worker_kill
         TestWorker::start(&c.broker.addr, "w2"),
     ];
     let feeding = feed(&c.client, RECORDS);
-    for _ in 0..KILLS {
-        tokio::time::sleep(rng.millis(800, 2000)).await;
-        let w = &mut workers[rng.below(2) as usize];
-        if rng.below(2) == 0 {
-            w.kill9();
-            tokio::time::sleep(rng.millis(50, 700)).await;
-            tokio::task::block_in_place(|| w.start_again());
-        } else {
-            w.pause();
-            tokio::time::sleep(rng.millis(2000, 4000)).await;
-            w.unpause();
-        }
-    }
+    kill_and_pause(&mut rng, &mut workers).await;
     feeding.await.unwrap();
     // One record an hour later in every partition closes every window.
     let producer = eddy_client::Producer::new(c.client.clone(), Default::default());

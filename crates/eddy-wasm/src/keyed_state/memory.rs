@@ -98,10 +98,7 @@ impl StateBackend for MemoryState {
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, String> {
         let guard = self.entries.read();
-        let from = match start_after {
-            Some(s) if s >= prefix => Bound::Excluded(s),
-            _ => Bound::Included(prefix),
-        };
+        let from = super::scan_start(prefix, start_after);
         Ok(guard
             .order
             .range::<[u8], _>((from, Bound::Unbounded))

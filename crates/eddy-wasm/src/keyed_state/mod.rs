@@ -23,6 +23,7 @@ mod timers;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -61,6 +62,15 @@ pub trait StateBackend: Send + Sync {
 
     /// Bytes of keys and values stored.
     fn bytes(&self) -> u64;
+}
+
+/// Where a [`StateBackend::scan`] begins in a store sorted by key: just
+/// after `start_after` when it is at or past `prefix`, else at `prefix`.
+pub fn scan_start<'a>(prefix: &'a [u8], start_after: Option<&'a [u8]>) -> Bound<&'a [u8]> {
+    match start_after {
+        Some(s) if s >= prefix => Bound::Excluded(s),
+        _ => Bound::Included(prefix),
+    }
 }
 
 /// One change to the store, as stored (the key with its namespace byte):

@@ -202,10 +202,7 @@ impl StateBackend for TaskStore {
         };
         let txn = d.db.begin_read().map_err(disk_error)?;
         let table = txn.open_table(ENTRIES).map_err(disk_error)?;
-        let from = match start_after {
-            Some(s) if s >= prefix => Bound::Excluded(s),
-            _ => Bound::Included(prefix),
-        };
+        let from = eddy_wasm::scan_start(prefix, start_after);
         let mut out = Vec::new();
         for entry in table
             .range::<&[u8]>((from, Bound::Unbounded))
