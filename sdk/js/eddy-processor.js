@@ -405,7 +405,8 @@ export class Processor {
   /**
    * Handles a timer registered with `timers.register` that came due
    * (`{ key, at }`): called right after the record that moved the
-   * watermark to it, before the next record. A throw fails that record.
+   * watermark to it, before the next record (or in a call without
+   * records, when the input went quiet). A throw fails that record.
    */
   onTimer(timer, out) {}
 
@@ -425,6 +426,16 @@ export class Processor {
       } catch (e) {
         if (e instanceof RecordFailed) throw e;
         throw new RecordFailed(record.index, describe(e));
+      }
+    }
+    if (fire && records.length === 0) {
+      // A call without records: the input went quiet and event time moved
+      // on (spec.eventTime.idleTimeoutMs), or a restore found timers due.
+      try {
+        for (const timer of timers.dueAfter(0)) this.onTimer(timer, out);
+      } catch (e) {
+        if (e instanceof RecordFailed) throw e;
+        throw new RecordFailed(0, describe(e));
       }
     }
   }

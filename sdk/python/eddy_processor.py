@@ -375,7 +375,8 @@ class Processor:
     def on_timer(self, timer, out):
         """Handles a ``Timer`` registered with ``eddy.timers.register`` that
         came due: called right after the record that moved the watermark
-        to it, before the next record. An exception fails that record."""
+        to it, before the next record (or in a call without records, when
+        the input went quiet). An exception fails that record."""
 
     def process_batch(self, records, out):
         """Processes a batch: ``records`` is a list of ``Record`` from one
@@ -393,6 +394,15 @@ class Processor:
                         self.on_timer(timer, out)
             except Exception as e:
                 raise RecordFailed(record.index, describe(e)) from None
+        if fire and not records:
+            # A call without records: the input went quiet and event time
+            # moved on (spec.eventTime.idleTimeoutMs), or a restore found
+            # timers due.
+            try:
+                for timer in timers.due_after(0):
+                    self.on_timer(timer, out)
+            except Exception as e:
+                raise RecordFailed(0, describe(e)) from None
 
 
 class RecordFailed(Exception):

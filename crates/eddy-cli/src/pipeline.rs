@@ -173,6 +173,15 @@ pub fn print_description(d: &pb::PipelineDescription) {
             c.state_bytes
         );
     }
+    match (c.watermark_low, c.watermark_high) {
+        (Some(low), Some(high)) if low == high => outln!("watermark {}", event_time(low)),
+        (Some(low), Some(high)) => outln!(
+            "watermark lowest {}  highest {} (one per input partition)",
+            event_time(low),
+            event_time(high)
+        ),
+        _ => {}
+    }
     if !c.processor.is_empty() {
         let counters: Vec<String> = c
             .processor
@@ -228,5 +237,17 @@ pub fn state(s: i32) -> &'static str {
         Ok(pb::PipelineState::Paused) => "paused",
         Ok(pb::PipelineState::Failed) => "failed",
         _ => "unknown",
+    }
+}
+
+/// An event time (milliseconds since the Unix epoch) as RFC 3339, to the
+/// millisecond; the number itself when it is before the epoch.
+fn event_time(ms: i64) -> String {
+    match u64::try_from(ms) {
+        Ok(ms) => humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string(),
+        Err(_) => format!("{ms} ms"),
     }
 }

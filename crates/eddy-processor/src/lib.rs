@@ -120,7 +120,8 @@ where
 /// [`each`] for a processor that uses timers: after each record, the
 /// timers the record made due go to [`Processor::on_timer`], in time
 /// order, before the next record. A failure of the record or of one of
-/// its timers fails the record.
+/// its timers fails the record. A batch without records (the input went
+/// quiet, `spec.eventTime.idleTimeoutMs`) fires the timers due.
 pub fn each_with_timers<P, F>(
     processor: &mut P,
     batch: &Batch,
@@ -139,6 +140,15 @@ where
         };
         f(processor, record, out).map_err(fail)?;
         for timer in timers::due_after(index).map_err(fail)? {
+            processor.on_timer(timer, out).map_err(fail)?;
+        }
+    }
+    if batch.is_empty() {
+        // A call without records: the input went quiet and event time
+        // moved on (spec.eventTime.idleTimeoutMs), or a restore found
+        // timers due.
+        let fail = |message| RecordError { index: 0, message };
+        for timer in timers::due_after(0).map_err(fail)? {
             processor.on_timer(timer, out).map_err(fail)?;
         }
     }

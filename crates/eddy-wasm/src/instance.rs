@@ -251,7 +251,8 @@ impl Instance {
             }),
             Err(e) => {
                 let index = usize::try_from(e.index).unwrap_or(usize::MAX);
-                if index < batch.len() {
+                // A call without records (for due timers) fails as a whole.
+                if index < batch.len() || batch.is_empty() {
                     Err(ProcessError::Record {
                         index,
                         message: e.message,

@@ -469,6 +469,22 @@ fn plan(
             ),
         ));
     }
+    if let Some(old) = state.pipelines.get(&m.name)
+        && let Ok(old) = stored_manifest(old)
+        && old.spec.state.enabled
+        && spec.state.enabled
+        && (old.spec.state.ttl_ms == 0) != (spec.state.ttl_ms == 0)
+    {
+        problems.push(at(
+            "spec.state.ttlMs",
+            format!(
+                "pipeline {:?} keeps its state {} expiry times and cannot switch ttlMs {}:                  its changelog holds values in the other form; change ttlMs to another                  non-zero value, or delete the pipeline and apply it anew",
+                m.name,
+                if old.spec.state.ttl_ms == 0 { "without" } else { "with" },
+                if spec.state.ttl_ms == 0 { "off" } else { "on" },
+            ),
+        ));
+    }
     if spec.state.enabled {
         let changelog = manifest::changelog_topic(&m.name);
         let owned_by_us = state

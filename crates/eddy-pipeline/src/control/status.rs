@@ -49,6 +49,11 @@ impl Control {
                 counters.state_restored_records += c.state_restored_records;
                 counters.state_restore_ms = counters.state_restore_ms.max(c.state_restore_ms);
                 counters.state_tasks_on_disk += c.state_tasks_on_disk;
+                counters.watermark_low = match (counters.watermark_low, c.watermark_low) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                counters.watermark_high = counters.watermark_high.max(c.watermark_high);
                 for (k, v) in &c.processor {
                     *counters.processor.entry(k.clone()).or_insert(0) += v;
                 }

@@ -44,8 +44,8 @@ const OUTPUT_FIELDS: &[&str] = &["topic", "partitions", "replicationFactor"];
 const OUTPUT_REQUIRED: &[&str] = &["topic"];
 const BATCH_FIELDS: &[&str] = &["maxRecords", "maxWaitMs"];
 const LIMITS_FIELDS: &[&str] = &["memoryMiB", "cpuMsPerBatch", "stateMiB", "stateDiskMiB"];
-const STATE_FIELDS: &[&str] = &["enabled"];
-const EVENT_TIME_FIELDS: &[&str] = &["allowedLatenessMs"];
+const STATE_FIELDS: &[&str] = &["enabled", "ttlMs"];
+const EVENT_TIME_FIELDS: &[&str] = &["allowedLatenessMs", "idleTimeoutMs"];
 const ON_ERROR_FIELDS: &[&str] = &["deadLetter"];
 
 const DEFAULT_PARALLELISM: u32 = 1;
@@ -61,6 +61,8 @@ const CPU_MS_PER_BATCH: RangeInclusive<u32> = 5..=super::CPU_MS_PER_BATCH_MAX;
 const STATE_MIB: RangeInclusive<u32> = 1..=super::STATE_MIB_MAX;
 const STATE_DISK_MIB: RangeInclusive<u32> = 1..=super::STATE_DISK_MIB_MAX;
 const ALLOWED_LATENESS_MS: RangeInclusive<u32> = 0..=super::ALLOWED_LATENESS_MS_MAX;
+const IDLE_TIMEOUT_MS: RangeInclusive<u32> = 0..=super::ALLOWED_LATENESS_MS_MAX;
+const TTL_MS: RangeInclusive<u32> = 0..=super::STATE_TTL_MS_MAX;
 
 const START_FROM_EXPECTED: &str = "earliest, latest, {offset: N} or {timestamp: RFC3339}";
 const ON_ERROR_EXPECTED: &str = "stop, skip or {deadLetter: TOPIC}";
@@ -220,8 +222,10 @@ fn event_time(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<EventTime
     let fields = Fields::new(node, path, EVENT_TIME_FIELDS, sink)?;
     fields.check(&[], sink);
     let allowed_lateness_ms = int_field(&fields, "allowedLatenessMs", ALLOWED_LATENESS_MS, 0, sink);
+    let idle_timeout_ms = int_field(&fields, "idleTimeoutMs", IDLE_TIMEOUT_MS, 0, sink);
     Some(EventTimeSpec {
         allowed_lateness_ms: allowed_lateness_ms?,
+        idle_timeout_ms: idle_timeout_ms?,
     })
 }
 
@@ -263,11 +267,15 @@ fn check_stateful(
 fn state(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<StateSpec> {
     let fields = Fields::new(node, path, STATE_FIELDS, sink)?;
     fields.check(&["enabled"], sink);
+    let ttl_ms = int_field(&fields, "ttlMs", TTL_MS, 0, sink);
     let enabled = match fields.get("enabled") {
         Some(node) => boolean(node, &fields.path_of("enabled"), sink)?,
         None => return None,
     };
-    Some(StateSpec { enabled })
+    Some(StateSpec {
+        enabled,
+        ttl_ms: ttl_ms?,
+    })
 }
 
 fn boolean(node: &Node<'_>, path: &Path, sink: &mut Sink) -> Option<bool> {

@@ -59,10 +59,19 @@ fn spec(out: &mut Writer, spec: &PipelineSpec) {
     if spec.state.enabled {
         out.line(1, "state:");
         out.field(2, "enabled", "true");
+        if spec.state.ttl_ms != 0 {
+            out.field(2, "ttlMs", spec.state.ttl_ms);
+        }
     }
-    if spec.event_time.allowed_lateness_ms != 0 {
+    let time = &spec.event_time;
+    if time.allowed_lateness_ms != 0 || time.idle_timeout_ms != 0 {
         out.line(1, "eventTime:");
-        out.field(2, "allowedLatenessMs", spec.event_time.allowed_lateness_ms);
+        if time.allowed_lateness_ms != 0 {
+            out.field(2, "allowedLatenessMs", time.allowed_lateness_ms);
+        }
+        if time.idle_timeout_ms != 0 {
+            out.field(2, "idleTimeoutMs", time.idle_timeout_ms);
+        }
     }
 }
 

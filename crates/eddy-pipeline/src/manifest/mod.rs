@@ -59,7 +59,9 @@ use reader::{Path, Sink};
 pub const MEMORY_MIB_MAX: u32 = 4096;
 /// The largest `spec.limits.cpuMsPerBatch`.
 pub const CPU_MS_PER_BATCH_MAX: u32 = 60_000;
-/// The largest `spec.eventTime.allowedLatenessMs` (a week).
+/// The longest `spec.state.ttlMs` (30 days).
+pub const STATE_TTL_MS_MAX: u32 = 30 * 24 * 3600 * 1000;
+/// The largest `spec.eventTime.allowedLatenessMs` and `idleTimeoutMs` (a week).
 pub const ALLOWED_LATENESS_MS_MAX: u32 = 7 * 24 * 3600 * 1000;
 /// The largest `spec.limits.stateMiB` (64 GiB per task).
 pub const STATE_MIB_MAX: u32 = 65_536;

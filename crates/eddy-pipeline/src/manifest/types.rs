@@ -55,6 +55,12 @@ pub struct EventTimeSpec {
     /// `allowedLatenessMs`: how far behind the newest record a record may
     /// be and still count (default 0).
     pub allowed_lateness_ms: u32,
+    /// `idleTimeoutMs`: after this long without records (by the worker's
+    /// clock), a partition's event time moves on with the wall clock, this
+    /// far behind it, so that its due timers fire; 0 (the default) waits
+    /// for records.
+    #[serde(default)]
+    pub idle_timeout_ms: u32,
 }
 
 impl EventTimeSpec {
@@ -70,6 +76,11 @@ impl EventTimeSpec {
 pub struct StateSpec {
     /// `enabled`: the processor may use the `state` interface.
     pub enabled: bool,
+    /// `ttlMs`: a key expires once the watermark is this far past where it
+    /// stood when the key was last written; 0 (the default) keeps keys
+    /// until deleted.
+    #[serde(default)]
+    pub ttl_ms: u32,
 }
 
 impl StateSpec {

@@ -53,6 +53,9 @@ pub struct BatchRun {
     /// The task's state session, holding the changes of the records whose
     /// outputs are in `segments` (stateful pipelines only).
     pub state: Option<StateSession>,
+    /// A call without records (for due timers alone) failed: it has no
+    /// record to blame, so no policy applies; its changes are dropped.
+    pub timers_failed: Option<Failure>,
 }
 
 /// The instances of one pipeline on this worker.
@@ -131,15 +134,21 @@ impl Sandbox {
                 state,
             };
             let mut segments = Vec::new();
-            let result = runner.range(&records, 0, &mut segments);
+            let mut timers_failed = None;
+            let result = if records.is_empty() {
+                runner.timers_only(&mut segments).map(|f| timers_failed = f)
+            } else {
+                runner.range(&records, 0, &mut segments).map(|_| ())
+            };
             runner.collect_counters();
             let counters = std::mem::take(&mut runner.counters);
             let state = runner.state.take();
             (
-                result.map(|_| BatchRun {
+                result.map(|()| BatchRun {
                     segments,
                     counters,
                     state,
+                    timers_failed,
                 }),
                 runner.slot,
             )
@@ -257,6 +266,27 @@ impl Runner<'_> {
             }
         }
         Ok(false)
+    }
+
+    /// One call without records, in which a stateful processor fires the
+    /// timers that are due (see `Task::fire_due_timers`); returns its
+    /// failure, if it failed.
+    fn timers_only(&mut self, segments: &mut Vec<Segment>) -> Result<Option<Failure>> {
+        Ok(match self.call(&[])? {
+            Ok(outputs) => {
+                segments.push(Segment::Outputs(outputs));
+                None
+            }
+            Err(CallError::Record(_, message)) => Some(Failure {
+                kind: "record-error",
+                message,
+            }),
+            Err(CallError::Unnamed(f)) => Some(f),
+            Err(CallError::TooLarge) => Some(Failure {
+                kind: "too-large",
+                message: "a call without records is over the processor's batch limits".into(),
+            }),
+        })
     }
 
     /// Runs records singly until one fails; returns its position in

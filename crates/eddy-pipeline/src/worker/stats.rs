@@ -31,6 +31,8 @@ pub struct TaskStateStats {
     pub restoring: bool,
     pub restored_records: u64,
     pub restore_ms: u64,
+    /// The task's watermark (`None` before its first record).
+    pub watermark: Option<i64>,
 }
 
 impl Stats {
@@ -84,6 +86,8 @@ impl Stats {
             state_restored_records: state.values().map(|(_, s)| s.restored_records).sum(),
             state_restore_ms: state.values().map(|(_, s)| s.restore_ms).max().unwrap_or(0),
             state_tasks_on_disk: state.values().filter(|(_, s)| s.on_disk).count() as u64,
+            watermark_low: state.values().filter_map(|(_, s)| s.watermark).min(),
+            watermark_high: state.values().filter_map(|(_, s)| s.watermark).max(),
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),

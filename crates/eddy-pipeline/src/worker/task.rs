@@ -116,6 +116,16 @@ struct Pending {
     tickets: Vec<(OutputPartition, DeliveryTicket)>,
 }
 
+/// What a task does next.
+enum Next {
+    /// Process these records.
+    Records(Vec<InputRecord>),
+    /// The input has been quiet for `spec.eventTime.idleTimeoutMs`.
+    Quiet,
+    /// Stop.
+    Stop,
+}
+
 /// Runs the task for `partition` of `topic` from its committed position
 /// until `stop` turns true (or it fails).
 pub async fn run(
@@ -166,6 +176,12 @@ struct Task {
     /// Stateful pipelines only.
     state: Option<TaskState>,
     leftover: VecDeque<InputRecord>,
+    /// The input offset after the last record processed.
+    offset: u64,
+    /// When the last record arrived (or the task started).
+    input_at: Instant,
+    /// When the input was last found quiet: found again a poll later.
+    quiet_at: Option<Instant>,
     pending: VecDeque<Pending>,
     /// The newest position whose outputs are all acknowledged.
     done: Option<Position>,
@@ -274,6 +290,9 @@ impl Task {
             sequences,
             state,
             leftover: VecDeque::new(),
+            offset,
+            input_at: Instant::now(),
+            quiet_at: None,
             pending: VecDeque::new(),
             done: None,
             committed_at: Instant::now(),
@@ -282,49 +301,144 @@ impl Task {
     }
 
     async fn run(&mut self) -> Result<TaskEnd> {
-        let on_error_stop = matches!(self.setup.def.spec.on_error, OnError::Stop);
-        while let Some(batch) = self.next_batch().await? {
-            let records = Arc::new(batch);
-            let session = self.state.as_ref().map(TaskState::session);
-            let run = self
-                .setup
-                .sandbox
-                .run(records.clone(), on_error_stop, session)
-                .await?;
-            self.setup.stats.add_processor_counters(&run.counters);
-            let (mut routed, stopped_at) = self.route(&records, run.segments)?;
-            if let Some(session) = run.state {
-                self.route_changes(session, &records, &mut routed)?;
-            }
-            // Counted last, and read first by a report: a report that
-            // counts a record also has every other count it caused.
-            Stats::add(&self.setup.stats.records_in, records.len());
-            let end = records.last().map_or(0, |r| r.offset.0 + 1);
-            if let Some(offset) = stopped_at {
-                self.send(routed, end).await?;
-                self.fail_at(offset).await?;
-                return Ok(TaskEnd::Failed);
-            }
-            if self.setup.def.spec.delivery == Delivery::AtMostOnce {
-                self.commit(Position {
-                    end,
-                    sequences: None,
-                    state_changes: None,
-                    max_timestamp: None,
-                })
-                .await?;
-                self.send(routed, end).await?;
-            } else {
-                self.send(routed, end).await?;
-                self.settle(false).await?;
+        // Timers a restore finds due fire before any record, as they did
+        // in the run that committed the event time making them due.
+        if self.state.as_ref().map(TaskState::timer_due).transpose()? == Some(true) {
+            self.process(Vec::new()).await?;
+        }
+        loop {
+            match self.next_batch().await? {
+                Next::Stop => return Ok(TaskEnd::Stopped),
+                Next::Quiet => self.on_quiet().await?,
+                Next::Records(batch) => {
+                    if let Some(end) = self.process(batch).await? {
+                        return Ok(end);
+                    }
+                }
             }
         }
-        Ok(TaskEnd::Stopped)
+    }
+
+    /// Processes one batch — or, with no records, fires the due timers —
+    /// and hands its outputs to the producer. `Some` when the task ends
+    /// there.
+    async fn process(&mut self, batch: Vec<InputRecord>) -> Result<Option<TaskEnd>> {
+        let on_error_stop = matches!(self.setup.def.spec.on_error, OnError::Stop);
+        let records = Arc::new(batch);
+        let session = self.state.as_ref().map(TaskState::session);
+        let run = self
+            .setup
+            .sandbox
+            .run(records.clone(), on_error_stop, session)
+            .await?;
+        self.setup.stats.add_processor_counters(&run.counters);
+        if let Some(failure) = &run.timers_failed {
+            self.timers_error(failure);
+        }
+        // Outputs without a timestamp of their own take the batch's last;
+        // a call for timers alone, the event time they fired at.
+        let batch_ts = match records.last() {
+            Some(r) => r.timestamp.0,
+            None => self
+                .state
+                .as_ref()
+                .and_then(TaskState::max_timestamp)
+                .unwrap_or(0),
+        };
+        let (mut routed, stopped_at) = self.route(&records, run.segments, batch_ts)?;
+        if let Some(session) = run.state {
+            self.route_changes(session, batch_ts, &mut routed)?;
+        }
+        // Counted last, and read first by a report: a report that
+        // counts a record also has every other count it caused.
+        Stats::add(&self.setup.stats.records_in, records.len());
+        let end = records.last().map_or(self.offset, |r| r.offset.0 + 1);
+        self.offset = end;
+        if !records.is_empty() {
+            self.input_at = Instant::now();
+        }
+        if let Some(offset) = stopped_at {
+            self.send(routed, end).await?;
+            self.fail_at(offset).await?;
+            return Ok(Some(TaskEnd::Failed));
+        }
+        if self.setup.def.spec.delivery == Delivery::AtMostOnce {
+            self.commit(Position {
+                end,
+                sequences: None,
+                state_changes: None,
+                max_timestamp: None,
+            })
+            .await?;
+            self.send(routed, end).await?;
+        } else {
+            self.send(routed, end).await?;
+            self.settle(false).await?;
+        }
+        Ok(None)
+    }
+
+    /// The input has been quiet for `spec.eventTime.idleTimeoutMs`: event
+    /// time moves on with the wall clock, that far behind it, when that
+    /// makes a timer due. The new event time is committed first — with
+    /// every earlier batch acknowledged — so that a restore starts from it
+    /// and fires the same timers at the same place (see [`Task::run`]);
+    /// then a call without records fires them.
+    async fn on_quiet(&mut self) -> Result<()> {
+        let idle_ms = i64::from(self.setup.def.spec.event_time.idle_timeout_ms);
+        let Some(state) = self.state.as_ref() else {
+            return Ok(());
+        };
+        let to = eddy_log::Clock::now_ms(&eddy_log::SystemClock).saturating_sub(idle_ms);
+        let watermark_then = to.saturating_sub(state.lateness_ms());
+        let Some(next) = state.next_timer_at()? else {
+            return Ok(());
+        };
+        // Nothing newly due (a timer already due waits for a processor
+        // that moves event time itself).
+        if next > watermark_then || state.watermark().is_some_and(|w| next <= w) {
+            return Ok(());
+        }
+        // Quiet means caught up: records the task has yet to read (a slow
+        // fetch, a task just resumed) must not turn late.
+        let end = self
+            .consumer
+            .resolve(&self.topic, self.partition, Start::Latest)
+            .await?;
+        if end > self.offset {
+            return Ok(());
+        }
+        self.settle(true).await?;
+        if let Some(state) = self.state.as_mut() {
+            state.move_event_time_to(to);
+        }
+        self.commit(self.position(self.offset)).await?;
+        self.report_watermark();
+        tracing::debug!(pipeline = %self.setup.def.name, topic = %self.topic, partition = self.partition, event_time = to, "input quiet: event time moved on with the wall clock");
+        self.process(Vec::new()).await?;
+        Ok(())
+    }
+
+    /// A call for due timers alone failed: no record to blame, so no policy
+    /// applies; the timers stay due and fire after the next record.
+    fn timers_error(&self, failure: &Failure) {
+        tracing::warn!(pipeline = %self.setup.def.name, topic = %self.topic, partition = self.partition, kind = failure.kind, error = %failure.message, "firing due timers without a record failed");
+        self.setup.stats.set_last_error(pb::PipelineError {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+            kind: failure.kind.to_string(),
+            message: format!(
+                "firing due timers (no record) failed; they fire after the next record: {}",
+                failure.message
+            ),
+            at_ms: eddy_log::Clock::now_ms(&eddy_log::SystemClock),
+        });
     }
 
     /// The next batch: up to `maxRecords`, or what arrived within
     /// `maxWaitMs` of its first record. `None` when the task must stop.
-    async fn next_batch(&mut self) -> Result<Option<Vec<InputRecord>>> {
+    async fn next_batch(&mut self) -> Result<Next> {
         let spec = &self.setup.def.spec.batch;
         let max = spec.max_records as usize;
         let wait = Duration::from_millis(u64::from(spec.max_wait_ms));
@@ -338,18 +452,21 @@ impl Task {
             }
             let now = Instant::now();
             if batch.len() >= max {
-                return Ok(Some(batch));
+                return Ok(Next::Records(batch));
             }
             if !batch.is_empty() && now >= *deadline.get_or_insert(now + wait) {
-                return Ok(Some(batch));
+                return Ok(Next::Records(batch));
             }
             if *self.stop.borrow() {
-                return Ok(None);
+                return Ok(Next::Stop);
+            }
+            if batch.is_empty() && self.is_quiet() {
+                return Ok(Next::Quiet);
             }
             let poll_wait = deadline.map_or(IDLE_POLL, |d| d.saturating_duration_since(now));
             let fetched = tokio::select! {
                 f = self.consumer.poll(poll_wait) => f?,
-                _ = self.stop.changed() => return Ok(None),
+                _ = self.stop.changed() => return Ok(Next::Stop),
             };
             for f in &fetched {
                 decode(f, &mut self.leftover)?;
@@ -361,6 +478,21 @@ impl Task {
         }
     }
 
+    /// Whether the input has been quiet for `spec.eventTime.idleTimeoutMs`
+    /// (stateful pipelines that set it only). Checked once per poll.
+    fn is_quiet(&mut self) -> bool {
+        let idle_ms = self.setup.def.spec.event_time.idle_timeout_ms;
+        if idle_ms == 0 || self.state.is_none() || !self.leftover.is_empty() {
+            return false;
+        }
+        let quiet = self.input_at.elapsed() >= Duration::from_millis(u64::from(idle_ms))
+            && self.quiet_at.is_none_or(|at| at.elapsed() >= IDLE_POLL);
+        if quiet {
+            self.quiet_at = Some(Instant::now());
+        }
+        quiet
+    }
+
     /// Chooses every output's topic and partition, turns failed records
     /// into dead letters or skips, and returns the offset of the record
     /// the task stops at under `onError: stop`.
@@ -368,10 +500,10 @@ impl Task {
         &self,
         records: &[InputRecord],
         segments: Vec<Segment>,
+        batch_ts: i64,
     ) -> Result<(Vec<Routed>, Option<u64>)> {
         let def = &self.setup.def;
         let first_output = self.setup.first_output.clone();
-        let batch_ts = records.last().map_or(0, |r| r.timestamp.0);
         let mut routed = Vec::new();
         let mut stopped_at = None;
         for segment in segments {
@@ -431,7 +563,7 @@ impl Task {
     fn route_changes(
         &mut self,
         session: eddy_wasm::StateSession,
-        records: &[InputRecord],
+        batch_ts: i64,
         routed: &mut Vec<Routed>,
     ) -> Result<()> {
         let (Some(state), Some(changelog)) = (self.state.as_mut(), &self.setup.changelog) else {
@@ -439,7 +571,6 @@ impl Task {
                 "state changes from a task that keeps no state".into(),
             ));
         };
-        let batch_ts = records.last().map_or(0, |r| r.timestamp.0);
         for record in state.commit_changes(session, self.partition, batch_ts)? {
             routed.push(Routed {
                 topic: changelog.clone(),
@@ -448,12 +579,22 @@ impl Task {
             });
         }
         let (keys, bytes, on_disk) = (state.keys(), state.bytes(), state.is_on_disk());
+        let watermark = state.watermark();
         self.setup.stats.update_state(self.partition, self.id, |s| {
             s.keys = keys;
             s.bytes = bytes;
             s.on_disk = on_disk;
+            s.watermark = watermark;
         });
         Ok(())
+    }
+
+    /// Reports the task's watermark for `pipeline describe`.
+    fn report_watermark(&self) {
+        let watermark = self.state.as_ref().and_then(TaskState::watermark);
+        self.setup
+            .stats
+            .update_state(self.partition, self.id, |s| s.watermark = watermark);
     }
 
     /// Keyed records go where Kafka's partitioner puts their key; keyless

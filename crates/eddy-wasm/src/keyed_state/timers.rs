@@ -82,8 +82,14 @@ impl EventTime {
         self.watermark = self.watermark_at(self.max_accepted);
     }
 
-    /// Moves the watermark to the one after the call's record `index`.
+    /// Moves the watermark to the one after the call's record `index`. A
+    /// call without records (the host's call for timers alone, see
+    /// [`StateSession::next_timer_at`]) takes index 0 and leaves the
+    /// watermark where it is.
     fn advance(&mut self, index: u32) -> Result<i64, String> {
+        if self.call_max.is_empty() && index == 0 {
+            return Ok(self.watermark);
+        }
         let max = self.call_max.get(index as usize).copied().ok_or_else(|| {
             format!(
                 "timers.advance was given record {index} of a call of {} records",
@@ -115,8 +121,25 @@ fn parse_timer_key(raw: &Bytes) -> Option<(Bytes, i64)> {
 }
 
 impl StateSession {
-    fn watermark(&self) -> i64 {
+    /// The watermark now: after the running call's records advanced so
+    /// far, or as of the records accepted.
+    pub fn watermark(&self) -> i64 {
         self.time.watermark
+    }
+
+    /// The time of the earliest timer registered, if any. When it is at or
+    /// before the watermark, a call without records fires it: the caller
+    /// makes one after moving event time on without records (a quiet
+    /// input) and after a restore, so that such timers fire at the same
+    /// place in the input on every run.
+    pub fn next_timer_at(&self) -> Result<Option<i64>, String> {
+        self.base()?;
+        let Some((raw, _)) = self.scan_raw(&[TIMER], None, 1)?.into_iter().next() else {
+            return Ok(None);
+        };
+        parse_timer_key(&raw)
+            .map(|(_, at)| Some(at))
+            .ok_or_else(|| "a stored timer is damaged".to_owned())
     }
 
     fn advance(&mut self, index: u32) -> Result<Vec<(Bytes, i64)>, String> {
@@ -247,6 +270,28 @@ mod tests {
         let due = s.advance(0).unwrap();
         assert_eq!(due, [(Bytes::from_static(b"k"), 70)]);
         assert!(s.advance(3).is_err(), "no record 3 in a call of one");
+    }
+
+    #[test]
+    fn a_call_without_records_fires_the_timers_due_at_the_watermark() {
+        let base = Arc::new(MemoryState::default());
+        let mut s = StateSession::new(base.clone(), 1 << 20).with_event_time(Some(100), 0);
+        s.begin_call([100].into_iter());
+        s.register(b"late", 300).unwrap();
+        s.register(b"early", 200).unwrap();
+        s.accept_call();
+        base.apply(&s.take_changes());
+        assert_eq!(s.next_timer_at().unwrap(), Some(200));
+
+        // Event time moved on to 250 without a record (a quiet input).
+        let mut s = StateSession::new(base.clone(), 1 << 20).with_event_time(Some(250), 0);
+        s.begin_call(std::iter::empty());
+        assert_eq!(s.advance(0).unwrap(), [(Bytes::from_static(b"early"), 200)]);
+        assert!(s.advance(0).unwrap().is_empty());
+        assert!(s.advance(1).is_err(), "no record 1 in a call of none");
+        s.accept_call();
+        assert_eq!(s.max_timestamp(), Some(250));
+        assert_eq!(s.next_timer_at().unwrap(), Some(300));
     }
 
     #[test]

@@ -168,7 +168,13 @@ fn a_stateful_pipeline_declares_state_and_may_bound_it() {
         + "  state: { enabled: true }\n  limits: { stateMiB: 1024 }\n  \
            eventTime: { allowedLatenessMs: 5000 }\n";
     let manifest = parse_one(&yaml);
-    assert_eq!(manifest.spec.state, StateSpec { enabled: true });
+    assert_eq!(
+        manifest.spec.state,
+        StateSpec {
+            enabled: true,
+            ttl_ms: 0
+        }
+    );
     assert_eq!(manifest.spec.limits.state_mib, 1024);
     assert_eq!(manifest.spec.event_time.allowed_lateness_ms, 5000);
     // The canonical form says so, and reads back the same.
@@ -182,6 +188,24 @@ fn a_stateful_pipeline_declares_state_and_may_bound_it() {
         printed.contains("  eventTime:\n    allowedLatenessMs: 5000\n"),
         "{printed}"
     );
+    assert_eq!(parse_one(&printed), manifest);
+
+    // Expiry and the idle timeout print only when set, and read back.
+    let yaml = yaml
+        .replace("{ enabled: true }", "{ enabled: true, ttlMs: 60000 }")
+        .replace(
+            "allowedLatenessMs: 5000",
+            "allowedLatenessMs: 5000, idleTimeoutMs: 2000",
+        );
+    let manifest = parse_one(&yaml);
+    assert_eq!(manifest.spec.state.ttl_ms, 60_000);
+    assert_eq!(manifest.spec.event_time.idle_timeout_ms, 2_000);
+    let printed = super::super::to_yaml(&manifest);
+    assert!(
+        printed.contains("    enabled: true\n    ttlMs: 60000\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("    idleTimeoutMs: 2000\n"), "{printed}");
     assert_eq!(parse_one(&printed), manifest);
 }
 

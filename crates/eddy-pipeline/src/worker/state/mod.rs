@@ -230,6 +230,41 @@ impl TaskState {
         self.max_timestamp
     }
 
+    /// The watermark: the highest timestamp processed minus the allowed
+    /// lateness (`None` before any record).
+    pub fn watermark(&self) -> Option<i64> {
+        self.max_timestamp
+            .map(|m| m.saturating_sub(self.lateness_ms))
+    }
+
+    /// Whether a timer is due: registered at or before the watermark.
+    /// A call without records fires it (see [`StateSession::next_timer_at`]).
+    pub fn timer_due(&self) -> Result<bool> {
+        let (Some(next), Some(watermark)) = (self.next_timer_at()?, self.watermark()) else {
+            return Ok(false);
+        };
+        Ok(next <= watermark)
+    }
+
+    /// The time of the earliest timer registered, if any.
+    pub fn next_timer_at(&self) -> Result<Option<i64>> {
+        self.session()
+            .next_timer_at()
+            .map_err(|e| Error::Internal(format!("reading the task's timers: {e}")))
+    }
+
+    /// Moves event time on to `timestamp` without a record (a quiet input,
+    /// `spec.eventTime.idleTimeoutMs`), as if a record stamped `timestamp`
+    /// had been processed; a commit must record it before any call sees it.
+    pub fn move_event_time_to(&mut self, timestamp: i64) {
+        self.max_timestamp = Some(self.max_timestamp.map_or(timestamp, |m| m.max(timestamp)));
+    }
+
+    /// How far behind the highest timestamp the watermark stays.
+    pub fn lateness_ms(&self) -> i64 {
+        self.lateness_ms
+    }
+
     /// Keys stored.
     pub fn keys(&self) -> u64 {
         self.store.keys()
@@ -308,6 +343,7 @@ pub async fn restore_state(
     let (state, restored) =
         TaskState::restore(&setup.client, from, store, disk_max, time, progress).await?;
     let (keys, bytes, on_disk) = (state.keys(), state.bytes(), state.is_on_disk());
+    let watermark = state.watermark();
     setup.stats.update_state(partition, id, |s| {
         *s = TaskStateStats {
             keys,
@@ -316,6 +352,7 @@ pub async fn restore_state(
             restoring: false,
             restored_records: restored.applied,
             restore_ms: restored.elapsed_ms.max(1),
+            watermark,
         };
     });
     tracing::info!(pipeline = %def.name, %topic, partition, keys, bytes, applied = restored.applied, skipped = restored.skipped, elapsed_ms = restored.elapsed_ms, "state restored from the changelog");
