@@ -211,8 +211,13 @@ impl Instance {
     ) -> Result<Vec<OutputRecord>, ProcessError> {
         state.begin_call(batch.iter().map(|r| r.timestamp.0));
         self.store.data_mut().call.state = std::mem::take(state);
-        let result = self.process_inner(batch);
+        let mut result = self.process_inner(batch);
         *state = std::mem::take(&mut self.store.data_mut().call.state);
+        if result.is_ok()
+            && let Err((index, message)) = state.check_call()
+        {
+            result = Err(ProcessError::Record { index, message });
+        }
         if result.is_err() {
             state.discard_call();
         }

@@ -283,6 +283,90 @@ async fn state_needs_exactly_once_one_input_and_cannot_be_switched_on_later() {
     );
 }
 
+/// `spec.state.ttlMs`: a key expires once the watermark passes its last
+/// write plus the TTL. `plugins/dedup` is told to remember ids for an hour,
+/// but its state keeps them two seconds of event time: an id seen again
+/// after that is forwarded again. A processor that does not advance after
+/// every record is refused with what to do, and the TTL cannot be switched
+/// off for state kept with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_expire_a_ttl_after_their_last_write() {
+    let c = Cluster::start().await;
+    c.create_topic("ids", 1).await;
+    c.upload("dedup", wasm::DEDUP);
+    let dedup = manifest(
+        "dedup",
+        "dedup",
+        &["ids"],
+        &["unique"],
+        "exactly-once",
+        "  state:\n    enabled: true\n    ttlMs: 2000\n",
+    )
+    .replace(
+        "    name: dedup\n",
+        "    name: dedup\n    params: { ttl_ms: \"3600000\" }\n",
+    );
+    c.apply(&dedup);
+    let t0 = 1_800_000_000_000_i64;
+    let producer = eddy_client::Producer::new(c.client.clone(), Default::default());
+    for (id, at) in [
+        ("a", 0),
+        ("a", 100),
+        ("z", 5_000),
+        ("a", 5_100),
+        ("a", 5_200),
+    ] {
+        producer
+            .send(
+                "ids",
+                eddy_client::ProducerRecord {
+                    key: Some(id.into()),
+                    value: Some(format!("{id}@{at}").into()),
+                    timestamp_ms: Some(t0 + at),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let forwarded = wait_for("dedup to forward three records", || async {
+        let out = read_all(&c.client, "unique").await;
+        (out.len() >= 3).then_some(out)
+    })
+    .await;
+    // Read by output partition: sorted to compare.
+    let mut values: Vec<String> = forwarded
+        .iter()
+        .map(|r| String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap())
+        .collect();
+    values.sort();
+    assert_eq!(values, ["a@0", "a@5100", "z@5000"], "a expired at 2000");
+
+    let err = c.apply_refused(&dedup.replace("    ttlMs: 2000\n", ""));
+    assert!(err.contains("cannot switch ttlMs off"), "{err}");
+
+    // running-count moves no event time: with a TTL its records fail,
+    // saying what the processor must do.
+    c.create_topic("in", 1).await;
+    c.upload("count", wasm::RUNNING_COUNT);
+    c.apply(&count_manifest().replace(
+        "  state:\n    enabled: true\n",
+        "  state:\n    enabled: true\n    ttlMs: 1000\n",
+    ));
+    c.produce("in", &[(Some("k".into()), "v".into())]).await;
+    let d = c
+        .in_state("count", eddy_proto::v1::PipelineState::Failed)
+        .await;
+    let failure = d.summary.and_then(|s| s.failure).unwrap();
+    assert!(
+        failure
+            .message
+            .contains("must call timers.advance after every record"),
+        "{failure:?}"
+    );
+}
+
 /// Window counts (`plugins/window-count`, 1-second tumbling windows by
 /// the producer's timestamps) through workers killed and paused: every
 /// (key, window) is emitted exactly once with exactly the count of the

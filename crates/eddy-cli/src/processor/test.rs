@@ -52,6 +52,10 @@ pub struct TestArgs {
     /// milliseconds (a pipeline's spec.eventTime.allowedLatenessMs).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=604_800_000))]
     pub allowed_lateness_ms: u32,
+    /// Make keys expire this many milliseconds of event time after they
+    /// were last written (a pipeline's spec.state.ttlMs); 0 keeps them.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=2_592_000_000))]
+    pub ttl_ms: u32,
     /// Keep compiled processors in this directory, so unchanged ones start
     /// at once next time (default: `compiled` in EDDY_CACHE_DIR, else in
     /// ~/.cache/eddy).
@@ -141,7 +145,8 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     let mut counters = std::collections::BTreeMap::new();
     let store = Arc::new(MemoryState::default());
     let mut state = StateSession::new(store.clone(), u64::from(args.state_mib) << 20)
-        .with_event_time(None, i64::from(args.allowed_lateness_ms));
+        .with_event_time(None, i64::from(args.allowed_lateness_ms))
+        .with_ttl((args.ttl_ms > 0).then_some(i64::from(args.ttl_ms)));
     for (n, batch) in records.chunks(args.batch_size as usize).enumerate() {
         let first_index = n * args.batch_size as usize;
         let outputs = match process(&mut instance, batch, &mut state) {

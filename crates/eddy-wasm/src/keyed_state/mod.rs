@@ -14,12 +14,14 @@
 //! that the changes are a function of the records processed, however the
 //! records were cut into batches.
 //!
-//! One store holds two namespaces, by the first byte of the stored key:
-//! the processor's keys (0) and its timers (1, then the time and the key,
-//! so that timers sort by time); see `timers.rs` for the event time.
+//! One store holds three namespaces, by the first byte of the stored key:
+//! the processor's keys (0), its timers (1, then the time and the key, so
+//! that timers sort by time; see `timers.rs` for the event time) and, with
+//! `spec.state.ttlMs`, the keys' expiry times (2; see `ttl.rs`).
 
 mod memory;
 mod timers;
+mod ttl;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,6 +46,7 @@ pub const SCAN_ENTRIES_MAX: u32 = 1024;
 /// The first byte of a stored key: whose it is.
 const USER: u8 = 0;
 const TIMER: u8 = 1;
+const EXPIRY: u8 = 2;
 
 /// What a call reads its state from: the caller's store as of the batch's
 /// start. Read from the call's thread while the caller waits.
@@ -107,6 +110,8 @@ pub struct StateSession {
     batch: Layer,
     call: Layer,
     time: EventTime,
+    /// `spec.state.ttlMs`, if set.
+    ttl_ms: Option<i64>,
     /// A key with its namespace byte, built here to look it up without an
     /// allocation per read.
     scratch: Vec<u8>,
@@ -130,6 +135,7 @@ impl Default for StateSession {
             batch: Layer::default(),
             call: Layer::default(),
             time: EventTime::default(),
+            ttl_ms: None,
             scratch: Vec::new(),
         }
     }
@@ -153,6 +159,30 @@ impl StateSession {
     pub fn with_event_time(mut self, max_timestamp: Option<i64>, lateness_ms: i64) -> Self {
         self.time = EventTime::new(max_timestamp, lateness_ms);
         self
+    }
+
+    /// Makes keys expire `ttl_ms` of event time after they were last
+    /// written (`None`: never). The processor must then advance after
+    /// every record (see `ttl.rs`).
+    pub fn with_ttl(mut self, ttl_ms: Option<i64>) -> Self {
+        self.ttl_ms = ttl_ms;
+        self
+    }
+
+    /// Checks, after a call that returned, that it kept the rules its
+    /// state needs; the index of the first record it broke them at, with
+    /// why. With a TTL, the processor must have advanced past every record.
+    pub(crate) fn check_call(&self) -> Result<(), (usize, String)> {
+        match (self.ttl_ms, self.time.first_not_advanced()) {
+            (Some(_), Some(index)) => Err((
+                index,
+                "with spec.state.ttlMs the processor must call timers.advance after every \
+                 record, in order (Rust: each_with_timers; Python and JavaScript: define \
+                 on_timer), so that each write has its record's event time"
+                    .to_owned(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The highest timestamp of the records processed, accepted calls
@@ -213,13 +243,9 @@ impl StateSession {
 
     fn set_raw(&mut self, raw: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), String> {
         if let Some(v) = &value
-            && v.len() > STATE_VALUE_BYTES_MAX
+            && self.ttl_ms.is_none()
         {
-            return Err(format!(
-                "a state value of {} bytes is over the limit of {STATE_VALUE_BYTES_MAX} bytes; \
-                 keep large values in a topic and their keys in state",
-                v.len()
-            ));
+            check_value(v)?;
         }
         let old = self.get_raw(&raw)?;
         let size = |v: &Option<Bytes>| v.as_ref().map_or(0, |v| (raw.len() + v.len()) as i64);
@@ -289,13 +315,19 @@ impl StateSession {
         raw.extend_from_slice(key);
         let found = self.get_raw(&raw);
         self.scratch = raw;
-        found
+        match self.ttl_ms {
+            Some(_) => self.live(found?),
+            None => found,
+        }
     }
 
     fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), String> {
         self.base()?;
         let raw = user_key(&key)?;
-        self.set_raw(raw, value)
+        match self.ttl_ms {
+            Some(ttl_ms) => self.set_expiring(raw, value, ttl_ms),
+            None => self.set_raw(raw, value),
+        }
     }
 
     fn scan(
@@ -313,12 +345,26 @@ impl StateSession {
         }
         let prefix = user_key(prefix)?;
         let after = start_after.map(user_key).transpose()?;
-        Ok(self
-            .scan_raw(&prefix, after.as_deref(), limit as usize)?
+        let entries = match self.ttl_ms {
+            Some(_) => self.scan_live(&prefix, after.as_deref(), limit as usize)?,
+            None => self.scan_raw(&prefix, after.as_deref(), limit as usize)?,
+        };
+        Ok(entries
             .into_iter()
             .map(|(k, v)| (k.slice(1..), v))
             .collect())
     }
+}
+
+fn check_value(value: &[u8]) -> Result<(), String> {
+    if value.len() > STATE_VALUE_BYTES_MAX {
+        return Err(format!(
+            "a state value of {} bytes is over the limit of {STATE_VALUE_BYTES_MAX} bytes; \
+             keep large values in a topic and their keys in state",
+            value.len()
+        ));
+    }
+    Ok(())
 }
 
 fn check_key(key: &[u8]) -> Result<(), String> {

@@ -31,6 +31,8 @@ pub(crate) struct EventTime {
     call_max: Vec<i64>,
     /// The watermark the running call has advanced to.
     watermark: i64,
+    /// The last record of the running call passed to `advance`.
+    advanced: Option<u32>,
 }
 
 impl Default for EventTime {
@@ -46,6 +48,7 @@ impl EventTime {
             max_accepted: max_timestamp,
             call_max: Vec::new(),
             watermark: i64::MIN,
+            advanced: None,
         };
         time.watermark = time.watermark_at(max_timestamp);
         time
@@ -53,6 +56,11 @@ impl EventTime {
 
     fn watermark_at(&self, max: Option<i64>) -> i64 {
         max.map_or(i64::MIN, |m| m.saturating_sub(self.lateness_ms))
+    }
+
+    /// The watermark now (see [`StateSession::watermark`]).
+    pub(crate) fn watermark_now(&self) -> i64 {
+        self.watermark
     }
 
     pub(crate) fn max_accepted(&self) -> Option<i64> {
@@ -67,6 +75,7 @@ impl EventTime {
             self.call_max.push(max);
         }
         self.watermark = self.watermark_at(self.max_accepted);
+        self.advanced = None;
     }
 
     pub(crate) fn accept_call(&mut self) {
@@ -75,11 +84,50 @@ impl EventTime {
         }
         self.call_max.clear();
         self.watermark = self.watermark_at(self.max_accepted);
+        self.advanced = None;
     }
 
     pub(crate) fn discard_call(&mut self) {
         self.call_max.clear();
         self.watermark = self.watermark_at(self.max_accepted);
+        self.advanced = None;
+    }
+
+    /// The event time of a write made now: the highest timestamp up to the
+    /// record being processed — the one after the last passed to
+    /// `advance` — or, past the call's last record (in its timers) or in a
+    /// call without records, up to the last. A function of the records
+    /// processed when the processor advances after every record in order
+    /// (see [`EventTime::check_in_order`]).
+    pub(crate) fn write_time(&self) -> Option<i64> {
+        let next = self.advanced.map_or(0, |a| a as usize + 1);
+        self.call_max
+            .get(next)
+            .or(self.call_max.last())
+            .copied()
+            .or(self.max_accepted)
+    }
+
+    /// Refuses an `advance` that skips a record or goes back (asked for
+    /// by `spec.state.ttlMs`, whose write times need every record's).
+    pub(crate) fn check_in_order(&self, index: u32) -> Result<(), String> {
+        let next = self.advanced.map_or(0, |a| a + 1);
+        if index == next || Some(index) == self.advanced {
+            return Ok(());
+        }
+        Err(format!(
+            "timers.advance({index}) after {}: with spec.state.ttlMs the processor must \
+             advance after every record, in order (Rust: each_with_timers; Python and \
+             JavaScript: define on_timer)",
+            self.advanced
+                .map_or_else(|| "none".to_owned(), |a| format!("advance({a})"))
+        ))
+    }
+
+    /// The first record of the call not passed to `advance`, if any.
+    pub(crate) fn first_not_advanced(&self) -> Option<usize> {
+        let next = self.advanced.map_or(0, |a| a as usize + 1);
+        (next < self.call_max.len()).then_some(next)
     }
 
     /// Moves the watermark to the one after the call's record `index`. A
@@ -97,22 +145,29 @@ impl EventTime {
             )
         })?;
         self.watermark = self.watermark.max(self.watermark_at(Some(max)));
+        self.advanced = Some(index);
         Ok(self.watermark)
     }
 }
 
 /// A timer's stored key: namespace, time, key.
 fn timer_key(key: &[u8], at: i64) -> Result<Vec<u8>, String> {
-    let user = super::user_key(key)?;
-    let mut raw = Vec::with_capacity(9 + key.len());
-    raw.push(TIMER);
-    raw.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
-    raw.extend_from_slice(&user[1..]);
-    Ok(raw)
+    super::check_key(key)?;
+    Ok(timed_key(TIMER, at, key))
 }
 
-/// The key and time of a stored timer key.
-fn parse_timer_key(raw: &Bytes) -> Option<(Bytes, i64)> {
+/// A key in a namespace sorted by time: the namespace byte, the time
+/// (big-endian, sign bit flipped, so that keys sort by time), the key.
+pub(super) fn timed_key(namespace: u8, at: i64, key: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(9 + key.len());
+    raw.push(namespace);
+    raw.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+    raw.extend_from_slice(key);
+    raw
+}
+
+/// The key and time of a key made by [`timed_key`].
+pub(super) fn parse_timer_key(raw: &Bytes) -> Option<(Bytes, i64)> {
     let time: [u8; 8] = raw.get(1..9)?.try_into().ok()?;
     Some((
         raw.slice(9..),
@@ -142,9 +197,15 @@ impl StateSession {
             .ok_or_else(|| "a stored timer is damaged".to_owned())
     }
 
-    fn advance(&mut self, index: u32) -> Result<Vec<(Bytes, i64)>, String> {
+    pub(super) fn advance(&mut self, index: u32) -> Result<Vec<(Bytes, i64)>, String> {
         self.base()?;
+        if self.ttl_ms.is_some() {
+            self.time.check_in_order(index)?;
+        }
         let watermark = self.time.advance(index)?;
+        if self.ttl_ms.is_some() {
+            self.expire()?;
+        }
         let mut due = Vec::new();
         for (raw, _) in self.scan_raw(&[TIMER], None, DUE_MAX)? {
             let Some((key, at)) = parse_timer_key(&raw) else {

@@ -85,6 +85,8 @@ pub struct TaskState {
     /// it the watermark stays.
     max_timestamp: Option<i64>,
     lateness_ms: i64,
+    /// `spec.state.ttlMs`, if set.
+    ttl_ms: Option<i64>,
 }
 
 /// Where a restore starts the task's event time.
@@ -92,6 +94,8 @@ pub struct TaskState {
 pub struct EventTime {
     pub max_timestamp: Option<i64>,
     pub lateness_ms: i64,
+    /// `spec.state.ttlMs`, if set.
+    pub ttl_ms: Option<i64>,
 }
 
 impl TaskState {
@@ -179,6 +183,7 @@ impl TaskState {
                 next_change,
                 max_timestamp: time.max_timestamp,
                 lateness_ms: time.lateness_ms,
+                ttl_ms: time.ttl_ms,
             },
             restored,
         ))
@@ -188,6 +193,7 @@ impl TaskState {
     pub fn session(&self) -> StateSession {
         StateSession::new(self.store.clone(), self.bytes_max)
             .with_event_time(self.max_timestamp, self.lateness_ms)
+            .with_ttl(self.ttl_ms)
     }
 
     /// Applies the changes of a batch's session and numbers them; returns
@@ -316,6 +322,7 @@ pub async fn restore_state(
     let time = EventTime {
         max_timestamp: resume.metadata.and_then(|m| m.max_timestamp),
         lateness_ms: i64::from(def.spec.event_time.allowed_lateness_ms),
+        ttl_ms: (def.spec.state.ttl_ms > 0).then_some(i64::from(def.spec.state.ttl_ms)),
     };
     let limits = &def.spec.limits;
     // Named by the task's id too: the task it takes over from may still be
