@@ -11,6 +11,16 @@
 //! Tombstones (null values) are dropped once they are the newest record for
 //! their key and older than `delete.retention.ms`.
 //!
+//! A pipeline's state changelog (`eddy.changelog=true`) is compacted only
+//! up to what its pipeline committed: there a record numbered by the
+//! [`CHANGE_HEADER`] header at or past the count the producer's newest
+//! marker (a record with a [`COMMITTED_HEADER`] header) vouches for is not
+//! yet committed — a replay is about to write it again, or a restore skips
+//! it — so it is kept, and it replaces no older value of its key. A
+//! producer without a marker has nothing committed as far as the cleaner
+//! knows. Markers say less than the truth, never more, so that a key's
+//! last committed value always survives.
+//!
 //! Crash safety: a cleaned copy is written as `X.log.cleaned` and fsynced,
 //! then renamed to `X.log.swap` (the commit point), then put in place.
 //! [`Log::open`] deletes leftover `.cleaned` files and finishes `.swap` ones.
@@ -29,6 +39,12 @@ use crate::index::{OffsetEntry, TimeEntry, write_index};
 use crate::log::{Log, finish_swap, sync_dir};
 use crate::segment::{Role, Segment, file_name};
 use crate::types::{Offset, Timestamp};
+
+/// The header numbering a state change in a changelog (8 bytes, big-endian).
+pub const CHANGE_HEADER: &str = "eddy.change";
+/// The header of a changelog's commit marker: how many of its producer's
+/// changes were committed when it was written (8 bytes, big-endian).
+pub const COMMITTED_HEADER: &str = "eddy.committed";
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,6 +75,39 @@ pub struct CompactionJob {
     tombstone_horizon: Timestamp,
     map_bytes_max: usize,
     index_interval: u64,
+    /// A state changelog: compacted only up to what its markers vouch for.
+    changelog: bool,
+}
+
+/// Which records of a changelog may be compacted: per producer, the count
+/// of changes its newest marker vouches for. Everything, for another log.
+#[derive(Debug, Default)]
+struct Committed {
+    changelog: bool,
+    counts: HashMap<i64, u64>,
+}
+
+impl Committed {
+    /// Whether `record` of a batch from `producer` may replace older values
+    /// of its key or be replaced: everything but an uncommitted change.
+    fn settled(&self, producer: i64, record: &crate::batch::RecordView<'_>) -> bool {
+        if !self.changelog {
+            return true;
+        }
+        match header_u64(record, CHANGE_HEADER) {
+            Some(number) => self.counts.get(&producer).is_some_and(|&c| number < c),
+            None => true,
+        }
+    }
+}
+
+/// The 8-byte big-endian header `name` of `record`, if it has one.
+fn header_u64(record: &crate::batch::RecordView<'_>, name: &str) -> Option<u64> {
+    record
+        .headers()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| <[u8; 8]>::try_from(v).ok())
+        .map(u64::from_be_bytes)
 }
 
 #[derive(Debug)]
@@ -112,6 +161,7 @@ impl Log {
             ),
             map_bytes_max: self.config.compaction_map_bytes_max,
             index_interval: u64::from(self.config.index_interval_bytes),
+            changelog: self.config.changelog,
         })
     }
 
@@ -179,7 +229,8 @@ impl Log {
 impl CompactionJob {
     /// Reads the segments, decides what to keep, and writes cleaned copies.
     pub fn run(self) -> Result<CompactionOutput> {
-        let (newest, covered) = self.key_map()?;
+        let committed = self.committed()?;
+        let (newest, covered) = self.key_map(&committed)?;
         let mut output = CompactionOutput {
             dir: self.dir.clone(),
             cleaned: Vec::new(),
@@ -190,7 +241,7 @@ impl CompactionJob {
         };
         for source in &self.sources[..covered] {
             output.stats.bytes_before += source.size;
-            match self.clean(source, &newest, &mut output.stats) {
+            match self.clean(source, &newest, &committed, &mut output.stats) {
                 Ok(Some(cleaned)) => {
                     output.stats.bytes_after += cleaned.size;
                     output.stats.segments_cleaned += 1;
@@ -209,9 +260,35 @@ impl CompactionJob {
         Ok(output)
     }
 
+    /// What a changelog's markers in the sealed segments vouch for.
+    fn committed(&self) -> Result<Committed> {
+        let mut committed = Committed {
+            changelog: self.changelog,
+            counts: HashMap::new(),
+        };
+        if !self.changelog {
+            return Ok(committed);
+        }
+        for source in &self.sources {
+            scan(source, |batch| {
+                let producer = batch.header.producer_id.0;
+                for record in batch.records() {
+                    let record =
+                        record.map_err(|e| corrupt(source, batch.header, e.to_string()))?;
+                    if let Some(count) = header_u64(&record, COMMITTED_HEADER) {
+                        let c = committed.counts.entry(producer).or_insert(0);
+                        *c = (*c).max(count);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(committed)
+    }
+
     /// Newest offset per key over as many leading segments as fit in the
     /// memory budget; returns the map and how many segments it covers.
-    fn key_map(&self) -> Result<(HashMap<Vec<u8>, Offset>, usize)> {
+    fn key_map(&self, committed: &Committed) -> Result<(HashMap<Vec<u8>, Offset>, usize)> {
         let mut newest: HashMap<Vec<u8>, Offset> = HashMap::new();
         let mut bytes = 0usize;
         let mut covered = 0;
@@ -220,10 +297,12 @@ impl CompactionJob {
                 break;
             }
             scan(source, |batch| {
+                let producer = batch.header.producer_id.0;
                 for record in batch.records() {
                     let record =
                         record.map_err(|e| corrupt(source, batch.header, e.to_string()))?;
                     if let Some(key) = record.key
+                        && committed.settled(producer, &record)
                         && newest.insert(key.to_vec(), record.offset).is_none()
                     {
                         bytes += key.len() + 64;
@@ -241,31 +320,32 @@ impl CompactionJob {
         &self,
         source: &Source,
         newest: &HashMap<Vec<u8>, Offset>,
+        committed: &Committed,
         stats: &mut CompactionStats,
     ) -> Result<Option<Cleaned>> {
         let horizon = self.tombstone_horizon;
         let mut removed = 0u64;
         let mut tombstones = 0u64;
-        let keep =
-            |offset: Offset, key: Option<&[u8]>, tombstone: bool, ts: Timestamp| -> (bool, bool) {
-                let Some(key) = key else { return (true, false) };
-                if newest.get(key) != Some(&offset) {
-                    return (false, false);
-                }
-                if tombstone && ts <= horizon {
-                    return (false, true);
-                }
-                (true, false)
+        let keep = |producer: i64, r: &crate::batch::RecordView<'_>| -> (bool, bool) {
+            let Some(key) = r.key else {
+                return (true, false);
             };
+            if !committed.settled(producer, r) {
+                return (true, false);
+            }
+            if newest.get(key) != Some(&r.offset) {
+                return (false, false);
+            }
+            if r.is_tombstone() && r.timestamp <= horizon {
+                return (false, true);
+            }
+            (true, false)
+        };
         // First a dry run: most passes find most segments already clean.
         scan(source, |batch| {
+            let producer = batch.header.producer_id.0;
             for record in batch.records().flatten() {
-                let (kept, tomb) = keep(
-                    record.offset,
-                    record.key,
-                    record.is_tombstone(),
-                    record.timestamp,
-                );
+                let (kept, tomb) = keep(producer, &record);
                 removed += u64::from(!kept);
                 tombstones += u64::from(tomb);
             }
@@ -281,10 +361,9 @@ impl CompactionJob {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut writer = IndexBuilder::new(source.base, self.index_interval);
         scan(source, |batch| {
-            let kept = retain_records(batch, |r| {
-                keep(r.offset, r.key, r.is_tombstone(), r.timestamp).0
-            })
-            .map_err(|e| corrupt(source, batch.header, e.to_string()))?;
+            let producer = batch.header.producer_id.0;
+            let kept = retain_records(batch, |r| keep(producer, r).0)
+                .map_err(|e| corrupt(source, batch.header, e.to_string()))?;
             if let Some(bytes) = kept {
                 writer.add(batch.header, bytes.len());
                 out.write_all(&bytes).map_err(Error::io("writing", &path))?;

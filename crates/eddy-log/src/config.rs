@@ -64,6 +64,9 @@ pub struct LogConfig {
     pub fsync: FsyncPolicy,
     /// Memory for compaction's key map; compaction covers as many segments as fit.
     pub compaction_map_bytes_max: usize,
+    /// `eddy.changelog`: a pipeline's state changelog, compacted only up to
+    /// what its commit markers vouch for (see `compaction.rs`).
+    pub changelog: bool,
     /// `producer.id.expiration.ms` and the number of idempotent producers remembered.
     pub producers: crate::producer_state::ProducerStateConfig,
 }
@@ -81,6 +84,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             fsync: FsyncPolicy::Never,
             compaction_map_bytes_max: 64 << 20,
+            changelog: false,
             producers: crate::producer_state::ProducerStateConfig::default(),
         }
     }
@@ -98,6 +102,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "delete.retention.ms",
     "flush.ms",
     "producer.id.expiration.ms",
+    "eddy.changelog",
 ];
 
 impl LogConfig {
@@ -153,6 +158,13 @@ impl LogConfig {
             }
             "producer.id.expiration.ms" => {
                 self.producers.expiration_ms = positive(int(value)?, || bad("milliseconds > 0"))?
+            }
+            "eddy.changelog" => {
+                self.changelog = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("true or false")),
+                }
             }
             "flush.ms" => {
                 self.fsync = match value.trim() {

@@ -41,7 +41,9 @@ pub use batch::{
     restamp,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use compaction::{CompactionJob, CompactionOutput, CompactionStats};
+pub use compaction::{
+    CHANGE_HEADER, COMMITTED_HEADER, CompactionJob, CompactionOutput, CompactionStats,
+};
 pub use config::{
     BATCH_BYTES_LIMIT, CONFIG_KEYS, CleanupPolicy, FsyncPolicy, LogConfig, SEGMENT_BYTES_LIMIT,
 };

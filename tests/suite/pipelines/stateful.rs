@@ -203,8 +203,31 @@ async fn the_changelog_holds_the_state_the_outputs_were_made_from() {
         (committed == 2_000).then_some(())
     })
     .await;
-    let changelog = read_all(&c.client, "count.state").await;
+    // Commit markers (after every 256 changes of a partition) say how many
+    // changes were committed when they were sent, for the cleaner.
+    let (markers, changelog): (Vec<_>, Vec<_>) = read_all(&c.client, "count.state")
+        .await
+        .into_iter()
+        .partition(|r| r.key.as_deref().is_some_and(|k| k[0] == 0xFF));
     assert_eq!(changelog.len(), 2_000, "one change per put, none merged");
+    let mut per_partition = [0usize; 4];
+    for r in &changelog {
+        per_partition[r.partition as usize] += 1;
+    }
+    let expected_markers: usize = per_partition.iter().map(|n| n / 256).sum();
+    assert_eq!(markers.len(), expected_markers, "{per_partition:?}");
+    for m in &markers {
+        let count = m
+            .headers
+            .iter()
+            .find(|(name, _)| name == "eddy.committed")
+            .map(|(_, v)| u64::from_be_bytes(v[..].try_into().unwrap()))
+            .expect("a marker carries its count");
+        assert!(
+            count <= per_partition[m.partition as usize] as u64,
+            "a marker vouches only for changes made"
+        );
+    }
     let mut newest: BTreeMap<String, u64> = BTreeMap::new();
     for r in &changelog {
         assert!(
@@ -238,6 +261,11 @@ async fn the_changelog_holds_the_state_the_outputs_were_made_from() {
     assert_eq!(
         topic.configs.get("cleanup.policy").map(String::as_str),
         Some("compact")
+    );
+    assert_eq!(
+        topic.configs.get("eddy.changelog").map(String::as_str),
+        Some("true"),
+        "compacted only up to the commit markers"
     );
     // Deleting the pipeline deletes its state: applied again, it starts
     // from nothing (and from the start of the input).

@@ -167,3 +167,100 @@ fn a_segment_deleted_by_retention_during_compaction_is_left_alone() {
     assert!(s.files("cleaned").is_empty());
     assert_eq!(offsets(&read_all(&log, 1 << 20).unwrap()), [2]);
 }
+
+/// A changelog batch from producer `pid`: `(key, value, change number)`
+/// records, and a commit marker vouching for `committed` changes if given.
+fn changes(pid: i64, seq: i32, records: &[(&str, &str, u64)], committed: Option<u64>) -> Vec<u8> {
+    let mut b = BatchBuilder::new().producer(ProducerStamp {
+        producer_id: ProducerId(pid),
+        producer_epoch: ProducerEpoch(0),
+        base_sequence: Sequence(seq),
+    });
+    let numbers: Vec<[u8; 8]> = records.iter().map(|r| r.2.to_be_bytes()).collect();
+    let headers: Vec<[(&str, &[u8]); 1]> = numbers
+        .iter()
+        .map(|n| [(eddy_log::CHANGE_HEADER, &n[..])])
+        .collect();
+    for ((k, v, _), headers) in records.iter().zip(&headers) {
+        b.push(&RecordRef {
+            timestamp: Timestamp(START_MS),
+            key: Some(k.as_bytes()),
+            value: Some(v.as_bytes()),
+            headers,
+        });
+    }
+    let count = committed.map(u64::to_be_bytes);
+    if let Some(count) = &count {
+        b.push(&RecordRef {
+            timestamp: Timestamp(START_MS),
+            key: Some(b"~committed"),
+            value: None,
+            headers: &[(eddy_log::COMMITTED_HEADER, &count[..])],
+        });
+    }
+    b.finish().unwrap()
+}
+
+fn values_of(log: &Log) -> Vec<String> {
+    latest(&read_all(log, 1 << 20).unwrap())
+        .into_iter()
+        .filter(|(k, _, _)| k != "~committed")
+        .map(|(k, v, _)| format!("{k}={}", v.unwrap_or_default()))
+        .collect()
+}
+
+/// A crash can leave changes past the commit in a changelog; a restore
+/// skips them (the replay writes them again). Compaction must not let
+/// them replace the committed value of their key, or the restore would
+/// find the key without it.
+#[test]
+fn a_changelog_compacts_only_what_its_markers_vouch_for() {
+    let s = Scenario::with(|c| {
+        c.cleanup_policy = CleanupPolicy::Compact;
+        c.changelog = true;
+    });
+    let mut log = s.open();
+    append(
+        &mut log,
+        changes(7, 0, &[("a", "1", 0), ("b", "1", 1)], Some(0)),
+    );
+    append(&mut log, changes(7, 3, &[("a", "2", 2)], Some(3)));
+    log.roll().unwrap();
+    // Changes 3 and 4 were written, never committed; then the task crashed.
+    append(
+        &mut log,
+        changes(7, 5, &[("a", "3", 3), ("b", "2", 4)], None),
+    );
+    log.roll().unwrap();
+    append(&mut log, changes(7, 7, &[("c", "1", 5)], None)); // active
+    log.compact().unwrap();
+    assert_eq!(
+        values_of(&log),
+        ["b=1", "a=2", "a=3", "b=2", "c=1"],
+        "a=1 went (a=2 is committed); a=2 and b=1 stay below the uncommitted a=3 and b=2"
+    );
+
+    // Once a marker vouches for them, they compact like any record.
+    append(&mut log, changes(7, 8, &[], Some(5)));
+    log.roll().unwrap();
+    log.compact().unwrap();
+    assert_eq!(values_of(&log), ["a=3", "b=2", "c=1"]);
+
+    // Another producer's changes, with no marker of its own, stay.
+    append(&mut log, changes(9, 0, &[("a", "x", 0)], None));
+    log.roll().unwrap();
+    log.compact().unwrap();
+    assert_eq!(values_of(&log), ["a=3", "b=2", "c=1", "a=x"]);
+}
+
+#[test]
+fn any_other_log_compacts_changes_whatever_their_headers() {
+    let s = compacted_scenario();
+    let mut log = s.open();
+    append(&mut log, changes(7, 0, &[("a", "1", 0)], None));
+    append(&mut log, changes(7, 1, &[("a", "2", 1)], None));
+    log.roll().unwrap();
+    append(&mut log, changes(7, 2, &[("b", "1", 2)], None));
+    log.compact().unwrap();
+    assert_eq!(values_of(&log), ["a=2", "b=1"]);
+}

@@ -170,7 +170,7 @@ impl Control {
             .first()
             .and_then(|t| state.topics.get(t))
             .map_or(0, |t| t.partitions.len() as u32);
-        let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        let configs = manifest::changelog_configs();
         match self
             .broker
             .create_topic(&topic, partitions, 0, configs)

@@ -72,6 +72,23 @@ pub fn changelog_topic(pipeline: &str) -> String {
     format!("{pipeline}.state")
 }
 
+/// Segment size of a changelog: compaction cleans only sealed segments,
+/// and a restore reads the open one whole, so it stays small.
+pub const CHANGELOG_SEGMENT_BYTES: u64 = 32 << 20;
+
+/// The topic configs of a changelog: compacted, up to what the pipeline
+/// committed (`eddy.changelog`), in small segments.
+pub fn changelog_configs() -> std::collections::BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact".to_owned()),
+        ("eddy.changelog", "true".to_owned()),
+        ("segment.bytes", CHANGELOG_SEGMENT_BYTES.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// The largest manifest file read, in bytes (1 MiB).
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 

@@ -770,7 +770,7 @@ impl Task {
         }
     }
 
-    async fn commit(&self, position: Position) -> Result<()> {
+    async fn commit(&mut self, position: Position) -> Result<()> {
         let metadata = CommitMetadata {
             pipeline: Some(self.setup.def.id),
             sequences: position.sequences.unwrap_or_default(),
@@ -787,6 +787,9 @@ impl Task {
                 metadata,
             }])
             .await?;
+        if let (Some(state), Some(changes)) = (self.state.as_mut(), position.state_changes) {
+            state.committed(changes);
+        }
         Ok(())
     }
 

@@ -19,6 +19,15 @@
 //! which the task is about to replay. Records of other producers (an
 //! earlier pipeline of the same name) are skipped. [`restore_state`] does
 //! that as a task starts, into a [`TaskStore`] (`store.rs`).
+//!
+//! After every [`MARKER_EVERY`] changes the task writes a commit marker:
+//! a record with the count of changes its newest commit holds (header
+//! `eddy.committed`). The cleaner compacts the changelog only up to what
+//! the markers vouch for, so that changes past the commit (written, then
+//! the task crashed) never replace a key's committed value, which the
+//! restore needs. A marker's place among the records depends only on the
+//! change numbers, so a replay sends it with the same sequence (its count
+//! may differ: any count a marker holds was committed when it was sent).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +46,12 @@ use crate::error::{Error, Result};
 mod store;
 
 /// The header that numbers a changelog record.
-pub const CHANGE_HEADER: &str = "eddy.change";
+pub const CHANGE_HEADER: &str = eddy_log::CHANGE_HEADER;
+/// A commit marker follows every this many changes.
+pub const MARKER_EVERY: u64 = 256;
+/// The key of the commit markers: stored keys start with a namespace byte
+/// (0 to 2), never 0xFF.
+const MARKER_KEY: &[u8] = b"\xffcommitted";
 /// Bytes of changelog a restore buffers.
 const RESTORE_FETCH_BYTES: u32 = 16 << 20;
 /// How long a restore waits for the changelog to move before it fails (the
@@ -81,6 +95,8 @@ pub struct TaskState {
     bytes_max: u64,
     /// The number the next change gets.
     next_change: u64,
+    /// How many changes the newest commit holds, as far as the task knows.
+    committed: u64,
     /// The highest timestamp of the records processed, and how far behind
     /// it the watermark stays.
     max_timestamp: Option<i64>,
@@ -172,15 +188,16 @@ impl TaskState {
             progress(restored.applied);
         }
         restored.elapsed_ms = started.elapsed().as_millis() as u64;
-        let next_change = match up_to {
-            RestoreUpTo::Committed(count) => count,
-            RestoreUpTo::Everything => highest.map_or(0, |h| h + 1),
+        let (next_change, committed) = match up_to {
+            RestoreUpTo::Committed(count) => (count, count),
+            RestoreUpTo::Everything => (highest.map_or(0, |h| h + 1), 0),
         };
         Ok((
             TaskState {
                 store,
                 bytes_max,
                 next_change,
+                committed,
                 max_timestamp: time.max_timestamp,
                 lateness_ms: time.lateness_ms,
                 ttl_ms: time.ttl_ms,
@@ -207,23 +224,37 @@ impl TaskState {
         self.max_timestamp = session.max_timestamp();
         let changes = session.take_changes();
         self.store.apply(&changes)?;
-        Ok(changes
-            .into_iter()
-            .map(|c| {
-                let number = self.next_change;
-                self.next_change += 1;
-                ProducerRecord {
+        let mut records = Vec::with_capacity(changes.len() + 1);
+        for c in changes {
+            let number = self.next_change;
+            self.next_change += 1;
+            records.push(ProducerRecord {
+                partition: Some(partition),
+                key: Some(c.key),
+                value: c.value,
+                headers: vec![(
+                    CHANGE_HEADER.to_string(),
+                    Bytes::copy_from_slice(&number.to_be_bytes()),
+                )],
+                timestamp_ms: Some(timestamp_ms),
+            });
+            if self.next_change.is_multiple_of(MARKER_EVERY) {
+                let count = Bytes::copy_from_slice(&self.committed.to_be_bytes());
+                records.push(ProducerRecord {
                     partition: Some(partition),
-                    key: Some(c.key),
-                    value: c.value,
-                    headers: vec![(
-                        CHANGE_HEADER.to_string(),
-                        Bytes::copy_from_slice(&number.to_be_bytes()),
-                    )],
+                    key: Some(Bytes::from_static(MARKER_KEY)),
+                    value: Some(count.clone()),
+                    headers: vec![(eddy_log::COMMITTED_HEADER.to_string(), count)],
                     timestamp_ms: Some(timestamp_ms),
-                }
-            })
-            .collect())
+                });
+            }
+        }
+        Ok(records)
+    }
+
+    /// A commit holding `changes` changes succeeded.
+    pub fn committed(&mut self, changes: u64) {
+        self.committed = self.committed.max(changes);
     }
 
     /// How many changes precede the next one: what a commit records.
