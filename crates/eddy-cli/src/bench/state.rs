@@ -49,6 +49,11 @@ pub struct StateArgs {
     /// Windows to close for the latency figure (0 skips it).
     #[arg(long, default_value_t = 200)]
     windows: u64,
+    /// After the first restore, wait up to this long for the broker to
+    /// compact the changelog (run it with a short
+    /// --retention-check-interval-ms) and time a restore again (0 skips).
+    #[arg(long, default_value_t = 0)]
+    compaction_wait_secs: u64,
 }
 
 /// Longest a restore may take.
@@ -124,8 +129,13 @@ pub async fn run(client: &Client, args: &StateArgs) -> anyhow::Result<()> {
         "pipeline exactly-once stateful (running count): {:.0}% of stateless",
         100.0 * rate_of("stateful") / rate_of("stateless")
     );
-    footprint(client, &stateful_name).await?;
+    let before = footprint(client, &stateful_name).await?;
     restore(client, &stateful_name).await?;
+    if args.compaction_wait_secs > 0 {
+        let wait = Duration::from_secs(args.compaction_wait_secs);
+        compacted(client, &stateful_name, before, wait).await?;
+        restore(client, &stateful_name).await?;
+    }
     pipelines.delete(&stateful_name).await?;
     if args.windows > 0 {
         window_latency(client, &run, args.windows).await?;
@@ -159,8 +169,8 @@ async fn fill(client: &Client, topic: &str, args: &StateArgs) -> anyhow::Result<
 
 /// The state's size: bytes of keys and values per key in the tasks, and
 /// the changelog's bytes on disk per key (compaction has not run yet: the
-/// log holds one record per change).
-async fn footprint(client: &Client, name: &str) -> anyhow::Result<()> {
+/// log holds one record per change). Returns the changelog's bytes.
+async fn footprint(client: &Client, name: &str) -> anyhow::Result<u64> {
     let d = Pipelines::new(client.clone()).describe(name).await?;
     let c = d.counters.unwrap_or_default();
     let changelog = Admin::new(client.clone())
@@ -176,7 +186,33 @@ async fn footprint(client: &Client, name: &str) -> anyhow::Result<()> {
         records,
         disk as f64 / records.max(1) as f64
     );
-    Ok(())
+    Ok(disk)
+}
+
+/// Waits until the changelog is compacted (no longer shrinking, and
+/// smaller than `before` bytes), up to `wait`.
+async fn compacted(client: &Client, name: &str, before: u64, wait: Duration) -> anyhow::Result<()> {
+    let admin = Admin::new(client.clone());
+    let started = Instant::now();
+    let mut last = before;
+    let mut steady_since = Instant::now();
+    loop {
+        let topic = admin.describe_topic(&format!("{name}.state")).await?;
+        let disk: u64 = topic.partitions.iter().map(|p| p.size_bytes).sum();
+        if disk != last {
+            last = disk;
+            steady_since = Instant::now();
+        }
+        let steady = steady_since.elapsed() > Duration::from_secs(5);
+        if (disk < before && steady) || started.elapsed() > wait {
+            outln!(
+                "changelog compacted: {before} → {disk} bytes on disk after {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Pauses and resumes the pipeline, and reports how long its tasks took

@@ -74,7 +74,7 @@ pub fn changelog_topic(pipeline: &str) -> String {
 
 /// Segment size of a changelog: compaction cleans only sealed segments,
 /// and a restore reads the open one whole, so it stays small.
-pub const CHANGELOG_SEGMENT_BYTES: u64 = 32 << 20;
+pub const CHANGELOG_SEGMENT_BYTES: u64 = 16 << 20;
 
 /// The topic configs of a changelog: compacted, up to what the pipeline
 /// committed (`eddy.changelog`), in small segments.

@@ -208,10 +208,16 @@ impl StateSession {
 
     /// Keeps the last call's changes: the caller uses its outputs.
     pub fn accept_call(&mut self) {
-        let call = std::mem::take(&mut self.call);
-        self.batch.newest.extend(call.newest);
-        self.batch.changes.extend(call.changes);
-        self.batch.bytes_delta += call.bytes_delta;
+        if self.batch.changes.is_empty() {
+            // Most batches are one call: its layer becomes the batch's,
+            // and the batch's empty one (with its room) the next call's.
+            std::mem::swap(&mut self.batch, &mut self.call);
+        } else {
+            self.batch.newest.extend(self.call.newest.drain());
+            self.batch.changes.append(&mut self.call.changes);
+            self.batch.bytes_delta += self.call.bytes_delta;
+        }
+        self.call.clear();
         self.time.accept_call();
     }
 

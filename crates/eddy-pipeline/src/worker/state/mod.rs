@@ -422,11 +422,13 @@ fn read_changes(
                 .and_then(|(_, v)| <[u8; 8]>::try_from(v).ok())
                 .map(u64::from_be_bytes);
             match (ours, number, r.key) {
+                // Copied: a slice would keep the whole fetched buffer alive
+                // for as long as the store holds the entry.
                 (true, Some(number), Some(key)) => each(Some((
                     number,
                     StateChange {
-                        key: f.bytes.slice_ref(key),
-                        value: r.value.map(|v| f.bytes.slice_ref(v)),
+                        key: Bytes::copy_from_slice(key),
+                        value: r.value.map(Bytes::copy_from_slice),
                     },
                 ))),
                 _ => each(None),
