@@ -56,6 +56,12 @@ pub struct TestArgs {
     /// were last written (a pipeline's spec.state.ttlMs); 0 keeps them.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=2_592_000_000))]
     pub ttl_ms: u32,
+    /// After the input, move event time on to this timestamp (milliseconds
+    /// since the Unix epoch) and fire the timers that makes due, in a call
+    /// without records — as a pipeline's quiet partition does with
+    /// spec.eventTime.idleTimeoutMs: the last windows close.
+    #[arg(long, value_name = "MS")]
+    pub then_event_time: Option<i64>,
     /// Keep compiled processors in this directory, so unchanged ones start
     /// at once next time (default: `compiled` in EDDY_CACHE_DIR, else in
     /// ~/.cache/eddy).
@@ -175,6 +181,21 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
                 .instantiate(&args.params)
                 .map_err(|e| limit_hint(e, &args))?;
         }
+    }
+    if let Some(at) = args.then_event_time {
+        state.move_event_time_to(at);
+        let outputs = instance
+            .process_with_state(&[], &mut state)
+            .map_err(|e| anyhow!("firing the timers due at event time {at}: {e}"))?;
+        state.accept_call();
+        store.apply(&state.take_changes());
+        for output in &outputs {
+            match expected.as_mut() {
+                Some(expected) => expected.check(&output_json(output))?,
+                None => writeln!(out, "{}", output_json(output)).context("writing to stdout")?,
+            }
+        }
+        out.flush().context("writing to stdout")?;
     }
     add_counters(&mut counters, &instance);
     for (name, value) in counters {

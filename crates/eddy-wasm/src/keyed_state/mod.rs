@@ -185,6 +185,13 @@ impl StateSession {
         }
     }
 
+    /// Moves event time on to `timestamp` without a record, as if one
+    /// stamped so had been processed (a quiet input); the next call without
+    /// records fires the timers that makes due.
+    pub fn move_event_time_to(&mut self, timestamp: i64) {
+        self.time.move_to(timestamp);
+    }
+
     /// The highest timestamp of the records processed, accepted calls
     /// included: what the caller keeps for the next batch.
     pub fn max_timestamp(&self) -> Option<i64> {

@@ -58,6 +58,11 @@ impl EventTime {
         max.map_or(i64::MIN, |m| m.saturating_sub(self.lateness_ms))
     }
 
+    pub(crate) fn move_to(&mut self, timestamp: i64) {
+        self.max_accepted = Some(self.max_accepted.map_or(timestamp, |m| m.max(timestamp)));
+        self.watermark = self.watermark_at(self.max_accepted);
+    }
+
     /// The watermark now (see [`StateSession::watermark`]).
     pub(crate) fn watermark_now(&self) -> i64 {
         self.watermark
