@@ -381,6 +381,77 @@ async fn a_new_rust_processor_goes_from_new_to_a_running_pipeline() {
     walkthrough("rust").await;
 }
 
+/// `eddy processor new --stateful` in every language: each project
+/// builds and passes its own test (the same windows closed with the same
+/// averages); then the Python one runs in the pipeline its manifest
+/// declares, and a window's average comes out once a later reading moves
+/// event time past its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_stateful_processor_averages_each_sensor_per_minute_in_every_language() {
+    let tmp = tempfile::tempdir().unwrap();
+    tokio::task::block_in_place(|| {
+        for lang in ["rust", "python", "js", "ts"] {
+            let name = format!("avg-{lang}");
+            eddy_in(
+                tmp.path(),
+                &["processor", "new", &name, "--lang", lang, "--stateful"],
+            );
+            let dir = tmp.path().join(&name);
+            eddy_in(&dir, &["processor", "build"]);
+            eddy_in(&dir, &["processor", "test", "."]);
+        }
+    });
+    let dir = tmp.path().join("avg-python");
+    let c = cluster().await;
+    let run = |args: &[&str]| {
+        let out = crate::harness::eddy_command()
+            .current_dir(&dir)
+            .args(args)
+            .args(["--bootstrap", &c.broker.addr])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "eddy {args:?}:\n{}", stderr(&out));
+        stdout(&out)
+    };
+    tokio::task::block_in_place(|| {
+        run(&["processor", "upload", "avg-python", "."]);
+        run(&["topic", "create", "readings", "-p", "3"]);
+        run(&["pipeline", "apply", "-f", "pipeline.yaml"]);
+    });
+    let producer = eddy_client::Producer::new(c.client.clone(), Default::default());
+    let minute = 1_767_225_600_000_i64;
+    for (celsius, at) in [(20.5, 1_000), (21.0, 30_000), (25.0, 75_000)] {
+        producer
+            .send(
+                "readings",
+                eddy_client::ProducerRecord {
+                    key: Some("sensor-1".into()),
+                    value: Some(
+                        format!("{{\"sensor\":\"sensor-1\",\"celsius\":{celsius}}}").into(),
+                    ),
+                    timestamp_ms: Some(minute + at),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    // 75 s minus the manifest's 10 s lateness passes the first minute.
+    let out = super::wait_for("the first minute's average", || async {
+        c.read_all("sensor-averages").await.into_iter().next()
+    })
+    .await;
+    let value: serde_json::Value = serde_json::from_slice(out.value.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({
+            "sensor": "sensor-1", "start": minute, "end": minute + 60_000,
+            "readings": 2, "average": 20.75
+        })
+    );
+}
+
 #[test]
 fn a_syntax_error_fails_the_build_with_the_toolchains_own_message() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,7 +1,9 @@
 //! `eddy processor new NAME --lang …`: a ready project — the processor
-//! with a small working example (keep the hot temperature readings), sample
-//! records and the outputs they should give (the project's test), a
-//! pipeline manifest, a README, and the SDK with the WIT contract.
+//! with a small working example (keep the hot temperature readings; with
+//! `--stateful`, each sensor's average per minute in event-time windows
+//! kept in the keyed state), sample records and the outputs they should
+//! give (the project's test), a pipeline manifest, a README, and the SDK
+//! with the WIT contract.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,10 +27,22 @@ pub struct NewArgs {
     /// be empty.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// A stateful example instead: each sensor's average reading per
+    /// minute, in event-time windows kept in the pipeline's keyed state and
+    /// emitted when they close (its manifest declares `state` and
+    /// `eventTime`).
+    #[arg(long)]
+    pub stateful: bool,
 }
 
 /// Files every project gets.
 const COMMON: &[(&str, &str)] = &[
+    ("README.md", include_str!("../../templates/README.md")),
+    (".gitignore", include_str!("../../templates/gitignore")),
+];
+
+/// The example's records, outputs and manifest.
+const STATELESS_EXAMPLE: &[(&str, &str)] = &[
     ("sample.jsonl", include_str!("../../templates/sample.jsonl")),
     (
         "expected.jsonl",
@@ -38,9 +52,48 @@ const COMMON: &[(&str, &str)] = &[
         "pipeline.yaml",
         include_str!("../../templates/pipeline.yaml"),
     ),
-    ("README.md", include_str!("../../templates/README.md")),
-    (".gitignore", include_str!("../../templates/gitignore")),
 ];
+const STATEFUL_EXAMPLE: &[(&str, &str)] = &[
+    (
+        "sample.jsonl",
+        include_str!("../../templates/stateful/sample.jsonl"),
+    ),
+    (
+        "expected.jsonl",
+        include_str!("../../templates/stateful/expected.jsonl"),
+    ),
+    (
+        "pipeline.yaml",
+        include_str!("../../templates/stateful/pipeline.yaml"),
+    ),
+];
+
+/// How the README's walkthrough differs between the two examples.
+struct Example {
+    files: &'static [(&'static str, &'static str)],
+    param_example: &'static str,
+    output_topic: &'static str,
+    run_note: &'static str,
+}
+
+const STATELESS: Example = Example {
+    files: STATELESS_EXAMPLE,
+    param_example: "--param threshold=35",
+    output_topic: "hot-readings",
+    run_note: "",
+};
+const STATEFUL: Example = Example {
+    files: STATEFUL_EXAMPLE,
+    param_example: "--param window_ms=30000",
+    output_topic: "sensor-averages",
+    run_note: "\nA window's average comes out once event time passes the window's end:\n\
+               when a later reading arrives, or, with the input quiet, 10 s of wall\n\
+               clock after it (`idleTimeoutMs` in pipeline.yaml), so `consume`\n\
+               above may wait up to about 70 s. The windows live in the keyed\n\
+               state; `eddy pipeline describe` shows its keys and the watermark.\n\
+               `eddy processor test . --then-event-time MS` closes the open windows\n\
+               after the input.\n",
+};
 
 /// The language's own files, and how the README talks about them.
 struct Template {
@@ -51,7 +104,10 @@ struct Template {
     toolchain: &'static str,
 }
 
-fn template(lang: Language) -> Template {
+fn template(lang: Language, stateful: bool) -> Template {
+    if stateful {
+        return stateful_template(lang);
+    }
     match lang {
         Language::Python => Template {
             files: &[("processor.py", include_str!("../../templates/processor.py"))],
@@ -100,6 +156,43 @@ fn template(lang: Language) -> Template {
     }
 }
 
+/// The stateful example's sources: the same layout as the stateless ones.
+fn stateful_template(lang: Language) -> Template {
+    let stateless = template(lang, false);
+    let files: &'static [(&'static str, &'static str)] = match lang {
+        Language::Python => &[(
+            "processor.py",
+            include_str!("../../templates/stateful/processor.py"),
+        )],
+        Language::Js => &[(
+            "processor.js",
+            include_str!("../../templates/stateful/processor.js"),
+        )],
+        Language::Ts => &[
+            (
+                "src/processor.ts",
+                include_str!("../../templates/stateful/processor.ts"),
+            ),
+            (
+                "tsconfig.json",
+                include_str!("../../templates/tsconfig.json"),
+            ),
+        ],
+        Language::Rust => &[
+            (
+                "src/lib.rs",
+                include_str!("../../templates/stateful/lib.rs"),
+            ),
+            ("Cargo.toml", include_str!("../../templates/Cargo.toml")),
+            (
+                ".cargo/config.toml",
+                include_str!("../../templates/cargo/config.toml"),
+            ),
+        ],
+    };
+    Template { files, ..stateless }
+}
+
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
     project::check_name(&args.name)?;
     let dir = args
@@ -107,20 +200,24 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&args.name));
     check_empty(&dir)?;
-    let t = template(args.lang);
+    let t = template(args.lang, args.stateful);
+    let example = if args.stateful { STATEFUL } else { STATELESS };
     let fill = |text: &str| {
         text.replace("{{name}}", &args.name)
             .replace("{{language}}", t.language)
             .replace("{{source}}", t.source)
             .replace("{{sdk}}", t.sdk)
             .replace("{{toolchain}}", t.toolchain)
+            .replace("{{param_example}}", example.param_example)
+            .replace("{{output_topic}}", example.output_topic)
+            .replace("{{run_note}}", example.run_note)
     };
     let manifest = format!(
         "# An Eddy processor project: `eddy processor build` reads this.\nname = \"{}\"\nlanguage = \"{}\"\n",
         args.name, args.lang
     );
     write(&dir, MANIFEST, &manifest)?;
-    for (path, text) in COMMON.iter().chain(t.files) {
+    for (path, text) in COMMON.iter().chain(example.files).chain(t.files) {
         write(&dir, path, &fill(text))?;
     }
     let project = Project::open(&dir)?;
