@@ -199,7 +199,7 @@ impl StateSession {
     }
 
     /// The changes of the calls accepted so far, in the order made; the
-    /// session starts over empty.
+    /// session starts over empty (the caller applies them to its store).
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         self.call.clear();
         let changes = std::mem::take(&mut self.batch.changes);
@@ -488,6 +488,25 @@ mod tests {
         base.apply(&changes);
         assert!(base.is_empty());
         assert_eq!(base.bytes(), 0);
+    }
+
+    #[test]
+    fn a_read_after_the_store_took_the_changes_sees_the_store_anew() {
+        let base = Arc::new(MemoryState::default());
+        let mut s = session(&base);
+        assert_eq!(s.get(b"k").unwrap(), None);
+        put(&mut s, "k", "1");
+        s.accept_call();
+        base.apply(&s.take_changes());
+        // The same session, as `eddy processor test` keeps it across batches.
+        assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"1"[..]));
+        put(&mut s, "k", "2");
+        s.accept_call();
+        let changes = s.take_changes();
+        assert_eq!(changes.len(), 1);
+        base.apply(&changes);
+        assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(base.bytes(), 3, "a namespace byte, the key, the value");
     }
 
     #[test]
