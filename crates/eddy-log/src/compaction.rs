@@ -21,6 +21,11 @@
 //! knows. Markers say less than the truth, never more, so that a key's
 //! last committed value always survives.
 //!
+//! A pass that covered every sealed segment is remembered: the next one
+//! waits until another segment is sealed (new records to compact, new
+//! markers to trust) or `delete.retention.ms` has passed (tombstones to
+//! drop), instead of reading every sealed segment again each time.
+//!
 //! Crash safety: a cleaned copy is written as `X.log.cleaned` and fsynced,
 //! then renamed to `X.log.swap` (the commit point), then put in place.
 //! [`Log::open`] deletes leftover `.cleaned` files and finishes `.swap` ones.
@@ -67,11 +72,21 @@ struct Source {
     size: u64,
 }
 
+/// A pass that covered every sealed segment: where the sealed segments
+/// ended and when it was planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CleanPass {
+    sealed_end: Offset,
+    at_ms: i64,
+}
+
 /// A compaction pass over a prefix of the sealed segments, detached from the log.
 #[derive(Debug)]
 pub struct CompactionJob {
     dir: PathBuf,
     sources: Vec<Source>,
+    /// The pass, if it covers every source.
+    pass: CleanPass,
     tombstone_horizon: Timestamp,
     map_bytes_max: usize,
     index_interval: u64,
@@ -123,6 +138,8 @@ pub struct CompactionOutput {
     dir: PathBuf,
     cleaned: Vec<Cleaned>,
     stats: CompactionStats,
+    /// Set when the pass covered every sealed segment.
+    pass: Option<CleanPass>,
 }
 
 impl CompactionOutput {
@@ -133,10 +150,21 @@ impl CompactionOutput {
 }
 
 impl Log {
-    /// The next compaction pass, or `None` when this log is not compacted
-    /// or has no sealed segment.
+    /// The next compaction pass, or `None` when this log is not compacted,
+    /// has no sealed segment, or nothing changed since the last full pass.
     pub fn compaction_job(&self) -> Option<CompactionJob> {
         if !self.config.cleanup_policy.compacts() || self.segments.len() < 2 {
+            return None;
+        }
+        let now = self.clock.now_ms();
+        let pass = CleanPass {
+            sealed_end: *self.segments.keys().next_back()?,
+            at_ms: now,
+        };
+        if let Some(last) = self.compacted
+            && last.sealed_end == pass.sealed_end
+            && now.saturating_sub(last.at_ms) < self.config.delete_retention_ms
+        {
             return None;
         }
         let sealed = self.segments.len() - 1;
@@ -154,6 +182,7 @@ impl Log {
         Some(CompactionJob {
             dir: self.dir.clone(),
             sources,
+            pass,
             tombstone_horizon: Timestamp(
                 self.clock
                     .now_ms()
@@ -168,6 +197,9 @@ impl Log {
     /// Puts cleaned segments in place. Copies of segments that retention
     /// deleted meanwhile are discarded.
     pub fn install_compaction(&mut self, output: CompactionOutput) -> Result<CompactionStats> {
+        if output.pass.is_some() {
+            self.compacted = output.pass;
+        }
         for cleaned in output.cleaned {
             let current = self.segments.get(&cleaned.base);
             let is_source = current.is_some_and(|s| Arc::ptr_eq(&s.file, &cleaned.source));
@@ -238,6 +270,7 @@ impl CompactionJob {
                 segments_read: covered,
                 ..Default::default()
             },
+            pass: (covered == self.sources.len()).then_some(self.pass),
         };
         for source in &self.sources[..covered] {
             output.stats.bytes_before += source.size;

@@ -124,6 +124,8 @@ pub struct Log {
     pub(crate) producers: ProducerState,
     last_sync_ms: i64,
     recovery: RecoveryReport,
+    /// The last compaction pass that covered every sealed segment.
+    pub(crate) compacted: Option<crate::compaction::CleanPass>,
 }
 
 impl Log {
@@ -170,6 +172,7 @@ impl Log {
             segments,
             last_sync_ms: now,
             recovery,
+            compacted: None,
         };
         log.load_epochs()?;
         log.recovery.producer_batches_replayed = log.rebuild_producers()?;

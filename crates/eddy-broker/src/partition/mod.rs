@@ -435,8 +435,11 @@ impl Partition {
         let job = self.log.read().compaction_job();
         if let Some(job) = job {
             let output = job.run()?;
-            if output.cleaned_segments() > 0 {
-                let stats = self.log.write().install_compaction(output)?;
+            // Installed even when nothing was cleaned: the log remembers
+            // the pass, and skips the next until something changes.
+            let cleaned = output.cleaned_segments();
+            let stats = self.log.write().install_compaction(output)?;
+            if cleaned > 0 {
                 tracing::info!(topic = %self.topic, partition = self.id.0, removed = stats.records_removed, "compacted");
             }
         }

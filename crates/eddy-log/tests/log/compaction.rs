@@ -264,3 +264,32 @@ fn any_other_log_compacts_changes_whatever_their_headers() {
     log.compact().unwrap();
     assert_eq!(values_of(&log), ["a=2", "b=1"]);
 }
+
+/// A pass that covered every sealed segment is not repeated until a
+/// segment is sealed or the tombstones' retention has passed: a large
+/// compacted log is not read again every interval for nothing.
+#[test]
+fn compaction_waits_for_a_new_sealed_segment_or_the_tombstone_retention() {
+    let s = compacted_scenario();
+    let mut log = s.open();
+    put(&mut log, &[("a", Some("1")), ("a", Some("2"))], START_MS);
+    log.roll().unwrap();
+    put(&mut log, &[("b", Some("1"))], START_MS);
+    assert_eq!(log.compact().unwrap().records_removed, 1);
+    assert!(log.compaction_job().is_none(), "nothing sealed since");
+    put(&mut log, &[("a", Some("3"))], START_MS);
+    assert!(log.compaction_job().is_none(), "the active segment waits");
+    log.roll().unwrap();
+    assert_eq!(log.compact().unwrap().records_removed, 1, "a=2 went");
+    assert!(log.compaction_job().is_none());
+    s.clock.set(START_MS + 1000);
+    assert!(
+        log.compaction_job().is_some(),
+        "tombstones may have come due"
+    );
+    drop(log);
+    assert!(
+        s.open().compaction_job().is_some(),
+        "a reopened log starts afresh"
+    );
+}
