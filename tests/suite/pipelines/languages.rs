@@ -306,6 +306,21 @@ async fn exactly_once_in_javascript_survives_its_broker_killed_at_random_points(
     exactly_once_through_broker_kills("js").await;
 }
 
+/// What a new project's README does to run it: upload the project in
+/// `dir` as `name`, create `readings`, apply its `pipeline.yaml`.
+fn deploy(dir: &Path, name: &str, broker: &str) {
+    let steps: [&[&str]; 3] = [
+        &["processor", "upload", name, "."],
+        &["topic", "create", "readings", "-p", "3"],
+        &["pipeline", "apply", "-f", "pipeline.yaml"],
+    ];
+    for step in steps {
+        let mut args = step.to_vec();
+        args.extend(["--bootstrap", broker]);
+        eddy_in(dir, &args);
+    }
+}
+
 /// The README's walkthrough for `lang`: a new project, built, tested on
 /// its sample, uploaded, and run by the pipeline its manifest declares.
 async fn walkthrough(lang: &str) {
@@ -324,21 +339,7 @@ async fn walkthrough(lang: &str) {
         eddy_in(&dir, &["processor", "test", "."]);
     });
     let c = cluster().await;
-    let run = |args: &[&str]| {
-        let out = crate::harness::eddy_command()
-            .current_dir(&dir)
-            .args(args)
-            .args(["--bootstrap", &c.broker.addr])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "eddy {args:?}:\n{}", stderr(&out));
-        stdout(&out)
-    };
-    tokio::task::block_in_place(|| {
-        run(&["processor", "upload", &name, "."]);
-        run(&["topic", "create", "readings", "-p", "3"]);
-        run(&["pipeline", "apply", "-f", "pipeline.yaml"]);
-    });
+    tokio::task::block_in_place(|| deploy(&dir, &name, &c.broker.addr));
     let readings = [
         (
             Some("sensor-1".to_owned()),
@@ -403,21 +404,7 @@ async fn a_new_stateful_processor_averages_each_sensor_per_minute_in_every_langu
     });
     let dir = tmp.path().join("avg-python");
     let c = cluster().await;
-    let run = |args: &[&str]| {
-        let out = crate::harness::eddy_command()
-            .current_dir(&dir)
-            .args(args)
-            .args(["--bootstrap", &c.broker.addr])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "eddy {args:?}:\n{}", stderr(&out));
-        stdout(&out)
-    };
-    tokio::task::block_in_place(|| {
-        run(&["processor", "upload", "avg-python", "."]);
-        run(&["topic", "create", "readings", "-p", "3"]);
-        run(&["pipeline", "apply", "-f", "pipeline.yaml"]);
-    });
+    tokio::task::block_in_place(|| deploy(&dir, "avg-python", &c.broker.addr));
     let producer = eddy_client::Producer::new(c.client.clone(), Default::default());
     let minute = 1_767_225_600_000_i64;
     for (celsius, at) in [(20.5, 1_000), (21.0, 30_000), (25.0, 75_000)] {

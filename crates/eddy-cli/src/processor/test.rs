@@ -167,13 +167,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
         };
         state.accept_call();
         store.apply(&state.take_changes());
-        for output in &outputs {
-            match expected.as_mut() {
-                Some(expected) => expected.check(&output_json(output))?,
-                None => writeln!(out, "{}", output_json(output)).context("writing to stdout")?,
-            }
-        }
-        out.flush().context("writing to stdout")?;
+        emit(&outputs, expected.as_mut(), &mut out)?;
         if instance.is_near_memory_limit() {
             // As a pipeline does: a fresh instance before this one runs out.
             add_counters(&mut counters, &instance);
@@ -189,13 +183,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow!("firing the timers due at event time {at}: {e}"))?;
         state.accept_call();
         store.apply(&state.take_changes());
-        for output in &outputs {
-            match expected.as_mut() {
-                Some(expected) => expected.check(&output_json(output))?,
-                None => writeln!(out, "{}", output_json(output)).context("writing to stdout")?,
-            }
-        }
-        out.flush().context("writing to stdout")?;
+        emit(&outputs, expected.as_mut(), &mut out)?;
     }
     add_counters(&mut counters, &instance);
     for (name, value) in counters {
@@ -217,6 +205,21 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Checks `outputs` against the expected ones, or prints them.
+fn emit(
+    outputs: &[OutputRecord],
+    mut expected: Option<&mut Expected>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    for output in outputs {
+        match expected.as_mut() {
+            Some(expected) => expected.check(&output_json(output))?,
+            None => writeln!(out, "{}", output_json(output)).context("writing to stdout")?,
+        }
+    }
+    out.flush().context("writing to stdout")
 }
 
 fn add_counters(totals: &mut std::collections::BTreeMap<String, u64>, instance: &Instance) {
