@@ -197,6 +197,24 @@ enum CallError {
     TooLarge,
 }
 
+impl CallError {
+    /// The failure of a call that cannot be narrowed further: `what` (one
+    /// record, or none) failed as a whole.
+    fn into_failure(self, what: &str) -> Failure {
+        match self {
+            CallError::Record(_, message) => Failure {
+                kind: "record-error",
+                message,
+            },
+            CallError::Unnamed(f) => f,
+            CallError::TooLarge => Failure {
+                kind: "too-large",
+                message: format!("{what} is over the processor's batch byte limit"),
+            },
+        }
+    }
+}
+
 impl Runner<'_> {
     /// Runs `records` (position `base` onwards of the batch) into
     /// `segments`; returns whether the run stopped at a failure.
@@ -249,11 +267,8 @@ impl Runner<'_> {
                     }
                     pos += half;
                 }
-                Err(CallError::TooLarge) => {
-                    let failure = Failure {
-                        kind: "too-large",
-                        message: "the record alone is over the processor's batch byte limit".into(),
-                    };
+                Err(e @ CallError::TooLarge) => {
+                    let failure = e.into_failure("the record alone");
                     segments.push(Segment::Failed {
                         index: base + pos,
                         failure,
@@ -269,23 +284,15 @@ impl Runner<'_> {
     }
 
     /// One call without records, in which a stateful processor fires the
-    /// timers that are due (see `Task::fire_due_timers`); returns its
-    /// failure, if it failed.
+    /// timers that are due (after a quiet input or a restore: see the
+    /// task's `run` and `on_quiet`); returns its failure, if it failed.
     fn timers_only(&mut self, segments: &mut Vec<Segment>) -> Result<Option<Failure>> {
         Ok(match self.call(&[])? {
             Ok(outputs) => {
                 segments.push(Segment::Outputs(outputs));
                 None
             }
-            Err(CallError::Record(_, message)) => Some(Failure {
-                kind: "record-error",
-                message,
-            }),
-            Err(CallError::Unnamed(f)) => Some(f),
-            Err(CallError::TooLarge) => Some(Failure {
-                kind: "too-large",
-                message: "a call without records is over the processor's batch limits".into(),
-            }),
+            Err(e) => Some(e.into_failure("a call without records")),
         })
     }
 
@@ -305,15 +312,7 @@ impl Runner<'_> {
                     segments.push(Segment::Outputs(outputs));
                     continue;
                 }
-                Err(CallError::Record(_, message)) => Failure {
-                    kind: "record-error",
-                    message,
-                },
-                Err(CallError::Unnamed(f)) => f,
-                Err(CallError::TooLarge) => Failure {
-                    kind: "too-large",
-                    message: "the record alone is over the processor's batch byte limit".into(),
-                },
+                Err(e) => e.into_failure("the record alone"),
             };
             segments.push(Segment::Failed {
                 index: base + i,

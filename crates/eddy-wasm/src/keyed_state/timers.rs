@@ -63,11 +63,6 @@ impl EventTime {
         self.watermark = self.watermark_at(self.max_accepted);
     }
 
-    /// The watermark now (see [`StateSession::watermark`]).
-    pub(crate) fn watermark_now(&self) -> i64 {
-        self.watermark
-    }
-
     pub(crate) fn max_accepted(&self) -> Option<i64> {
         self.max_accepted
     }
@@ -105,9 +100,8 @@ impl EventTime {
     /// processed when the processor advances after every record in order
     /// (see [`EventTime::check_in_order`]).
     pub(crate) fn write_time(&self) -> Option<i64> {
-        let next = self.advanced.map_or(0, |a| a as usize + 1);
         self.call_max
-            .get(next)
+            .get(self.next_record() as usize)
             .or(self.call_max.last())
             .copied()
             .or(self.max_accepted)
@@ -116,8 +110,7 @@ impl EventTime {
     /// Refuses an `advance` that skips a record or goes back (asked for
     /// by `spec.state.ttlMs`, whose write times need every record's).
     pub(crate) fn check_in_order(&self, index: u32) -> Result<(), String> {
-        let next = self.advanced.map_or(0, |a| a + 1);
-        if index == next || Some(index) == self.advanced {
+        if index == self.next_record() || Some(index) == self.advanced {
             return Ok(());
         }
         Err(format!(
@@ -131,8 +124,13 @@ impl EventTime {
 
     /// The first record of the call not passed to `advance`, if any.
     pub(crate) fn first_not_advanced(&self) -> Option<usize> {
-        let next = self.advanced.map_or(0, |a| a as usize + 1);
+        let next = self.next_record() as usize;
         (next < self.call_max.len()).then_some(next)
+    }
+
+    /// The record after the last passed to `advance` in the running call.
+    fn next_record(&self) -> u32 {
+        self.advanced.map_or(0, |a| a.saturating_add(1))
     }
 
     /// Moves the watermark to the one after the call's record `index`. A
@@ -207,14 +205,28 @@ impl StateSession {
         if self.ttl_ms.is_some() {
             self.time.check_in_order(index)?;
         }
-        let watermark = self.time.advance(index)?;
+        self.time.advance(index)?;
         if self.ttl_ms.is_some() {
             self.expire()?;
         }
+        self.take_due(TIMER, DUE_MAX, "timer")
+    }
+
+    /// Removes and returns the entries of the time-sorted `namespace` (see
+    /// [`timed_key`]) at or before the watermark, earliest first, at most
+    /// `max`: each entry's key and time. `what` names the entries in the
+    /// error for a damaged one.
+    pub(super) fn take_due(
+        &mut self,
+        namespace: u8,
+        max: usize,
+        what: &str,
+    ) -> Result<Vec<(Bytes, i64)>, String> {
+        let watermark = self.watermark();
         let mut due = Vec::new();
-        for (raw, _) in self.scan_raw(&[TIMER], None, DUE_MAX)? {
+        for (raw, _) in self.scan_raw(&[namespace], None, max)? {
             let Some((key, at)) = parse_timer_key(&raw) else {
-                return Err("a stored timer is damaged".to_owned());
+                return Err(format!("a stored {what} is damaged"));
             };
             if at > watermark {
                 break;

@@ -15,8 +15,8 @@
 
 use bytes::Bytes;
 
-use super::timers::{parse_timer_key, timed_key};
-use super::{EXPIRY, StateSession, USER, check_value};
+use super::timers::timed_key;
+use super::{EXPIRY, StateSession, check_value, user_key};
 
 /// Most expired keys one `advance` deletes; later ones go at the next
 /// (reads skip them meanwhile).
@@ -42,7 +42,7 @@ impl StateSession {
             return Ok(None);
         };
         let (expiry, value) = split(&stored)?;
-        Ok((expiry > self.time.watermark_now()).then_some(value))
+        Ok((expiry > self.watermark()).then_some(value))
     }
 
     /// Puts (`Some`) or deletes the processor's key `raw` (with its
@@ -86,18 +86,8 @@ impl StateSession {
     /// Deletes the keys whose expiry the watermark has reached, oldest
     /// first, at most [`EXPIRED_MAX`].
     pub(super) fn expire(&mut self) -> Result<(), String> {
-        let watermark = self.time.watermark_now();
-        for (index, _) in self.scan_raw(&[EXPIRY], None, EXPIRED_MAX)? {
-            let Some((key, expiry)) = parse_timer_key(&index) else {
-                return Err("a stored expiry entry is damaged".to_owned());
-            };
-            if expiry > watermark {
-                break;
-            }
-            self.set_raw(index.to_vec(), None)?;
-            let mut raw = Vec::with_capacity(1 + key.len());
-            raw.push(USER);
-            raw.extend_from_slice(&key);
+        for (key, expiry) in self.take_due(EXPIRY, EXPIRED_MAX, "expiry entry")? {
+            let raw = user_key(&key)?;
             // Written again since, the key has another entry (this one
             // would have been deleted); the check is for damaged state.
             if let Some(stored) = self.get_raw(&raw)?
