@@ -405,25 +405,15 @@ async fn a_new_stateful_processor_averages_each_sensor_per_minute_in_every_langu
     let dir = tmp.path().join("avg-python");
     let c = cluster().await;
     tokio::task::block_in_place(|| deploy(&dir, "avg-python", &c.broker.addr));
-    let producer = eddy_client::Producer::new(c.client.clone(), Default::default());
     let minute = 1_767_225_600_000_i64;
-    for (celsius, at) in [(20.5, 1_000), (21.0, 30_000), (25.0, 75_000)] {
-        producer
-            .send(
-                "readings",
-                eddy_client::ProducerRecord {
-                    key: Some("sensor-1".into()),
-                    value: Some(
-                        format!("{{\"sensor\":\"sensor-1\",\"celsius\":{celsius}}}").into(),
-                    ),
-                    timestamp_ms: Some(minute + at),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-    }
-    producer.flush().await.unwrap();
+    let readings: Vec<_> = [(20.5, 1_000), (21.0, 30_000), (25.0, 75_000)]
+        .into_iter()
+        .map(|(celsius, at)| {
+            let value = format!("{{\"sensor\":\"sensor-1\",\"celsius\":{celsius}}}");
+            (Some("sensor-1".to_owned()), value, Some(minute + at))
+        })
+        .collect();
+    c.produce_at("readings", &readings).await;
     // 75 s minus the manifest's 10 s lateness passes the first minute.
     let out = super::wait_for("the first minute's average", || async {
         c.read_all("sensor-averages").await.into_iter().next()

@@ -78,11 +78,22 @@ impl Cluster {
 
     /// Produces (key, value) records, idempotent with acks=all.
     pub async fn produce(&self, topic: &str, records: &[(Option<String>, String)]) {
+        let stamped: Vec<_> = records
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone(), None))
+            .collect();
+        self.produce_at(topic, &stamped).await;
+    }
+
+    /// [`Cluster::produce`] with a timestamp per record (`None`: the
+    /// producer's clock).
+    pub async fn produce_at(&self, topic: &str, records: &[(Option<String>, String, Option<i64>)]) {
         let producer = Producer::new(self.client.clone(), ProducerConfig::default());
-        for (key, value) in records {
+        for (key, value, timestamp_ms) in records {
             let record = ProducerRecord {
                 key: key.clone().map(Into::into),
                 value: Some(value.clone().into()),
+                timestamp_ms: *timestamp_ms,
                 ..ProducerRecord::default()
             };
             producer.send(topic, record).await.unwrap();

@@ -42,6 +42,16 @@ async fn setup(broker_args: &[&str]) -> Cluster {
     c
 }
 
+/// Sends one record to `in` and returns the error the `count` pipeline
+/// stops at (it has `onError: stop`).
+async fn first_record_fails(c: &Cluster) -> eddy_proto::v1::PipelineError {
+    c.produce("in", &[(Some("k".into()), "v".into())]).await;
+    let d = c
+        .in_state("count", eddy_proto::v1::PipelineState::Failed)
+        .await;
+    d.summary.and_then(|s| s.failure).unwrap()
+}
+
 /// Waits until the pipeline has read `records` input records and
 /// committed them.
 async fn caught_up(c: &Cluster, records: usize) {
@@ -300,11 +310,7 @@ async fn state_needs_exactly_once_one_input_and_cannot_be_switched_on_later() {
 
     // Without state, the processor's first state call fails the record
     // with a message saying what to declare; onError: stop stops there.
-    c.produce("in", &[(Some("k".into()), "v".into())]).await;
-    let d = c
-        .in_state("count", eddy_proto::v1::PipelineState::Failed)
-        .await;
-    let failure = d.summary.and_then(|s| s.failure).unwrap();
+    let failure = first_record_fails(&c).await;
     assert!(
         failure.message.contains("state: {enabled: true}"),
         "{failure:?}"
@@ -336,28 +342,17 @@ async fn keys_expire_a_ttl_after_their_last_write() {
     );
     c.apply(&dedup);
     let t0 = 1_800_000_000_000_i64;
-    let producer = eddy_client::Producer::new(c.client.clone(), Default::default());
-    for (id, at) in [
+    let ids: Vec<_> = [
         ("a", 0),
         ("a", 100),
         ("z", 5_000),
         ("a", 5_100),
         ("a", 5_200),
-    ] {
-        producer
-            .send(
-                "ids",
-                eddy_client::ProducerRecord {
-                    key: Some(id.into()),
-                    value: Some(format!("{id}@{at}").into()),
-                    timestamp_ms: Some(t0 + at),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-    }
-    producer.flush().await.unwrap();
+    ]
+    .into_iter()
+    .map(|(id, at)| (Some(id.to_owned()), format!("{id}@{at}"), Some(t0 + at)))
+    .collect();
+    c.produce_at("ids", &ids).await;
     let forwarded = wait_for("dedup to forward three records", || async {
         let out = read_all(&c.client, "unique").await;
         (out.len() >= 3).then_some(out)
@@ -382,11 +377,7 @@ async fn keys_expire_a_ttl_after_their_last_write() {
         "  state:\n    enabled: true\n",
         "  state:\n    enabled: true\n    ttlMs: 1000\n",
     ));
-    c.produce("in", &[(Some("k".into()), "v".into())]).await;
-    let d = c
-        .in_state("count", eddy_proto::v1::PipelineState::Failed)
-        .await;
-    let failure = d.summary.and_then(|s| s.failure).unwrap();
+    let failure = first_record_fails(&c).await;
     assert!(
         failure
             .message
