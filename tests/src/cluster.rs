@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::Replica;
 use crate::link::{CLIENTS, Links};
-use crate::process::{Out, eddy_against, eddy_command, files, kill9};
+use crate::process::{Out, eddy_command, files, kill9};
 
 /// How long a broker may take to join (a majority must be up).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +30,9 @@ pub struct TestCluster {
     /// The proxies brokers call each other through, and clients call
     /// them through, when started with [`TestCluster::start_linked`].
     pub links: Option<Links>,
+    /// Environment every client command of this cluster runs with (the
+    /// TLS CA and credentials of a secured cluster).
+    pub client_env: Vec<(String, String)>,
     extra: Vec<String>,
     tmp: Option<tempfile::TempDir>,
 }
@@ -72,6 +75,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             nodes,
             links,
+            client_env: Vec::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             tmp: Some(tmp),
         };
@@ -196,7 +200,7 @@ impl TestCluster {
     /// Runs an `eddy` client command against broker `id` only, feeding it
     /// `input`.
     pub fn eddy_at_with_input(&self, id: i32, args: &[&str], input: &[u8]) -> Out {
-        eddy_against(&self.node(id).addr, args, input)
+        self.client(&self.node(id).addr, args, input)
     }
 
     /// Like `eddy_at`, and fails the test unless it succeeds.
@@ -213,7 +217,17 @@ impl TestCluster {
     /// Runs `eddy` with every running broker as bootstrap, feeding it
     /// `input`.
     pub fn eddy_with_input(&self, args: &[&str], input: &[u8]) -> Out {
-        eddy_against(&self.bootstrap(), args, input)
+        self.client(&self.bootstrap(), args, input)
+    }
+
+    fn client(&self, bootstrap: &str, args: &[&str], input: &[u8]) -> Out {
+        crate::process::run(
+            eddy_command()
+                .envs(self.client_env.iter().map(|(k, v)| (k, v)))
+                .args(args)
+                .args(["--bootstrap", bootstrap]),
+            input,
+        )
     }
 
     /// Like `eddy_with_input`, and fails the test unless it succeeds.

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod cluster;
 pub mod link;
+pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod rng;

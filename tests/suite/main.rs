@@ -12,6 +12,7 @@ mod processor;
 mod recovery;
 mod renewal;
 mod round_trip;
+mod security;
 mod settings;
 mod storage;
 mod tools;

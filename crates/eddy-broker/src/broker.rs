@@ -17,6 +17,7 @@ use crate::config::{BrokerConfig, PARTITIONS_MAX, TopicConfig};
 use crate::controller::GrpcTransport;
 use crate::error::BrokerError;
 use crate::group::Coordinator;
+use crate::links::Links;
 use crate::liveness::Liveness;
 use crate::partition::Partition;
 use crate::replication::Fetchers;
@@ -41,6 +42,8 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     pub(crate) liveness: Liveness,
     pub(crate) fetchers: Fetchers,
+    /// How this broker connects to brokers.
+    pub links: Links,
 }
 
 /// Plain producer ids reserved per metadata command.
@@ -81,10 +84,11 @@ impl Broker {
             voters: config.peers.clone(),
             propose_timeout: Duration::from_secs(15),
         };
+        let links = Links::new(&config)?;
         let meta = MetaStore::open(
             &config.data_dir.join("meta"),
             meta_config,
-            Arc::new(GrpcTransport::default()),
+            Arc::new(GrpcTransport::new(links.clone())),
         )
         .await?;
         let broker = Arc::new(Broker {
@@ -95,6 +99,7 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             liveness: Liveness::default(),
             fetchers: Fetchers::default(),
+            links,
             config,
             meta,
             topics,

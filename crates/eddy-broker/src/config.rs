@@ -9,6 +9,7 @@ use eddy_meta::NodeId;
 
 use crate::error::BrokerError;
 use crate::group::GroupConfig;
+use crate::tls::TlsFiles;
 
 /// Everything a broker needs to start.
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct BrokerConfig {
     pub peers: BTreeMap<NodeId, String>,
     /// Liveness and partition replication.
     pub replication: ReplicationConfig,
+    /// TLS on the listener and on links to other brokers; `None`: plain text.
+    pub tls: Option<TlsFiles>,
 }
 
 /// How brokers watch each other and copy partitions.
@@ -91,6 +94,7 @@ impl BrokerConfig {
             groups: GroupConfig::default(),
             peers: BTreeMap::new(),
             replication: ReplicationConfig::default(),
+            tls: None,
         }
     }
 }

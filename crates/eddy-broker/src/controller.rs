@@ -9,38 +9,49 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_meta::{CallFuture, Rpc, Transport, TransportError};
+use eddy_proto::AuthChannel;
 use eddy_proto::v1::controller_client::ControllerClient;
 use eddy_proto::v1::controller_server::Controller;
 use eddy_proto::v1::{BrokerHeartbeatRequest, BrokerHeartbeatResponse, RaftMessage};
 use parking_lot::Mutex;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::broker::Broker;
+use crate::links::Links;
 
 /// Largest Raft message either way: a snapshot of a large cluster's
 /// metadata is the biggest.
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 256 << 20;
 
 /// Sends Raft messages to other brokers over gRPC.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GrpcTransport {
-    clients: Mutex<HashMap<String, ControllerClient<Channel>>>,
+    links: Links,
+    clients: Mutex<HashMap<String, ControllerClient<AuthChannel>>>,
 }
 
 impl GrpcTransport {
-    fn client(&self, address: &str) -> Result<ControllerClient<Channel>, TransportError> {
+    pub fn new(links: Links) -> GrpcTransport {
+        GrpcTransport {
+            links,
+            clients: Mutex::default(),
+        }
+    }
+
+    fn client(&self, address: &str) -> Result<ControllerClient<AuthChannel>, TransportError> {
         let mut clients = self.clients.lock();
         if let Some(c) = clients.get(address) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = self
+            .links
+            .endpoint(address)
             .map_err(|e| TransportError::Unreachable(format!("bad address {address:?}: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
-        let client = ControllerClient::new(endpoint.connect_lazy())
+        let client = ControllerClient::new(self.links.attach(endpoint.connect_lazy()))
             .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
         clients.insert(address.to_string(), client.clone());

@@ -18,6 +18,7 @@ mod error;
 mod fetch;
 mod group;
 mod internal;
+mod links;
 mod liveness;
 mod partition;
 mod produce;
@@ -27,6 +28,7 @@ mod replication;
 mod server;
 mod service;
 mod subscribe_route;
+mod tls;
 mod topics;
 
 pub use broker::{Broker, DATA_DIR_MARKER};
@@ -36,9 +38,11 @@ pub use config::{
 pub use error::BrokerError;
 pub use group::{GroupConfig, OFFSETS_TOPIC};
 pub use internal::{InternalTopic, StoredRecord};
+pub use links::Links;
 pub use partition::{Partition, PartitionOffsets, Role, StartAt};
 pub use server::{
-    CONNECTION_WINDOW_BYTES, Extension, ExtensionFactory, FRAME_BYTES, STREAM_WINDOW_BYTES,
-    ServerHandle, start, start_with,
+    CONNECTION_WINDOW_BYTES, Connection, Extension, ExtensionFactory, FRAME_BYTES,
+    STREAM_WINDOW_BYTES, ServerHandle, start, start_with,
 };
+pub use tls::TlsFiles;
 pub use topics::{TopicState, Topics};

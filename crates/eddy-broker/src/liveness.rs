@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy_meta::{Command, NodeId};
+use eddy_proto::AuthChannel as Channel;
 use eddy_proto::v1::BrokerHeartbeatRequest;
 use eddy_proto::v1::controller_client::ControllerClient;
 use parking_lot::Mutex;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
@@ -170,11 +170,16 @@ impl Broker {
         if let Some(c) = channels.get(address) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| BrokerError::Internal(format!("bad peer address {address:?}: {e}")))?
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let endpoint = self
+            .links
+            .endpoint(address)
+            .map_err(|e| BrokerError::Internal(format!("bad peer address {address:?}: {e}")))?;
+        let channel = self.links.attach(
+            endpoint
+                .connect_timeout(Duration::from_millis(500))
+                .tcp_nodelay(true)
+                .connect_lazy(),
+        );
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
     }

@@ -37,6 +37,7 @@ const REPLICA_FETCH_BYTES_MAX: usize = 256 << 20;
 use crate::error::BrokerError;
 use crate::service::Service;
 use crate::subscribe_route::ConsumeRoutes;
+use crate::tls::Tls;
 
 /// HTTP/2 flow-control windows and frame size: large, so a multi-megabyte
 /// batch moves in few frames without waiting for window updates.
@@ -260,13 +261,21 @@ async fn run(
     } else {
         Vec::new()
     };
-    let connections = accept(listener, app, stop).await;
+    let tls = match &broker.config.tls {
+        Some(files) => Some(Tls::new(files)?),
+        None => None,
+    };
+    let reload = tls.clone().map(|t| tokio::spawn(reload_certificates(t)));
+    let connections = accept(listener, app, tls, stop).await;
     broker.begin_shutdown();
     // Health watchers (load balancers, orchestrators) learn at once that
     // this broker is going away, while its connections drain.
     report_health(&health, &extra_names, ServingStatus::NotServing).await;
     drain(connections).await;
     housekeeping.abort();
+    if let Some(r) = reload {
+        r.abort();
+    }
     groups.abort();
     metadata.abort();
     for t in cluster_tasks {
@@ -293,14 +302,14 @@ async fn report_health(health: &HealthReporter, extra: &[&'static str], status: 
 }
 
 /// Serves connections until `stop`; returns the connections still open.
-async fn accept<S>(listener: TcpListener, app: S, mut stop: oneshot::Receiver<()>) -> Connections
+async fn accept<S>(
+    listener: TcpListener,
+    app: S,
+    tls: Option<Tls>,
+    mut stop: oneshot::Receiver<()>,
+) -> Connections
 where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService,
 {
     let (closing, _) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -322,32 +331,155 @@ where
         // Without it Nagle holds small responses until the peer's delayed
         // ACK (~40 ms).
         let _ = stream.set_nodelay(true);
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-            .max_frame_size(FRAME_BYTES)
-            .max_send_buf_size(SEND_BUFFER_BYTES)
-            .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX);
-        let service = TowerToHyperService::new(app.clone());
-        let mut closing = closing.subscribe();
+        let app = app.clone();
+        let tls = tls.clone();
+        let closing = closing.subscribe();
         tasks.spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = closing.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let Some(tls) = tls else {
+                let info = Connection { peer, tls: false };
+                return serve_connection(stream, WithConnection::new(app, info), closing).await;
             };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            // A TLS client opens with a handshake record (0x16); anything
+            // else is told, in gRPC, that this port takes only TLS.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+                Ok(Ok(1)) => return serve_connection(stream, TlsRequired, closing).await,
+                _ => return,
+            }
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let info = Connection { peer, tls: true };
+                    serve_connection(stream, WithConnection::new(app, info), closing).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "TLS handshake refused");
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake did not finish in time");
+                }
             }
         });
     }
     Connections { tasks, closing }
+}
+
+/// The first byte of a TLS connection (a handshake record).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// How long a connection may take to send its first byte and finish TLS.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the broker's gRPC services are, to hyper.
+pub(crate) trait HttpService:
+    tower::Service<
+        http::Request<Incoming>,
+        Response = http::Response<tonic::body::Body>,
+        Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// Serves HTTP/2 on one connection until it ends or the broker closes.
+async fn serve_connection<I, S>(io: I, service: S, mut closing: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: HttpService,
+{
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(FRAME_BYTES)
+        .max_send_buf_size(SEND_BUFFER_BYTES)
+        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX);
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = closing.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Where a call came from: every request carries it as an extension.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Adds the [`Connection`] to each request.
+#[derive(Debug, Clone)]
+struct WithConnection<S> {
+    inner: S,
+    info: Connection,
+}
+
+impl<S> WithConnection<S> {
+    fn new(inner: S, info: Connection) -> WithConnection<S> {
+        WithConnection { inner, info }
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for WithConnection<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.info);
+        self.inner.call(req)
+    }
+}
+
+/// Answers every call on a plain-text connection to a TLS port.
+#[derive(Debug, Clone, Copy)]
+struct TlsRequired;
+
+impl tower::Service<http::Request<Incoming>> for TlsRequired {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: http::Request<Incoming>) -> Self::Future {
+        let status = Status::unauthenticated(
+            "this broker takes only TLS connections: connect with TLS, giving the cluster's CA certificate with --tls-ca or EDDY_TLS_CA",
+        );
+        std::future::ready(Ok(status.into_http()))
+    }
 }
 
 /// Open connections at shutdown.
@@ -364,6 +496,20 @@ async fn drain(mut c: Connections) {
     if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         c.tasks.abort_all();
+    }
+}
+
+/// How often the listener's certificate files are checked for a change.
+const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Reads the listener's certificate again whenever its files change.
+async fn reload_certificates(tls: Tls) {
+    let mut tick = tokio::time::interval(CERT_RELOAD_INTERVAL);
+    loop {
+        tick.tick().await;
+        let t = tls.clone();
+        // Reading files blocks; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || t.reload_if_changed()).await;
     }
 }
 

@@ -7,10 +7,13 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+pub use connection::{Connection, connect};
 
 mod bench;
 mod cluster;
+mod connection;
 mod consume;
 mod demo;
 mod dev;
@@ -38,15 +41,6 @@ struct Cli {
     conn: Connection,
     #[command(subcommand)]
     command: Command,
-}
-
-/// How client commands find the cluster.
-#[derive(Debug, Clone, Args)]
-pub struct Connection {
-    /// Brokers of the cluster as HOST:PORT, comma-separated; the first that
-    /// answers is used.
-    #[arg(long, global = true, env = "EDDY_BOOTSTRAP", default_value = DEFAULT_ADDRESS)]
-    pub bootstrap: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,7 +112,7 @@ pub fn main() -> ExitCode {
 
 async fn run_async(command: Command, conn: Connection) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(args, &conn).await,
         Command::Dev(args) => dev::dev(args).await,
         Command::Cluster(cmd) => cluster::run(cmd, &conn).await,
         Command::Topic(cmd) => topic::run(cmd, &conn).await,
@@ -155,14 +149,6 @@ fn init_logging(filter: Option<&str>, fallback: &str) {
         .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
-}
-
-/// Connects a client to the cluster.
-pub async fn connect(conn: &Connection) -> anyhow::Result<eddy_client::Client> {
-    Ok(
-        eddy_client::Client::connect(eddy_client::ClientConfig::new(conn.bootstrap.clone()))
-            .await?,
-    )
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use eddy_broker::{BrokerConfig, TopicConfig};
+use eddy_broker::{BrokerConfig, TlsFiles, TopicConfig};
 use eddy_meta::NodeId;
 use eddy_pipeline::{Node, NodeConfig};
 use serde::Deserialize;
 
-use crate::DEFAULT_ADDRESS;
+use crate::{Connection, DEFAULT_ADDRESS};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -43,6 +43,23 @@ pub struct ServeArgs {
     /// cluster of one.
     #[arg(long, env = "EDDY_PEERS")]
     peers: Option<String>,
+    /// This broker's TLS certificate chain (PEM). With --tls-key the
+    /// listener takes only TLS, and links to other brokers use TLS,
+    /// checked against the CA given with --tls-ca.
+    #[arg(long, env = "EDDY_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "EDDY_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Let clients present a certificate signed by this CA (PEM) (mutual
+    /// TLS); a client presenting one from another CA is refused.
+    #[arg(
+        long,
+        env = "EDDY_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -173,6 +190,10 @@ struct FileConfig {
     node_id: Option<i32>,
     advertise: Option<String>,
     peers: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
     default_partitions: Option<u32>,
     default_replication_factor: Option<u32>,
     flush: Option<String>,
@@ -189,7 +210,7 @@ struct FileConfig {
     topic_defaults: BTreeMap<String, String>,
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(args: ServeArgs, conn: &Connection) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -231,8 +252,42 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = BrokerConfig::new(node_id, data_dir, listen);
     config.advertised_address = args.advertise.clone().or(file.advertise.clone()).or(own);
     config.peers = peers;
+    config.tls = tls_files(&args, conn, &file)?;
     apply(&mut config, &args.tuning, &file)?;
     run(config, &args.tuning, false).await
+}
+
+/// The TLS set-up from flags, then the config file.
+fn tls_files(
+    args: &ServeArgs,
+    conn: &Connection,
+    file: &FileConfig,
+) -> anyhow::Result<Option<TlsFiles>> {
+    let pick = |flag: &Option<PathBuf>, key: &Option<PathBuf>| flag.clone().or(key.clone());
+    let cert = pick(&args.tls_cert, &file.tls_cert);
+    let key = pick(&args.tls_key, &file.tls_key);
+    let ca = pick(&conn.tls_ca, &file.tls_ca);
+    let client_ca = pick(&args.tls_client_ca, &file.tls_client_ca);
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let Some(ca) = ca else {
+                bail!(
+                    "--tls-cert needs --tls-ca: the CA certificate that signed the brokers' certificates, which this broker checks the other brokers (and its own worker checks it) against"
+                );
+            };
+            Ok(Some(TlsFiles {
+                cert,
+                key,
+                ca,
+                client_ca,
+            }))
+        }
+        (None, None) if client_ca.is_some() => {
+            bail!("--tls-client-ca needs --tls-cert and --tls-key")
+        }
+        (None, None) => Ok(None),
+        _ => bail!("give --tls-cert and --tls-key together"),
+    }
 }
 
 /// `eddy dev` with one broker, in this process.

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
+use eddy_proto::AuthChannel as Channel;
 use eddy_proto::v1::{
     ApplyPipelinesRequest, ApplyPipelinesResponse, DeleteProcessorRequest,
     DescribeProcessorRequest, DownloadProcessorRequest, FailPipelineRequest, ListPipelinesRequest,
@@ -12,7 +13,6 @@ use eddy_proto::v1::{
     pipelines_client::PipelinesClient, processors_client::ProcessorsClient, upload_request,
 };
 use sha2::{Digest, Sha256};
-use tonic::transport::Channel;
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};

@@ -9,8 +9,9 @@ use eddy_proto::v1::{
     admin_client::AdminClient, cluster_client::ClusterClient, consume_client::ConsumeClient,
     produce_client::ProduceClient,
 };
+use eddy_proto::{AuthChannel as Channel, ClientTls, Credentials};
 use parking_lot::RwLock;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::error::{ClientError, Result};
 
@@ -54,6 +55,11 @@ pub struct ClientConfig {
     /// HTTP/2: how much all streams of one connection may have unread; this
     /// bounds the memory a connection's responses take.
     pub connection_window_bytes: u32,
+    /// TLS to the brokers (their CA, and a client certificate for mutual
+    /// TLS); `None` connects in plain text.
+    pub tls: Option<ClientTls>,
+    /// What every call carries to say who is calling.
+    pub credentials: Credentials,
 }
 
 impl ClientConfig {
@@ -68,6 +74,8 @@ impl ClientConfig {
             response_bytes_max: 256 << 20,
             stream_window_bytes: 32 << 20,
             connection_window_bytes: 64 << 20,
+            tls: None,
+            credentials: Credentials::none(),
         }
     }
 }
@@ -472,7 +480,10 @@ impl Client {
     /// connection with control calls (metadata, joins, heartbeats, acks),
     /// those answers could wait behind it forever.
     pub fn dedicated(&self, address: &str) -> Result<Channel> {
-        Ok(endpoint(address, &self.inner.config)?.connect_lazy())
+        let config = &self.inner.config;
+        Ok(config
+            .credentials
+            .attach(endpoint(address, config)?.connect_lazy()))
     }
 
     /// The shared control connection to the broker at `address`,
@@ -528,13 +539,31 @@ const FRAME_BYTES: u32 = 1 << 20;
 /// HTTP/2 settings matching the broker's: big windows and frames so large
 /// batches stream without stalls.
 async fn connect(address: &str, config: &ClientConfig) -> Result<Channel> {
-    endpoint(address, config)?
+    let channel = endpoint(address, config)?
         .connect()
         .await
         .map_err(|e| ClientError::Connect {
             address: address.to_string(),
-            reason: error_chain(&e),
-        })
+            reason: connect_failure(&e, config),
+        })?;
+    Ok(config.credentials.attach(channel))
+}
+
+/// Why a connection failed, with what to do when TLS is the likely cause.
+fn connect_failure(e: &tonic::transport::Error, config: &ClientConfig) -> String {
+    let reason = error_chain(e);
+    let lower = reason.to_lowercase();
+    if config.tls.is_some() && (lower.contains("certificate") || lower.contains("tls")) {
+        format!(
+            "{reason} (the broker's certificate must be signed by the CA given with --tls-ca or EDDY_TLS_CA, for the host name or IP address you connect to)"
+        )
+    } else if config.tls.is_none() && lower.contains("connection reset") {
+        format!(
+            "{reason} (if the broker takes only TLS connections, give its CA with --tls-ca or EDDY_TLS_CA)"
+        )
+    } else {
+        reason
+    }
 }
 
 fn endpoint(address: &str, config: &ClientConfig) -> Result<Endpoint> {
@@ -542,8 +571,8 @@ fn endpoint(address: &str, config: &ClientConfig) -> Result<Endpoint> {
         address: address.to_string(),
         reason,
     };
-    Ok(Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| fail(format!("not a host:port address ({e})")))?
+    Ok(eddy_proto::link::endpoint(address, config.tls.as_ref())
+        .map_err(fail)?
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .tcp_nodelay(true)
         .initial_stream_window_size(config.stream_window_bytes)

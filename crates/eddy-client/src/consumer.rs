@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_log::{BATCH_BYTES_LIMIT, batches};
+use eddy_proto::AuthChannel as Channel;
 use eddy_proto::v1::{
     ErrorCode, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, OffsetSpec,
     SubscribeRequest, SubscribeResponse, offset_spec,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};

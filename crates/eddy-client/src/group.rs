@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use eddy_proto::AuthChannel as Channel;
 use eddy_proto::v1::{
     Assignor, CommitOffsetsRequest, ErrorCode, FetchOffsetsRequest, HeartbeatRequest,
     JoinGroupRequest, LeaveGroupRequest, PartitionOffset, TopicPartitions,
     groups_client::GroupsClient,
 };
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};

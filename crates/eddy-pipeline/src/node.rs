@@ -121,7 +121,7 @@ async fn start_worker(
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let address = addr.to_string();
-    let client = Client::connect(ClientConfig::new(address)).await?;
+    let client = connect_internal(&server.broker, address).await?;
     let id = format!("broker-{}", server.broker.config.node_id);
     let config = WorkerConfig {
         session_timeout_ms,
@@ -132,4 +132,19 @@ async fn start_worker(
     let (stop, stopped) = watch::channel(false);
     let join = tokio::spawn(worker.run(stopped));
     Ok((stop, join))
+}
+
+/// A client this broker runs (its worker, its pipeline service asking
+/// another broker), connecting with the broker's own TLS settings and
+/// credentials.
+pub(crate) async fn connect_internal(
+    broker: &eddy_broker::Broker,
+    address: String,
+) -> Result<Client> {
+    let config = ClientConfig {
+        tls: broker.links.tls().cloned(),
+        credentials: broker.links.credentials().clone(),
+        ..ClientConfig::new(address)
+    };
+    Ok(Client::connect(config).await?)
 }

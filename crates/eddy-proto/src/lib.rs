@@ -15,3 +15,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("eddy
 
 /// Name of the gRPC metadata key carrying an [`v1::ErrorCode`] name on failed calls.
 pub const ERROR_CODE_METADATA: &str = "eddy-error";
+
+pub mod link;
+pub use link::{AuthChannel, ClientTls, Credentials};

@@ -12,7 +12,6 @@ use eddy_proto::v1::replication_client::ReplicationClient;
 use eddy_proto::v1::{ErrorCode, ReplicaFetchPartition, ReplicaFetchRequest, ReplicaFetchResult};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tonic::transport::Endpoint;
 
 use crate::broker::{Broker, blocking};
 use crate::partition::{FetchPosition, FollowerFetch, Partition};
@@ -31,7 +30,7 @@ pub(super) async fn run(
     partitions: Arc<Mutex<Vec<Arc<Partition>>>>,
     changed: Arc<Notify>,
 ) {
-    let channel = match Endpoint::from_shared(format!("http://{address}")) {
+    let channel = match broker.links.endpoint(&address) {
         Ok(e) => e
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
@@ -45,6 +44,7 @@ pub(super) async fn run(
             return;
         }
     };
+    let channel = broker.links.attach(channel);
     let mut client = ReplicationClient::new(channel).max_decoding_message_size(RESPONSE_BYTES_MAX);
     let limits = broker.config.replication.clone();
     let mut backoff = BACKOFF_MIN;

@@ -344,9 +344,7 @@ impl Control {
         let address = self.broker.address.clone();
         let client = self
             .client
-            .get_or_try_init(|| {
-                eddy_client::Client::connect(eddy_client::ClientConfig::new(address))
-            })
+            .get_or_try_init(|| crate::node::connect_internal(&self.broker, address))
             .await?;
         Ok(client)
     }

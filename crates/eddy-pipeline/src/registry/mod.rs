@@ -159,7 +159,7 @@ impl Registry {
                     leader,
                     "forwarding an upload to the leader of {PROCESSORS_TOPIC}"
                 );
-                Ok(leader_registry(&leader)
+                Ok(leader_registry(&self.broker, &leader)
                     .await?
                     .upload(&name, bytes, |_| {})
                     .await?)
@@ -293,7 +293,7 @@ impl Registry {
         let epoch = match self.store.part().await? {
             Part::Leader(epoch) => epoch,
             Part::Elsewhere { leader, .. } => {
-                return Ok(leader_registry(&leader)
+                return Ok(leader_registry(&self.broker, &leader)
                     .await?
                     .delete(name, version)
                     .await?);
@@ -355,7 +355,7 @@ impl Registry {
             replica: false,
         } = self.store.part().await?
         {
-            let (_, bytes) = leader_registry(&leader)
+            let (_, bytes) = leader_registry(&self.broker, &leader)
                 .await?
                 .download(name, v.version)
                 .await?;
@@ -395,8 +395,8 @@ fn response(stored: &StoredVersion, existed: bool) -> pb::UploadResponse {
 }
 
 /// The registry of the broker at `address` (the leader of `__processors`).
-async fn leader_registry(address: &str) -> Result<eddy_client::Processors> {
-    let client = eddy_client::Client::connect(eddy_client::ClientConfig::new(address)).await?;
+async fn leader_registry(broker: &Broker, address: &str) -> Result<eddy_client::Processors> {
+    let client = crate::node::connect_internal(broker, address.to_string()).await?;
     Ok(eddy_client::Processors::new(client))
 }
 

@@ -1,0 +1,3 @@
+//! Security: TLS on the listener and between brokers.
+
+mod tls;
