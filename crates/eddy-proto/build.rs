@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "pipelines",
         "controller",
         "replication",
+        "security",
     ]
     .map(|f| format!("proto/eddy/v1/{f}.proto"));
     for f in &files {

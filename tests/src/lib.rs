@@ -10,4 +10,5 @@ pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod rng;
+pub mod secured;
 pub mod worker;

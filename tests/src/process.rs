@@ -176,6 +176,11 @@ impl TestBroker {
         eddy_against(&self.addr, args, input)
     }
 
+    /// Runs an `eddy` client command with extra environment variables.
+    pub fn eddy_with_env(&self, args: &[&str], input: &[u8], env: &[(&str, &str)]) -> Out {
+        eddy_against_with(&self.addr, args, input, env)
+    }
+
     /// Like `eddy`, and fails the test unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> String {
         self.ok_with_input(args, b"")
@@ -210,8 +215,21 @@ pub struct Out {
 /// Runs the `eddy` client command `args` against the brokers in
 /// `bootstrap`, feeding it `input`.
 pub fn eddy_against(bootstrap: &str, args: &[&str], input: &[u8]) -> Out {
+    eddy_against_with(bootstrap, args, input, &[])
+}
+
+/// `eddy_against` with extra environment variables (credentials, say).
+pub fn eddy_against_with(
+    bootstrap: &str,
+    args: &[&str],
+    input: &[u8],
+    env: &[(&str, &str)],
+) -> Out {
     run(
-        eddy_command().args(args).args(["--bootstrap", bootstrap]),
+        eddy_command()
+            .envs(env.iter().copied())
+            .args(args)
+            .args(["--bootstrap", bootstrap]),
         input,
     )
 }

@@ -13,6 +13,7 @@ use eddy_meta::{
 };
 use tokio::sync::{Semaphore, watch};
 
+use crate::auth::Authorizer;
 use crate::config::{BrokerConfig, PARTITIONS_MAX, TopicConfig};
 use crate::controller::GrpcTransport;
 use crate::error::BrokerError;
@@ -44,6 +45,20 @@ pub struct Broker {
     pub(crate) fetchers: Fetchers,
     /// How this broker connects to brokers.
     pub links: Links,
+    /// Checks every call's credentials and rights.
+    pub authorizer: Arc<Authorizer>,
+}
+
+/// With `--auth required` the brokers' own calls to each other (and a
+/// broker's worker's to it) must prove who they are with the secret they
+/// share.
+fn with_cluster_secret(config: BrokerConfig) -> Result<BrokerConfig, BrokerError> {
+    if config.auth.required && config.auth.cluster_secret.is_none() {
+        return Err(BrokerError::InvalidRequest(
+            "--auth required needs --cluster-secret-file: a file with the secret every broker of the cluster shares, so that brokers (and this broker's own worker) can prove that they are brokers".into(),
+        ));
+    }
+    Ok(config)
 }
 
 /// Plain producer ids reserved per metadata command.
@@ -84,6 +99,7 @@ impl Broker {
             voters: config.peers.clone(),
             propose_timeout: Duration::from_secs(15),
         };
+        let config = with_cluster_secret(config)?;
         let links = Links::new(&config)?;
         let meta = MetaStore::open(
             &config.data_dir.join("meta"),
@@ -100,6 +116,7 @@ impl Broker {
             liveness: Liveness::default(),
             fetchers: Fetchers::default(),
             links,
+            authorizer: Arc::new(Authorizer::new(config.auth.clone(), meta.subscribe())),
             config,
             meta,
             topics,

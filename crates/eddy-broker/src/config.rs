@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use eddy_log::LogConfig;
 use eddy_meta::NodeId;
 
+use crate::auth::AuthConfig;
 use crate::error::BrokerError;
 use crate::group::GroupConfig;
 use crate::tls::TlsFiles;
@@ -34,6 +35,8 @@ pub struct BrokerConfig {
     pub replication: ReplicationConfig,
     /// TLS on the listener and on links to other brokers; `None`: plain text.
     pub tls: Option<TlsFiles>,
+    /// Authentication and ACLs.
+    pub auth: AuthConfig,
 }
 
 /// How brokers watch each other and copy partitions.
@@ -95,6 +98,7 @@ impl BrokerConfig {
             peers: BTreeMap::new(),
             replication: ReplicationConfig::default(),
             tls: None,
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! count has a limit in [`Limits`]; blocking disk I/O runs on tokio's
 //! blocking pool. This crate knows nothing about WebAssembly.
 
+pub mod auth;
 mod broker;
 mod config;
 mod controller;

@@ -20,10 +20,12 @@ impl Links {
             Some(files) => Some(files.client()?),
             None => None,
         };
-        Ok(Links {
-            tls,
-            credentials: Credentials::none(),
-        })
+        let credentials = match &config.auth.cluster_secret {
+            Some(secret) => Credentials::broker(config.node_id.0, secret.expose())
+                .map_err(BrokerError::InvalidRequest)?,
+            None => Credentials::none(),
+        };
+        Ok(Links { tls, credentials })
     }
 
     /// The endpoint of the broker at `address` (host:port).

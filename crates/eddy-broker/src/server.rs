@@ -12,6 +12,7 @@ use eddy_proto::v1::{
     admin_server::AdminServer, cluster_server::ClusterServer, consume_server::ConsumeServer,
     controller_server::ControllerServer, groups_server::GroupsServer,
     produce_server::ProduceServer, replication_server::ReplicationServer,
+    security_server::SecurityServer,
 };
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
@@ -27,6 +28,8 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::Layer;
 
+use crate::auth::layer::AuthLayer;
+use crate::auth::service::SecurityService;
 use crate::broker::{Broker, blocking};
 use crate::config::BrokerConfig;
 use crate::controller::{ControllerService, RAFT_MESSAGE_BYTES_MAX};
@@ -231,6 +234,10 @@ async fn run(
             ReplicationServer::new(ReplicationService::new(broker.clone()))
                 .max_encoding_message_size(REPLICA_FETCH_BYTES_MAX),
         )
+        .add_service(
+            SecurityServer::new(SecurityService::new(broker.clone()))
+                .max_decoding_message_size(limit),
+        )
         .add_service(AdminServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(ClusterServer::new(service.clone()).max_decoding_message_size(limit))
         .add_service(GroupsServer::new(service.clone()).max_decoding_message_size(limit))
@@ -246,7 +253,11 @@ async fn run(
             broker.clone(),
         ));
     let routes = routes.routes().prepare();
-    let app = OversizeLayer { limit }.layer(routes);
+    let authorized = AuthLayer {
+        authorizer: broker.authorizer.clone(),
+    }
+    .layer(routes);
+    let app = OversizeLayer { limit }.layer(authorized);
     let housekeeping = tokio::spawn(housekeeping(broker.clone()));
     let groups = tokio::spawn(crate::group::group_ticker(broker.clone()));
     let metadata = tokio::spawn(follow_metadata(broker.clone()));
@@ -295,6 +306,7 @@ async fn report_health(health: &HealthReporter, extra: &[&'static str], status: 
         <ProduceServer<Service> as NamedService>::NAME,
         <ConsumeServer<Service> as NamedService>::NAME,
         <GroupsServer<Service> as NamedService>::NAME,
+        <SecurityServer<SecurityService> as NamedService>::NAME,
     ];
     for service in own.iter().chain(extra) {
         health.set_service_status(*service, status).await;

@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use eddy_meta::{Operation, ResourceType};
 use eddy_proto::v1 as pb;
 use eddy_proto::v1::{
     admin_server::Admin, cluster_server::Cluster, consume_server::Consume, groups_server::Groups,
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Caller;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::topics::TopicState;
@@ -73,8 +75,14 @@ impl Cluster for Service {
         &self,
         req: Request<pb::MetadataRequest>,
     ) -> Result<Response<pb::MetadataResponse>, Status> {
+        let caller = Caller::of(&req)?;
         let req = req.into_inner();
         let state = self.broker.meta.state();
+        // A topic asked for by name is refused, not hidden, so that the
+        // client says what is missing (as Kafka's TOPIC_AUTHORIZATION_FAILED).
+        for name in req.topics.iter().filter(|t| state.topics.contains_key(*t)) {
+            caller.check_op(ResourceType::Topic, name, Operation::Describe)?;
+        }
         let wanted = |name: &str, internal: bool| {
             if req.topics.is_empty() {
                 req.include_internal || !internal
@@ -86,6 +94,7 @@ impl Cluster for Service {
             .topics
             .values()
             .filter(|t| wanted(&t.name, t.internal))
+            .filter(|t| caller.may(ResourceType::Topic, &t.name, Operation::Describe))
             .map(|t| pb::TopicMetadata {
                 name: t.name.clone(),
                 topic_id: t.id.to_string(),
@@ -127,6 +136,7 @@ impl Admin for Service {
         &self,
         req: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         let req = req.into_inner();
         let configs = req.configs.into_iter().collect();
         let topic = self
@@ -140,6 +150,7 @@ impl Admin for Service {
         &self,
         req: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let caller = Caller::of(&req)?;
         let include_internal = req.into_inner().include_internal;
         let topics = self
             .broker
@@ -147,6 +158,7 @@ impl Admin for Service {
             .all()
             .iter()
             .filter(|t| include_internal || !t.meta.internal)
+            .filter(|t| caller.may(ResourceType::Topic, &t.meta.name, Operation::Describe))
             .map(|t| pb::TopicSummary {
                 name: t.meta.name.clone(),
                 partitions: t.partition_count(),
@@ -161,6 +173,7 @@ impl Admin for Service {
         &self,
         req: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         let topic = self.broker.topics.get(&req.into_inner().name)?;
         Ok(Response::new(self.describe(&topic)))
     }
@@ -169,6 +182,7 @@ impl Admin for Service {
         &self,
         req: Request<pb::CreatePartitionsRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         let req = req.into_inner();
         let topic = self.broker.create_partitions(&req.name, req.total).await?;
         Ok(Response::new(self.describe(&topic)))
@@ -178,6 +192,7 @@ impl Admin for Service {
         &self,
         req: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         self.broker.delete_topic(&req.into_inner().name).await?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
@@ -189,6 +204,7 @@ impl Produce for Service {
         &self,
         req: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
+        Caller::of(&req)?.check(req.get_ref().topics.iter().map(|t| t.topic.as_str()))?;
         Ok(Response::new(self.broker.produce(req.into_inner()).await?))
     }
 
@@ -210,6 +226,7 @@ impl Produce for Service {
         &self,
         req: Request<pb::DescribeProducerRequest>,
     ) -> Result<Response<pb::DescribeProducerResponse>, Status> {
+        Caller::of(&req)?.check(req.get_ref().topics.iter().map(|t| t.topic.as_str()))?;
         let req = req.into_inner();
         let wanted: Vec<(String, u32)> = req
             .topics
@@ -252,6 +269,7 @@ impl Produce for Service {
         &self,
         req: Request<Streaming<pb::ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        let caller = Caller::of(&req)?;
         let mut requests = req.into_inner();
         let queue = self.broker.config.limits.produce_stream_queue_max;
         let (tx, rx) = mpsc::channel(queue);
@@ -292,6 +310,12 @@ impl Produce for Service {
                     }
                 };
                 let correlation_id = request.correlation_id;
+                // Each request is checked as it comes: an ACL removed
+                // while the stream is open stops it.
+                if let Err(status) = caller.check(request.topics.iter().map(|t| t.topic.as_str())) {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
                 let response = if failed {
                     aborted(correlation_id)
                 } else {
@@ -334,6 +358,7 @@ impl Consume for Service {
         &self,
         req: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
+        Caller::of(&req)?.check(req.get_ref().topics.iter().map(|t| t.topic.as_str()))?;
         Ok(Response::new(self.broker.fetch(req.into_inner()).await?))
     }
 
@@ -343,6 +368,7 @@ impl Consume for Service {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        Caller::of(&req)?.check([req.get_ref().topic.as_str()])?;
         let rx = self.broker.subscribe(req.into_inner()).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -351,6 +377,7 @@ impl Consume for Service {
         &self,
         req: Request<pb::ListOffsetsRequest>,
     ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        Caller::of(&req)?.check(req.get_ref().topics.iter().map(|t| t.topic.as_str()))?;
         Ok(Response::new(
             self.broker.list_offsets(req.into_inner()).await?,
         ))
@@ -363,6 +390,7 @@ impl Groups for Service {
         &self,
         req: Request<pb::JoinGroupRequest>,
     ) -> Result<Response<pb::JoinGroupResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().group_id.as_str()])?;
         Ok(Response::new(
             self.broker.join_group(req.into_inner()).await?,
         ))
@@ -372,6 +400,7 @@ impl Groups for Service {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().group_id.as_str()])?;
         self.broker.heartbeat(req.into_inner()).await?;
         Ok(Response::new(pb::HeartbeatResponse {}))
     }
@@ -380,6 +409,7 @@ impl Groups for Service {
         &self,
         req: Request<pb::LeaveGroupRequest>,
     ) -> Result<Response<pb::LeaveGroupResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().group_id.as_str()])?;
         self.broker.leave_group(req.into_inner()).await?;
         Ok(Response::new(pb::LeaveGroupResponse {}))
     }
@@ -388,6 +418,11 @@ impl Groups for Service {
         &self,
         req: Request<pb::CommitOffsetsRequest>,
     ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
+        let caller = Caller::of(&req)?;
+        caller.check([req.get_ref().group_id.as_str()])?;
+        for o in &req.get_ref().offsets {
+            caller.check_op(ResourceType::Topic, &o.topic, Operation::Read)?;
+        }
         self.broker.commit_offsets(req.into_inner()).await?;
         Ok(Response::new(pb::CommitOffsetsResponse {}))
     }
@@ -396,6 +431,11 @@ impl Groups for Service {
         &self,
         req: Request<pb::FetchOffsetsRequest>,
     ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
+        let caller = Caller::of(&req)?;
+        caller.check([req.get_ref().group_id.as_str()])?;
+        for t in &req.get_ref().partitions {
+            caller.check_op(ResourceType::Topic, &t.topic, Operation::Describe)?;
+        }
         Ok(Response::new(
             self.broker.fetch_offsets(req.into_inner()).await?,
         ))
@@ -403,15 +443,21 @@ impl Groups for Service {
 
     async fn list_groups(
         &self,
-        _req: Request<pb::ListGroupsRequest>,
+        req: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        Ok(Response::new(self.broker.list_groups().await?))
+        let caller = Caller::of(&req)?;
+        let mut groups = self.broker.list_groups().await?;
+        groups
+            .groups
+            .retain(|g| caller.may(ResourceType::Group, &g.group_id, Operation::Describe));
+        Ok(Response::new(groups))
     }
 
     async fn describe_group(
         &self,
         req: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().group_id.as_str()])?;
         Ok(Response::new(
             self.broker.describe_group(req.into_inner()).await?,
         ))
@@ -421,6 +467,7 @@ impl Groups for Service {
         &self,
         req: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().group_id.as_str()])?;
         self.broker.delete_group(&req.into_inner().group_id).await?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
     }

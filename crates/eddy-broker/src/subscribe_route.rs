@@ -83,6 +83,7 @@ async fn subscribe(
     broker: Arc<Broker>,
     req: http::Request<Body>,
 ) -> Result<http::Response<Body>, Status> {
+    let caller = crate::auth::Caller::of_http(&req)?;
     let limit = broker.config.limits.request_bytes_max;
     let body = http_body_util::Limited::new(req.into_body(), limit + FRAME_HEADER_BYTES)
         .collect()
@@ -94,6 +95,7 @@ async fn subscribe(
         })?
         .to_bytes();
     let request = decode_request(&body)?;
+    caller.check([request.topic.as_str()])?;
     let rx = broker.subscribe(request).await?;
     let mut response = http::Response::new(Body::new(SubscribeBody {
         rx,

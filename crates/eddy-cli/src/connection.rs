@@ -18,6 +18,9 @@ use crate::DEFAULT_ADDRESS;
 pub const PASSWORD_ENV: &str = "EDDY_PASSWORD";
 /// The environment variable holding an API token.
 pub const TOKEN_ENV: &str = "EDDY_TOKEN";
+/// The broker id a client holding the cluster secret goes by (the audit
+/// log shows it as `Broker:-1`).
+const OPERATOR_ID: i32 = -1;
 
 /// How client commands find the cluster.
 #[derive(Debug, Clone, Args)]
@@ -43,17 +46,28 @@ pub struct Connection {
     /// The private key (PEM) of --tls-client-cert.
     #[arg(long, global = true, env = "EDDY_TLS_CLIENT_KEY", value_name = "FILE")]
     pub tls_client_key: Option<PathBuf>,
-    /// Authenticate as this user; the password is read from the
-    /// EDDY_PASSWORD environment variable or from --password-file.
-    #[arg(long, global = true, env = "EDDY_USER", value_name = "NAME")]
-    pub user: Option<String>,
-    /// A file whose first line is the password of --user.
+    /// Sign in as this user; the password is read from the EDDY_PASSWORD
+    /// environment variable or from --password-file.
+    #[arg(long, global = true, env = "EDDY_USER", value_name = "USER")]
+    pub login: Option<String>,
+    /// A file whose first line is the password of --login.
     #[arg(long, global = true, env = "EDDY_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// A file holding an API token (see `eddy token create`); the token
     /// may instead be in the EDDY_TOKEN environment variable.
     #[arg(long, global = true, env = "EDDY_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// A file whose first line is the secret the brokers of a cluster
+    /// share (`eddy serve` needs it with --auth required). A client that
+    /// gives it acts as the cluster itself, allowed everything: use it to
+    /// create the first users.
+    #[arg(
+        long,
+        global = true,
+        env = "EDDY_CLUSTER_SECRET_FILE",
+        value_name = "FILE"
+    )]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 impl Connection {
@@ -85,9 +99,16 @@ impl Connection {
                 .ok()
                 .filter(|t| !t.trim().is_empty()),
         };
-        match (&self.user, token) {
+        if let Some(path) = &self.cluster_secret_file {
+            if self.login.is_some() || token.is_some() {
+                bail!("--cluster-secret-file acts as the cluster: give no user or token with it");
+            }
+            let secret = first_line(path, "cluster secret")?;
+            return Credentials::broker(OPERATOR_ID, &secret).map_err(anyhow::Error::msg);
+        }
+        match (&self.login, token) {
             (Some(_), Some(_)) => bail!(
-                "both a user (--user or EDDY_USER) and a token (EDDY_TOKEN or --token-file) are given: use one"
+                "both a user (--login or EDDY_USER) and a token (EDDY_TOKEN or --token-file) are given: use one"
             ),
             (None, Some(token)) => Credentials::token(&token).map_err(anyhow::Error::msg),
             (Some(user), None) => {

@@ -22,6 +22,7 @@ mod out;
 mod pipeline;
 mod processor;
 mod produce;
+mod security;
 mod serve;
 mod topic;
 mod worker;
@@ -80,6 +81,17 @@ enum Command {
     /// Apply pipeline manifests; list, describe, pause, resume and delete pipelines.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Create, list and delete users; change their passwords.
+    #[command(subcommand)]
+    User(security::UserCommand),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(security::TokenCommand),
+    /// Add, list and remove access control entries.
+    #[command(subcommand)]
+    Acl(security::AclCommand),
+    /// Show who the broker takes you to be.
+    Whoami,
 }
 
 /// Runs the `eddy` command line on this process's arguments.
@@ -124,6 +136,10 @@ async fn run_async(command: Command, conn: Connection) -> anyhow::Result<()> {
         Command::Pipeline(cmd) => pipeline::run(cmd, &conn).await,
         Command::Worker(args) => worker::run(args, &conn).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::User(cmd) => security::user(cmd, &conn).await,
+        Command::Token(cmd) => security::token(cmd, &conn).await,
+        Command::Acl(cmd) => security::acl(cmd, &conn).await,
+        Command::Whoami => security::whoami(&conn).await,
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use eddy_broker::auth::{AuthConfig, Secret};
 use eddy_broker::{BrokerConfig, TlsFiles, TopicConfig};
 use eddy_meta::NodeId;
 use eddy_pipeline::{Node, NodeConfig};
@@ -60,6 +61,25 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     tls_client_ca: Option<PathBuf>,
+    /// `required`: every call must carry a user's password, a token or the
+    /// cluster secret, and is checked against the ACLs (needs
+    /// --cluster-secret-file). `none` (the default): calls without
+    /// credentials are served and nothing is denied.
+    #[arg(long, env = "EDDY_AUTH", value_name = "MODE", value_parser = ["none", "required"])]
+    auth: Option<String>,
+    /// Principals allowed everything, comma-separated, e.g. `User:admin`.
+    #[arg(
+        long,
+        env = "EDDY_SUPER_USERS",
+        value_name = "PRINCIPALS",
+        value_delimiter = ','
+    )]
+    super_users: Vec<String>,
+    /// Start even though the listener is open beyond this machine without
+    /// TLS and --auth required: anyone who reaches the port can then read,
+    /// write and delete everything, and run code.
+    #[arg(long, env = "EDDY_INSECURE")]
+    insecure: bool,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -194,6 +214,9 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    auth: Option<String>,
+    super_users: Option<Vec<String>>,
+    cluster_secret_file: Option<PathBuf>,
     default_partitions: Option<u32>,
     default_replication_factor: Option<u32>,
     flush: Option<String>,
@@ -253,8 +276,81 @@ pub async fn serve(args: ServeArgs, conn: &Connection) -> anyhow::Result<()> {
     config.advertised_address = args.advertise.clone().or(file.advertise.clone()).or(own);
     config.peers = peers;
     config.tls = tls_files(&args, conn, &file)?;
+    config.auth = auth_config(&args, conn, &file)?;
+    refuse_open_network(&config, args.insecure)?;
     apply(&mut config, &args.tuning, &file)?;
     run(config, &args.tuning, false).await
+}
+
+/// Authentication settings from flags, then the config file.
+fn auth_config(
+    args: &ServeArgs,
+    conn: &Connection,
+    file: &FileConfig,
+) -> anyhow::Result<AuthConfig> {
+    let required = match args.auth.as_deref().or(file.auth.as_deref()) {
+        None | Some("none") => false,
+        Some("required") => true,
+        Some(other) => bail!("auth = {other:?}: give \"none\" or \"required\""),
+    };
+    let super_users: Vec<String> = if args.super_users.is_empty() {
+        file.super_users.clone().unwrap_or_default()
+    } else {
+        args.super_users.clone()
+    };
+    for u in &super_users {
+        if !u.starts_with("User:") || u.len() <= "User:".len() {
+            bail!("super user {u:?} is not a principal: write User:NAME");
+        }
+    }
+    let secret_file = conn
+        .cluster_secret_file
+        .clone()
+        .or(file.cluster_secret_file.clone());
+    let cluster_secret = match secret_file {
+        Some(path) => {
+            let secret = crate::connection::first_line(&path, "cluster secret")?;
+            if secret.len() < 16 {
+                bail!(
+                    "the cluster secret in {} is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)",
+                    path.display()
+                );
+            }
+            Some(Secret::new(secret))
+        }
+        None if required => bail!(
+            "--auth required needs --cluster-secret-file FILE: a secret (at least 16 characters, e.g. from `openssl rand -hex 32`) that every broker of the cluster shares, so that brokers (and this broker's own pipeline worker) can prove who they are"
+        ),
+        None => None,
+    };
+    Ok(AuthConfig {
+        required,
+        super_users: super_users.into_iter().collect(),
+        cluster_secret,
+    })
+}
+
+/// A broker that anyone on the network could reach, unencrypted or
+/// unauthenticated, starts only with --insecure.
+fn refuse_open_network(config: &BrokerConfig, insecure: bool) -> anyhow::Result<()> {
+    if insecure || config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    if config.tls.is_none() {
+        missing.push("TLS (--tls-cert, --tls-key, --tls-ca)");
+    }
+    if !config.auth.required {
+        missing.push("authentication (--auth required)");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "refusing to listen on {} without {}: anyone who reaches it could read, write and delete every topic and run code on this machine. Secure it (see \"A secured cluster\" in the README), listen on 127.0.0.1, or pass --insecure to accept the risk",
+        config.listen,
+        missing.join(" and ")
+    )
 }
 
 /// The TLS set-up from flags, then the config file.

@@ -19,6 +19,7 @@ mod error;
 mod group;
 mod member;
 mod producer;
+mod security;
 
 pub use admin::{Admin, NewTopic};
 pub use catalog::{Pipelines, Processors, UPLOAD_CHUNK_BYTES};
@@ -30,3 +31,4 @@ pub use error::{ClientError, Result};
 pub use group::{GroupConfig, OffsetCommit, RebalanceListener, TopicPartition};
 pub use member::{Assignment, Committer, GroupMember};
 pub use producer::{DeliveryTicket, Producer, ProducerConfig, ProducerRecord};
+pub use security::Security;

@@ -18,6 +18,7 @@ mod command_log;
 mod error;
 mod leadership;
 pub mod raft;
+mod security;
 mod state;
 mod store;
 
@@ -29,6 +30,10 @@ pub use error::{MetaError, Result};
 pub use leadership::{AlterIsr, Resign, UNCLEAN_ELECTION_CONFIG};
 pub use raft::network::CallFuture;
 pub use raft::{Rpc, Transport, TransportError};
+pub use security::{
+    ANY_PRINCIPAL, Acl, Acls, CLUSTER_RESOURCE, Operation, PatternType, Permission, ResourceType,
+    SCRAM_ITERATIONS_MIN, ScramCredential, Security, TokenMeta, UserMeta, validate_user_name,
+};
 pub use state::{
     BrokerMeta, Command, MetaState, NodeId, Output, PartitionId, PartitionMeta, TopicId, TopicMeta,
     assign_replicas, validate_topic_name,

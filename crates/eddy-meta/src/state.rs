@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{PipelineId, PipelineMeta, PipelineRunState, ProcessorMeta, ProcessorVersion};
 use crate::error::{MetaError, Result};
 use crate::leadership::{AlterIsr, Resign};
+use crate::security::{
+    Acl, SCRAM_ITERATIONS_MIN, Security, TokenMeta, UserMeta, validate_user_name,
+};
 
 /// A broker's identity in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -153,6 +156,23 @@ pub enum Command {
     DeletePipeline {
         name: String,
     },
+    /// Creates a user (`create`), or gives an existing one a new credential.
+    PutUser {
+        user: UserMeta,
+        create: bool,
+    },
+    /// Removes a user and revokes its tokens (its ACLs stay, as in Kafka).
+    DeleteUser {
+        name: String,
+    },
+    CreateToken(TokenMeta),
+    RevokeToken {
+        id: String,
+    },
+    /// Adds entries (one already present is not added twice).
+    AddAcls(Vec<Acl>),
+    /// Removes exactly these entries.
+    RemoveAcls(Vec<Acl>),
 }
 
 /// What a command gave, for the one who proposed it.
@@ -182,6 +202,9 @@ pub struct MetaState {
     pub processors: BTreeMap<String, ProcessorMeta>,
     /// Pipeline definitions by name.
     pub pipelines: BTreeMap<String, PipelineMeta>,
+    /// Users, tokens and ACLs.
+    #[serde(default)]
+    pub security: Security,
 }
 
 impl MetaState {
@@ -266,6 +289,57 @@ impl MetaState {
             Command::DeletePipeline { name } => {
                 self.pipeline(name)?;
             }
+            Command::PutUser { user, create } => self.check_put_user(user, *create)?,
+            Command::DeleteUser { name } => {
+                self.user(name)?;
+            }
+            Command::CreateToken(t) => {
+                self.user(&t.user)?;
+                if t.id.is_empty() || self.security.tokens.contains_key(&t.id) {
+                    return Err(MetaError::Invalid(format!("token id {:?} is taken", t.id)));
+                }
+            }
+            Command::RevokeToken { id } => {
+                if !self.security.tokens.contains_key(id) {
+                    return Err(MetaError::NotFound(format!("no token {id:?}")));
+                }
+            }
+            Command::AddAcls(acls) => {
+                for acl in acls {
+                    acl.check()?;
+                }
+            }
+            Command::RemoveAcls(acls) => {
+                if let Some(missing) = acls.iter().find(|a| !self.security.acls.0.contains(a)) {
+                    return Err(MetaError::NotFound(format!("no such ACL: {missing:?}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn user(&self, name: &str) -> Result<&UserMeta> {
+        self.security.users.get(name).ok_or_else(|| {
+            MetaError::NotFound(format!("no user {name:?} (`eddy user list` shows them)"))
+        })
+    }
+
+    fn check_put_user(&self, user: &UserMeta, create: bool) -> Result<()> {
+        validate_user_name(&user.name)?;
+        if user.credential.iterations < SCRAM_ITERATIONS_MIN || user.credential.salt.len() < 16 {
+            return Err(MetaError::Invalid(format!(
+                "a credential needs at least {SCRAM_ITERATIONS_MIN} iterations and 16 bytes of salt"
+            )));
+        }
+        let exists = self.security.users.contains_key(&user.name);
+        if create && exists {
+            return Err(MetaError::Invalid(format!(
+                "user {:?} exists already; change its password with `eddy user passwd {}`",
+                user.name, user.name
+            )));
+        }
+        if !create && !exists {
+            self.user(&user.name)?;
         }
         Ok(())
     }
@@ -361,6 +435,27 @@ impl MetaState {
             Command::DeletePipeline { name } => {
                 self.pipelines.remove(name);
             }
+            Command::PutUser { user, .. } => {
+                self.security.users.insert(user.name.clone(), user.clone());
+            }
+            Command::DeleteUser { name } => {
+                self.security.users.remove(name);
+                self.security.tokens.retain(|_, t| &t.user != name);
+            }
+            Command::CreateToken(t) => {
+                self.security.tokens.insert(t.id.clone(), t.clone());
+            }
+            Command::RevokeToken { id } => {
+                self.security.tokens.remove(id);
+            }
+            Command::AddAcls(acls) => {
+                for acl in acls {
+                    if !self.security.acls.0.contains(acl) {
+                        self.security.acls.0.push(acl.clone());
+                    }
+                }
+            }
+            Command::RemoveAcls(acls) => self.security.acls.0.retain(|a| !acls.contains(a)),
         }
         self.version += 1;
     }

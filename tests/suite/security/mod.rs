@@ -1,3 +1,6 @@
-//! Security: TLS on the listener and between brokers.
+//! Security: TLS on the listener and between brokers, users, tokens and
+//! ACLs on every RPC.
 
+mod auth;
+mod rpcs;
 mod tls;

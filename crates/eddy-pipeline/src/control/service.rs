@@ -4,6 +4,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use eddy_broker::Broker;
+use eddy_broker::auth::Caller;
+use eddy_meta::{Operation, ResourceType};
 use eddy_proto::v1 as pb;
 use eddy_proto::v1::pipelines_server::Pipelines;
 use futures::Stream;
@@ -26,6 +28,42 @@ impl PipelinesService {
     }
 }
 
+/// Whoever applies a pipeline needs apply on it and every right it will
+/// use: read on its inputs and its processor, write on its outputs and
+/// dead-letter topic, create on the topics it creates. A manifest that
+/// does not parse names no pipeline, so it needs apply on every one (`*`)
+/// before its errors are told.
+fn authorize_apply(caller: &Caller, broker: &Broker, text: &str) -> Result<(), Status> {
+    let manifests: Vec<crate::manifest::Manifest> = crate::manifest::parse_numbered(text)
+        .map(|numbered| numbered.into_iter().map(|(_, m)| m).collect())
+        .unwrap_or_default();
+    caller.check(manifests.iter().map(|m| m.name.as_str()))?;
+    let state = broker.meta.state();
+    for m in &manifests {
+        let spec = &m.spec;
+        for topic in &spec.input.topics {
+            caller.check_op(ResourceType::Topic, topic, Operation::Read)?;
+        }
+        caller.check_op(
+            ResourceType::Processor,
+            &spec.processor.name,
+            Operation::Read,
+        )?;
+        let written = spec
+            .outputs
+            .iter()
+            .map(|o| o.topic.as_str())
+            .chain(spec.on_error.dead_letter_topic());
+        for topic in written {
+            caller.check_op(ResourceType::Topic, topic, Operation::Write)?;
+            if !state.topics.contains_key(topic) {
+                caller.check_op(ResourceType::Topic, topic, Operation::Create)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -34,6 +72,7 @@ impl Pipelines for PipelinesService {
         &self,
         req: Request<pb::ApplyPipelinesRequest>,
     ) -> Result<Response<pb::ApplyPipelinesResponse>, Status> {
+        authorize_apply(&Caller::of(&req)?, &self.broker, &req.get_ref().manifest)?;
         let applied = self.control.apply(&req.into_inner().manifest).await?;
         let results = applied
             .into_iter()
@@ -54,9 +93,11 @@ impl Pipelines for PipelinesService {
 
     async fn list(
         &self,
-        _req: Request<pb::ListPipelinesRequest>,
+        req: Request<pb::ListPipelinesRequest>,
     ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
-        let pipelines = self.control.list().await?;
+        let caller = Caller::of(&req)?;
+        let mut pipelines = self.control.list().await?;
+        pipelines.retain(|p| caller.may(ResourceType::Pipeline, &p.name, Operation::Describe));
         Ok(Response::new(pb::ListPipelinesResponse { pipelines }))
     }
 
@@ -64,6 +105,7 @@ impl Pipelines for PipelinesService {
         &self,
         req: Request<pb::PipelineRequest>,
     ) -> Result<Response<pb::PipelineDescription>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         Ok(Response::new(
             self.control.describe(&req.into_inner().name).await?,
         ))
@@ -73,6 +115,7 @@ impl Pipelines for PipelinesService {
         &self,
         req: Request<pb::PipelineRequest>,
     ) -> Result<Response<pb::GetPipelineResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         let manifest = self.control.get(&req.into_inner().name)?;
         Ok(Response::new(pb::GetPipelineResponse { manifest }))
     }
@@ -81,6 +124,7 @@ impl Pipelines for PipelinesService {
         &self,
         req: Request<pb::PipelineRequest>,
     ) -> Result<Response<pb::PipelineSummary>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         Ok(Response::new(
             self.control
                 .set_running(&req.into_inner().name, false)
@@ -92,6 +136,7 @@ impl Pipelines for PipelinesService {
         &self,
         req: Request<pb::PipelineRequest>,
     ) -> Result<Response<pb::PipelineSummary>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         Ok(Response::new(
             self.control
                 .set_running(&req.into_inner().name, true)
@@ -103,6 +148,7 @@ impl Pipelines for PipelinesService {
         &self,
         req: Request<pb::PipelineRequest>,
     ) -> Result<Response<pb::DeletePipelineResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         self.control.delete(&req.into_inner().name).await?;
         Ok(Response::new(pb::DeletePipelineResponse {}))
     }

@@ -3,9 +3,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use eddy_broker::auth::Caller;
+use eddy_meta::{Operation, ResourceType};
 use eddy_proto::v1 as pb;
 use eddy_proto::v1::processors_server::Processors;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{CHUNK_BYTES, Chunks, Registry};
@@ -30,17 +32,34 @@ impl Processors for ProcessorsService {
         &self,
         req: Request<Streaming<pb::UploadRequest>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
-        Ok(Response::new(self.registry.upload(req.into_inner()).await?))
+        let caller = Caller::of(&req)?;
+        // The name comes last, with the digest: refuse a caller who may
+        // upload nothing at once, and check the name before storing.
+        caller.check_some(ResourceType::Processor, Operation::Upload)?;
+        let checked = req.into_inner().map(move |message| {
+            if let Ok(pb::UploadRequest {
+                part: Some(pb::upload_request::Part::Done(done)),
+            }) = &message
+            {
+                caller.check([done.name.as_str()])?;
+            }
+            message
+        });
+        Ok(Response::new(self.registry.upload(checked).await?))
     }
 
     async fn list(
         &self,
-        _req: Request<pb::ListProcessorsRequest>,
+        req: Request<pb::ListProcessorsRequest>,
     ) -> Result<Response<pb::ListProcessorsResponse>, Status> {
+        let caller = Caller::of(&req)?;
         let processors = self
             .registry
             .list()
             .into_iter()
+            .filter(|(latest, _)| {
+                caller.may(ResourceType::Processor, &latest.name, Operation::Describe)
+            })
             .map(|(latest, versions)| pb::ProcessorSummary {
                 latest: Some(latest.to_pb()),
                 versions,
@@ -53,6 +72,7 @@ impl Processors for ProcessorsService {
         &self,
         req: Request<pb::DescribeProcessorRequest>,
     ) -> Result<Response<pb::ProcessorDescription>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         let name = req.into_inner().name;
         let versions = self.registry.describe(&name)?;
         Ok(Response::new(pb::ProcessorDescription {
@@ -65,6 +85,7 @@ impl Processors for ProcessorsService {
         &self,
         req: Request<pb::DeleteProcessorRequest>,
     ) -> Result<Response<pb::DeleteProcessorResponse>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         let req = req.into_inner();
         let versions = self.registry.delete(&req.name, req.version).await?;
         Ok(Response::new(pb::DeleteProcessorResponse { versions }))
@@ -76,6 +97,7 @@ impl Processors for ProcessorsService {
         &self,
         req: Request<pb::DownloadProcessorRequest>,
     ) -> Result<Response<Self::DownloadStream>, Status> {
+        Caller::of(&req)?.check([req.get_ref().name.as_str()])?;
         let req = req.into_inner();
         let (stored, chunks) = self.registry.download(&req.name, req.version).await?;
         let first = Some(stored.to_pb());

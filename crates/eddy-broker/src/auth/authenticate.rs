@@ -1,0 +1,323 @@
+//! From `authorization` metadata to a principal, and from a principal to
+//! a decision.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use eddy_meta::{MetaState, Operation, ResourceType};
+use eddy_proto::link::{BASIC, BEARER, BROKER};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+use tonic::Status;
+
+use super::{AuthConfig, Principal, scram};
+
+/// Verified passwords remembered at once (each a hash of name and
+/// password, so the cache holds no password).
+const VERIFIED_MAX: usize = 4096;
+/// Failures from one address within this window count together…
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// …and past this many, each further attempt from it waits, doubling…
+const FAILURES_FREE: u32 = 5;
+/// …from this…
+const FAILURE_DELAY_MIN: Duration = Duration::from_millis(100);
+/// …to at most this.
+const FAILURE_DELAY_MAX: Duration = Duration::from_secs(5);
+/// Addresses with failures tracked at once.
+const FAILING_ADDRESSES_MAX: usize = 10_000;
+
+/// Checks credentials and ACLs for one broker.
+pub struct Authorizer {
+    config: AuthConfig,
+    meta: watch::Receiver<Arc<MetaState>>,
+    /// Hash of (user, password) → the stored key it was verified against.
+    verified: Mutex<HashMap<[u8; 32], [u8; 32]>>,
+    /// Recent authentication failures by address: (count, first in window).
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("required", &self.config.required)
+            .field("super_users", &self.config.super_users)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    pub fn new(config: AuthConfig, meta: watch::Receiver<Arc<MetaState>>) -> Authorizer {
+        Authorizer {
+            config,
+            meta,
+            verified: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    fn state(&self) -> Arc<MetaState> {
+        self.meta.borrow().clone()
+    }
+
+    /// Who the call with this `authorization` value (if any) comes from.
+    /// A failure is `UNAUTHENTICATED` with what is wrong or missing, never
+    /// which part of a password; repeated failures from one address are
+    /// slowed down.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Principal, Status> {
+        let Some(value) = authorization else {
+            if self.config.required {
+                return Err(Status::unauthenticated(
+                    "this broker requires authentication: sign in as a user (--login or EDDY_USER, with EDDY_PASSWORD or --password-file) or a token (EDDY_TOKEN or --token-file)",
+                ));
+            }
+            return Ok(Principal::Anonymous);
+        };
+        if let Some(delay) = peer.and_then(|p| self.delay_for(p.ip())) {
+            tokio::time::sleep(delay).await;
+        }
+        let result = self.check(value).await;
+        match (&result, peer) {
+            (Ok(_), _) => {}
+            (Err(e), peer) => {
+                tracing::warn!(target: "eddy::audit", peer = ?peer, reason = e.message(), "authentication failed");
+                if let Some(p) = peer {
+                    self.record_failure(p.ip());
+                }
+            }
+        }
+        result
+    }
+
+    async fn check(&self, value: &[u8]) -> Result<Principal, Status> {
+        let text = std::str::from_utf8(value)
+            .map_err(|_| malformed("it is not text"))?
+            .trim();
+        let (scheme, rest) = text
+            .split_once(' ')
+            .ok_or_else(|| malformed("expected SCHEME CREDENTIALS"))?;
+        match scheme {
+            s if s.eq_ignore_ascii_case(BASIC) => self.check_password(rest.trim()).await,
+            s if s.eq_ignore_ascii_case(BEARER) => self.check_token(rest.trim()),
+            s if s == BROKER => self.check_broker(rest.trim()),
+            other => Err(malformed(&format!(
+                "unknown scheme {other:?} (use Basic for a user's password or Bearer for a token)"
+            ))),
+        }
+    }
+
+    async fn check_password(&self, encoded: &str) -> Result<Principal, Status> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| malformed("Basic credentials are not base64"))?;
+        let text =
+            String::from_utf8(decoded).map_err(|_| malformed("Basic credentials are not UTF-8"))?;
+        let (user, password) = text
+            .split_once(':')
+            .ok_or_else(|| malformed("Basic credentials are not USER:PASSWORD"))?;
+        let refused = || {
+            Status::unauthenticated(format!(
+                "user {user:?} and this password do not match a user of this cluster"
+            ))
+        };
+        let Ok(known) = self.state().user(user).cloned() else {
+            // As slow as a wrong password, so timing does not tell which
+            // names exist.
+            let password = password.to_string();
+            let _ = tokio::task::spawn_blocking(move || {
+                let dummy = eddy_meta::ScramCredential {
+                    salt: vec![0; 24],
+                    iterations: scram::ITERATIONS,
+                    stored_key: [0; 32],
+                    server_key: [0; 32],
+                };
+                scram::verify(&password, &dummy)
+            })
+            .await;
+            return Err(refused());
+        };
+        let key: [u8; 32] = {
+            let mut h = Sha256::new();
+            h.update(user.as_bytes());
+            h.update([0]);
+            h.update(password.as_bytes());
+            h.finalize().into()
+        };
+        if let Some(stored) = self.verified.lock().get(&key)
+            && bool::from(stored.ct_eq(&known.credential.stored_key))
+        {
+            return Ok(Principal::User(user.to_string()));
+        }
+        let password = password.to_string();
+        let credential = known.credential.clone();
+        let ok = tokio::task::spawn_blocking(move || scram::verify(&password, &credential))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(refused());
+        }
+        let mut verified = self.verified.lock();
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(key, known.credential.stored_key);
+        Ok(Principal::User(user.to_string()))
+    }
+
+    fn check_token(&self, token: &str) -> Result<Principal, Status> {
+        let (id, secret) = split_token(token).ok_or_else(|| {
+            malformed("a token looks like eddy_ID_SECRET, as `eddy token create` printed it")
+        })?;
+        let state = self.state();
+        let refused = |why: &str| Status::unauthenticated(format!("token {id}: {why}"));
+        let Some(known) = state.security.tokens.get(id) else {
+            return Err(refused("no such token (revoked, or its user deleted)"));
+        };
+        if !bool::from(token_hash(secret).ct_eq(&known.hash)) {
+            return Err(refused("the secret does not match"));
+        }
+        if known.expires_ms.is_some_and(|at| now_ms() >= at) {
+            return Err(refused(
+                "expired; create a new one with `eddy token create`",
+            ));
+        }
+        Ok(Principal::User(known.user.clone()))
+    }
+
+    fn check_broker(&self, rest: &str) -> Result<Principal, Status> {
+        let (id, secret) = rest
+            .split_once(':')
+            .ok_or_else(|| malformed("broker credentials are ID:SECRET"))?;
+        let id: i32 = id
+            .parse()
+            .map_err(|_| malformed("broker credentials are ID:SECRET"))?;
+        let Some(expected) = &self.config.cluster_secret else {
+            return Err(Status::unauthenticated(
+                "this broker has no cluster secret: broker credentials are refused",
+            ));
+        };
+        if !bool::from(secret.as_bytes().ct_eq(expected.expose().as_bytes())) {
+            return Err(Status::unauthenticated(format!(
+                "broker {id}: wrong cluster secret (every broker needs the same --cluster-secret-file)"
+            )));
+        }
+        Ok(Principal::Broker(id))
+    }
+
+    /// Whether `principal` may do `operation` on the resource.
+    pub fn allows(
+        &self,
+        principal: &Principal,
+        resource: ResourceType,
+        name: &str,
+        operation: Operation,
+    ) -> bool {
+        if !self.config.required {
+            return true;
+        }
+        match principal {
+            Principal::Broker(_) => true,
+            Principal::Anonymous => false,
+            Principal::User(_) => {
+                let who = principal.to_string();
+                self.config.super_users.contains(&who)
+                    || self
+                        .state()
+                        .security
+                        .acls
+                        .allows(&who, resource, name, operation)
+            }
+        }
+    }
+
+    /// Whether `principal` may do `operation` on some resource of this type.
+    pub fn allows_some(
+        &self,
+        principal: &Principal,
+        resource: ResourceType,
+        operation: Operation,
+    ) -> bool {
+        if !self.config.required {
+            return true;
+        }
+        match principal {
+            Principal::Broker(_) => true,
+            Principal::Anonymous => false,
+            Principal::User(_) => {
+                let who = principal.to_string();
+                self.config.super_users.contains(&who)
+                    || self
+                        .state()
+                        .security
+                        .acls
+                        .allows_some(&who, resource, operation)
+            }
+        }
+    }
+
+    pub fn is_super_user(&self, principal: &Principal) -> bool {
+        self.config.super_users.contains(&principal.to_string())
+    }
+
+    fn delay_for(&self, ip: IpAddr) -> Option<Duration> {
+        let failures = self.failures.lock();
+        let (count, since) = failures.get(&ip)?;
+        if since.elapsed() > FAILURE_WINDOW || *count <= FAILURES_FREE {
+            return None;
+        }
+        let doublings = (*count - FAILURES_FREE - 1).min(16);
+        Some((FAILURE_DELAY_MIN * 2u32.pow(doublings)).min(FAILURE_DELAY_MAX))
+    }
+
+    fn record_failure(&self, ip: IpAddr) {
+        let mut failures = self.failures.lock();
+        if failures.len() >= FAILING_ADDRESSES_MAX {
+            failures.retain(|_, (_, since)| since.elapsed() <= FAILURE_WINDOW);
+            if failures.len() >= FAILING_ADDRESSES_MAX {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(ip).or_insert((0, Instant::now()));
+        if entry.1.elapsed() > FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+}
+
+fn malformed(why: &str) -> Status {
+    Status::unauthenticated(format!("malformed authorization metadata: {why}"))
+}
+
+/// The prefix of every token.
+pub(crate) const TOKEN_PREFIX: &str = "eddy_";
+
+/// A token's id and secret: `eddy_<id>_<secret>`.
+pub(crate) fn split_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+/// What the cluster keeps of a token's secret.
+pub(crate) fn token_hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
