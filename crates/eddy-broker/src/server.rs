@@ -28,6 +28,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::Layer;
 
+use crate::auth::Authorizer;
 use crate::auth::layer::AuthLayer;
 use crate::auth::service::SecurityService;
 use crate::broker::{Broker, blocking};
@@ -277,7 +278,7 @@ async fn run(
         None => None,
     };
     let reload = tls.clone().map(|t| tokio::spawn(reload_certificates(t)));
-    let connections = accept(listener, app, tls, stop).await;
+    let connections = accept(listener, app, tls, broker.authorizer.clone(), stop).await;
     broker.begin_shutdown();
     // Health watchers (load balancers, orchestrators) learn at once that
     // this broker is going away, while its connections drain.
@@ -318,6 +319,7 @@ async fn accept<S>(
     listener: TcpListener,
     app: S,
     tls: Option<Tls>,
+    authorizer: Arc<Authorizer>,
     mut stop: oneshot::Receiver<()>,
 ) -> Connections
 where
@@ -325,6 +327,7 @@ where
 {
     let (closing, _) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let mut next_id: u64 = 0;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -346,34 +349,61 @@ where
         let app = app.clone();
         let tls = tls.clone();
         let closing = closing.subscribe();
+        next_id += 1;
+        let id = next_id;
+        let authorizer = authorizer.clone();
         tasks.spawn(async move {
-            let Some(tls) = tls else {
-                let info = Connection { peer, tls: false };
-                return serve_connection(stream, WithConnection::new(app, info), closing).await;
-            };
-            // A TLS client opens with a handshake record (0x16); anything
-            // else is told, in gRPC, that this port takes only TLS.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
-                Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
-                Ok(Ok(1)) => return serve_connection(stream, TlsRequired, closing).await,
-                _ => return,
-            }
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let info = Connection { peer, tls: true };
-                    serve_connection(stream, WithConnection::new(app, info), closing).await;
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(%peer, error = %e, "TLS handshake refused");
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake did not finish in time");
-                }
-            }
+            serve_one(stream, peer, id, app, tls, closing).await;
+            // Its calls no longer count against anyone's connection quota.
+            authorizer.connection_closed(id);
         });
     }
     Connections { tasks, closing }
+}
+
+/// One accepted connection, plain or TLS, served until it ends.
+async fn serve_one<S>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    app: S,
+    tls: Option<Tls>,
+    closing: watch::Receiver<bool>,
+) where
+    S: HttpService,
+{
+    let Some(tls) = tls else {
+        let info = Connection {
+            peer,
+            tls: false,
+            id,
+        };
+        return serve_connection(stream, WithConnection::new(app, info), closing).await;
+    };
+    // A TLS client opens with a handshake record (0x16); anything
+    // else is told, in gRPC, that this port takes only TLS.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) => return serve_connection(stream, TlsRequired, closing).await,
+        _ => return,
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let info = Connection {
+                peer,
+                tls: true,
+                id,
+            };
+            serve_connection(stream, WithConnection::new(app, info), closing).await;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "TLS handshake refused");
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake did not finish in time");
+        }
+    }
 }
 
 /// The first byte of a TLS connection (a handshake record).
@@ -440,6 +470,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Unique among this broker's connections.
+    pub id: u64,
 }
 
 /// Adds the [`Connection`] to each request.

@@ -15,7 +15,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use prost::Message;
+
 use crate::auth::Caller;
+use crate::auth::quota::{self, Rate};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::topics::TopicState;
@@ -204,8 +207,12 @@ impl Produce for Service {
         &self,
         req: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
-        Caller::of(&req)?.check(req.get_ref().topics.iter().map(|t| t.topic.as_str()))?;
-        Ok(Response::new(self.broker.produce(req.into_inner()).await?))
+        let caller = Caller::of(&req)?;
+        caller.check(req.get_ref().topics.iter().map(|t| t.topic.as_str()))?;
+        let bytes = req.get_ref().encoded_len() as u64;
+        let response = self.broker.produce(req.into_inner()).await?;
+        quota::wait(caller.throttle(Rate::Produce, bytes)).await;
+        Ok(Response::new(response))
     }
 
     async fn init_producer_id(
@@ -310,6 +317,7 @@ impl Produce for Service {
                     }
                 };
                 let correlation_id = request.correlation_id;
+                let bytes = request.encoded_len() as u64;
                 // Each request is checked as it comes: an ACL removed
                 // while the stream is open stops it.
                 if let Err(status) = caller.check(request.topics.iter().map(|t| t.topic.as_str())) {
@@ -331,6 +339,9 @@ impl Produce for Service {
                         }
                     }
                 };
+                // Past the caller's quota the answer waits, and with it the
+                // stream (its queue is bounded).
+                quota::wait(caller.throttle(Rate::Produce, bytes)).await;
                 if tx.send(Ok(response)).await.is_err() {
                     return;
                 }
@@ -358,8 +369,11 @@ impl Consume for Service {
         &self,
         req: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
-        Caller::of(&req)?.check(req.get_ref().topics.iter().map(|t| t.topic.as_str()))?;
-        Ok(Response::new(self.broker.fetch(req.into_inner()).await?))
+        let caller = Caller::of(&req)?;
+        caller.check(req.get_ref().topics.iter().map(|t| t.topic.as_str()))?;
+        let response = self.broker.fetch(req.into_inner()).await?;
+        quota::wait(caller.throttle(Rate::Fetch, response.encoded_len() as u64)).await;
+        Ok(Response::new(response))
     }
 
     type SubscribeStream = BoxStream<pb::SubscribeResponse>;
@@ -368,8 +382,9 @@ impl Consume for Service {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Caller::of(&req)?.check([req.get_ref().topic.as_str()])?;
-        let rx = self.broker.subscribe(req.into_inner()).await?;
+        let caller = Caller::of(&req)?;
+        caller.check([req.get_ref().topic.as_str()])?;
+        let rx = quota::throttled(self.broker.subscribe(req.into_inner()).await?, &caller);
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -96,7 +96,7 @@ async fn subscribe(
         .to_bytes();
     let request = decode_request(&body)?;
     caller.check([request.topic.as_str()])?;
-    let rx = broker.subscribe(request).await?;
+    let rx = crate::auth::quota::throttled(broker.subscribe(request).await?, &caller);
     let mut response = http::Response::new(Body::new(SubscribeBody {
         rx,
         pending: VecDeque::new(),

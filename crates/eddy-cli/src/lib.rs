@@ -24,6 +24,7 @@ mod processor;
 mod produce;
 mod security;
 mod serve;
+mod tls;
 mod topic;
 mod worker;
 
@@ -90,8 +91,14 @@ enum Command {
     /// Add, list and remove access control entries.
     #[command(subcommand)]
     Acl(security::AclCommand),
+    /// Set and list per-principal quotas.
+    #[command(subcommand)]
+    Quota(security::QuotaCommand),
     /// Show who the broker takes you to be.
     Whoami,
+    /// Make the certificates a cluster with TLS needs.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
 }
 
 /// Runs the `eddy` command line on this process's arguments.
@@ -111,6 +118,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.log.as_deref(), level);
     let result = match cli.command {
         Command::Processor(cmd) if processor::is_local(&cmd) => processor::run_local(cmd),
+        Command::Tls(cmd) => tls::run(cmd),
         command => runtime().and_then(|rt| rt.block_on(run_async(command, cli.conn))),
     };
     match result {
@@ -140,6 +148,8 @@ async fn run_async(command: Command, conn: Connection) -> anyhow::Result<()> {
         Command::Token(cmd) => security::token(cmd, &conn).await,
         Command::Acl(cmd) => security::acl(cmd, &conn).await,
         Command::Whoami => security::whoami(&conn).await,
+        Command::Quota(cmd) => security::quota(cmd, &conn).await,
+        Command::Tls(cmd) => tls::run(cmd),
     }
 }
 

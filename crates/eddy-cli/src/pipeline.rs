@@ -137,6 +137,9 @@ pub fn print_description(d: &pb::PipelineDescription) {
         s.delivery,
         s.lag
     );
+    if !s.owner.is_empty() {
+        outln!("runs as {}", s.owner);
+    }
     if let Some(f) = &s.failure {
         outln!("failed at {}", error_line(f));
     }

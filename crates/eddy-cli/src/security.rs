@@ -315,6 +315,81 @@ fn show(a: &AclEntry) -> String {
     )
 }
 
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set a principal's limits on each broker (User:NAME, or User:* for
+    /// everyone without their own). Limits not given are removed; give
+    /// none to remove the quota. Past a rate, answers are delayed.
+    Set {
+        principal: String,
+        /// Produce bytes per second.
+        #[arg(long, value_name = "BYTES")]
+        produce_bytes_per_sec: Option<u64>,
+        /// Fetch bytes per second.
+        #[arg(long, value_name = "BYTES")]
+        fetch_bytes_per_sec: Option<u64>,
+        /// Connections open at once.
+        #[arg(long, value_name = "N")]
+        connections: Option<u32>,
+        /// Processor uploads per hour.
+        #[arg(long, value_name = "N")]
+        uploads_per_hour: Option<u32>,
+    },
+    /// List quotas.
+    List,
+}
+
+pub async fn quota(cmd: QuotaCommand, conn: &Connection) -> anyhow::Result<()> {
+    let security = Security::new(connect(conn).await?);
+    match cmd {
+        QuotaCommand::Set {
+            principal,
+            produce_bytes_per_sec,
+            fetch_bytes_per_sec,
+            connections,
+            uploads_per_hour,
+        } => {
+            let entry = eddy_proto::v1::QuotaEntry {
+                principal: principal.clone(),
+                produce_bytes_per_sec: produce_bytes_per_sec.unwrap_or(0),
+                fetch_bytes_per_sec: fetch_bytes_per_sec.unwrap_or(0),
+                connections: connections.unwrap_or(0),
+                uploads_per_hour: uploads_per_hour.unwrap_or(0),
+            };
+            security.set_quota(entry).await?;
+            eprintln!("set the quota of {principal}");
+        }
+        QuotaCommand::List => {
+            let limit = |v: u64| {
+                if v == 0 {
+                    "-".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            outln!(
+                "{:<24}  {:>14}  {:>14}  {:>11}  {:>12}",
+                "PRINCIPAL",
+                "PRODUCE B/S",
+                "FETCH B/S",
+                "CONNECTIONS",
+                "UPLOADS/HOUR"
+            );
+            for q in security.list_quotas().await? {
+                outln!(
+                    "{:<24}  {:>14}  {:>14}  {:>11}  {:>12}",
+                    q.principal,
+                    limit(q.produce_bytes_per_sec),
+                    limit(q.fetch_bytes_per_sec),
+                    limit(u64::from(q.connections)),
+                    limit(u64::from(q.uploads_per_hour))
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn whoami(conn: &Connection) -> anyhow::Result<()> {
     let me = Security::new(connect(conn).await?).who_am_i().await?;
     outln!("{}", me.principal);

@@ -2,9 +2,9 @@
 
 use eddy_proto::v1::{
     AclEntry, AclsRequest, ChangePasswordRequest, CreateTokenRequest, CreateTokenResponse,
-    CreateUserRequest, DeleteUserRequest, ListAclsRequest, ListTokensRequest, ListUsersRequest,
-    RevokeTokenRequest, TokenSummary, UserSummary, WhoAmIRequest, WhoAmIResponse,
-    security_client::SecurityClient,
+    CreateUserRequest, DeleteUserRequest, ListAclsRequest, ListQuotasRequest, ListTokensRequest,
+    ListUsersRequest, QuotaEntry, RevokeTokenRequest, TokenSummary, UserSummary, WhoAmIRequest,
+    WhoAmIResponse, security_client::SecurityClient,
 };
 
 use crate::client::Client;
@@ -130,6 +130,15 @@ impl Security {
             }
         )?
         .acls)
+    }
+
+    /// Sets a principal's quota (every limit 0: removes it).
+    pub async fn set_quota(&self, entry: QuotaEntry) -> Result<QuotaEntry> {
+        call!(self, set_quota, entry)
+    }
+
+    pub async fn list_quotas(&self) -> Result<Vec<QuotaEntry>> {
+        Ok(call!(self, list_quotas, ListQuotasRequest {})?.quotas)
     }
 
     /// Who the broker takes this client to be.

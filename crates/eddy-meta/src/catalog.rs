@@ -119,6 +119,10 @@ pub struct PipelineMeta {
     /// The spec as its owner wrote it (JSON).
     pub spec: String,
     pub state: PipelineRunState,
+    /// Who applied it last (`User:NAME`): it runs with that principal's
+    /// rights. `None` when applied without authentication.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl PipelineMeta {

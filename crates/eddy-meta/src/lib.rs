@@ -31,8 +31,9 @@ pub use leadership::{AlterIsr, Resign, UNCLEAN_ELECTION_CONFIG};
 pub use raft::network::CallFuture;
 pub use raft::{Rpc, Transport, TransportError};
 pub use security::{
-    ANY_PRINCIPAL, Acl, Acls, CLUSTER_RESOURCE, Operation, PatternType, Permission, ResourceType,
-    SCRAM_ITERATIONS_MIN, ScramCredential, Security, TokenMeta, UserMeta, validate_user_name,
+    ANY_PRINCIPAL, Acl, Acls, CLUSTER_RESOURCE, Operation, PatternType, Permission, Quota,
+    ResourceType, SCRAM_ITERATIONS_MIN, ScramCredential, Security, TokenMeta, UserMeta,
+    validate_user_name,
 };
 pub use state::{
     BrokerMeta, Command, MetaState, NodeId, Output, PartitionId, PartitionMeta, TopicId, TopicMeta,

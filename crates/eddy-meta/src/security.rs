@@ -240,13 +240,46 @@ impl Acls {
     }
 }
 
-/// Users, tokens and ACLs, as the metadata holds them.
+/// Limits on what one principal may use. `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// Bytes a principal may produce per second; beyond it, answers are
+    /// delayed (as Kafka throttles), never refused.
+    pub produce_bytes_per_sec: Option<u64>,
+    /// Bytes a principal may fetch per second, throttled the same way.
+    pub fetch_bytes_per_sec: Option<u64>,
+    /// Connections a principal may have open to one broker.
+    pub connections: Option<u32>,
+    /// Processor uploads a principal may make per hour, per broker.
+    pub uploads_per_hour: Option<u32>,
+}
+
+impl Quota {
+    pub fn is_empty(&self) -> bool {
+        *self == Quota::default()
+    }
+}
+
+/// Users, tokens, ACLs and quotas, as the metadata holds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Security {
     pub users: BTreeMap<String, UserMeta>,
     /// Tokens by id.
     pub tokens: BTreeMap<String, TokenMeta>,
     pub acls: Acls,
+    /// Quotas by principal; `User:*` is the default for principals
+    /// without their own.
+    #[serde(default)]
+    pub quotas: BTreeMap<String, Quota>,
+}
+
+impl Security {
+    /// The quota that applies to `principal`: its own, else the default.
+    pub fn quota_of(&self, principal: &str) -> Option<&Quota> {
+        self.quotas
+            .get(principal)
+            .or_else(|| self.quotas.get(ANY_PRINCIPAL))
+    }
 }
 
 /// User names: 1–255 characters of letters, digits and `._-@`.

@@ -10,7 +10,7 @@ use crate::catalog::{PipelineId, PipelineMeta, PipelineRunState, ProcessorMeta, 
 use crate::error::{MetaError, Result};
 use crate::leadership::{AlterIsr, Resign};
 use crate::security::{
-    Acl, SCRAM_ITERATIONS_MIN, Security, TokenMeta, UserMeta, validate_user_name,
+    Acl, Quota, SCRAM_ITERATIONS_MIN, Security, TokenMeta, UserMeta, validate_user_name,
 };
 
 /// A broker's identity in the cluster.
@@ -173,6 +173,11 @@ pub enum Command {
     AddAcls(Vec<Acl>),
     /// Removes exactly these entries.
     RemoveAcls(Vec<Acl>),
+    /// Sets a principal's quota (an empty one removes it).
+    SetQuota {
+        principal: String,
+        quota: Quota,
+    },
 }
 
 /// What a command gave, for the one who proposed it.
@@ -307,6 +312,16 @@ impl MetaState {
             Command::AddAcls(acls) => {
                 for acl in acls {
                     acl.check()?;
+                }
+            }
+            Command::SetQuota { principal, .. } => {
+                let valid = principal
+                    .strip_prefix("User:")
+                    .is_some_and(|name| !name.is_empty());
+                if !valid {
+                    return Err(MetaError::Invalid(format!(
+                        "quota principal {principal:?}: give User:NAME, or User:* for the default"
+                    )));
                 }
             }
             Command::RemoveAcls(acls) => {
@@ -456,6 +471,13 @@ impl MetaState {
                 }
             }
             Command::RemoveAcls(acls) => self.security.acls.0.retain(|a| !acls.contains(a)),
+            Command::SetQuota { principal, quota } => {
+                if quota.is_empty() {
+                    self.security.quotas.remove(principal);
+                } else {
+                    self.security.quotas.insert(principal.clone(), *quota);
+                }
+            }
         }
         self.version += 1;
     }

@@ -80,9 +80,11 @@ pub fn extension(runtime: Runtime, config: RegistryConfig) -> ExtensionFactory {
                 config.processor_bytes_max
             )));
         }
+        let control = Arc::new(Control::new(broker.clone()));
+        tokio::spawn(control.clone().watch_owners());
         let services = Services {
             registry: Arc::new(Registry::new(broker.clone(), runtime, config)),
-            control: Arc::new(Control::new(broker.clone())),
+            control,
             broker: broker.clone(),
         };
         Ok(Box::new(services) as Box<dyn eddy_broker::Extension>)

@@ -61,7 +61,8 @@ fn users_sign_in_with_passwords_and_tokens_and_lose_them_when_revoked() {
     assert!(me.success, "{}", me.stderr);
     assert_eq!(me.stdout.trim(), "User:alice");
     let listed = s.as_user_ok("alice", &["token", "list"], b"");
-    let secret = token.rsplit('_').next().unwrap();
+    // eddy_<id>_<secret>; the secret may itself hold '_'.
+    let (_, secret) = token["eddy_".len()..].split_once('_').unwrap();
     assert!(
         listed.contains("alice") && !listed.contains(secret),
         "{listed}"
@@ -271,6 +272,96 @@ fn an_open_listener_on_the_network_needs_tls_and_auth_or_insecure() {
     );
     assert!(
         !out.success && out.stderr.contains("--cluster-secret-file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_slow_producers_and_cap_connections_and_uploads() {
+    use eddy_proto::v1::{WhoAmIRequest, security_client::SecurityClient};
+    let s = SecuredBroker::start(&[]);
+    s.create_user("carol");
+    s.as_user_ok(ADMIN, &["topic", "create", "busy"], b"");
+    s.grant(&[
+        "--allow",
+        "User:carol",
+        "--operation",
+        "write",
+        "--topic",
+        "busy",
+    ]);
+    s.grant(&[
+        "--allow",
+        "User:carol",
+        "--operation",
+        "upload",
+        "--processor",
+        "*",
+    ]);
+    s.as_user_ok(
+        ADMIN,
+        &[
+            "quota",
+            "set",
+            "User:carol",
+            "--produce-bytes-per-sec",
+            "50000",
+            "--connections",
+            "4",
+            "--uploads-per-hour",
+            "1",
+        ],
+        b"",
+    );
+    let listed = s.as_user_ok(ADMIN, &["quota", "list"], b"");
+    assert!(
+        listed.contains("User:carol") && listed.contains("50000"),
+        "{listed}"
+    );
+
+    // 300 kB at 50 kB/s, a second of it free: about five seconds of waits.
+    let line = format!("{}\n", "x".repeat(999));
+    let input = line.repeat(300);
+    let started = Instant::now();
+    s.as_user_ok("carol", &["produce", "busy"], input.as_bytes());
+    let slowed = started.elapsed();
+    assert!(
+        slowed >= Duration::from_secs(3),
+        "throttled to the quota: {slowed:?}"
+    );
+
+    // Each channel is a connection; the fifth is refused.
+    let connect = || async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.broker.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let credentials = eddy_proto::Credentials::password("carol", PASSWORD).unwrap();
+        SecurityClient::new(credentials.attach(channel))
+    };
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = connect().await;
+        c.who_am_i(WhoAmIRequest {}).await.unwrap();
+        held.push(c);
+    }
+    let mut fifth = connect().await;
+    let refused = fifth.who_am_i(WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("connections"), "{refused:?}");
+    drop(held);
+
+    let filter = eddy_test_plugins::FILTER;
+    s.as_user_ok("carol", &["processor", "upload", "f1", filter], b"");
+    let out = s.as_user("carol", &["processor", "upload", "f2", filter], b"");
+    assert!(
+        !out.success && out.stderr.contains("in the last hour"),
         "{}",
         out.stderr
     );

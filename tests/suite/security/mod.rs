@@ -2,5 +2,7 @@
 //! ACLs on every RPC.
 
 mod auth;
+mod pipelines;
+mod readme;
 mod rpcs;
 mod tls;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use eddy_meta::{MetaState, Operation, ResourceType};
+use eddy_meta::{MetaState, Operation, Quota, ResourceType};
 use eddy_proto::link::{BASIC, BEARER, BROKER};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tonic::Status;
 
+use super::quota::Quotas;
 use super::{AuthConfig, Principal, scram};
 
 /// Verified passwords remembered at once (each a hash of name and
@@ -39,6 +40,7 @@ pub struct Authorizer {
     verified: Mutex<HashMap<[u8; 32], [u8; 32]>>,
     /// Recent authentication failures by address: (count, first in window).
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    pub(crate) quotas: Quotas,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -57,7 +59,33 @@ impl Authorizer {
             meta,
             verified: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            quotas: Quotas::default(),
         }
+    }
+
+    /// The quota that applies to `principal` (`User:NAME`), if any.
+    pub fn quota_of(&self, principal: &str) -> Option<Quota> {
+        self.state().security.quota_of(principal).copied()
+    }
+
+    /// Counts `connection` as one of `principal`'s, within its quota.
+    pub(crate) fn admit_connection(
+        &self,
+        principal: &Principal,
+        connection: u64,
+    ) -> Result<(), Status> {
+        if matches!(principal, Principal::Broker(_)) {
+            return Ok(());
+        }
+        let who = principal.to_string();
+        let quota = self.quota_of(&who);
+        self.quotas
+            .admit_connection(&who, quota.as_ref(), connection)
+    }
+
+    /// Forgets a closed connection.
+    pub(crate) fn connection_closed(&self, connection: u64) {
+        self.quotas.connection_closed(connection);
     }
 
     pub fn config(&self) -> &AuthConfig {

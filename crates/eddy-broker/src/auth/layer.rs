@@ -61,7 +61,9 @@ where
         let authorizer = self.authorizer.clone();
         Box::pin(async move {
             let path = req.uri().path().to_string();
-            let peer = req.extensions().get::<Connection>().map(|c| c.peer);
+            let connection = req.extensions().get::<Connection>().copied();
+            let peer = connection.map(|c| c.peer);
+            let connection_id = connection.map(|c| c.id);
             let rule = rules::for_path(&path);
             let principal = if rule == Some(Rule::Open) {
                 Principal::Anonymous
@@ -76,6 +78,12 @@ where
                 }
             };
             if let Err(status) = admit(&authorizer, &principal, rule, &path, peer) {
+                return Ok(status.into_http());
+            }
+            if let Some(id) = connection_id
+                && let Err(status) = authorizer.admit_connection(&principal, id)
+            {
+                tracing::warn!(target: "eddy::audit", %principal, peer = ?peer, "{}", status.message());
                 return Ok(status.into_http());
             }
             req.extensions_mut().insert(Caller {

@@ -16,6 +16,7 @@
 
 mod authenticate;
 pub(crate) mod layer;
+pub(crate) mod quota;
 pub mod rules;
 pub(crate) mod scram;
 pub(crate) mod service;
@@ -28,6 +29,7 @@ use eddy_meta::{CLUSTER_RESOURCE, Operation, ResourceType};
 use tonic::{Request, Status};
 
 pub use authenticate::Authorizer;
+pub use quota::Rate;
 pub use rules::Rule;
 
 /// Authentication and authorization settings of a broker.
@@ -184,6 +186,43 @@ impl Caller {
 
     pub fn authorizer(&self) -> &Arc<Authorizer> {
         &self.authorizer
+    }
+
+    /// Records `bytes` of produce or fetch by the caller and returns how
+    /// long its answer waits to keep to its quota (zero for brokers and
+    /// principals within theirs).
+    pub fn throttle(&self, rate: Rate, bytes: u64) -> std::time::Duration {
+        if matches!(self.principal, Principal::Broker(_)) {
+            return std::time::Duration::ZERO;
+        }
+        let who = self.principal.to_string();
+        let quota = self.authorizer.quota_of(&who);
+        self.authorizer
+            .quotas
+            .charge(&who, quota.as_ref(), rate, bytes)
+    }
+
+    /// Whether the caller has a rate quota of this kind.
+    pub fn has_quota(&self, rate: Rate) -> bool {
+        if matches!(self.principal, Principal::Broker(_)) {
+            return false;
+        }
+        self.authorizer
+            .quota_of(&self.principal.to_string())
+            .is_some_and(|q| match rate {
+                Rate::Produce => q.produce_bytes_per_sec.is_some(),
+                Rate::Fetch => q.fetch_bytes_per_sec.is_some(),
+            })
+    }
+
+    /// Counts a processor upload against the caller's hourly quota.
+    pub fn charge_upload(&self) -> Result<(), Status> {
+        if matches!(self.principal, Principal::Broker(_)) {
+            return Ok(());
+        }
+        let who = self.principal.to_string();
+        let quota = self.authorizer.quota_of(&who);
+        self.authorizer.quotas.charge_upload(&who, quota.as_ref())
     }
 }
 

@@ -105,6 +105,8 @@ pub const RULES: &[(&str, Rule)] = &[
     ("/eddy.v1.Security/RemoveAcls", OnCluster(Alter)),
     ("/eddy.v1.Security/ListAcls", OnCluster(Describe)),
     ("/eddy.v1.Security/WhoAmI", Authenticated),
+    ("/eddy.v1.Security/SetQuota", OnCluster(Alter)),
+    ("/eddy.v1.Security/ListQuotas", OnCluster(Describe)),
 ];
 
 /// The rule of the RPC at `path`, if it has one.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use eddy_meta::{
-    Acl, CLUSTER_RESOURCE, Command, Operation, ResourceType, TokenMeta, UserMeta,
+    Acl, CLUSTER_RESOURCE, Command, Operation, Quota, ResourceType, TokenMeta, UserMeta,
     validate_user_name,
 };
 use eddy_proto::v1 as pb;
@@ -381,6 +381,53 @@ impl Security for SecurityService {
             .map(acl_to_pb)
             .collect();
         Ok(Response::new(pb::AclsResponse { acls }))
+    }
+
+    async fn set_quota(
+        &self,
+        req: Request<pb::QuotaEntry>,
+    ) -> Result<Response<pb::QuotaEntry>, Status> {
+        let caller = Caller::of(&req)?;
+        let entry = req.into_inner();
+        let nonzero64 = |v: u64| (v > 0).then_some(v);
+        let nonzero32 = |v: u32| (v > 0).then_some(v);
+        let quota = Quota {
+            produce_bytes_per_sec: nonzero64(entry.produce_bytes_per_sec),
+            fetch_bytes_per_sec: nonzero64(entry.fetch_bytes_per_sec),
+            connections: nonzero32(entry.connections),
+            uploads_per_hour: nonzero32(entry.uploads_per_hour),
+        };
+        self.propose(Command::SetQuota {
+            principal: entry.principal.clone(),
+            quota,
+        })
+        .await?;
+        audit(
+            &caller,
+            "quota set",
+            &format!("{}: {quota:?}", entry.principal),
+        );
+        Ok(Response::new(entry))
+    }
+
+    async fn list_quotas(
+        &self,
+        _req: Request<pb::ListQuotasRequest>,
+    ) -> Result<Response<pb::ListQuotasResponse>, Status> {
+        let state = self.broker.meta.state();
+        let quotas = state
+            .security
+            .quotas
+            .iter()
+            .map(|(principal, q)| pb::QuotaEntry {
+                principal: principal.clone(),
+                produce_bytes_per_sec: q.produce_bytes_per_sec.unwrap_or(0),
+                fetch_bytes_per_sec: q.fetch_bytes_per_sec.unwrap_or(0),
+                connections: q.connections.unwrap_or(0),
+                uploads_per_hour: q.uploads_per_hour.unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(pb::ListQuotasResponse { quotas }))
     }
 
     async fn who_am_i(

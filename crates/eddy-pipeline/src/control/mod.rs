@@ -6,6 +6,7 @@
 //! will replicate with the controller. Worker reports are kept in memory
 //! only, for `describe`: they are counts since each worker started.
 
+mod owner;
 mod service;
 mod status;
 
@@ -71,7 +72,8 @@ impl Control {
     }
 
     /// Creates or updates every pipeline of a manifest; see the service docs.
-    pub async fn apply(&self, text: &str) -> Result<Vec<Applied>> {
+    /// `owner` is who applies it (`User:NAME`), whose rights it runs with.
+    pub async fn apply(&self, text: &str, owner: Option<String>) -> Result<Vec<Applied>> {
         let numbered = manifest::parse_numbered(text)
             .map_err(|errors| Error::Invalid(format!("the manifest was refused:\n{errors}")))?;
         let manifests: Vec<Manifest> = numbered.iter().map(|(_, m)| m.clone()).collect();
@@ -101,7 +103,7 @@ impl Control {
         let mut results = Vec::with_capacity(plans.len());
         for p in plans {
             let created_topics = self.create_topics(&p.manifest).await?;
-            let outcome = self.put(&p).await?;
+            let outcome = self.put(&p, owner.clone()).await?;
             tracing::info!(pipeline = %p.manifest.name, ?outcome, "applied pipeline");
             results.push(Applied {
                 name: p.manifest.name.clone(),
@@ -182,7 +184,7 @@ impl Control {
         }
     }
 
-    async fn put(&self, p: &Plan) -> Result<Outcome> {
+    async fn put(&self, p: &Plan, owner: Option<String>) -> Result<Outcome> {
         let state = self.broker.meta.state();
         let spec = serde_json::to_string(&p.manifest.spec)
             .map_err(|e| Error::Internal(format!("cannot encode the spec: {e}")))?;
@@ -190,6 +192,7 @@ impl Control {
         if let Some(old) = old
             && old.spec == spec
             && old.processor_version == p.version
+            && old.owner == owner
         {
             return Ok(Outcome::Unchanged);
         }
@@ -210,6 +213,7 @@ impl Control {
                 Some(PipelineRunState::Paused) => PipelineRunState::Paused,
                 _ => PipelineRunState::Running,
             },
+            owner,
         };
         self.broker.meta.propose(Command::PutPipeline(meta)).await?;
         Ok(if old.is_some() {
@@ -229,6 +233,11 @@ impl Control {
         let state = self.broker.meta.state();
         let p = state.pipeline(name)?;
         let target = if running {
+            if let Some(lost) = self.lost_right(p) {
+                return Err(Error::Invalid(format!(
+                    "pipeline {name:?} cannot run: {lost}"
+                )));
+            }
             PipelineRunState::Running
         } else {
             PipelineRunState::Paused

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use eddy_broker::Broker;
-use eddy_broker::auth::Caller;
+use eddy_broker::auth::{Caller, Principal};
 use eddy_meta::{Operation, ResourceType};
 use eddy_proto::v1 as pb;
 use eddy_proto::v1::pipelines_server::Pipelines;
@@ -72,8 +72,17 @@ impl Pipelines for PipelinesService {
         &self,
         req: Request<pb::ApplyPipelinesRequest>,
     ) -> Result<Response<pb::ApplyPipelinesResponse>, Status> {
-        authorize_apply(&Caller::of(&req)?, &self.broker, &req.get_ref().manifest)?;
-        let applied = self.control.apply(&req.into_inner().manifest).await?;
+        let caller = Caller::of(&req)?;
+        authorize_apply(&caller, &self.broker, &req.get_ref().manifest)?;
+        // It runs with the rights of whoever applied it.
+        let owner = match &caller.principal {
+            Principal::User(name) => Some(format!("User:{name}")),
+            Principal::Anonymous | Principal::Broker(_) => None,
+        };
+        let applied = self
+            .control
+            .apply(&req.into_inner().manifest, owner)
+            .await?;
         let results = applied
             .into_iter()
             .map(|a| pb::ApplyResult {

@@ -110,6 +110,7 @@ impl Control {
                 }),
                 _ => None,
             },
+            owner: p.owner.clone().unwrap_or_default(),
         }
     }
 

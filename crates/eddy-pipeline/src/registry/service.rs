@@ -36,6 +36,7 @@ impl Processors for ProcessorsService {
         // The name comes last, with the digest: refuse a caller who may
         // upload nothing at once, and check the name before storing.
         caller.check_some(ResourceType::Processor, Operation::Upload)?;
+        caller.charge_upload()?;
         let checked = req.into_inner().map(move |message| {
             if let Ok(pb::UploadRequest {
                 part: Some(pb::upload_request::Part::Done(done)),
