@@ -15,7 +15,8 @@
 //!
 //! `cargo test -p eddy-tests --test chaos` runs the fixed seeds below;
 //! `cargo test -p eddy-tests --release --test chaos -- --seed S --minutes M`
-//! replays one seed, or soaks for longer.
+//! replays one seed, or soaks for longer; `--secured` runs it against a
+//! cluster with TLS and `--auth required` (as seed 2 always runs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use eddy_tests::check::Verdict;
 use eddy_tests::cluster::TestCluster;
 use eddy_tests::rng::Rng;
+use eddy_tests::secured::{self, SecureCluster};
 use eddy_tests::worker::TestWorker;
 
 /// The seeds `cargo test` runs, each for its time of faults. A seed that
@@ -68,6 +70,12 @@ const FIXED_SEEDS: &[(u64, Duration)] = &[
     (9422, Duration::from_secs(60)),
 ];
 
+/// Seeds run against a secured cluster: TLS on every connection, `--auth
+/// required` with a cluster secret between brokers, and every client (the
+/// workload, the standalone worker, the commands) signed in as a user.
+/// `--secured` runs the seeds given that way too.
+const SECURED_SEEDS: &[u64] = &[2];
+
 /// How long the workload may take to flush and close after the faults.
 const DRAIN: Duration = Duration::from_secs(180);
 
@@ -80,11 +88,14 @@ pub const SESSION: Duration = Duration::from_secs(2);
 struct Args {
     /// (seed, time of faults).
     runs: Vec<(u64, Duration)>,
+    /// Every seed against a secured cluster (`--secured`).
+    secured: bool,
 }
 
 fn args() -> Result<Args, String> {
     let mut seeds = Vec::new();
     let mut run = None;
+    let mut secured = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -94,6 +105,7 @@ fn args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--seed: {e}"))?,
             ),
+            "--secured" => secured = true,
             "--minutes" => {
                 let m: f64 = value("--minutes")?
                     .parse()
@@ -118,21 +130,23 @@ fn args() -> Result<Args, String> {
         let run = run.unwrap_or(Duration::from_secs(40));
         seeds.into_iter().map(|seed| (seed, run)).collect()
     };
-    Ok(Args { runs })
+    Ok(Args { runs, secured })
 }
 
 fn main() -> ExitCode {
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("chaos: {e}\nusage: chaos [--seed S]... [--minutes M]");
+            eprintln!("chaos: {e}\nusage: chaos [--seed S]... [--minutes M] [--secured]");
             return ExitCode::FAILURE;
         }
     };
     let mut failed = Vec::new();
     for &(seed, length) in &args.runs {
-        println!("chaos: seed {seed}, {length:?} of faults");
-        let report = run(seed, length);
+        let secured = args.secured || SECURED_SEEDS.contains(&seed);
+        let how = if secured { ", secured" } else { "" };
+        println!("chaos: seed {seed}, {length:?} of faults{how}");
+        let report = run(seed, length, secured);
         println!("{report}");
         if !report.passed() {
             failed.push((seed, length));
@@ -151,12 +165,72 @@ fn main() -> ExitCode {
     }
 }
 
+/// After the faults, the cluster still refuses plain text and callers
+/// without credentials, and serves the signed-in admin.
+fn still_secured(cluster: &TestCluster, secure: &SecureCluster) -> Verdict {
+    let mut v = Verdict::new("secured: TLS and authentication still required");
+    let bootstrap = cluster.bootstrap();
+    let ca = secure.ca.cert.to_str().unwrap();
+    let bare = || {
+        let mut cmd = std::process::Command::new(eddy_tests::process::eddy_binary());
+        cmd.args(["topic", "list", "--bootstrap", &bootstrap]);
+        cmd
+    };
+    let cases = [
+        (
+            "plain text",
+            eddy_tests::process::run(&mut bare(), b""),
+            "takes only TLS",
+        ),
+        (
+            "no credentials",
+            eddy_tests::process::run(bare().env("EDDY_TLS_CA", ca), b""),
+            "requires authentication",
+        ),
+        (
+            "signed in",
+            eddy_tests::process::run(
+                eddy_tests::process::eddy_command().args([
+                    "topic",
+                    "list",
+                    "--bootstrap",
+                    &bootstrap,
+                ]),
+                b"",
+            ),
+            "",
+        ),
+    ];
+    for (what, out, expected) in cases {
+        v.checked += 1;
+        let as_expected = if expected.is_empty() {
+            out.success
+        } else {
+            !out.success && out.stderr.contains(expected)
+        };
+        if !as_expected {
+            v.fail(|| format!("{what}: {}", out.stderr.trim()));
+        }
+    }
+    v
+}
+
 /// One seeded run from a fresh cluster to its verdicts.
-fn run(seed: u64, length: Duration) -> Report {
+fn run(seed: u64, length: Duration, secured: bool) -> Report {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let session_ms = SESSION.as_millis().to_string();
-    let mut cluster = TestCluster::start_linked(3, &["--broker-session-timeout-ms", &session_ms]);
+    secured::set_access(None);
+    let secure = secured.then(SecureCluster::new);
+    let mut serve_args = vec!["--broker-session-timeout-ms".to_string(), session_ms];
+    if let Some(s) = &secure {
+        serve_args.extend(s.serve_args());
+    }
+    let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+    let mut cluster = TestCluster::start_linked(3, &serve_args);
+    if let Some(s) = &secure {
+        s.sign_in_as_admin(&cluster);
+    }
     cluster.create_replicated(TOPIC, PARTITIONS);
     cluster.create_replicated(pipelines::INPUT, 3);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -187,7 +261,11 @@ fn run(seed: u64, length: Duration) -> Report {
             )
         }
     };
-    let verdicts = verify::check(&cluster, &rt, &observed, &faults);
+    let mut verdicts = verify::check(&cluster, &rt, &observed, &faults);
+    if let Some(s) = &secure {
+        verdicts.push(still_secured(&cluster, s));
+    }
+    secured::set_access(None);
     if !verdicts.iter().all(Verdict::passed) {
         cluster.keep_if_asked();
     }

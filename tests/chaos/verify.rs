@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use eddy_client::{Client, ClientConfig, Consumer, ConsumerConfig, Start};
+use eddy_client::{Client, Consumer, ConsumerConfig, Start};
 use eddy_tests::check::{self, Partitions, Read, Verdict};
 use eddy_tests::cluster::TestCluster;
 
@@ -63,7 +63,7 @@ fn pipelines(cluster: &TestCluster, rt: &tokio::runtime::Runtime) -> Vec<Verdict
     let input_hws = hws(pipelines::INPUT);
     let bootstrap = cluster.bootstrap();
     let caught_up = rt.block_on(async {
-        let client = Client::connect(ClientConfig::new(bootstrap.clone()))
+        let client = Client::connect(eddy_tests::secured::client_config(bootstrap.clone()))
             .await
             .expect("the cluster answers");
         pipelines::await_caught_up(&client, input_hws.values().sum()).await
@@ -119,7 +119,7 @@ async fn read_all(
     topic: &str,
     high_watermarks: &BTreeMap<u32, u64>,
 ) -> Partitions {
-    let client = Client::connect(ClientConfig::new(bootstrap))
+    let client = Client::connect(eddy_tests::secured::client_config(bootstrap))
         .await
         .expect("the cluster answers");
     let mut consumer = Consumer::new(client, ConsumerConfig::default());

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eddy_client::{
-    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, DeliveryTicket, GroupConfig,
-    Producer, ProducerConfig, ProducerRecord,
+    Acks, Admin, Client, Consumer, ConsumerConfig, DeliveryTicket, GroupConfig, Producer,
+    ProducerConfig, ProducerRecord,
 };
 use eddy_tests::check::{Acked, Claim, Committed};
 use eddy_tests::rng::Rng;
@@ -80,7 +80,7 @@ pub async fn run(
     stop: Arc<AtomicBool>,
     progress: Progress,
 ) -> Observed {
-    let client = Client::connect(ClientConfig::new(bootstrap.clone()))
+    let client = Client::connect(eddy_tests::secured::client_config(bootstrap.clone()))
         .await
         .expect("the cluster answers");
     let producers: Vec<JoinHandle<(u64, Vec<Acked>, u64)>> = (1..=PRODUCERS)

@@ -49,6 +49,8 @@ pub fn cache_dir() -> PathBuf {
 pub fn eddy_command() -> Command {
     let mut cmd = Command::new(eddy_binary());
     cmd.env("EDDY_CACHE_DIR", cache_dir());
+    // A secured run's TLS and credentials (`secured::set_access`).
+    cmd.envs(crate::secured::access_env());
     cmd
 }
 
