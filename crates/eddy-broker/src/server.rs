@@ -377,6 +377,7 @@ async fn serve_one<S>(
             peer,
             tls: false,
             id,
+            certificate_name: None,
         };
         return serve_connection(stream, WithConnection::new(app, info), closing).await;
     };
@@ -390,10 +391,18 @@ async fn serve_one<S>(
     }
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
+            let certificate_name = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(crate::tls::common_name)
+                .map(Arc::from);
             let info = Connection {
                 peer,
                 tls: true,
                 id,
+                certificate_name,
             };
             serve_connection(stream, WithConnection::new(app, info), closing).await;
         }
@@ -465,13 +474,16 @@ where
 }
 
 /// Where a call came from: every request carries it as an extension.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
     /// Unique among this broker's connections.
     pub id: u64,
+    /// The subject's common name of the client certificate the connection
+    /// presented (verified against `--tls-client-ca`), if any.
+    pub certificate_name: Option<Arc<str>>,
 }
 
 /// Adds the [`Connection`] to each request.
@@ -500,7 +512,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        req.extensions_mut().insert(self.info);
+        req.extensions_mut().insert(self.info.clone());
         self.inner.call(req)
     }
 }

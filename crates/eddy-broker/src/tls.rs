@@ -200,6 +200,14 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, B
     Ok(certs)
 }
 
+/// The common name of a certificate's subject: who a client certificate
+/// says its holder is.
+pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let name = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(name.to_string())
+}
+
 fn invalid(message: String) -> BrokerError {
     BrokerError::InvalidRequest(message)
 }

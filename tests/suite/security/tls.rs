@@ -131,3 +131,41 @@ fn three_brokers_replicate_and_elect_over_tls() {
     );
     assert_ne!(controller, leader, "a live broker leads the metadata");
 }
+
+#[test]
+fn a_client_certificate_signs_its_subject_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "cluster");
+    let clients = Ca::new(tmp.path(), "clients");
+    let cert = ca.server("broker-1");
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
+    let b = TestBroker::start_with(&[
+        "--tls-cert",
+        path(&cert.cert),
+        "--tls-key",
+        path(&cert.key),
+        "--tls-ca",
+        path(&ca.cert),
+        "--tls-client-ca",
+        path(&clients.cert),
+        "--auth",
+        "required",
+        "--cluster-secret-file",
+        path(&secret),
+    ]);
+    let alice = clients.client("alice");
+    let whoami = b.eddy(&[
+        "whoami",
+        "--tls-ca",
+        path(&ca.cert),
+        "--tls-client-cert",
+        path(&alice.cert),
+        "--tls-client-key",
+        path(&alice.key),
+    ]);
+    assert!(whoami.success, "{}", whoami.stderr);
+    assert_eq!(whoami.stdout.lines().next(), Some("User:alice"));
+    let anonymous = b.eddy(&["whoami", "--tls-ca", path(&ca.cert)]);
+    assert!(!anonymous.success && anonymous.stderr.contains("requires authentication"));
+}

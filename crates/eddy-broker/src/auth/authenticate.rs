@@ -96,16 +96,27 @@ impl Authorizer {
         self.meta.borrow().clone()
     }
 
-    /// Who the call with this `authorization` value (if any) comes from.
-    /// A failure is `UNAUTHENTICATED` with what is wrong or missing, never
-    /// which part of a password; repeated failures from one address are
-    /// slowed down.
+    /// Who the call with this `authorization` value (if any), on a
+    /// connection that presented a client certificate for `certificate`
+    /// (its subject's common name, if any), comes from: credentials in the
+    /// call first, then the certificate. A failure is `UNAUTHENTICATED`
+    /// with what is wrong or missing, never which part of a password;
+    /// repeated failures from one address are slowed down.
     pub async fn authenticate(
         &self,
         authorization: Option<&[u8]>,
+        certificate: Option<&str>,
         peer: Option<SocketAddr>,
     ) -> Result<Principal, Status> {
         let Some(value) = authorization else {
+            if let Some(name) = certificate {
+                return match eddy_meta::validate_user_name(name) {
+                    Ok(()) => Ok(Principal::User(name.to_string())),
+                    Err(_) => Err(Status::unauthenticated(format!(
+                        "the client certificate's subject {name:?} is not a valid user name (letters, digits, '.', '_', '-', '@')"
+                    ))),
+                };
+            }
             if self.config.required {
                 return Err(Status::unauthenticated(
                     "this broker requires authentication: sign in as a user (--login or EDDY_USER, with EDDY_PASSWORD or --password-file) or a token (EDDY_TOKEN or --token-file)",

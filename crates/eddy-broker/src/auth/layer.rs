@@ -61,9 +61,10 @@ where
         let authorizer = self.authorizer.clone();
         Box::pin(async move {
             let path = req.uri().path().to_string();
-            let connection = req.extensions().get::<Connection>().copied();
-            let peer = connection.map(|c| c.peer);
-            let connection_id = connection.map(|c| c.id);
+            let connection = req.extensions().get::<Connection>().cloned();
+            let peer = connection.as_ref().map(|c| c.peer);
+            let connection_id = connection.as_ref().map(|c| c.id);
+            let certificate_name = connection.and_then(|c| c.certificate_name);
             let rule = rules::for_path(&path);
             let principal = if rule == Some(Rule::Open) {
                 Principal::Anonymous
@@ -72,7 +73,11 @@ where
                     .headers()
                     .get(AUTHORIZATION)
                     .map(|v| v.as_bytes().to_vec());
-                match authorizer.authenticate(header.as_deref(), peer).await {
+                let certificate = certificate_name.as_deref();
+                match authorizer
+                    .authenticate(header.as_deref(), certificate, peer)
+                    .await
+                {
                     Ok(p) => p,
                     Err(status) => return Ok(status.into_http()),
                 }
