@@ -7,22 +7,30 @@ fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[test]
-fn a_tls_broker_serves_clients_that_trust_its_ca_and_refuses_the_others() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = Ca::new(tmp.path(), "cluster");
-    let other = Ca::new(tmp.path(), "other");
+/// A broker whose certificate `ca` signed, checking other brokers
+/// against `ca`, with `extra` serve arguments.
+fn tls_broker(ca: &Ca, extra: &[&str]) -> TestBroker {
     let cert = ca.server("broker-1");
-    // Its own worker reaches it over TLS too: the broker starts only if
-    // that connection succeeds.
-    let b = TestBroker::start_with(&[
+    let mut args = vec![
         "--tls-cert",
         path(&cert.cert),
         "--tls-key",
         path(&cert.key),
         "--tls-ca",
         path(&ca.cert),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    TestBroker::start_with(&args)
+}
+
+#[test]
+fn a_tls_broker_serves_clients_that_trust_its_ca_and_refuses_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "cluster");
+    let other = Ca::new(tmp.path(), "other");
+    // Its own worker reaches it over TLS too: the broker starts only if
+    // that connection succeeds.
+    let b = tls_broker(&ca, &[]);
     let tls = ["--tls-ca", path(&ca.cert)];
     let with_tls =
         |args: &[&'static str]| -> Vec<&str> { args.iter().chain(&tls).copied().collect() };
@@ -58,17 +66,7 @@ fn with_a_client_ca_only_certificates_it_signed_are_taken() {
     let ca = Ca::new(tmp.path(), "cluster");
     let clients = Ca::new(tmp.path(), "clients");
     let other = Ca::new(tmp.path(), "other");
-    let cert = ca.server("broker-1");
-    let b = TestBroker::start_with(&[
-        "--tls-cert",
-        path(&cert.cert),
-        "--tls-key",
-        path(&cert.key),
-        "--tls-ca",
-        path(&ca.cert),
-        "--tls-client-ca",
-        path(&clients.cert),
-    ]);
+    let b = tls_broker(&ca, &["--tls-client-ca", path(&clients.cert)]);
     let alice = clients.client("alice");
     let mallory = other.client("mallory");
     let as_client = |pair: &eddy_tests::pki::Pair| {
@@ -137,23 +135,19 @@ fn a_client_certificate_signs_its_subject_in() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new(tmp.path(), "cluster");
     let clients = Ca::new(tmp.path(), "clients");
-    let cert = ca.server("broker-1");
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
-    let b = TestBroker::start_with(&[
-        "--tls-cert",
-        path(&cert.cert),
-        "--tls-key",
-        path(&cert.key),
-        "--tls-ca",
-        path(&ca.cert),
-        "--tls-client-ca",
-        path(&clients.cert),
-        "--auth",
-        "required",
-        "--cluster-secret-file",
-        path(&secret),
-    ]);
+    let b = tls_broker(
+        &ca,
+        &[
+            "--tls-client-ca",
+            path(&clients.cert),
+            "--auth",
+            "required",
+            "--cluster-secret-file",
+            path(&secret),
+        ],
+    );
     let alice = clients.client("alice");
     let whoami = b.eddy(&[
         "whoami",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use eddy_meta::{MetaState, Operation, Quota, ResourceType};
+use eddy_meta::{Acls, MetaState, Operation, Quota, ResourceType};
 use eddy_proto::link::{BASIC, BEARER, BROKER};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -263,22 +263,9 @@ impl Authorizer {
         name: &str,
         operation: Operation,
     ) -> bool {
-        if !self.config.required {
-            return true;
-        }
-        match principal {
-            Principal::Broker(_) => true,
-            Principal::Anonymous => false,
-            Principal::User(_) => {
-                let who = principal.to_string();
-                self.config.super_users.contains(&who)
-                    || self
-                        .state()
-                        .security
-                        .acls
-                        .allows(&who, resource, name, operation)
-            }
-        }
+        self.decide(principal, |who, acls| {
+            acls.allows(who, resource, name, operation)
+        })
     }
 
     /// Whether `principal` may do `operation` on some resource of this type.
@@ -288,6 +275,14 @@ impl Authorizer {
         resource: ResourceType,
         operation: Operation,
     ) -> bool {
+        self.decide(principal, |who, acls| {
+            acls.allows_some(who, resource, operation)
+        })
+    }
+
+    /// Everything is allowed without `--auth required`, to brokers and to
+    /// super users; nothing to the anonymous; a user what its ACLs allow.
+    fn decide(&self, principal: &Principal, acls_allow: impl FnOnce(&str, &Acls) -> bool) -> bool {
         if !self.config.required {
             return true;
         }
@@ -297,11 +292,7 @@ impl Authorizer {
             Principal::User(_) => {
                 let who = principal.to_string();
                 self.config.super_users.contains(&who)
-                    || self
-                        .state()
-                        .security
-                        .acls
-                        .allows_some(&who, resource, operation)
+                    || acls_allow(&who, &self.state().security.acls)
             }
         }
     }

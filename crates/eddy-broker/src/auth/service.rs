@@ -40,6 +40,32 @@ impl SecurityService {
         Ok(())
     }
 
+    /// Adds or removes the request's ACLs, logging each.
+    async fn change_acls(
+        &self,
+        req: Request<pb::AclsRequest>,
+        command: fn(Vec<Acl>) -> Command,
+        what: &str,
+    ) -> Result<Response<pb::AclsResponse>, Status> {
+        let caller = Caller::of(&req)?;
+        let acls = req
+            .into_inner()
+            .acls
+            .iter()
+            .map(acl_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
+        if acls.is_empty() {
+            return Err(Status::invalid_argument("no ACL given"));
+        }
+        self.propose(command(acls.clone())).await?;
+        for a in &acls {
+            audit(&caller, what, &format!("{a:?}"));
+        }
+        Ok(Response::new(pb::AclsResponse {
+            acls: acls.iter().map(acl_to_pb).collect(),
+        }))
+    }
+
     async fn put_user(
         &self,
         name: &str,
@@ -84,6 +110,16 @@ fn token_summary(t: &TokenMeta) -> pb::TokenSummary {
         created_ms: t.created_ms,
         expires_ms: t.expires_ms.unwrap_or(0),
     }
+}
+
+/// The refusal of a cluster-wide operation.
+fn cluster_denied(caller: &Caller, operation: Operation) -> Status {
+    denied(
+        &caller.principal,
+        ResourceType::Cluster,
+        CLUSTER_RESOURCE,
+        operation,
+    )
 }
 
 fn audit(caller: &Caller, what: &str, subject: &str) {
@@ -161,12 +197,7 @@ impl Security for SecurityService {
         let caller = Caller::of(&req)?;
         let req = req.into_inner();
         if !caller.is_or_may(&req.name, Operation::Alter) {
-            return Err(denied(
-                &caller.principal,
-                ResourceType::Cluster,
-                CLUSTER_RESOURCE,
-                Operation::Alter,
-            ));
+            return Err(cluster_denied(&caller, Operation::Alter));
         }
         let user = self.put_user(&req.name, req.password, false).await?;
         audit(&caller, "password changed", &user.name);
@@ -213,12 +244,7 @@ impl Security for SecurityService {
         let caller = Caller::of(&req)?;
         let req = req.into_inner();
         if !caller.is_or_may(&req.user, Operation::Alter) {
-            return Err(denied(
-                &caller.principal,
-                ResourceType::Cluster,
-                CLUSTER_RESOURCE,
-                Operation::Alter,
-            ));
+            return Err(cluster_denied(&caller, Operation::Alter));
         }
         let id: String = random(TOKEN_ID_BYTES)?
             .iter()
@@ -255,12 +281,7 @@ impl Security for SecurityService {
             _ => None,
         };
         if !all && !user.is_empty() && me.as_deref() != Some(user.as_str()) {
-            return Err(denied(
-                &caller.principal,
-                ResourceType::Cluster,
-                CLUSTER_RESOURCE,
-                Operation::Describe,
-            ));
+            return Err(cluster_denied(&caller, Operation::Describe));
         }
         let state = self.broker.meta.state();
         let tokens = state
@@ -297,12 +318,7 @@ impl Security for SecurityService {
             .is_some_and(|o| caller.is_or_may(o, Operation::Alter))
             && !caller.may(ResourceType::Cluster, CLUSTER_RESOURCE, Operation::Alter)
         {
-            return Err(denied(
-                &caller.principal,
-                ResourceType::Cluster,
-                CLUSTER_RESOURCE,
-                Operation::Alter,
-            ));
+            return Err(cluster_denied(&caller, Operation::Alter));
         }
         self.propose(Command::RevokeToken { id: id.clone() })
             .await?;
@@ -314,46 +330,15 @@ impl Security for SecurityService {
         &self,
         req: Request<pb::AclsRequest>,
     ) -> Result<Response<pb::AclsResponse>, Status> {
-        let caller = Caller::of(&req)?;
-        let acls = req
-            .into_inner()
-            .acls
-            .iter()
-            .map(acl_from_pb)
-            .collect::<Result<Vec<_>, _>>()?;
-        if acls.is_empty() {
-            return Err(Status::invalid_argument("no ACL given"));
-        }
-        self.propose(Command::AddAcls(acls.clone())).await?;
-        for a in &acls {
-            audit(&caller, "ACL added", &format!("{a:?}"));
-        }
-        Ok(Response::new(pb::AclsResponse {
-            acls: acls.iter().map(acl_to_pb).collect(),
-        }))
+        self.change_acls(req, Command::AddAcls, "ACL added").await
     }
 
     async fn remove_acls(
         &self,
         req: Request<pb::AclsRequest>,
     ) -> Result<Response<pb::AclsResponse>, Status> {
-        let caller = Caller::of(&req)?;
-        let acls = req
-            .into_inner()
-            .acls
-            .iter()
-            .map(acl_from_pb)
-            .collect::<Result<Vec<_>, _>>()?;
-        if acls.is_empty() {
-            return Err(Status::invalid_argument("no ACL given"));
-        }
-        self.propose(Command::RemoveAcls(acls.clone())).await?;
-        for a in &acls {
-            audit(&caller, "ACL removed", &format!("{a:?}"));
-        }
-        Ok(Response::new(pb::AclsResponse {
-            acls: acls.iter().map(acl_to_pb).collect(),
-        }))
+        self.change_acls(req, Command::RemoveAcls, "ACL removed")
+            .await
     }
 
     async fn list_acls(
