@@ -1,10 +1,9 @@
 //! TLS on the broker's listener, and the settings of its links to other
-//! brokers. The certificate and key are read again when their files
+//! brokers. The certificate and key are read again when their contents
 //! change, so a renewed certificate takes effect without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use eddy_proto::ClientTls;
 use parking_lot::Mutex;
@@ -114,7 +113,8 @@ struct ReloadingCert {
     cert_path: PathBuf,
     key_path: PathBuf,
     provider: Arc<rustls::crypto::CryptoProvider>,
-    current: Mutex<(Arc<CertifiedKey>, Option<SystemTime>)>,
+    /// The pair in use, and a digest of the files it was read from.
+    current: Mutex<(Arc<CertifiedKey>, [u8; 32])>,
 }
 
 impl ReloadingCert {
@@ -127,12 +127,14 @@ impl ReloadingCert {
             cert_path: files.cert.clone(),
             key_path: files.key.clone(),
             provider: provider.clone(),
-            current: Mutex::new((key, modified(&files.cert, &files.key))),
+            current: Mutex::new((key, digest(&files.cert, &files.key))),
         })
     }
 
     fn reload_if_changed(&self) {
-        let stamp = modified(&self.cert_path, &self.key_path);
+        // Contents, not modification times: those can be too coarse to
+        // tell two quick writes apart, or copied over with `cp -p`.
+        let stamp = digest(&self.cert_path, &self.key_path);
         if stamp == self.current.lock().1 {
             return;
         }
@@ -143,6 +145,8 @@ impl ReloadingCert {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TLS certificate changed but does not load; keeping the one in use");
+                // Said once per change, not every check.
+                self.current.lock().1 = stamp;
             }
         }
     }
@@ -154,10 +158,16 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// The later of the two files' modification times.
-fn modified(cert: &Path, key: &Path) -> Option<SystemTime> {
-    let time = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    time(cert).max(time(key))
+/// A digest of both files' contents (of nothing for a file not read).
+fn digest(cert: &Path, key: &Path) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for path in [cert, key] {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    h.finalize().into()
 }
 
 fn load_pair(
@@ -210,4 +220,55 @@ pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
 
 fn invalid(message: String) -> BrokerError {
     BrokerError::InvalidRequest(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for 127.0.0.1 written to `dir`.
+    fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k, cert.der().to_vec())
+    }
+
+    fn served(tls: &Tls) -> Vec<u8> {
+        tls.certificate.current.lock().0.cert[0].to_vec()
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_served_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, first) = write_pair(dir.path(), "broker");
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: cert.clone(),
+            client_ca: None,
+        };
+        let tls = Tls::new(&files).unwrap();
+        assert_eq!(served(&tls), first);
+        tls.reload_if_changed();
+        assert_eq!(served(&tls), first, "unchanged files are not read again");
+
+        let (new_cert, new_key, second) = write_pair(dir.path(), "renewed");
+        std::fs::rename(&new_cert, &cert).unwrap();
+        std::fs::rename(&new_key, &key).unwrap();
+        tls.reload_if_changed();
+        assert_eq!(served(&tls), second, "the renewed certificate is served");
+
+        std::fs::write(&cert, "not a certificate").unwrap();
+        tls.reload_if_changed();
+        assert_eq!(served(&tls), second, "a broken file keeps the one in use");
+    }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use eddy_client::{ClientTls, Credentials};
+use serde::Deserialize;
 
 use crate::DEFAULT_ADDRESS;
 
@@ -68,9 +69,84 @@ pub struct Connection {
         value_name = "FILE"
     )]
     pub cluster_secret_file: Option<PathBuf>,
+    /// A TOML file with any of these settings for client commands
+    /// (`bootstrap`, `tls_ca`, `tls_client_cert`, `tls_client_key`,
+    /// `login`, `password_file`, `token_file`, and `password` or `token`
+    /// themselves); flags and environment variables win over it. A file
+    /// holding a secret should be readable by its owner only.
+    #[arg(long, global = true, env = "EDDY_CLIENT_CONFIG", value_name = "FILE")]
+    pub client_config: Option<PathBuf>,
+}
+
+/// The client config file's shape.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFile {
+    bootstrap: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_client_cert: Option<PathBuf>,
+    tls_client_key: Option<PathBuf>,
+    login: Option<String>,
+    password_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    password: Option<String>,
+    token: Option<String>,
+}
+
+/// Secrets written in the client config file itself.
+#[derive(Default)]
+struct FileSecrets {
+    password: Option<String>,
+    token: Option<String>,
 }
 
 impl Connection {
+    /// These settings with the client config file's filling what flags and
+    /// the environment left unset.
+    fn with_file(&self) -> anyhow::Result<(Connection, FileSecrets)> {
+        let Some(path) = &self.client_config else {
+            return Ok((self.clone(), FileSecrets::default()));
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the client config {}", path.display()))?;
+        let file: ClientFile = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a valid client config: {}",
+                path.display(),
+                e.message()
+            )
+        })?;
+        if file.password.is_some() || file.token.is_some() {
+            warn_if_readable_by_others(path);
+        }
+        let mut merged = self.clone();
+        if merged.bootstrap == DEFAULT_ADDRESS
+            && let Some(b) = file.bootstrap
+        {
+            merged.bootstrap = b;
+        }
+        let fill = |mine: &mut Option<PathBuf>, theirs: Option<PathBuf>| {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        };
+        fill(&mut merged.tls_ca, file.tls_ca);
+        fill(&mut merged.tls_client_cert, file.tls_client_cert);
+        fill(&mut merged.tls_client_key, file.tls_client_key);
+        fill(&mut merged.password_file, file.password_file);
+        fill(&mut merged.token_file, file.token_file);
+        if merged.login.is_none() {
+            merged.login = file.login;
+        }
+        Ok((
+            merged,
+            FileSecrets {
+                password: file.password,
+                token: file.token,
+            },
+        ))
+    }
+
     /// TLS settings, if --tls-ca is given.
     pub fn tls(&self) -> anyhow::Result<Option<ClientTls>> {
         let Some(ca) = &self.tls_ca else {
@@ -92,12 +168,13 @@ impl Connection {
     }
 
     /// The credentials every call carries: a user's password, a token, or none.
-    pub fn credentials(&self) -> anyhow::Result<Credentials> {
+    fn credentials(&self, file: FileSecrets) -> anyhow::Result<Credentials> {
         let token = match &self.token_file {
             Some(path) => Some(first_line(path, "token")?),
             None => std::env::var(TOKEN_ENV)
                 .ok()
-                .filter(|t| !t.trim().is_empty()),
+                .filter(|t| !t.trim().is_empty())
+                .or(file.token),
         };
         if let Some(path) = &self.cluster_secret_file {
             if self.login.is_some() || token.is_some() {
@@ -114,9 +191,9 @@ impl Connection {
             (Some(user), None) => {
                 let password = match &self.password_file {
                     Some(path) => first_line(path, "password")?,
-                    None => match std::env::var(PASSWORD_ENV) {
-                        Ok(p) => p,
-                        Err(_) => bail!(
+                    None => match std::env::var(PASSWORD_ENV).ok().or(file.password) {
+                        Some(p) => p,
+                        None => bail!(
                             "no password for user {user:?}: set {PASSWORD_ENV} or pass --password-file FILE"
                         ),
                     },
@@ -127,13 +204,32 @@ impl Connection {
         }
     }
 
-    /// The client settings for these flags.
+    /// The client settings for these flags, the environment and the
+    /// client config file.
     pub fn client_config(&self) -> anyhow::Result<eddy_client::ClientConfig> {
+        let (conn, secrets) = self.with_file()?;
         Ok(eddy_client::ClientConfig {
-            tls: self.tls()?,
-            credentials: self.credentials()?,
-            ..eddy_client::ClientConfig::new(self.bootstrap.clone())
+            tls: conn.tls()?,
+            credentials: conn.credentials(secrets)?,
+            ..eddy_client::ClientConfig::new(conn.bootstrap.clone())
         })
+    }
+}
+
+/// Secrets in a file others may read are not secret: say so.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "warning: {} holds a password or token and others may read it; `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
     }
 }
 

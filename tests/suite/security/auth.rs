@@ -128,6 +128,18 @@ fn users_sign_in_with_passwords_and_tokens_and_lose_them_when_revoked() {
     );
     assert!(out.success, "{}", out.stderr);
 
+    // A client config file may hold the sign-in instead.
+    let config = dir.path().join("client.toml");
+    std::fs::write(
+        &config,
+        "login = \"alice\"\npassword = \"a-brand-new-password\"\n",
+    )
+    .unwrap();
+    let out = b.eddy(&["whoami", "--client-config", config.to_str().unwrap()]);
+    assert!(out.success, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "User:alice");
+    assert!(out.stderr.contains("others may read it"), "{}", out.stderr);
+
     let kept = s.as_user_ok(ADMIN, &["token", "create", "--user", "alice"], b"");
     let deleted = s.as_user(ADMIN, &["user", "delete", "alice"], b"");
     assert!(

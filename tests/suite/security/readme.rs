@@ -142,4 +142,22 @@ fn a_secured_cluster_as_the_readme_sets_it_up() {
     let mut got: Vec<u32> = out.stdout.lines().map(|l| l.parse().unwrap()).collect();
     got.sort();
     assert_eq!(got, (1..=200).collect::<Vec<_>>());
+
+    // No broker logged a secret, though each logged sign-ins, denials
+    // and changes to users, tokens and ACLs.
+    let (_, token_secret) = token.trim()["eddy_".len()..].split_once('_').unwrap();
+    let mut audited = 0;
+    for node in &c.nodes {
+        let log = std::fs::read_to_string(node.dir.with_extension("log")).unwrap();
+        for secret in [
+            "choose-an-admin-password",
+            "alices-password",
+            token_secret,
+            "3f9a1c0d5e7b2a4f",
+        ] {
+            assert!(!log.contains(secret), "broker {} logged a secret", node.id);
+        }
+        audited += log.matches("eddy::audit").count();
+    }
+    assert!(audited > 0, "the audit log names each change and denial");
 }
