@@ -443,11 +443,13 @@ async fn window_counts_are_exact_and_each_window_closes_once_through_worker_kill
         (read_all(&c.client, "counts").await.len() >= expected.len()).then_some(())
     })
     .await;
-    let counters = c.describe("windows").await.counters.unwrap_or_default();
-    assert!(
-        counters.watermark_low.is_some_and(|w| w > 0),
-        "describe shows the tasks' watermarks: {counters:?}"
-    );
+    // Counters come from the workers' reports: the restarted worker's
+    // tasks show theirs after its first report, not at once.
+    wait_for("describe to show the tasks' watermarks", || async {
+        let counters = c.describe("windows").await.counters.unwrap_or_default();
+        counters.watermark_low.is_some_and(|w| w > 0).then_some(())
+    })
+    .await;
     // A moment for a window emitted twice to show.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let mut got: BTreeMap<(String, i64), u64> = BTreeMap::new();
