@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_log::{Clock, Offset, SystemClock};
+use eddy_log::{Clock, Offset, ProducerEpoch, ProducerId, SystemClock};
 use eddy_meta::{
     BrokerMeta, Command, MetaConfig, MetaState, MetaStore, NodeId, Output, TopicId, TopicMeta,
     assign_replicas, validate_topic_name,
@@ -217,7 +217,7 @@ impl Broker {
         let flushed = blocking(move || {
             let mut first = Ok(());
             for p in this.topics.partitions() {
-                if let Err(e) = p.flush().map_err(BrokerError::log(&p.topic, p.id.0)) {
+                if let Err(e) = p.flush().map_err(BrokerError::log(&p.topic, p.id)) {
                     tracing::error!(topic = %p.topic, partition = p.id.0, error = %e, "could not flush on shutdown; the next start recovers from what reached the disk");
                     if first.is_ok() {
                         first = Err(e);
@@ -310,7 +310,10 @@ impl Broker {
 
     /// A producer identity: a fresh id, or for a stable name the same id
     /// with the next epoch (fencing the older ones).
-    pub async fn init_producer_id(&self, stable_name: &str) -> Result<(i64, i16), BrokerError> {
+    pub async fn init_producer_id(
+        &self,
+        stable_name: &str,
+    ) -> Result<(ProducerId, ProducerEpoch), BrokerError> {
         if !stable_name.is_empty() {
             let (_, output) = self
                 .meta
@@ -319,7 +322,9 @@ impl Broker {
                 })
                 .await?;
             return match output {
-                Some(Output::StableProducer { id, epoch }) => Ok((id, epoch)),
+                Some(Output::StableProducer { id, epoch }) => {
+                    Ok((ProducerId(id), ProducerEpoch(epoch)))
+                }
                 _ => Err(BrokerError::Internal(
                     "the metadata gave no stable producer id".into(),
                 )),
@@ -344,7 +349,7 @@ impl Broker {
         }
         let id = ids.0;
         ids.0 += 1;
-        Ok((id, 0))
+        Ok((ProducerId(id), ProducerEpoch(0)))
     }
 
     pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<(), BrokerError> {

@@ -1,10 +1,8 @@
-//! The broker's error type and how it reaches clients: a gRPC status with
-//! a message saying what to do, plus an `eddy-error` metadata entry naming
-//! the [`ErrorCode`] for programs.
+//! The broker core's error type. Each message says what went wrong and
+//! what to do; each protocol maps the variants to its own codes (gRPC in
+//! `grpc/status.rs`).
 
-use eddy_meta::MetaError;
-use eddy_proto::v1::{ErrorCode, PartitionError};
-use tonic::{Code, Status};
+use eddy_meta::{MetaError, PartitionId};
 
 /// Everything that can go wrong serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +14,7 @@ pub enum BrokerError {
     #[error("topic {topic:?} has {count} partitions (0..={}); partition {partition} does not exist", count.saturating_sub(1))]
     UnknownPartition {
         topic: String,
-        partition: u32,
+        partition: PartitionId,
         count: u32,
     },
     #[error("topic {0:?} already exists")]
@@ -27,7 +25,7 @@ pub enum BrokerError {
     )]
     NotLeader {
         topic: String,
-        partition: u32,
+        partition: PartitionId,
         leader: Option<eddy_meta::NodeId>,
         epoch: i32,
     },
@@ -36,7 +34,7 @@ pub enum BrokerError {
     #[error("{topic}-{partition}: {source}")]
     Log {
         topic: String,
-        partition: u32,
+        partition: PartitionId,
         #[source]
         source: eddy_log::Error,
     },
@@ -45,7 +43,7 @@ pub enum BrokerError {
     )]
     NotEnoughReplicas {
         topic: String,
-        partition: u32,
+        partition: PartitionId,
         isr: usize,
         min: u32,
     },
@@ -54,7 +52,7 @@ pub enum BrokerError {
     )]
     NotReplicated {
         topic: String,
-        partition: u32,
+        partition: PartitionId,
         waited_ms: u64,
     },
     #[error(
@@ -63,7 +61,7 @@ pub enum BrokerError {
     )]
     LeaderEpochMismatch {
         topic: String,
-        partition: u32,
+        partition: PartitionId,
         sent: i32,
         current: i32,
     },
@@ -110,130 +108,15 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
-    pub(crate) fn log(topic: &str, partition: u32) -> impl FnOnce(eddy_log::Error) -> BrokerError {
+    pub(crate) fn log(
+        topic: &str,
+        partition: PartitionId,
+    ) -> impl FnOnce(eddy_log::Error) -> BrokerError {
         let topic = topic.to_string();
         move |source| BrokerError::Log {
             topic,
             partition,
             source,
         }
-    }
-
-    /// The machine-readable kind.
-    pub fn code(&self) -> ErrorCode {
-        use eddy_log::Error as L;
-        match self {
-            BrokerError::UnknownTopic(_) => ErrorCode::UnknownTopic,
-            BrokerError::UnknownPartition { .. } => ErrorCode::UnknownPartition,
-            BrokerError::TopicExists(_) => ErrorCode::TopicExists,
-            BrokerError::NotLeader { .. } => ErrorCode::NotLeader,
-            BrokerError::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            BrokerError::Log { source, .. } => match source {
-                L::Batch(_) | L::Config(_) => ErrorCode::InvalidRequest,
-                L::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-                L::Corrupt { .. } => ErrorCode::CorruptData,
-                L::NotContiguous { .. } => ErrorCode::InvalidRequest,
-                L::StaleEpoch { .. } => ErrorCode::NotLeader,
-                L::Sequence(eddy_log::SequenceError::OutOfOrder { .. }) => {
-                    ErrorCode::OutOfOrderSequence
-                }
-                L::Sequence(eddy_log::SequenceError::Fenced { .. }) => ErrorCode::ProducerFenced,
-                L::Io { .. } | L::NotEddyDir { .. } => ErrorCode::StorageError,
-            },
-            BrokerError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
-            BrokerError::NotReplicated { .. } => ErrorCode::NotEnoughReplicasAfterAppend,
-            BrokerError::Fenced(_) => ErrorCode::NotLeader,
-            BrokerError::NotCoordinator { .. } => ErrorCode::NotCoordinator,
-            BrokerError::NotController { .. } => ErrorCode::NotController,
-            BrokerError::LeaderEpochMismatch { sent, current, .. } => {
-                if sent < current {
-                    ErrorCode::FencedLeaderEpoch
-                } else {
-                    ErrorCode::UnknownLeaderEpoch
-                }
-            }
-            BrokerError::LimitExceeded(_) => ErrorCode::LimitExceeded,
-            BrokerError::Meta(e) => match e {
-                MetaError::TopicExists(_) => ErrorCode::TopicExists,
-                MetaError::UnknownTopic(_) => ErrorCode::UnknownTopic,
-                MetaError::NotFound(_) => ErrorCode::NotFound,
-                MetaError::Unavailable(_) => ErrorCode::Unavailable,
-                MetaError::InvalidTopicName { .. } | MetaError::Invalid(_) => {
-                    ErrorCode::InvalidRequest
-                }
-                MetaError::Io { .. } | MetaError::CorruptLog { .. } => ErrorCode::StorageError,
-            },
-            BrokerError::UnknownGroup(_) => ErrorCode::InvalidRequest,
-            BrokerError::UnknownMember { .. } => ErrorCode::UnknownMember,
-            BrokerError::IllegalGeneration { .. } => ErrorCode::IllegalGeneration,
-            BrokerError::RebalanceInProgress(_) => ErrorCode::RebalanceInProgress,
-            BrokerError::InconsistentAssignor(_) => ErrorCode::InconsistentAssignor,
-            BrokerError::GroupNotEmpty(_) => ErrorCode::GroupNotEmpty,
-            BrokerError::ShuttingDown => ErrorCode::Unavailable,
-            BrokerError::Internal(_) => ErrorCode::Internal,
-        }
-    }
-
-    fn grpc_code(&self) -> Code {
-        if matches!(self, BrokerError::UnknownGroup(_)) {
-            return Code::NotFound;
-        }
-        match self.code() {
-            ErrorCode::UnknownTopic | ErrorCode::NotFound => Code::NotFound,
-            ErrorCode::InvalidProcessor => Code::InvalidArgument,
-            ErrorCode::UnknownPartition | ErrorCode::OffsetOutOfRange => Code::OutOfRange,
-            ErrorCode::TopicExists => Code::AlreadyExists,
-            ErrorCode::InvalidRequest => Code::InvalidArgument,
-            ErrorCode::NotEnoughReplicas
-            | ErrorCode::NotLeader
-            | ErrorCode::FencedLeaderEpoch
-            | ErrorCode::NotCoordinator
-            | ErrorCode::NotController => Code::FailedPrecondition,
-            ErrorCode::UnknownLeaderEpoch | ErrorCode::NotEnoughReplicasAfterAppend => {
-                Code::Unavailable
-            }
-            ErrorCode::LimitExceeded => Code::ResourceExhausted,
-            ErrorCode::CorruptData => Code::DataLoss,
-            ErrorCode::RebalanceInProgress
-            | ErrorCode::IllegalGeneration
-            | ErrorCode::StreamAborted => Code::Aborted,
-            ErrorCode::UnknownMember
-            | ErrorCode::InconsistentAssignor
-            | ErrorCode::GroupNotEmpty
-            | ErrorCode::OutOfOrderSequence
-            | ErrorCode::ProducerFenced => Code::FailedPrecondition,
-            ErrorCode::Unavailable => Code::Unavailable,
-            ErrorCode::StorageError if self.is_disk_full() => Code::ResourceExhausted,
-            ErrorCode::StorageError | ErrorCode::Internal | ErrorCode::None => Code::Internal,
-        }
-    }
-
-    fn is_disk_full(&self) -> bool {
-        matches!(self, BrokerError::Log { source, .. } if source.is_disk_full())
-    }
-
-    /// As a gRPC status, with the code name in `eddy-error` metadata.
-    pub fn to_status(&self) -> Status {
-        let mut status = Status::new(self.grpc_code(), self.to_string());
-        if let Ok(v) = self.code().as_str_name().parse() {
-            status
-                .metadata_mut()
-                .insert(eddy_proto::ERROR_CODE_METADATA, v);
-        }
-        status
-    }
-
-    /// As a per-partition error inside an otherwise successful response.
-    pub fn to_partition_error(&self) -> PartitionError {
-        PartitionError {
-            code: self.code() as i32,
-            message: self.to_string(),
-        }
-    }
-}
-
-impl From<BrokerError> for Status {
-    fn from(e: BrokerError) -> Status {
-        e.to_status()
     }
 }

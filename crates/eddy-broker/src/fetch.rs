@@ -1,24 +1,22 @@
 //! Reading: long-poll fetch, streaming subscribe, offset lookups.
 //!
 //! Stored batches go out as they are on disk (`Bytes` from one positioned
-//! read); decoding into structured records happens only when a client asks.
+//! read); decoding them is the protocol layer's business.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
 
-use eddy_log::{Offset, Timestamp};
-use eddy_proto::v1::{
-    FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult,
-    ListOffsetsPartitionResult, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopicResult,
-    OffsetSpec, SubscribeRequest, SubscribeResponse, offset_spec,
-};
+use eddy_log::Offset;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::api::{
+    Chunk, FetchRequest, FetchResponse, Fetched, FetchedTopic, ListedOffset, ListedTopic,
+    OffsetsRequest, SubscribeRequest,
+};
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
 use crate::partition::{Partition, StartAt};
-use crate::records;
 
 /// Default for a whole fetch response when the request gives no limit.
 const FETCH_BYTES_DEFAULT: usize = 50 << 20;
@@ -32,31 +30,29 @@ struct Target {
 }
 
 impl Broker {
-    /// Long-poll fetch; see the `Consume` service docs.
+    /// Long-poll fetch: answers once `min_bytes` are there, a partition
+    /// fails, or `max_wait` (capped by `fetch_wait_ms_max`) has passed.
     pub async fn fetch(self: &Arc<Self>, req: FetchRequest) -> Result<FetchResponse, BrokerError> {
         let limits = &self.config.limits;
         let mut targets = Vec::new();
         for (topic_index, t) in req.topics.iter().enumerate() {
             let topic = self.topics.get(&t.topic)?;
             for p in &t.partitions {
-                let max_bytes = match p.max_bytes as usize {
-                    0 => limits.fetch_partition_bytes_default,
-                    n => n,
-                };
                 targets.push(Target {
                     topic_index,
                     partition: topic.partition(p.partition)?.clone(),
-                    offset: Offset(p.offset),
-                    max_bytes,
+                    offset: p.offset,
+                    max_bytes: p.max_bytes.unwrap_or(limits.fetch_partition_bytes_default),
                 });
             }
         }
-        let total_max = match req.max_bytes as usize {
-            0 => FETCH_BYTES_DEFAULT,
-            n => n,
-        }
-        .min(limits.fetch_bytes_max);
-        let wait = Duration::from_millis(u64::from(req.max_wait_ms).min(limits.fetch_wait_ms_max));
+        let total_max = req
+            .max_bytes
+            .unwrap_or(FETCH_BYTES_DEFAULT)
+            .min(limits.fetch_bytes_max);
+        let wait = req
+            .max_wait
+            .min(std::time::Duration::from_millis(limits.fetch_wait_ms_max));
         let deadline = Instant::now() + wait;
         let mut watchers: Vec<watch::Receiver<Offset>> = targets
             .iter()
@@ -70,9 +66,8 @@ impl Broker {
                 w.borrow_and_update();
             }
             let (targets_now, names_now) = (targets.clone(), names.clone());
-            let decode = req.decode;
             let (response, bytes) =
-                blocking(move || Ok(read_all(&targets_now, names_now, total_max, decode))).await?;
+                blocking(move || Ok(read_all(&targets_now, names_now, total_max))).await?;
             // A partition error (such as an offset out of range) will not go
             // away by waiting: answer it at once.
             let failed = response
@@ -80,10 +75,7 @@ impl Broker {
                 .iter()
                 .flat_map(|t| &t.partitions)
                 .any(|p| p.error.is_some());
-            if failed
-                || bytes >= req.min_bytes as usize
-                || Instant::now() >= deadline
-                || *shutdown.borrow()
+            if failed || bytes >= req.min_bytes || Instant::now() >= deadline || *shutdown.borrow()
             {
                 return Ok(response);
             }
@@ -96,11 +88,15 @@ impl Broker {
     }
 
     /// Starts following one partition; the stream ends when the client goes
-    /// away, the topic is deleted or the broker shuts down.
-    pub async fn subscribe(
+    /// away, the topic is deleted or the broker shuts down. `shape` turns
+    /// each chunk read (or the error that ends the stream) into the
+    /// protocol's message, in the same task; it breaks to end the stream
+    /// after that message.
+    pub async fn subscribe<T: Send + 'static>(
         self: &Arc<Self>,
         req: SubscribeRequest,
-    ) -> Result<mpsc::Receiver<Result<SubscribeResponse, tonic::Status>>, BrokerError> {
+        mut shape: impl FnMut(Result<Chunk, BrokerError>) -> ControlFlow<T, T> + Send + 'static,
+    ) -> Result<mpsc::Receiver<T>, BrokerError> {
         let permit = self.subscription_permits.clone().try_acquire_owned().map_err(|_| {
             BrokerError::LimitExceeded(format!(
                 "this broker already serves {} subscriptions (subscriptions_max); close some or use Fetch",
@@ -109,14 +105,15 @@ impl Broker {
         })?;
         let topic = self.topics.get(&req.topic)?;
         let partition = topic.partition(req.partition)?.clone();
-        let start = start_at(req.start.as_ref());
+        let start = req.start;
         let p = partition.clone();
         self.check_lease()?;
         let mut offset = blocking(move || p.resolve(start)).await?;
-        let max_bytes = match req.max_bytes as usize {
-            0 => self.config.limits.fetch_partition_bytes_default,
-            n => n.min(self.config.limits.fetch_bytes_max),
-        };
+        let max_bytes = req
+            .max_bytes
+            .map_or(self.config.limits.fetch_partition_bytes_default, |n| {
+                n.min(self.config.limits.fetch_bytes_max)
+            });
         let (tx, rx) = mpsc::channel(self.config.limits.subscription_buffer_max);
         let mut shutdown = self.shutdown_signal();
         let broker = self.clone();
@@ -133,7 +130,9 @@ impl Broker {
                 let read = match read {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = tx.send(Err(e.to_status())).await;
+                        let (ControlFlow::Break(message) | ControlFlow::Continue(message)) =
+                            shape(Err(e));
+                        let _ = tx.send(message).await;
                         return;
                     }
                 };
@@ -145,20 +144,18 @@ impl Broker {
                     }
                     continue;
                 }
-                let mut msg = SubscribeResponse {
+                let chunk = Chunk {
+                    from: offset,
                     batches: read.bytes,
-                    records: Vec::new(),
-                    high_watermark: partition.high_watermark().0,
-                    next_offset: read.next_offset.0,
+                    high_watermark: partition.high_watermark(),
+                    next_offset: read.next_offset,
                 };
-                if req.decode
-                    && let Err(e) = records::decode(&msg.batches, offset, &mut msg.records)
-                {
-                    let _ = tx.send(Err(e.to_status())).await;
-                    return;
-                }
                 offset = read.next_offset;
-                if tx.send(Ok(msg)).await.is_err() {
+                let (message, go_on) = match shape(Ok(chunk)) {
+                    ControlFlow::Continue(m) => (m, true),
+                    ControlFlow::Break(m) => (m, false),
+                };
+                if tx.send(message).await.is_err() || !go_on {
                     return;
                 }
             }
@@ -169,72 +166,47 @@ impl Broker {
     /// Offset lookups; a partition that fails carries its own error.
     pub async fn list_offsets(
         self: &Arc<Self>,
-        req: ListOffsetsRequest,
-    ) -> Result<ListOffsetsResponse, BrokerError> {
+        req: OffsetsRequest,
+    ) -> Result<Vec<ListedTopic>, BrokerError> {
         self.check_lease()?;
         let mut work = Vec::new();
-        for t in &req.topics {
+        for t in req.topics {
             let topic = self.topics.get(&t.topic)?;
             let mut parts = Vec::new();
-            for p in &t.partitions {
-                parts.push((
-                    topic.partition(p.partition)?.clone(),
-                    start_at(p.spec.as_ref()),
-                ));
+            for (partition, at) in t.partitions {
+                parts.push((topic.partition(partition)?.clone(), at));
             }
-            work.push((t.topic.clone(), parts));
+            work.push((t.topic, parts));
         }
         blocking(move || {
-            let topics = work
+            Ok(work
                 .into_iter()
-                .map(|(topic, parts)| ListOffsetsTopicResult {
+                .map(|(topic, parts)| ListedTopic {
                     topic,
                     partitions: parts.into_iter().map(|(p, at)| lookup(&p, at)).collect(),
                 })
-                .collect();
-            Ok(ListOffsetsResponse { topics })
+                .collect())
         })
         .await
     }
 }
 
-fn lookup(p: &Partition, at: StartAt) -> ListOffsetsPartitionResult {
+fn lookup(p: &Partition, at: StartAt) -> ListedOffset {
     let offsets = p.offsets();
-    let mut result = ListOffsetsPartitionResult {
-        partition: p.id.0,
-        offset: 0,
-        log_start_offset: offsets.log_start.0,
-        high_watermark: offsets.high_watermark.0,
-        error: None,
-    };
-    match p.resolve(at) {
-        Ok(o) => result.offset = o.0,
-        Err(e) => result.error = Some(e.to_partition_error()),
-    }
-    result
-}
-
-/// What an `OffsetSpec` asks for; absent means earliest.
-pub(crate) fn start_at(spec: Option<&OffsetSpec>) -> StartAt {
-    match spec.and_then(|s| s.spec.as_ref()) {
-        None | Some(offset_spec::Spec::Earliest(_)) => StartAt::Earliest,
-        Some(offset_spec::Spec::Latest(_)) => StartAt::Latest,
-        Some(offset_spec::Spec::Offset(o)) => StartAt::Offset(Offset(*o)),
-        Some(offset_spec::Spec::TimestampMs(ts)) => StartAt::Timestamp(Timestamp(*ts)),
+    ListedOffset {
+        partition: p.id,
+        offset: p.resolve(at),
+        log_start: offsets.log_start,
+        high_watermark: offsets.high_watermark,
     }
 }
 
 /// Reads every target; the first batch with data may exceed the total
 /// budget (so a large batch can always be fetched), the others stay within it.
-fn read_all(
-    targets: &[Target],
-    names: Vec<String>,
-    total_max: usize,
-    decode: bool,
-) -> (FetchResponse, usize) {
-    let mut topics: Vec<FetchTopicResult> = names
+fn read_all(targets: &[Target], names: Vec<String>, total_max: usize) -> (FetchResponse, usize) {
+    let mut topics: Vec<FetchedTopic> = names
         .into_iter()
-        .map(|topic| FetchTopicResult {
+        .map(|topic| FetchedTopic {
             topic,
             partitions: Vec::new(),
         })
@@ -243,12 +215,14 @@ fn read_all(
     for t in targets {
         let p = &t.partition;
         let offsets = p.offsets();
-        let mut result = FetchPartitionResult {
-            partition: p.id.0,
-            high_watermark: offsets.high_watermark.0,
-            log_start_offset: offsets.log_start.0,
-            next_offset: t.offset.0,
-            ..FetchPartitionResult::default()
+        let mut result = Fetched {
+            partition: p.id,
+            from: t.offset,
+            high_watermark: offsets.high_watermark,
+            log_start: offsets.log_start,
+            next_offset: t.offset,
+            batches: bytes::Bytes::new(),
+            error: None,
         };
         let budget = if total == 0 {
             t.max_bytes
@@ -260,15 +234,10 @@ fn read_all(
                 Ok(read) if total > 0 && total + read.bytes.len() > total_max => {}
                 Ok(read) => {
                     total += read.bytes.len();
-                    result.next_offset = read.next_offset.0;
-                    if decode
-                        && let Err(e) = records::decode(&read.bytes, t.offset, &mut result.records)
-                    {
-                        result.error = Some(e.to_partition_error());
-                    }
+                    result.next_offset = read.next_offset;
                     result.batches = read.bytes;
                 }
-                Err(e) => result.error = Some(e.to_partition_error()),
+                Err(e) => result.error = Some(e),
             }
         }
         topics[t.topic_index].partitions.push(result);

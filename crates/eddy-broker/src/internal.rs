@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eddy_log::{BatchBuilder, CheckedBatch, Offset, RecordRef, Timestamp, check_batch};
-use eddy_meta::{Command, TopicId, TopicMeta, assign_replicas};
+use eddy_meta::{Command, PartitionId, TopicId, TopicMeta, assign_replicas};
 
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
@@ -80,7 +80,7 @@ impl Broker {
     pub async fn append_internal(
         self: &Arc<Self>,
         topic: &str,
-        partition: u32,
+        partition: PartitionId,
         records: Vec<(Vec<u8>, Option<Bytes>)>,
     ) -> Result<Offset, BrokerError> {
         self.check_lease()?;
@@ -108,7 +108,7 @@ impl Broker {
     pub async fn scan_internal(
         self: &Arc<Self>,
         topic: &str,
-        partition: u32,
+        partition: PartitionId,
     ) -> Result<Vec<StoredRecord>, BrokerError> {
         let p = self.topics.get(topic)?.partition(partition)?.clone();
         let topic = topic.to_string();
@@ -122,7 +122,7 @@ impl Broker {
     pub async fn read_internal(
         self: &Arc<Self>,
         topic: &str,
-        partition: u32,
+        partition: PartitionId,
         offset: Offset,
     ) -> Result<Vec<StoredRecord>, BrokerError> {
         let p = self.topics.get(topic)?.partition(partition)?.clone();
@@ -132,9 +132,9 @@ impl Broker {
             // log end, as the scan that found `offset` read.
             let read = p
                 .read_to_log_end(offset, 1)
-                .map_err(BrokerError::log(&topic, p.id.0))?;
+                .map_err(BrokerError::log(&topic, p.id))?;
             let mut out = Vec::new();
-            decode_into(&read.bytes, offset, &topic, p.id.0, &mut out)?;
+            decode_into(&read.bytes, offset, &topic, p.id, &mut out)?;
             Ok(out)
         })
         .await
@@ -148,7 +148,7 @@ pub(crate) fn key_value_batch<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     records: &[(K, Option<V>)],
     now: i64,
     topic: &str,
-    partition: u32,
+    partition: PartitionId,
 ) -> Result<Option<CheckedBatch<Vec<u8>>>, BrokerError> {
     let size: usize = records
         .iter()
@@ -183,11 +183,11 @@ pub(crate) fn scan(
         // writes before its high watermark says so.
         let read = p
             .read_to_log_end(from, SCAN_BYTES)
-            .map_err(BrokerError::log(topic, p.id.0))?;
+            .map_err(BrokerError::log(topic, p.id))?;
         if read.bytes.is_empty() {
             return Ok(out);
         }
-        decode_into(&read.bytes, from, topic, p.id.0, &mut out)?;
+        decode_into(&read.bytes, from, topic, p.id, &mut out)?;
         from = read.next_offset;
     }
 }
@@ -197,7 +197,7 @@ fn decode_into(
     bytes: &Bytes,
     from: Offset,
     topic: &str,
-    partition: u32,
+    partition: PartitionId,
     out: &mut Vec<StoredRecord>,
 ) -> Result<(), BrokerError> {
     let damaged = |e: eddy_log::BatchError| {

@@ -2,8 +2,10 @@
 //!
 //! It owns the partitions this broker hosts (each an `eddy-log` log behind a
 //! lock, with a leader epoch and a high watermark), the produce and fetch
-//! paths, topic administration on top of `eddy-meta`, and the gRPC services
-//! defined in `eddy-proto`.
+//! paths, the group coordinator, topic administration on top of
+//! `eddy-meta`, and the gRPC services defined in `eddy-proto`. The core
+//! ([`Broker`]'s methods) takes and returns the types in [`api`]; gRPC
+//! converts to and from them in one module, `grpc`.
 //!
 //! Architecture invariants: the broker never re-encodes a producer's batch
 //! on the hot path (batches arrive as `Bytes` and are written as they are);
@@ -11,6 +13,7 @@
 //! count has a limit in [`Limits`]; blocking disk I/O runs on tokio's
 //! blocking pool. This crate knows nothing about WebAssembly.
 
+pub mod api;
 pub mod auth;
 mod broker;
 mod config;
@@ -18,6 +21,7 @@ mod controller;
 mod error;
 mod fetch;
 mod group;
+mod grpc;
 mod internal;
 mod links;
 mod liveness;
@@ -27,8 +31,6 @@ mod records;
 mod replica;
 mod replication;
 mod server;
-mod service;
-mod subscribe_route;
 mod tls;
 mod topics;
 
@@ -38,6 +40,7 @@ pub use config::{
 };
 pub use error::BrokerError;
 pub use group::{GroupConfig, OFFSETS_TOPIC};
+pub use grpc::group_description;
 pub use internal::{InternalTopic, StoredRecord};
 pub use links::Links;
 pub use partition::{Partition, PartitionOffsets, Role, StartAt};

@@ -11,13 +11,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eddy_log::{
-    AppendInfo, CheckedBatch, Offset, ProducerEpoch, ProducerId, Sequence, Written, check_batch,
+    AppendInfo, CheckedBatch, Offset, ProducerEpoch, ProducerId, Sequence, check_batch,
     partitioner::partition_for_key,
 };
-use eddy_proto::v1::{
-    Acks, PartitionProduceResult, ProduceRequest, ProduceResponse, Record, TopicProduceResult,
-};
+use eddy_meta::PartitionId;
 
+use crate::api::{Acks, ProduceRequest, ProduceResponse, Produced, ProducedTopic, Record};
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
 use crate::partition::Partition;
@@ -48,9 +47,7 @@ impl Broker {
         self: &Arc<Self>,
         req: ProduceRequest,
     ) -> Result<ProduceResponse, BrokerError> {
-        let acks = Acks::try_from(req.acks).map_err(|_| {
-            BrokerError::InvalidRequest(format!("acks={} is not a known Acks value", req.acks))
-        })?;
+        let acks = req.acks;
         let permit = self
             .produce_permits
             .clone()
@@ -63,7 +60,6 @@ impl Broker {
         if acks != Acks::None {
             self.check_lease()?;
         }
-        let correlation_id = req.correlation_id;
         let topic_names: Vec<String> = req.topics.iter().map(|t| t.topic.clone()).collect();
         let this = self.clone();
         // One hop to the blocking pool: check everything, then write. acks=0
@@ -71,27 +67,23 @@ impl Broker {
         // land in the order they were sent; it only leaves out the offsets.
         let written = blocking(move || {
             let plan = this.plan(&req)?;
-            if matches!(acks, Acks::All | Acks::Unspecified) {
+            if acks == Acks::All {
                 this.check_isr(&plan)?;
             }
             write(plan)
         })
         .await?;
         drop(permit);
-        if matches!(acks, Acks::All | Acks::Unspecified) {
+        if acks == Acks::All {
             let timeout = self.config.replication.ack_timeout();
             for w in &written {
                 w.partition.wait_replicated(w.end, timeout).await?;
             }
         }
         if acks == Acks::None {
-            return Ok(ProduceResponse {
-                correlation_id,
-                topics: Vec::new(),
-                error: None,
-            });
+            return Ok(ProduceResponse::default());
         }
-        Ok(response(correlation_id, topic_names, written))
+        Ok(response(topic_names, written))
     }
 
     /// Checks everything in the request and turns it into batches.
@@ -100,7 +92,7 @@ impl Broker {
         let mut plan = Vec::new();
         for (topic_index, t) in req.topics.iter().enumerate() {
             let topic = self.topics.get(&t.topic)?;
-            let mut add = |partition: u32, bytes: Bytes| -> Result<(), BrokerError> {
+            let mut add = |partition: PartitionId, bytes: Bytes| -> Result<(), BrokerError> {
                 let p = topic.partition(partition)?.clone();
                 let batch = check_batch(bytes, topic.config.log.batch_bytes_max)
                     .map_err(BrokerError::log(&t.topic, partition))?;
@@ -112,21 +104,21 @@ impl Broker {
                 Ok(())
             };
             for pd in &t.partitions {
-                if pd.batch.is_empty() && pd.records.is_empty() {
+                if pd.batches.is_empty() && pd.records.is_empty() {
                     return Err(BrokerError::InvalidRequest(format!(
                         "{}-{}: no batch and no records to write",
                         t.topic, pd.partition
                     )));
                 }
-                if !pd.batch.is_empty() {
-                    add(pd.partition, pd.batch.clone())?;
+                if !pd.batches.is_empty() {
+                    add(pd.partition, pd.batches.clone())?;
                 }
                 if !pd.records.is_empty() {
                     let refs: Vec<&Record> = pd.records.iter().collect();
                     add(pd.partition, Bytes::from(records::encode(&refs, now)))?;
                 }
             }
-            for (partition, recs) in place(&topic, &t.records) {
+            for (partition, recs) in place(&topic, &t.unplaced) {
                 add(partition, Bytes::from(records::encode(&recs, now)))?;
             }
         }
@@ -142,7 +134,7 @@ impl Broker {
     pub fn describe_producer(
         &self,
         producer: ProducerId,
-        partitions: &[(String, u32)],
+        partitions: &[(String, PartitionId)],
     ) -> Vec<Result<Option<(ProducerEpoch, Sequence)>, BrokerError>> {
         partitions
             .iter()
@@ -163,7 +155,7 @@ impl Broker {
             if p.partition.isr_size() < min as usize {
                 return Err(BrokerError::NotEnoughReplicas {
                     topic: p.partition.topic.to_string(),
-                    partition: p.partition.id.0,
+                    partition: p.partition.id,
                     isr: p.partition.isr_size(),
                     min,
                 });
@@ -175,13 +167,13 @@ impl Broker {
 
 /// Places records sent without a partition: keyed ones by murmur2, keyless
 /// ones together on the topic's next sticky partition.
-fn place<'a>(topic: &TopicState, recs: &'a [Record]) -> BTreeMap<u32, Vec<&'a Record>> {
-    let mut placed: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
+fn place<'a>(topic: &TopicState, recs: &'a [Record]) -> BTreeMap<PartitionId, Vec<&'a Record>> {
+    let mut placed: BTreeMap<PartitionId, Vec<&Record>> = BTreeMap::new();
     let mut sticky = None;
     let n = topic.partition_count();
     for r in recs {
         let p = match &r.key {
-            Some(key) => partition_for_key(key, n),
+            Some(key) => PartitionId(partition_for_key(key, n)),
             None => *sticky.get_or_insert_with(|| topic.next_sticky_partition()),
         };
         placed.entry(p).or_default().push(r);
@@ -211,30 +203,23 @@ fn write(plan: Vec<Planned>) -> Result<Vec<Landed>, BrokerError> {
     Ok(written)
 }
 
-fn response(correlation_id: u64, topics: Vec<String>, written: Vec<Landed>) -> ProduceResponse {
-    let mut results: Vec<TopicProduceResult> = topics
+fn response(topics: Vec<String>, written: Vec<Landed>) -> ProduceResponse {
+    let mut results: Vec<ProducedTopic> = topics
         .into_iter()
-        .map(|topic| TopicProduceResult {
+        .map(|topic| ProducedTopic {
             topic,
             partitions: Vec::new(),
         })
         .collect();
     for w in written {
-        results[w.topic_index]
-            .partitions
-            .push(PartitionProduceResult {
-                partition: w.partition.id.0,
-                base_offset: w.info.base_offset.0,
-                last_offset: w.info.last_offset.0,
-                record_count: w.info.record_count,
-                log_start_offset: w.log_start.0,
-                duplicate: w.info.written != Written::New,
-                offsets_unknown: w.info.written == Written::DuplicateOffsetsUnknown,
-            });
+        results[w.topic_index].partitions.push(Produced {
+            partition: w.partition.id,
+            base_offset: w.info.base_offset,
+            last_offset: w.info.last_offset,
+            record_count: w.info.record_count,
+            log_start: w.log_start,
+            written: w.info.written,
+        });
     }
-    ProduceResponse {
-        correlation_id,
-        topics: results,
-        error: None,
-    }
+    ProduceResponse { topics: results }
 }

@@ -39,8 +39,8 @@ use crate::replication::ReplicationService;
 /// Largest replica fetch answer sent (the leader's own limit is below).
 const REPLICA_FETCH_BYTES_MAX: usize = 256 << 20;
 use crate::error::BrokerError;
-use crate::service::Service;
-use crate::subscribe_route::ConsumeRoutes;
+use crate::grpc::ConsumeRoutes;
+use crate::grpc::Service;
 use crate::tls::Tls;
 
 /// HTTP/2 flow-control windows and frame size: large, so a multi-megabyte

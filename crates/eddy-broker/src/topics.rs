@@ -42,8 +42,8 @@ impl TopicState {
     /// The local replica of `partition`, which this broker leads: produce,
     /// fetch and offset lookups go to the leader only, and the metadata
     /// names it.
-    pub fn partition(&self, partition: u32) -> Result<&Arc<Partition>, BrokerError> {
-        let Some(meta) = self.meta.partitions.get(partition as usize) else {
+    pub fn partition(&self, partition: PartitionId) -> Result<&Arc<Partition>, BrokerError> {
+        let Some(meta) = self.meta.partitions.get(partition.0 as usize) else {
             return Err(BrokerError::UnknownPartition {
                 topic: self.meta.name.clone(),
                 partition,
@@ -59,15 +59,15 @@ impl TopicState {
         if meta.leader != Some(self.me) {
             return Err(not_leader());
         }
-        match self.partitions.get(partition as usize) {
+        match self.partitions.get(partition.0 as usize) {
             Some(Some(p)) => Ok(p),
             _ => Err(not_leader()),
         }
     }
 
     /// The partition for the next keyless batch the broker places.
-    pub fn next_sticky_partition(&self) -> u32 {
-        self.sticky.fetch_add(1, Ordering::Relaxed) % self.partition_count()
+    pub fn next_sticky_partition(&self) -> PartitionId {
+        PartitionId(self.sticky.fetch_add(1, Ordering::Relaxed) % self.partition_count())
     }
 }
 
@@ -215,7 +215,7 @@ impl Topics {
                 Some(p) => {
                     if old.is_some_and(|t| t.config.log != config.log) {
                         p.set_config(config.log.clone())
-                            .map_err(BrokerError::log(&meta.name, i as u32))?;
+                            .map_err(BrokerError::log(&meta.name, PartitionId(i as u32)))?;
                     }
                     p
                 }
@@ -280,7 +280,7 @@ impl Topics {
             self.clock.clone(),
             self.appended.clone(),
         )
-        .map_err(BrokerError::log(&meta.name, index))
+        .map_err(BrokerError::log(&meta.name, PartitionId(index)))
     }
 
     fn delete_dir(&self, dir: &Path) -> Result<(), BrokerError> {

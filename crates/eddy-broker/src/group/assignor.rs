@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use crate::api::Assignor;
+
 /// A topic partition.
 pub type Tp = (String, u32);
 
@@ -15,14 +17,6 @@ pub struct MemberInput {
     pub owned: Vec<Tp>,
 }
 
-/// Which assignor a group uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    Range,
-    RoundRobin,
-    CooperativeSticky,
-}
-
 /// The result: partitions per member, plus whether some partitions were
 /// withheld because their previous owner must revoke them first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,7 +27,7 @@ pub struct Assignment {
 
 /// Assigns `partitions` (topic → partition count) to `members`.
 pub fn assign(
-    strategy: Strategy,
+    strategy: Assignor,
     members: &[MemberInput],
     partitions: &BTreeMap<String, u32>,
 ) -> Assignment {
@@ -44,9 +38,9 @@ pub fn assign(
         out.by_member.insert(m.id.clone(), Vec::new());
     }
     match strategy {
-        Strategy::Range => range(&sorted, partitions, &mut out),
-        Strategy::RoundRobin => round_robin(&sorted, partitions, &mut out),
-        Strategy::CooperativeSticky => cooperative_sticky(&sorted, partitions, &mut out),
+        Assignor::Range => range(&sorted, partitions, &mut out),
+        Assignor::RoundRobin => round_robin(&sorted, partitions, &mut out),
+        Assignor::CooperativeSticky => cooperative_sticky(&sorted, partitions, &mut out),
     }
     for v in out.by_member.values_mut() {
         v.sort();
@@ -206,7 +200,7 @@ mod tests {
             member("b", &["t"], &[]),
             member("c", &["t"], &[]),
         ];
-        let a = assign(Strategy::Range, &ms, &BTreeMap::from([("t".into(), 7)]));
+        let a = assign(Assignor::Range, &ms, &BTreeMap::from([("t".into(), 7)]));
         assert_eq!(
             a.by_member["a"],
             [("t".to_string(), 0), ("t".into(), 1), ("t".into(), 2)]
@@ -219,7 +213,7 @@ mod tests {
     fn round_robin_deals_in_turn_and_skips_unsubscribed_members() {
         let ms = [member("a", &["x", "y"], &[]), member("b", &["y"], &[])];
         let parts = BTreeMap::from([("x".into(), 2), ("y".into(), 2)]);
-        let a = assign(Strategy::RoundRobin, &ms, &parts);
+        let a = assign(Assignor::RoundRobin, &ms, &parts);
         assert_eq!(a.by_member["b"], [("y".to_string(), 0)]);
         every_partition_once(&a, 4);
     }
@@ -231,9 +225,9 @@ mod tests {
             .collect();
         let parts = BTreeMap::from([("t".into(), 6)]);
         for s in [
-            Strategy::Range,
-            Strategy::RoundRobin,
-            Strategy::CooperativeSticky,
+            Assignor::Range,
+            Assignor::RoundRobin,
+            Assignor::CooperativeSticky,
         ] {
             let a = assign(s, &ms, &parts);
             every_partition_once(&a, 6);
@@ -252,11 +246,11 @@ mod tests {
             member("a", &["t"], &[("t", 0), ("t", 1), ("t", 2)]),
             member("b", &["t"], &[("t", 3), ("t", 4), ("t", 5)]),
         ];
-        let stable = assign(Strategy::CooperativeSticky, &two, &parts);
+        let stable = assign(Assignor::CooperativeSticky, &two, &parts);
         assert!(stable.withheld.is_empty());
         assert_eq!(counts(&stable), [3, 3]);
         let three = [two[0].clone(), two[1].clone(), member("c", &["t"], &[])];
-        let a = assign(Strategy::CooperativeSticky, &three, &parts);
+        let a = assign(Assignor::CooperativeSticky, &three, &parts);
         assert_eq!(
             a.by_member["a"].len() + a.by_member["b"].len(),
             4,
@@ -288,7 +282,7 @@ mod tests {
             ),
             member("c", &["t"], &[]),
         ];
-        let b = assign(Strategy::CooperativeSticky, &after, &parts);
+        let b = assign(Assignor::CooperativeSticky, &after, &parts);
         assert!(b.withheld.is_empty());
         assert_eq!(counts(&b), [2, 2, 2]);
         assert_eq!(b.by_member["a"], a.by_member["a"], "nothing else moved");
@@ -301,7 +295,7 @@ mod tests {
             member("a", &["t"], &[("t", 0), ("t", 1)]),
             member("b", &["t"], &[("t", 2), ("t", 3)]),
         ];
-        let a = assign(Strategy::CooperativeSticky, &ms, &parts);
+        let a = assign(Assignor::CooperativeSticky, &ms, &parts);
         assert!(
             a.withheld.is_empty(),
             "partitions 4 and 5 had an owner that left"

@@ -4,16 +4,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use eddy_proto::v1 as pb;
+use eddy_log::Offset;
 
 use super::assignor::Tp;
-use super::{strategy_pb, to_pb};
+use super::to_api;
+use crate::api::{
+    GroupDescription, GroupMember, GroupSummary, PartitionId, PartitionLag, TopicPartition,
+};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
 impl Broker {
     /// The groups this broker coordinates (a cluster's client asks every broker).
-    pub async fn list_groups(self: &Arc<Self>) -> Result<pb::ListGroupsResponse, BrokerError> {
+    pub async fn list_groups(self: &Arc<Self>) -> Result<Vec<GroupSummary>, BrokerError> {
         self.groups_loaded().await?;
         let groups = self.groups.groups.lock();
         let offsets = self.groups.offsets.lock();
@@ -22,30 +25,30 @@ impl Broker {
             .into_iter()
             .map(|id| {
                 let g = groups.get(id);
-                pb::GroupSummary {
+                GroupSummary {
                     group_id: id.clone(),
-                    state: g.map_or("Empty", |g| g.state.name()).to_string(),
+                    state: g.map_or("Empty", |g| g.state.name()),
                     members: g.map_or(0, |g| g.members.len() as u32),
                 }
             })
             .collect();
-        Ok(pb::ListGroupsResponse { groups })
+        Ok(groups)
     }
 
     pub async fn describe_group(
         self: &Arc<Self>,
-        req: pb::DescribeGroupRequest,
-    ) -> Result<pb::DescribeGroupResponse, BrokerError> {
-        self.coordinate(&req.group_id).await?;
+        group_id: &str,
+    ) -> Result<GroupDescription, BrokerError> {
+        self.coordinate(group_id).await?;
         let (mut resp, owners) = {
             let groups = self.groups.groups.lock();
             let offsets = self.groups.offsets.lock();
-            let g = groups.get(&req.group_id);
-            if g.is_none() && !offsets.contains_key(&req.group_id) {
-                return Err(BrokerError::UnknownGroup(req.group_id.clone()));
+            let g = groups.get(group_id);
+            if g.is_none() && !offsets.contains_key(group_id) {
+                return Err(BrokerError::UnknownGroup(group_id.to_string()));
             }
-            let mut owners: BTreeMap<Tp, (String, Option<u64>)> = BTreeMap::new();
-            for (tp, c) in offsets.get(&req.group_id).into_iter().flatten() {
+            let mut owners: BTreeMap<Tp, (String, Option<Offset>)> = BTreeMap::new();
+            for (tp, c) in offsets.get(group_id).into_iter().flatten() {
                 owners.insert(tp.clone(), (String::new(), Some(c.offset)));
             }
             let members = g.map_or(Vec::new(), |g| {
@@ -56,39 +59,41 @@ impl Broker {
                             owners.entry(tp.clone()).or_insert((String::new(), None)).0 =
                                 id.clone();
                         }
-                        pb::GroupMember {
+                        GroupMember {
                             member_id: id.clone(),
                             client_id: m.client_id.clone(),
-                            assignment: to_pb(&m.assignment),
+                            assignment: to_api(&m.assignment),
                         }
                     })
                     .collect()
             });
-            let resp = pb::DescribeGroupResponse {
-                group_id: req.group_id.clone(),
-                state: g.map_or("Empty", |g| g.state.name()).to_string(),
+            let resp = GroupDescription {
+                group_id: group_id.to_string(),
+                state: g.map_or("Empty", |g| g.state.name()),
                 generation: g.map_or(0, |g| g.generation),
-                assignor: strategy_pb(g.and_then(|g| g.strategy)) as i32,
+                assignor: g.and_then(|g| g.strategy),
                 members,
                 partitions: Vec::new(),
             };
             (resp, owners)
         };
         for ((topic, partition), (owner, committed)) in owners {
+            let partition = PartitionId(partition);
             let (start, end) = match self
                 .topics
                 .get(&topic)
                 .and_then(|t| t.partition(partition).map(|p| p.offsets()))
             {
-                Ok(o) => (o.log_start.0, o.high_watermark.0),
-                Err(_) => (0, 0),
+                Ok(o) => (o.log_start, o.high_watermark),
+                Err(_) => (Offset(0), Offset(0)),
             };
-            resp.partitions.push(pb::PartitionLag {
-                topic,
-                partition,
+            resp.partitions.push(PartitionLag {
+                partition: TopicPartition::new(topic, partition),
                 committed,
                 log_end: end,
-                lag: end.saturating_sub(committed.unwrap_or(start).max(start)),
+                lag: end
+                    .0
+                    .saturating_sub(committed.unwrap_or(start).max(start).0),
                 owner,
             });
         }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use eddy_log::ManualClock;
 use eddy_meta::NodeId;
-use eddy_proto::v1 as pb;
 
+use crate::api::{CommitOffset, CommitOffsets, PartitionId, TopicPartition};
 use crate::{Broker, BrokerConfig};
 
 const RETENTION_MS: i64 = 60_000;
@@ -44,14 +44,13 @@ impl Scenario {
 
 /// An admin commit (no member), as `eddy group reset-offsets` makes.
 async fn commit(b: &Arc<Broker>, group: &str, offset: u64) {
-    b.commit_offsets(pb::CommitOffsetsRequest {
+    b.commit_offsets(CommitOffsets {
         group_id: group.into(),
         member_id: String::new(),
         generation: -1,
-        offsets: vec![pb::PartitionOffset {
-            topic: "t".into(),
-            partition: 0,
-            offset,
+        offsets: vec![CommitOffset {
+            partition: TopicPartition::new("t", PartitionId(0)),
+            offset: eddy_log::Offset(offset),
             metadata: Default::default(),
         }],
     })
@@ -61,15 +60,11 @@ async fn commit(b: &Arc<Broker>, group: &str, offset: u64) {
 
 async fn groups(b: &Arc<Broker>) -> Vec<String> {
     let listed = b.list_groups().await.unwrap();
-    listed.groups.into_iter().map(|g| g.group_id).collect()
+    listed.into_iter().map(|g| g.group_id).collect()
 }
 
 async fn committed(b: &Arc<Broker>, group: &str) -> usize {
-    let req = pb::FetchOffsetsRequest {
-        group_id: group.into(),
-        partitions: Vec::new(),
-    };
-    b.fetch_offsets(req).await.unwrap().offsets.len()
+    b.fetch_offsets(group, &[]).await.unwrap().len()
 }
 
 async fn tick(b: &Arc<Broker>) {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use eddy_log::LeaderEpoch;
 use eddy_meta::NodeId;
-use eddy_proto::v1 as pb;
 
 use super::OFFSETS_TOPIC;
+use crate::api::{Assignor, JoinGroup, Joined, LeaveGroup, PartitionId};
 use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::{Broker, BrokerConfig};
@@ -25,25 +25,27 @@ async fn open(dir: &std::path::Path) -> Arc<Broker> {
 }
 
 async fn generation(b: &Arc<Broker>) -> i32 {
-    let req = pb::DescribeGroupRequest {
-        group_id: "g".into(),
-    };
-    b.describe_group(req).await.unwrap().generation
+    b.describe_group("g").await.unwrap().generation
 }
 
 /// A new member joins group `g`, reading topic `t`.
-async fn join(b: &Arc<Broker>) -> pb::JoinGroupResponse {
-    b.join_group(pb::JoinGroupRequest {
+async fn join(b: &Arc<Broker>) -> Joined {
+    b.join_group(JoinGroup {
         group_id: "g".into(),
+        member_id: String::new(),
+        client_id: String::new(),
+        session_timeout: None,
+        rebalance_timeout: None,
         topics: vec!["t".into()],
-        ..Default::default()
+        assignor: Assignor::CooperativeSticky,
+        owned: Vec::new(),
     })
     .await
     .unwrap()
 }
 
 async fn leave(b: &Arc<Broker>, member_id: String) {
-    b.leave_group(pb::LeaveGroupRequest {
+    b.leave_group(LeaveGroup {
         group_id: "g".into(),
         member_id,
     })
@@ -121,7 +123,7 @@ async fn broker_with_group(dir: &std::path::Path) -> (Arc<Broker>, Arc<Partition
         .topics
         .get(OFFSETS_TOPIC)
         .unwrap()
-        .partition(0)
+        .partition(PartitionId(0))
         .unwrap()
         .clone();
     (b, partition)

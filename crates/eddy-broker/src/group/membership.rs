@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use eddy_log::partitioner::partition_for_key;
 use eddy_meta::MetaState;
-use eddy_proto::v1 as pb;
 
 use super::records::{GroupValue, Key};
 use super::state::{Group, Member, State};
 use super::{
     OFFSETS_TOPIC, REBALANCE_TIMEOUT_DEFAULT_MS, SESSION_TIMEOUT_DEFAULT_MS, check_group_id,
-    from_pb, strategy, strategy_pb, to_pb, uuid_short,
+    from_api, to_api, uuid_short,
 };
+use crate::api::{Heartbeat, JoinGroup, Joined, LeaveGroup};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
@@ -24,26 +24,24 @@ use crate::error::BrokerError;
 const PERSIST_WAIT: Duration = Duration::from_secs(5);
 
 impl Broker {
-    pub async fn join_group(
-        self: &Arc<Self>,
-        req: pb::JoinGroupRequest,
-    ) -> Result<pb::JoinGroupResponse, BrokerError> {
+    pub async fn join_group(self: &Arc<Self>, req: JoinGroup) -> Result<Joined, BrokerError> {
         check_group_id(&req.group_id)?;
         let cfg = &self.groups.config;
-        let session_ms = match req.session_timeout_ms {
-            0 => SESSION_TIMEOUT_DEFAULT_MS,
-            n => n,
-        };
-        if !(cfg.session_timeout_ms_min..=cfg.session_timeout_ms_max).contains(&session_ms) {
+        let session = req
+            .session_timeout
+            .unwrap_or(Duration::from_millis(u64::from(SESSION_TIMEOUT_DEFAULT_MS)));
+        let (min, max) = (cfg.session_timeout_ms_min, cfg.session_timeout_ms_max);
+        if !(u64::from(min)..=u64::from(max)).contains(&(session.as_millis() as u64)) {
             return Err(BrokerError::InvalidRequest(format!(
-                "session timeout {session_ms} ms is outside {}..={} ms",
-                cfg.session_timeout_ms_min, cfg.session_timeout_ms_max
+                "session timeout {} ms is outside {min}..={max} ms",
+                session.as_millis()
             )));
         }
-        let rebalance_ms = match req.rebalance_timeout_ms {
-            0 => REBALANCE_TIMEOUT_DEFAULT_MS,
-            n => n,
-        };
+        let rebalance = req
+            .rebalance_timeout
+            .unwrap_or(Duration::from_millis(u64::from(
+                REBALANCE_TIMEOUT_DEFAULT_MS,
+            )));
         if req.topics.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "a member subscribes to at least one topic".into(),
@@ -53,7 +51,7 @@ impl Broker {
         for t in &req.topics {
             meta.topic(t)?;
         }
-        let wanted = strategy(req.assignor)?;
+        let wanted = req.assignor;
         self.offsets_topic().await?;
         self.coordinate(&req.group_id).await?;
         let now = Instant::now();
@@ -92,10 +90,10 @@ impl Broker {
                 member_id.clone(),
                 Member {
                     client_id: req.client_id.clone(),
-                    session_timeout: Duration::from_millis(u64::from(session_ms)),
-                    rebalance_timeout: Duration::from_millis(u64::from(rebalance_ms)),
+                    session_timeout: session,
+                    rebalance_timeout: rebalance,
                     topics,
-                    owned: from_pb(&req.owned),
+                    owned: from_api(&req.owned),
                     assignment: Vec::new(),
                     last_seen: now,
                 },
@@ -130,11 +128,11 @@ impl Broker {
                         member: member_id,
                     });
                 };
-                (g.completed >= target).then(|| pb::JoinGroupResponse {
+                (g.completed >= target).then(|| Joined {
                     generation: g.generation,
                     member_id: member_id.clone(),
-                    assignment: to_pb(&m.assignment),
-                    assignor: strategy_pb(g.strategy) as i32,
+                    assignment: to_api(&m.assignment),
+                    assignor: g.strategy.unwrap_or(wanted),
                     follow_up: g.follow_up,
                 })
             };
@@ -150,12 +148,11 @@ impl Broker {
         }
     }
 
-    pub async fn heartbeat(self: &Arc<Self>, req: pb::HeartbeatRequest) -> Result<(), BrokerError> {
+    pub async fn heartbeat(self: &Arc<Self>, req: Heartbeat) -> Result<(), BrokerError> {
         self.coordinate(&req.group_id).await?;
-        let wait_ms = req.wait_ms;
-        let wait = Duration::from_millis(u64::from(
-            wait_ms.min(self.groups.config.heartbeat_wait_ms_max),
-        ));
+        let wait = req.wait.min(Duration::from_millis(u64::from(
+            self.groups.config.heartbeat_wait_ms_max,
+        )));
         let mut events = {
             let mut groups = self.groups.groups.lock();
             let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
@@ -205,10 +202,7 @@ impl Broker {
         }
     }
 
-    pub async fn leave_group(
-        self: &Arc<Self>,
-        req: pb::LeaveGroupRequest,
-    ) -> Result<(), BrokerError> {
+    pub async fn leave_group(self: &Arc<Self>, req: LeaveGroup) -> Result<(), BrokerError> {
         self.coordinate(&req.group_id).await?;
         let mut groups = self.groups.groups.lock();
         let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
@@ -369,7 +363,7 @@ impl Drop for Vouch<'_> {
     }
 }
 
-fn check_generation(g: &Group, req: &pb::HeartbeatRequest) -> Result<(), BrokerError> {
+fn check_generation(g: &Group, req: &Heartbeat) -> Result<(), BrokerError> {
     if matches!(g.state, State::Preparing { .. }) {
         return Err(BrokerError::RebalanceInProgress(req.group_id.clone()));
     }

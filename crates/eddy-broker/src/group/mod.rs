@@ -36,12 +36,12 @@ use std::sync::Arc;
 
 use eddy_log::LeaderEpoch;
 use eddy_meta::TopicId;
-use eddy_proto::v1 as pb;
 use parking_lot::Mutex;
 
-use self::assignor::{Strategy, Tp};
+use self::assignor::Tp;
 pub(crate) use self::expiry::group_ticker;
-use self::state::{Committed, Group};
+use self::state::Group;
+use crate::api::{Committed, PartitionId, TopicPartition};
 use crate::error::BrokerError;
 
 /// The internal topic holding committed offsets.
@@ -118,45 +118,16 @@ impl Coordinator {
     }
 }
 
-fn strategy(a: i32) -> Result<Strategy, BrokerError> {
-    match pb::Assignor::try_from(a) {
-        Ok(pb::Assignor::Range) => Ok(Strategy::Range),
-        Ok(pb::Assignor::RoundRobin) => Ok(Strategy::RoundRobin),
-        Ok(pb::Assignor::CooperativeSticky | pb::Assignor::Unspecified) => {
-            Ok(Strategy::CooperativeSticky)
-        }
-        Err(_) => Err(BrokerError::InvalidRequest(format!(
-            "assignor {a} is not a known Assignor"
-        ))),
-    }
-}
-
-fn strategy_pb(s: Option<Strategy>) -> pb::Assignor {
-    match s {
-        Some(Strategy::Range) => pb::Assignor::Range,
-        Some(Strategy::RoundRobin) => pb::Assignor::RoundRobin,
-        Some(Strategy::CooperativeSticky) => pb::Assignor::CooperativeSticky,
-        None => pb::Assignor::Unspecified,
-    }
-}
-
-fn to_pb(tps: &[Tp]) -> Vec<pb::TopicPartitions> {
-    let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (t, p) in tps {
-        by_topic.entry(t).or_default().push(*p);
-    }
-    by_topic
-        .into_iter()
-        .map(|(topic, partitions)| pb::TopicPartitions {
-            topic: topic.to_string(),
-            partitions,
-        })
+/// Assignors work on plain pairs; the core's callers see [`TopicPartition`]s.
+fn to_api(tps: &[Tp]) -> Vec<TopicPartition> {
+    tps.iter()
+        .map(|(topic, p)| TopicPartition::new(topic.clone(), PartitionId(*p)))
         .collect()
 }
 
-fn from_pb(tps: &[pb::TopicPartitions]) -> Vec<Tp> {
+fn from_api(tps: &[TopicPartition]) -> Vec<Tp> {
     tps.iter()
-        .flat_map(|t| t.partitions.iter().map(|&p| (t.topic.clone(), p)))
+        .map(|tp| (tp.topic.clone(), tp.partition.0))
         .collect()
 }
 

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eddy_log::LeaderEpoch;
 use eddy_log::partitioner::partition_for_key;
-use eddy_proto::v1 as pb;
 
 use super::assignor::Tp;
 use super::records::{GroupValue, Key, OffsetValue};
-use super::state::{Committed, Group};
-use super::{OFFSETS_TOPIC, check_group_id, from_pb};
+use super::state::Group;
+use super::{OFFSETS_TOPIC, check_group_id};
+use crate::api::{CommitOffsets, Committed, PartitionId, TopicPartition};
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
 use crate::internal::{InternalTopic, key_value_batch};
@@ -40,7 +40,7 @@ impl Broker {
             group: group.to_string(),
         };
         let partition = topic
-            .partition(index)
+            .partition(PartitionId(index))
             .map_err(|_| not_coordinator())?
             .clone();
         if partition.role() != Role::Leader {
@@ -201,21 +201,19 @@ impl Broker {
         Ok(())
     }
 
-    pub async fn commit_offsets(
-        self: &Arc<Self>,
-        req: pb::CommitOffsetsRequest,
-    ) -> Result<(), BrokerError> {
+    pub async fn commit_offsets(self: &Arc<Self>, req: CommitOffsets) -> Result<(), BrokerError> {
         check_group_id(&req.group_id)?;
         if req.offsets.is_empty() {
             return Ok(());
         }
         let meta = self.meta.state();
         for o in &req.offsets {
-            let count = meta.topic(&o.topic)?.partitions.len() as u32;
-            if o.partition >= count {
+            let tp = &o.partition;
+            let count = meta.topic(&tp.topic)?.partitions.len() as u32;
+            if tp.partition.0 >= count {
                 return Err(BrokerError::UnknownPartition {
-                    topic: o.topic.clone(),
-                    partition: o.partition,
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
                     count,
                 });
             }
@@ -269,11 +267,11 @@ impl Broker {
             .map(|o| {
                 let key = Key::Offset {
                     group: req.group_id.clone(),
-                    topic: o.topic.clone(),
-                    partition: o.partition,
+                    topic: o.partition.topic.clone(),
+                    partition: o.partition.partition.0,
                 };
                 let value = OffsetValue {
-                    offset: o.offset,
+                    offset: o.offset.0,
                     commit_ms: now_ms,
                     metadata: o.metadata.to_vec(),
                 };
@@ -285,7 +283,7 @@ impl Broker {
         let entry = cache.entry(req.group_id.clone()).or_default();
         for o in req.offsets {
             entry.insert(
-                (o.topic, o.partition),
+                (o.partition.topic, o.partition.partition.0),
                 Committed {
                     offset: o.offset,
                     metadata: o.metadata,
@@ -309,7 +307,7 @@ impl Broker {
         self.check_lease()?;
         let topic = self.topics.get(OFFSETS_TOPIC)?;
         let index = partition_for_key(group.as_bytes(), topic.partition_count());
-        let partition = topic.partition(index)?.clone();
+        let partition = topic.partition(PartitionId(index))?.clone();
         let lock = self.groups.write_locks[index as usize % self.groups.write_locks.len()].clone();
         let guard = lock.lock_owned().await;
         Ok(Writer {
@@ -330,35 +328,37 @@ impl Broker {
         self.offsets_writer(group).await?.append(records).await
     }
 
+    /// The offsets `group` committed: for `partitions`, or every one if
+    /// that is empty.
     pub async fn fetch_offsets(
         self: &Arc<Self>,
-        req: pb::FetchOffsetsRequest,
-    ) -> Result<pb::FetchOffsetsResponse, BrokerError> {
-        check_group_id(&req.group_id)?;
-        self.coordinate(&req.group_id).await?;
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Committed)>, BrokerError> {
+        check_group_id(group)?;
+        self.coordinate(group).await?;
         // Waits for commits being written: a new owner of a partition sees
         // every commit accepted before it asked.
         let _writer = match self.topics.get(OFFSETS_TOPIC) {
-            Ok(_) => Some(self.offsets_writer(&req.group_id).await?),
+            Ok(_) => Some(self.offsets_writer(group).await?),
             Err(_) => None,
         };
         let cache = self.groups.offsets.lock();
-        let Some(committed) = cache.get(&req.group_id) else {
-            return Ok(pb::FetchOffsetsResponse::default());
+        let Some(committed) = cache.get(group) else {
+            return Ok(Vec::new());
         };
         let wanted: Option<BTreeSet<Tp>> =
-            (!req.partitions.is_empty()).then(|| from_pb(&req.partitions).into_iter().collect());
-        let offsets = committed
+            (!partitions.is_empty()).then(|| super::from_api(partitions).into_iter().collect());
+        Ok(committed
             .iter()
             .filter(|(tp, _)| wanted.as_ref().is_none_or(|w| w.contains(*tp)))
-            .map(|((topic, partition), c)| pb::PartitionOffset {
-                topic: topic.clone(),
-                partition: *partition,
-                offset: c.offset,
-                metadata: c.metadata.clone(),
+            .map(|((topic, partition), c)| {
+                (
+                    TopicPartition::new(topic.clone(), PartitionId(*partition)),
+                    c.clone(),
+                )
             })
-            .collect();
-        Ok(pb::FetchOffsetsResponse { offsets })
+            .collect())
     }
 
     /// Drops a group's committed offsets and generation from the cache and
@@ -432,7 +432,7 @@ fn apply_record(
                 offsets.entry(group).or_default().insert(
                     (topic, partition),
                     Committed {
-                        offset: v.offset,
+                        offset: eddy_log::Offset(v.offset),
                         metadata: Bytes::from(v.metadata),
                         commit_ms: v.commit_ms,
                     },
@@ -474,7 +474,8 @@ impl Writer {
     ) -> Result<(), BrokerError> {
         let (partition, index, now) = (self.partition.clone(), self.index, self.now_ms);
         let end = blocking(move || {
-            let Some(batch) = key_value_batch(&records, now, OFFSETS_TOPIC, index)? else {
+            let Some(batch) = key_value_batch(&records, now, OFFSETS_TOPIC, PartitionId(index))?
+            else {
                 return Ok(None);
             };
             partition.append(&batch)?;

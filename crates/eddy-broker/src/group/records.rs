@@ -13,7 +13,7 @@
 //! null value is a tombstone (the topic is compacted, so only the newest
 //! value per key survives).
 
-use super::assignor::Strategy;
+use super::assignor::Assignor;
 
 const VERSION: u16 = 1;
 const KIND_OFFSET: u8 = 0;
@@ -44,7 +44,7 @@ pub struct OffsetValue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupValue {
     pub generation: i32,
-    pub assignor: Strategy,
+    pub assignor: Assignor,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -121,9 +121,9 @@ impl GroupValue {
         let mut out = VERSION.to_be_bytes().to_vec();
         out.extend_from_slice(&self.generation.to_be_bytes());
         out.push(match self.assignor {
-            Strategy::Range => 1,
-            Strategy::RoundRobin => 2,
-            Strategy::CooperativeSticky => 3,
+            Assignor::Range => 1,
+            Assignor::RoundRobin => 2,
+            Assignor::CooperativeSticky => 3,
         });
         out
     }
@@ -135,9 +135,9 @@ impl GroupValue {
         }
         let generation = r.u32()? as i32;
         let assignor = match r.u8()? {
-            1 => Strategy::Range,
-            2 => Strategy::RoundRobin,
-            3 => Strategy::CooperativeSticky,
+            1 => Assignor::Range,
+            2 => Assignor::RoundRobin,
+            3 => Assignor::CooperativeSticky,
             _ => return None,
         };
         r.0.is_empty().then_some(GroupValue {
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(OffsetValue::decode(&v.encode()), Some(v));
         let g = GroupValue {
             generation: 9,
-            assignor: Strategy::Range,
+            assignor: Assignor::Range,
         };
         assert_eq!(GroupValue::decode(&g.encode()), Some(g));
         assert_eq!(Key::decode(b"\x00\x02\x00"), None);

@@ -4,11 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use eddy_meta::MetaState;
 use tokio::sync::watch;
 
-use super::assignor::{MemberInput, Strategy, Tp, assign};
+use super::assignor::{Assignor, MemberInput, Tp, assign};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -44,7 +43,7 @@ pub(super) struct Member {
 #[derive(Debug)]
 pub(super) struct Group {
     pub(super) generation: i32,
-    pub(super) strategy: Option<Strategy>,
+    pub(super) strategy: Option<Assignor>,
     pub(super) state: State,
     pub(super) members: BTreeMap<String, Member>,
     pub(super) joined: BTreeSet<String>,
@@ -138,7 +137,7 @@ impl Group {
                 })
                 .collect();
             let result = assign(
-                self.strategy.unwrap_or(Strategy::CooperativeSticky),
+                self.strategy.unwrap_or(Assignor::CooperativeSticky),
                 &inputs,
                 &partitions,
             );
@@ -172,13 +171,4 @@ impl Group {
             self.start_rebalance(now, initial_delay);
         }
     }
-}
-
-/// A committed offset in memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Committed {
-    pub(super) offset: u64,
-    pub(super) metadata: Bytes,
-    /// When it was committed (broker clock), which dates an empty group.
-    pub(super) commit_ms: i64,
 }

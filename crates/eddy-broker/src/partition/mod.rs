@@ -206,7 +206,7 @@ impl Partition {
     fn not_leader(&self, l: &Leadership) -> BrokerError {
         BrokerError::NotLeader {
             topic: self.topic.to_string(),
-            partition: self.id.0,
+            partition: self.id,
             leader: match l.role {
                 Role::Follower { leader } => Some(leader),
                 Role::Leader => Some(self.me),
@@ -217,7 +217,7 @@ impl Partition {
     }
 
     fn log_error(&self) -> impl FnOnce(eddy_log::Error) -> BrokerError {
-        BrokerError::log(&self.topic, self.id.0)
+        BrokerError::log(&self.topic, self.id)
     }
 
     /// Appends a checked batch as leader.
@@ -268,7 +268,7 @@ impl Partition {
                 Err(_) => {
                     return Err(BrokerError::NotReplicated {
                         topic: self.topic.to_string(),
-                        partition: self.id.0,
+                        partition: self.id,
                         waited_ms: timeout.as_millis() as u64,
                     });
                 }

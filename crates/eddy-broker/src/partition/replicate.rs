@@ -60,7 +60,7 @@ impl Partition {
         if position.leader_epoch != l.leader_epoch {
             return Err(BrokerError::LeaderEpochMismatch {
                 topic: self.topic.to_string(),
-                partition: self.id.0,
+                partition: self.id,
                 sent: position.leader_epoch.0,
                 current: l.leader_epoch.0,
             });

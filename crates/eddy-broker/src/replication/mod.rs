@@ -149,7 +149,7 @@ pub(crate) async fn isr_loop(broker: Arc<Broker>) {
             let saved = blocking(move || {
                 for p in b.topics.partitions() {
                     p.checkpoint_high_watermark()
-                        .map_err(crate::error::BrokerError::log(&p.topic, p.id.0))?;
+                        .map_err(crate::error::BrokerError::log(&p.topic, p.id))?;
                 }
                 Ok(())
             })

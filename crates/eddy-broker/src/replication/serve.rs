@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_log::{LeaderEpoch, Offset};
-use eddy_meta::NodeId;
+use eddy_meta::{NodeId, PartitionId};
 use eddy_proto::v1::replication_server::Replication;
 use eddy_proto::v1::{
     ReplicaFetchPartition, ReplicaFetchRequest, ReplicaFetchResponse, ReplicaFetchResult,
@@ -105,7 +105,7 @@ fn serve_one(
     now_ms: i64,
 ) -> Result<FollowerFetch, BrokerError> {
     let topic = broker.topics.get(&p.topic)?;
-    let partition = topic.partition(p.partition)?;
+    let partition = topic.partition(PartitionId(p.partition))?;
     let position = FetchPosition {
         fetch_offset: Offset(p.fetch_offset),
         last_fetched_epoch: (p.last_fetched_epoch >= 0)

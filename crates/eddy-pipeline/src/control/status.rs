@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use eddy_broker::{BrokerError, Role};
-use eddy_meta::{PipelineMeta, PipelineRunState};
+use eddy_meta::{PartitionId, PipelineMeta, PipelineRunState};
 use eddy_proto::v1 as pb;
 
 use super::{Control, REPORT_FRESH, run_state, stored_manifest};
@@ -172,11 +172,8 @@ impl Control {
     /// The pipeline's consumer group as its coordinator describes it, or
     /// `None` before it exists.
     async fn group(&self, group: &str) -> Result<Option<pb::DescribeGroupResponse>> {
-        let request = pb::DescribeGroupRequest {
-            group_id: group.to_string(),
-        };
-        match self.broker.describe_group(request).await {
-            Ok(g) => return Ok(Some(g)),
+        match self.broker.describe_group(group).await {
+            Ok(g) => return Ok(Some(eddy_broker::group_description(g))),
             Err(BrokerError::UnknownGroup(_)) => return Ok(None),
             Err(BrokerError::NotCoordinator { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -201,7 +198,7 @@ impl Control {
         };
         let local: Option<Vec<(u64, u64)>> = (0..t.partition_count())
             .map(|i| {
-                let p = t.partition(i).ok()?;
+                let p = t.partition(PartitionId(i)).ok()?;
                 (p.role() == Role::Leader).then(|| {
                     let o = p.offsets();
                     (o.log_start.0, o.high_watermark.0)

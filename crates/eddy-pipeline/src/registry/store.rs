@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eddy_broker::{Broker, BrokerError, InternalTopic, Role};
 use eddy_log::{LeaderEpoch, Offset};
+use eddy_meta::PartitionId;
 use eddy_wasm::Digest;
 
 use crate::error::{Error, Result};
@@ -122,7 +123,7 @@ impl ComponentStore {
             .topics
             .get(PROCESSORS_TOPIC)
             .ok()
-            .and_then(|t| t.partition(0).ok().cloned());
+            .and_then(|t| t.partition(PartitionId(0)).ok().cloned());
         if let Some(p) = &local
             && p.role() == Role::Leader
         {
@@ -145,7 +146,7 @@ impl ComponentStore {
             }),
             _ => Err(BrokerError::NotLeader {
                 topic: PROCESSORS_TOPIC.to_string(),
-                partition: 0,
+                partition: PartitionId(0),
                 leader: meta.and_then(|m| m.leader),
                 epoch: meta.map_or(0, |m| m.leader_epoch.0),
             }
@@ -157,7 +158,10 @@ impl ComponentStore {
     /// ones (a write cut short) are left out.
     pub async fn load(&self) -> Result<ChunkIndex> {
         self.broker.ensure_internal_topic(&topic()).await?;
-        let records = self.broker.scan_internal(PROCESSORS_TOPIC, 0).await?;
+        let records = self
+            .broker
+            .scan_internal(PROCESSORS_TOPIC, PartitionId(0))
+            .await?;
         let mut chunks: BTreeMap<Digest, (u32, BTreeMap<u32, Offset>)> = BTreeMap::new();
         for r in records {
             let Some(key) = r.key.as_deref().and_then(ChunkKey::decode) else {
@@ -208,7 +212,11 @@ impl ComponentStore {
             let value = bytes.slice_ref(chunk);
             let offset = self
                 .broker
-                .append_internal(PROCESSORS_TOPIC, 0, vec![(key.encode(), Some(value))])
+                .append_internal(
+                    PROCESSORS_TOPIC,
+                    PartitionId(0),
+                    vec![(key.encode(), Some(value))],
+                )
                 .await?;
             offsets.push(offset);
         }
@@ -233,7 +241,7 @@ impl ComponentStore {
             })
             .collect();
         self.broker
-            .append_internal(PROCESSORS_TOPIC, 0, tombstones)
+            .append_internal(PROCESSORS_TOPIC, PartitionId(0), tombstones)
             .await?;
         index.components.remove(&digest);
         Ok(())
@@ -271,7 +279,7 @@ impl ComponentStore {
     pub async fn read_chunk(&self, offset: Offset) -> Result<Bytes> {
         let records = self
             .broker
-            .read_internal(PROCESSORS_TOPIC, 0, offset)
+            .read_internal(PROCESSORS_TOPIC, PartitionId(0), offset)
             .await?;
         records
             .into_iter()

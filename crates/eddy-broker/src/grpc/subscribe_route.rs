@@ -27,8 +27,8 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
+use super::Service;
 use crate::broker::Broker;
-use crate::service::Service;
 
 const SUBSCRIBE_PATH: &str = "/eddy.v1.Consume/Subscribe";
 /// `SubscribeResponse.batches` is field 1, length-delimited.
@@ -96,7 +96,8 @@ async fn subscribe(
         .to_bytes();
     let request = decode_request(&body)?;
     caller.check([request.topic.as_str()])?;
-    let rx = crate::auth::quota::throttled(broker.subscribe(request).await?, &caller);
+    let rx =
+        crate::auth::quota::throttled(super::data::subscribe(&broker, &request).await?, &caller);
     let mut response = http::Response::new(Body::new(SubscribeBody {
         rx,
         pending: VecDeque::new(),
