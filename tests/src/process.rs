@@ -86,6 +86,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct TestBroker {
     child: Option<Child>,
     pub addr: String,
+    /// The Kafka listener's address, when started with `--kafka-listen`.
+    pub kafka: Option<String>,
     pub dir: PathBuf,
     extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
@@ -104,6 +106,7 @@ impl TestBroker {
         let mut b = TestBroker {
             child: None,
             addr: String::new(),
+            kafka: None,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: Some(tmp),
@@ -118,6 +121,7 @@ impl TestBroker {
         let mut b = TestBroker {
             child: None,
             addr: String::new(),
+            kafka: None,
             dir: dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: None,
@@ -132,9 +136,16 @@ impl TestBroker {
             .arg(&self.dir)
             .args(["--listen", listen]);
         cmd.args(&self.extra);
-        let (child, addr) = spawn_and_wait(cmd, "listening on ");
+        let kafka = self.extra.iter().any(|a| a == "--kafka-listen");
+        let markers: &[&str] = if kafka {
+            &["listening on ", "kafka listening on "]
+        } else {
+            &["listening on "]
+        };
+        let (child, mut found) = spawn_and_wait_for(cmd, markers, Stdio::null());
         self.child = Some(child);
-        self.addr = addr;
+        self.addr = found.remove(0);
+        self.kafka = found.pop();
     }
 
     /// Stops with SIGTERM (a clean shutdown) and starts again on the same
@@ -263,7 +274,18 @@ pub fn spawn_and_wait(cmd: Command, marker: &str) -> (Child, String) {
 }
 
 /// [`spawn_and_wait`] with the command's stderr going to `stderr`.
-pub fn spawn_and_wait_logging(mut cmd: Command, marker: &str, stderr: Stdio) -> (Child, String) {
+pub fn spawn_and_wait_logging(cmd: Command, marker: &str, stderr: Stdio) -> (Child, String) {
+    let (child, mut found) = spawn_and_wait_for(cmd, &[marker], stderr);
+    (child, found.remove(0))
+}
+
+/// Spawns a server command and waits for a line with each of `markers`,
+/// returning the word after each (the first line for each marker counts).
+pub fn spawn_and_wait_for(
+    mut cmd: Command,
+    markers: &[&str],
+    stderr: Stdio,
+) -> (Child, Vec<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -271,27 +293,37 @@ pub fn spawn_and_wait_logging(mut cmd: Command, marker: &str, stderr: Stdio) -> 
         .expect("eddy starts");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
-    let marker = marker.to_string();
+    let wanted: Vec<String> = markers.iter().map(|m| m.to_string()).collect();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            if let Some(rest) = line.split(&marker).nth(1) {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                let _ = tx.send(addr);
+            for (i, marker) in wanted.iter().enumerate() {
+                if let Some(rest) = line.split(marker.as_str()).nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = tx.send((i, addr));
+                }
             }
         }
     });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(addr) => (child, addr),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("eddy did not start within {START_TIMEOUT:?}");
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    let mut found: Vec<Option<String>> = vec![None; markers.len()];
+    while found.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, addr)) => {
+                found[i].get_or_insert(addr);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("eddy did not start within {START_TIMEOUT:?} (waiting for {markers:?})");
+            }
         }
     }
+    (child, found.into_iter().flatten().collect())
 }
 
 /// Kills the process in `child` with SIGKILL, if there is one, and reaps it.

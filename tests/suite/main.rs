@@ -7,6 +7,7 @@ mod cluster;
 mod groups;
 mod grpc;
 mod idempotence;
+mod kafka;
 mod pipelines;
 mod processor;
 mod recovery;

@@ -149,6 +149,7 @@ impl Broker {
         let me = BrokerMeta {
             id: self.config.node_id,
             address: self.address.clone(),
+            kafka_address: self.config.kafka_advertised_address.clone(),
             fenced: false,
         };
         let known = self
@@ -156,8 +157,8 @@ impl Broker {
             .state()
             .brokers
             .get(&me.id)
-            .map(|b| b.address.clone());
-        if known.as_ref() != Some(&me.address) {
+            .map(|b| (b.address.clone(), b.kafka_address.clone()));
+        if known != Some((me.address.clone(), me.kafka_address.clone())) {
             self.meta.propose(Command::RegisterBroker(me)).await?;
         }
         Ok(())

@@ -22,6 +22,10 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// Address clients are told to use (host:port); defaults to the bound address.
     pub advertised_address: Option<String>,
+    /// Where Kafka clients reach this broker (host:port), recorded in the
+    /// metadata for the others' Kafka Metadata answers; `None`: this
+    /// broker has no Kafka listener.
+    pub kafka_advertised_address: Option<String>,
     pub limits: Limits,
     pub topic_defaults: TopicDefaults,
     /// How often retention and compaction run over every partition.
@@ -91,6 +95,7 @@ impl BrokerConfig {
             data_dir,
             listen,
             advertised_address: None,
+            kafka_advertised_address: None,
             limits: Limits::default(),
             topic_defaults: TopicDefaults::default(),
             retention_check_interval_ms: 30_000,

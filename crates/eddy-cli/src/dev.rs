@@ -16,7 +16,7 @@ use clap::Args;
 use tokio::sync::mpsc;
 
 use crate::DEFAULT_ADDRESS;
-use crate::serve::{Signals, Tuning};
+use crate::serve::{KafkaArgs, Signals, Tuning};
 
 /// How long a broker of the cluster may take to say it is listening (it
 /// waits for a majority of the voters).
@@ -41,15 +41,59 @@ pub struct DevArgs {
     /// --default-replication-factor says otherwise.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=NODES_MAX as i64))]
     nodes: u16,
+    /// Where Kafka clients connect (with --nodes, the first broker's; the
+    /// others take the next ports). Default: port 9092 on the --listen
+    /// host, or a free port when --listen asks for one (port 0). Topics a
+    /// Kafka client names are created on first use.
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka_listen: Option<SocketAddr>,
+    /// Open no Kafka listener.
+    #[arg(long, conflicts_with = "kafka_listen")]
+    no_kafka: bool,
     #[command(flatten)]
     tuning: Tuning,
 }
 
+/// Kafka's usual port, where `eddy dev` listens for Kafka clients.
+const KAFKA_PORT: u16 = 9092;
+
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     if args.nodes == 1 {
-        return crate::serve::dev_node(args.data_dir, args.listen, &args.tuning).await;
+        let kafka = KafkaArgs {
+            kafka_listen: kafka_listen(&args),
+            kafka_advertise: None,
+            auto_create_topics: true,
+        };
+        return crate::serve::dev_node(args.data_dir, args.listen, &kafka, &args.tuning).await;
     }
     Cluster::start(&args).await?.run().await
+}
+
+/// The (first) Kafka listen address, `None` with --no-kafka.
+fn kafka_listen(args: &DevArgs) -> Option<SocketAddr> {
+    if args.no_kafka {
+        return None;
+    }
+    let port = if args.listen.port() == 0 {
+        0
+    } else {
+        KAFKA_PORT
+    };
+    Some(
+        args.kafka_listen
+            .unwrap_or(SocketAddr::new(args.listen.ip(), port)),
+    )
+}
+
+/// `first`'s port plus `i`.
+fn nth_port(first: SocketAddr, i: u16, flag: &str) -> anyhow::Result<SocketAddr> {
+    let port = first.port().checked_add(i).with_context(|| {
+        format!(
+            "port {} + {i} is past 65535; give a lower {flag} port",
+            first.port()
+        )
+    })?;
+    Ok(SocketAddr::new(first.ip(), port))
 }
 
 /// One broker of the local cluster.
@@ -57,6 +101,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 struct Broker {
     id: u16,
     address: SocketAddr,
+    /// Where Kafka clients reach it, if anywhere.
+    kafka: Option<SocketAddr>,
     dir: PathBuf,
     log: PathBuf,
     /// `None` once it has exited.
@@ -84,16 +130,15 @@ impl Cluster {
             );
         }
         let addresses: Vec<SocketAddr> = (0..n)
-            .map(|i| {
-                let port = args.listen.port().checked_add(i).with_context(|| {
-                    format!(
-                        "port {} + {i} is past 65535; give a lower --listen port",
-                        args.listen.port()
-                    )
-                })?;
-                Ok(SocketAddr::new(args.listen.ip(), port))
-            })
+            .map(|i| nth_port(args.listen, i, "--listen"))
             .collect::<anyhow::Result<_>>()?;
+        let kafka_first = kafka_listen(args);
+        if kafka_first.is_some_and(|k| k.port() == 0) {
+            bail!(
+                "--nodes needs fixed ports: give --kafka-listen HOST:PORT (the brokers take that port and the next {}), or --no-kafka",
+                n - 1
+            );
+        }
         let peers = addresses
             .iter()
             .zip(1..)
@@ -127,6 +172,18 @@ impl Cluster {
                 "--data-dir".into(),
                 dir.display().to_string(),
             ];
+            let kafka = match kafka_first {
+                Some(first) => {
+                    let kafka = nth_port(first, id - 1, "--kafka-listen")?;
+                    serve.extend([
+                        "--kafka-listen".into(),
+                        kafka.to_string(),
+                        "--auto-create-topics".into(),
+                    ]);
+                    Some(kafka)
+                }
+                None => None,
+            };
             serve.extend(tuning.iter().cloned());
             let (child, ready) = spawn(&exe, &serve, &log)?;
             let pid = Some(child.id());
@@ -137,6 +194,7 @@ impl Cluster {
                 Broker {
                     id,
                     address,
+                    kafka,
                     dir,
                     log,
                     pid,
@@ -221,9 +279,10 @@ impl Cluster {
         let _ = writeln!(out, "eddy dev: a cluster of {} brokers", self.brokers.len());
         for b in self.brokers.values() {
             let pid = b.pid.map_or("-".to_string(), |p| p.to_string());
+            let kafka = b.kafka.map_or(String::new(), |k| format!("  kafka {k}"));
             let _ = writeln!(
                 out,
-                "  node {}  {}  pid {pid}  data {}  log {}",
+                "  node {}  {}  pid {pid}  data {}  log {}{kafka}",
                 b.id,
                 b.address,
                 b.dir.display(),
@@ -231,6 +290,14 @@ impl Cluster {
             );
         }
         let _ = writeln!(out, "eddy listening on {bootstrap}");
+        let kafka: Vec<String> = self
+            .brokers
+            .values()
+            .filter_map(|b| b.kafka.map(|k| k.to_string()))
+            .collect();
+        if !kafka.is_empty() {
+            let _ = writeln!(out, "kafka listening on {}", kafka.join(","));
+        }
         let _ = writeln!(out, "try it (in another terminal):");
         let _ = writeln!(out, "  export EDDY_BOOTSTRAP={bootstrap}");
         let _ = writeln!(

@@ -48,7 +48,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a broker.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run a local broker with development defaults (data in ./.eddy), or
     /// with --nodes 3 a local cluster of three
     Dev(dev::DevArgs),
@@ -132,7 +132,7 @@ pub fn main() -> ExitCode {
 
 async fn run_async(command: Command, conn: Connection) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::serve(args, &conn).await,
+        Command::Serve(args) => serve::serve(*args, &conn).await,
         Command::Dev(args) => dev::dev(args).await,
         Command::Cluster(cmd) => cluster::run(cmd, &conn).await,
         Command::Topic(cmd) => topic::run(cmd, &conn).await,

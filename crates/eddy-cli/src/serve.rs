@@ -81,7 +81,34 @@ pub struct ServeArgs {
     #[arg(long, env = "EDDY_INSECURE")]
     insecure: bool,
     #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
     tuning: Tuning,
+}
+
+/// The Kafka listener's flags.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KafkaArgs {
+    /// Also speak Kafka's wire protocol, on this address (port 0 picks a
+    /// free one): Kafka clients (librdkafka, kcat, Java, kafka-python)
+    /// produce and consume without changes. See "Kafka clients" in the
+    /// README for what is served.
+    #[arg(long, env = "EDDY_KAFKA_LISTEN", value_name = "HOST:PORT")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// Address Kafka clients are told to use for this broker, if not the
+    /// Kafka listen address.
+    #[arg(
+        long,
+        env = "EDDY_KAFKA_ADVERTISE",
+        value_name = "HOST:PORT",
+        requires = "kafka_listen"
+    )]
+    pub kafka_advertise: Option<String>,
+    /// Create a topic that a Kafka client's Metadata request names and
+    /// that does not exist, with the default partitions and replication
+    /// factor (Kafka's auto.create.topics.enable; off unless given).
+    #[arg(long, env = "EDDY_AUTO_CREATE_TOPICS", requires = "kafka_listen")]
+    pub auto_create_topics: bool,
 }
 
 /// Settings shared by `serve` and `dev`.
@@ -278,8 +305,9 @@ pub async fn serve(args: ServeArgs, conn: &Connection) -> anyhow::Result<()> {
     config.tls = tls_files(&args, conn, &file)?;
     config.auth = auth_config(&args, conn, &file)?;
     refuse_open_network(&config, args.insecure)?;
+    refuse_open_kafka(&config, &args.kafka, args.insecure)?;
     apply(&mut config, &args.tuning, &file)?;
-    run(config, &args.tuning, false).await
+    run(config, &args.tuning, &args.kafka, false).await
 }
 
 /// Authentication settings from flags, then the config file.
@@ -353,6 +381,25 @@ fn refuse_open_network(config: &BrokerConfig, insecure: bool) -> anyhow::Result<
     )
 }
 
+/// The Kafka listener has no TLS or SASL yet: beyond this machine it
+/// starts only when every request must be authorized (and, with no way
+/// for a Kafka client to sign in, is then refused) or with --insecure.
+fn refuse_open_kafka(
+    config: &BrokerConfig,
+    kafka: &KafkaArgs,
+    insecure: bool,
+) -> anyhow::Result<()> {
+    let Some(listen) = kafka.kafka_listen else {
+        return Ok(());
+    };
+    if insecure || listen.ip().is_loopback() || config.auth.required {
+        return Ok(());
+    }
+    bail!(
+        "refusing to open the Kafka listener on {listen} without authentication: anyone who reaches it could read, write and delete every topic. Listen on 127.0.0.1, give --auth required (Kafka clients cannot sign in yet, so they are then refused everything), or pass --insecure to accept the risk"
+    )
+}
+
 /// The TLS set-up from flags, then the config file.
 fn tls_files(
     args: &ServeArgs,
@@ -390,11 +437,12 @@ fn tls_files(
 pub async fn dev_node(
     data_dir: PathBuf,
     listen: SocketAddr,
+    kafka: &KafkaArgs,
     tuning: &Tuning,
 ) -> anyhow::Result<()> {
     let mut config = BrokerConfig::new(NodeId(1), data_dir, listen);
     apply(&mut config, tuning, &FileConfig::default())?;
-    run(config, tuning, true).await
+    run(config, tuning, kafka, true).await
 }
 
 /// Reads `1=host:port,2=host:port`.
@@ -503,7 +551,31 @@ fn apply(config: &mut BrokerConfig, t: &Tuning, file: &FileConfig) -> anyhow::Re
     Ok(())
 }
 
-async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Result<()> {
+async fn run(
+    mut config: BrokerConfig,
+    tuning: &Tuning,
+    kafka: &KafkaArgs,
+    hints: bool,
+) -> anyhow::Result<()> {
+    // Bound before the broker registers, so that the metadata carries the
+    // address Kafka clients are told (port 0 resolved).
+    let kafka_listener = match kafka.kafka_listen {
+        Some(listen) => {
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+                format!("cannot listen for Kafka clients on {listen}: pick another address with --kafka-listen")
+            })?;
+            let local = listener.local_addr()?;
+            config.kafka_advertised_address =
+                Some(kafka.kafka_advertise.clone().unwrap_or(local.to_string()));
+            if config.auth.required {
+                tracing::warn!(
+                    "the Kafka listener has no SASL yet: with --auth required, Kafka clients are refused everything"
+                );
+            }
+            Some(listener)
+        }
+        None => None,
+    };
     let data_dir = config.data_dir.clone();
     let node = config.node_id;
     let mut node_config = NodeConfig::new(config);
@@ -522,6 +594,21 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
     let signals = Signals::catch()?;
     let running = Node::start(node_config).await?;
     let handle = &running.server;
+    let kafka_listener = match kafka_listener {
+        Some(listener) => {
+            let config = eddy_kafka::KafkaConfig {
+                auto_create_topics: kafka.auto_create_topics,
+                frame_bytes_max: handle.broker.config.limits.request_bytes_max,
+                ..eddy_kafka::KafkaConfig::default()
+            };
+            Some(eddy_kafka::KafkaListener::start(
+                listener,
+                handle.broker.clone(),
+                config,
+            )?)
+        }
+        None => None,
+    };
     // Tests and scripts read this line to learn the port. A closed stdout
     // must not stop the server, so write errors are ignored here.
     let mut out = std::io::stdout().lock();
@@ -531,6 +618,9 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
         handle.local_addr,
         data_dir.display()
     );
+    if let Some(k) = &kafka_listener {
+        let _ = writeln!(out, "kafka listening on {}", k.local_addr);
+    }
     if hints {
         let at = if handle.local_addr.to_string() == DEFAULT_ADDRESS {
             String::new()
@@ -544,6 +634,13 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
             "  printf 'truck-1:hello\\ntruck-2:world\\n' | eddy produce demo --key-separator :{at}"
         );
         let _ = writeln!(out, "  eddy consume demo --from-beginning --print-key{at}");
+        if let Some(k) = &kafka_listener {
+            let _ = writeln!(
+                out,
+                "  kcat -b {} -t demo -C -e   # Kafka clients work too",
+                k.local_addr
+            );
+        }
         let _ = writeln!(
             out,
             "and a pipeline: follow examples/truck-gps/README.md (or run `eddy demo`)"
@@ -554,6 +651,9 @@ async fn run(config: BrokerConfig, tuning: &Tuning, hints: bool) -> anyhow::Resu
     drop(out);
     signals.wait().await;
     tracing::info!("shutting down");
+    if let Some(k) = kafka_listener {
+        k.stop().await;
+    }
     running.stop().await?;
     Ok(())
 }

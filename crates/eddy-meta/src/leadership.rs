@@ -275,6 +275,7 @@ mod tests {
             s.apply(&Command::RegisterBroker(BrokerMeta {
                 id: NodeId(id),
                 address: format!("h:{id}"),
+                kafka_address: None,
                 fenced: false,
             }));
         }
@@ -438,6 +439,7 @@ mod tests {
         s.apply(&Command::RegisterBroker(BrokerMeta {
             id: NodeId(2),
             address: "elsewhere:2".into(),
+            kafka_address: None,
             fenced: false,
         }));
         assert!(s.brokers[&NodeId(2)].fenced);

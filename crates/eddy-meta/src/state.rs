@@ -56,6 +56,9 @@ pub struct BrokerMeta {
     pub id: NodeId,
     /// Where clients reach it (host:port).
     pub address: String,
+    /// Where Kafka clients reach it (host:port); `None`: no Kafka listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_address: Option<String>,
     /// Silent past its session timeout: it leads nothing and is in no ISR
     /// it could leave, until its heartbeats return.
     #[serde(default)]

@@ -63,6 +63,12 @@ fn alive(pid: u32) -> bool {
 fn dev_nodes_runs_a_cluster_that_outlives_a_killed_broker_and_stops_as_one() {
     let tmp = tempfile::tempdir().unwrap();
     let port = three_free_ports();
+    let kafka_port = loop {
+        let p = three_free_ports();
+        if p.abs_diff(port) > 2 {
+            break p;
+        }
+    };
     let mut dev = Dev(Command::new(eddy_binary())
         .args([
             "dev",
@@ -70,6 +76,8 @@ fn dev_nodes_runs_a_cluster_that_outlives_a_killed_broker_and_stops_as_one() {
             "3",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--kafka-listen",
+            &format!("127.0.0.1:{kafka_port}"),
         ])
         .arg("--data-dir")
         .arg(tmp.path().join(".eddy"))
@@ -116,6 +124,24 @@ fn dev_nodes_runs_a_cluster_that_outlives_a_killed_broker_and_stops_as_one() {
             .any(|l| l.contains(&format!("export EDDY_BOOTSTRAP={bootstrap}"))),
         "{printed:?}"
     );
+    // One Kafka listener per broker, each in the metadata.
+    let kafka = (0..3)
+        .map(|i| format!("127.0.0.1:{}", kafka_port + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains(&format!("kafka listening on {kafka}"))),
+        "{printed:?}"
+    );
+    let listed = crate::kafka::kcat_ok(&kafka, &["-L"], b"");
+    for i in 0..3u16 {
+        assert!(
+            listed.contains(&format!("broker {} at 127.0.0.1:{}", i + 1, kafka_port + i)),
+            "{listed}"
+        );
+    }
 
     let created = eddy(
         &bootstrap,

@@ -23,6 +23,7 @@ fn broker() -> Command {
     Command::RegisterBroker(BrokerMeta {
         id: NodeId(1),
         address: "127.0.0.1:9092".into(),
+        kafka_address: None,
         fenced: false,
     })
 }

@@ -1,0 +1,237 @@
+//! One client connection: read a frame, check its API and version, decode
+//! it, let its handler answer, write the answer; one request at a time, so
+//! answers keep the order of the requests (as Kafka's brokers do).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use eddy_broker::auth::Principal;
+use eddy_meta::{Operation, ResourceType};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::frame::{self, FrameError};
+use crate::{Shared, fetch, metadata, produce, versions};
+
+/// Who is on the other end of a connection.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub peer: SocketAddr,
+    pub principal: Principal,
+}
+
+impl Session {
+    /// Whether this connection's principal may do `operation` on the
+    /// resource; a refusal goes to the audit log, as gRPC's do.
+    pub fn may(
+        &self,
+        shared: &Shared,
+        resource: ResourceType,
+        name: &str,
+        operation: Operation,
+    ) -> bool {
+        let allowed = shared
+            .broker
+            .authorizer
+            .allows(&self.principal, resource, name, operation);
+        if !allowed {
+            tracing::warn!(
+                target: "eddy::audit",
+                principal = %self.principal,
+                peer = %self.peer,
+                %resource,
+                name,
+                %operation,
+                listener = "kafka",
+                "denied"
+            );
+        }
+        allowed
+    }
+}
+
+/// Why a connection is closed instead of answered.
+#[derive(Debug, thiserror::Error)]
+enum Closing {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("the frame is too short for a request header")]
+    Short,
+    #[error(
+        "API key {0} is not one this broker serves (see ApiVersions); the client must not send it"
+    )]
+    UnknownApi(i16),
+    #[error(
+        "{api:?} version {version} is not served here (versions {min}..={max}; see ApiVersions)"
+    )]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("cannot encode the {api:?} v{version} answer: {reason}")]
+    Encode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("{0}")]
+    Write(std::io::Error),
+    #[error("no handler for a served API (a bug in Eddy; please report it): {0:.200}")]
+    NoHandler(String),
+}
+
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 << 10, reader);
+    let mut session = Session {
+        peer,
+        principal: Principal::Anonymous,
+    };
+    let closing = loop {
+        let frame = tokio::select! {
+            f = frame::read(&mut reader, shared.config.frame_bytes_max) => f,
+            _ = stopped.changed() => return,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => break Closing::from(e),
+        };
+        match answer(frame, &shared, &mut session).await {
+            Ok(Some(response)) => {
+                if let Err(e) = writer.write_all(&response).await {
+                    break Closing::Write(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => break e,
+        }
+    };
+    match closing {
+        Closing::Frame(FrameError::Io(_)) | Closing::Write(_) => {
+            tracing::debug!(%peer, reason = %closing, "Kafka connection lost");
+        }
+        _ => tracing::warn!(%peer, reason = %closing, "closing a Kafka connection"),
+    }
+}
+
+/// The encoded answer to one request frame; `None` for a request that
+/// gets none (Produce with acks=0).
+async fn answer(
+    frame: Bytes,
+    shared: &Shared,
+    session: &mut Session,
+) -> Result<Option<BytesMut>, Closing> {
+    if frame.len() < 8 {
+        return Err(Closing::Short);
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(key).map_err(|()| Closing::UnknownApi(key))?;
+    let Some(served) = versions::lookup(api) else {
+        return Err(Closing::UnknownApi(key));
+    };
+    if !served.serves(version) {
+        if api == ApiKey::ApiVersions {
+            // Kafka's rule: a newer client learns what is served from a
+            // version 0 answer it can always read.
+            let response = ResponseKind::ApiVersions(versions::api_versions(
+                kafka_protocol::ResponseError::UnsupportedVersion.code(),
+            ));
+            return encode(api, 0, correlation_id, &response).map(Some);
+        }
+        return Err(Closing::UnsupportedVersion {
+            api,
+            version,
+            min: served.min,
+            max: served.max,
+        });
+    }
+    let malformed = |e: anyhow::Error| Closing::Malformed {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    };
+    let mut body = frame;
+    let header =
+        RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(malformed)?;
+    let request = RequestKind::decode(api, &mut body, version).map_err(malformed)?;
+    let response = handle(request, version, shared, session).await?;
+    match response {
+        Some(r) => encode(api, version, header.correlation_id, &r).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Lets the request's handler answer it; `None`: it gets no answer.
+async fn handle(
+    request: RequestKind,
+    version: i16,
+    shared: &Shared,
+    session: &mut Session,
+) -> Result<Option<ResponseKind>, Closing> {
+    Ok(Some(match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::api_versions(0)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(r, version, shared, session).await)
+        }
+        RequestKind::Produce(r) => match produce::handle(r, version, shared, session).await {
+            Some(response) => ResponseKind::Produce(response),
+            None => return Ok(None),
+        },
+        RequestKind::Fetch(r) => {
+            ResponseKind::Fetch(fetch::fetch(r, version, shared, session).await)
+        }
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(fetch::list_offsets(r, version, shared, session).await)
+        }
+        // `versions::lookup` lets through only the APIs above.
+        other => return Err(Closing::NoHandler(format!("{other:?}"))),
+    }))
+}
+
+/// A response frame: length, header, body.
+fn encode(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<BytesMut, Closing> {
+    let failed = |e: anyhow::Error| Closing::Encode {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    };
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, api.response_header_version(version))
+        .map_err(failed)?;
+    response.encode(&mut out, version).map_err(failed)?;
+    let len = i32::try_from(out.len() - 4).map_err(|_| Closing::Encode {
+        api,
+        version,
+        reason: "the answer is larger than 2 GiB".into(),
+    })?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
+}

@@ -1,0 +1,141 @@
+//! `eddy-kafka`: Kafka's wire protocol over Eddy's broker core, so that
+//! Kafka clients (librdkafka, the Java client, kafka-python, kcat) produce
+//! to and consume from Eddy unchanged.
+//!
+//! Messages are encoded and decoded by the `kafka-protocol` crate
+//! (generated from Kafka's own schemas); framing, version negotiation and
+//! the request loop are here. Every request becomes calls of the broker
+//! core's methods with its `api` types, exactly as gRPC's do, so both
+//! protocols see one broker state. Stored batches are Kafka v2 record
+//! batches already: produce hands the client's batch bytes to the core and
+//! fetch hands stored bytes back, neither re-encoded.
+//!
+//! The modules, one job each: `frame.rs` (length-prefixed frames, with a
+//! size limit), `versions.rs` (the APIs and versions served, and
+//! ApiVersions), `connection.rs` (one connection's request loop: header,
+//! version check, dispatch, answer in order), `errors.rs` (`BrokerError` to
+//! Kafka error codes), `metadata.rs`, `produce.rs` and `fetch.rs` (fetch
+//! and offset lookups) for the requests themselves.
+//!
+//! Architecture invariants: a request is answered, or its connection
+//! closed with a warning saying why, never dropped silently; a malformed
+//! frame closes only its own connection; every connection has one request
+//! in flight (as Kafka brokers do: responses keep their order), and the
+//! number of connections and the size of a frame are bounded; every
+//! topic a request names is checked against the ACLs through the broker's
+//! one `Authorizer`.
+
+mod connection;
+mod errors;
+mod fetch;
+mod frame;
+mod metadata;
+mod produce;
+mod versions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use eddy_broker::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// How the Kafka listener behaves.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Largest request frame accepted; a larger one closes its connection
+    /// (Kafka's `socket.request.max.bytes`).
+    pub frame_bytes_max: usize,
+    /// Connections served at once; more are closed as they arrive.
+    pub connections_max: usize,
+    /// Create a topic a client's Metadata request names that does not
+    /// exist, with the broker's default partitions and replication factor
+    /// (Kafka's `auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            frame_bytes_max: 100 << 20,
+            connections_max: 10_000,
+            auto_create_topics: false,
+        }
+    }
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub broker: Arc<Broker>,
+    pub config: KafkaConfig,
+}
+
+/// A running Kafka listener.
+#[derive(Debug)]
+pub struct KafkaListener {
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl KafkaListener {
+    /// Serves Kafka clients on `listener` until [`KafkaListener::stop`].
+    pub fn start(
+        listener: TcpListener,
+        broker: Arc<Broker>,
+        config: KafkaConfig,
+    ) -> std::io::Result<KafkaListener> {
+        let local_addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let shared = Arc::new(Shared { broker, config });
+        let task = tokio::spawn(accept(listener, shared, stopped));
+        tracing::info!(%local_addr, "Kafka listener started");
+        Ok(KafkaListener {
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting and closes every connection after the request it
+    /// is serving.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(shared.config.connections_max));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = shared.config.connections_max, "Kafka listener: too many connections; closing the new one");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let stopped = stopped.clone();
+        connections.spawn(async move {
+            connection::serve(stream, peer, shared, stopped).await;
+            drop(permit);
+        });
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}

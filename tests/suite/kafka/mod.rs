@@ -1,0 +1,67 @@
+//! Kafka clients against Eddy's Kafka listener: Debian's kcat (librdkafka)
+//! installed by `scripts/kafka-tools` into the target directory, and raw
+//! frames for what no client would send.
+
+mod kcat;
+mod protocol;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::harness::{Out, TestBroker, run};
+
+/// A broker with a Kafka listener that creates topics clients name.
+pub fn kafka_broker() -> TestBroker {
+    TestBroker::start_with(&["--kafka-listen", "127.0.0.1:0", "--auto-create-topics"])
+}
+
+/// The Kafka address of a broker started with `--kafka-listen`.
+pub fn kafka_addr(b: &TestBroker) -> &str {
+    b.kafka.as_deref().expect("the broker has a Kafka listener")
+}
+
+/// Where `scripts/kafka-tools` put kcat (installed on first use).
+fn kcat_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let out = Command::new(root.join("scripts/kafka-tools"))
+            .output()
+            .expect("scripts/kafka-tools runs");
+        assert!(
+            out.status.success(),
+            "scripts/kafka-tools could not install kcat: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        root.join(dir)
+    })
+}
+
+/// Runs kcat against `broker` (a Kafka address) with `args`, feeding it
+/// `input`.
+pub fn kcat(broker: &str, args: &[&str], input: &[u8]) -> Out {
+    let dir = kcat_dir();
+    // Bounded: a client waiting on an answer that never comes fails the
+    // test instead of hanging it.
+    run(
+        Command::new("timeout")
+            .arg("60")
+            .arg(dir.join("bin/kcat"))
+            .env("LD_LIBRARY_PATH", dir.join("lib"))
+            .args(["-b", broker])
+            .args(args),
+        input,
+    )
+}
+
+pub fn kcat_ok(broker: &str, args: &[&str], input: &[u8]) -> String {
+    let out = kcat(broker, args, input);
+    assert!(
+        out.success,
+        "kcat {args:?} failed: {}\n{}",
+        out.stderr, out.stdout
+    );
+    out.stdout
+}
