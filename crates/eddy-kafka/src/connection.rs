@@ -15,13 +15,15 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::frame::{self, FrameError};
-use crate::{Shared, fetch, metadata, produce, versions};
+use crate::{Shared, admin, fetch, groups, metadata, produce, versions};
 
 /// Who is on the other end of a connection.
 #[derive(Debug)]
 pub(crate) struct Session {
     pub peer: SocketAddr,
     pub principal: Principal,
+    /// The client's name for itself, from its latest request header.
+    pub client_id: String,
 }
 
 impl Session {
@@ -103,6 +105,7 @@ pub(crate) async fn serve(
     let mut session = Session {
         peer,
         principal: Principal::Anonymous,
+        client_id: String::new(),
     };
     let closing = loop {
         let frame = tokio::select! {
@@ -174,6 +177,11 @@ async fn answer(
     let header =
         RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(malformed)?;
     let request = RequestKind::decode(api, &mut body, version).map_err(malformed)?;
+    if let Some(client) = &header.client_id
+        && client.as_str() != session.client_id
+    {
+        session.client_id = client.to_string();
+    }
     let response = handle(request, version, shared, session).await?;
     match response {
         Some(r) => encode(api, version, header.correlation_id, &r).map(Some),
@@ -199,6 +207,36 @@ async fn handle(
         },
         RequestKind::Fetch(r) => {
             ResponseKind::Fetch(fetch::fetch(r, version, shared, session).await)
+        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            groups::find_coordinator(r, version, shared, session).await,
+        ),
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(groups::join_group(r, version, shared, session).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(groups::sync_group(r, version, shared, session).await)
+        }
+        RequestKind::Heartbeat(r) => {
+            ResponseKind::Heartbeat(groups::heartbeat(r, shared, session).await)
+        }
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave_group(r, version, shared, session).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(r, shared, session).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(r, version, shared, session).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(produce::init_producer_id(r, shared, session).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(r, version, shared, session).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(r, version, shared, session).await)
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(fetch::list_offsets(r, version, shared, session).await)

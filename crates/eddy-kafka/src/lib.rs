@@ -14,8 +14,10 @@
 //! size limit), `versions.rs` (the APIs and versions served, and
 //! ApiVersions), `connection.rs` (one connection's request loop: header,
 //! version check, dispatch, answer in order), `errors.rs` (`BrokerError` to
-//! Kafka error codes), `metadata.rs`, `produce.rs` and `fetch.rs` (fetch
-//! and offset lookups) for the requests themselves.
+//! Kafka error codes), and for the requests themselves `metadata.rs`,
+//! `produce.rs` (with InitProducerId), `fetch.rs` (with ListOffsets),
+//! `groups.rs` (FindCoordinator) and `admin.rs` (CreateTopics,
+//! DeleteTopics).
 //!
 //! Architecture invariants: a request is answered, or its connection
 //! closed with a warning saying why, never dropped silently; a malformed
@@ -25,10 +27,12 @@
 //! topic a request names is checked against the ACLs through the broker's
 //! one `Authorizer`.
 
+mod admin;
 mod connection;
 mod errors;
 mod fetch;
 mod frame;
+mod groups;
 mod metadata;
 mod produce;
 mod versions;

@@ -160,6 +160,13 @@ fn topic(t: &TopicMeta, state: &MetaState, version: i16) -> MetadataResponseTopi
     topic
 }
 
+/// Where Kafka clients reach broker `node`, if it has a Kafka listener.
+pub(crate) fn endpoint(state: &MetaState, node: eddy_meta::NodeId) -> Option<(String, i32)> {
+    let b = state.brokers.get(&node)?;
+    let (host, port) = split_host_port(b.kafka_address.as_deref()?)?;
+    Some((host.to_string(), i32::from(port)))
+}
+
 /// `host:port`, or `[v6]:port`, as two parts.
 fn split_host_port(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;

@@ -10,11 +10,13 @@ use eddy_broker::api::{
 use eddy_log::Written;
 use eddy_meta::{Operation, ResourceType};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use kafka_protocol::messages::{ProducerId as KafkaProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::connection::Session;
@@ -167,4 +169,27 @@ fn failed(
         answer.error_message = Some(StrBytes::from_string(message.to_string()));
     }
     answer
+}
+
+/// A producer id for an idempotent producer: a fresh id, epoch 0. A
+/// producer asking to bump its epoch (after an error, KIP-360) gets a
+/// fresh id instead, which librdkafka and the Java client accept alike.
+pub(crate) async fn init_producer_id(
+    request: InitProducerIdRequest,
+    shared: &Shared,
+    session: &Session,
+) -> InitProducerIdResponse {
+    let answer = InitProducerIdResponse::default()
+        .with_producer_id(KafkaProducerId(-1))
+        .with_producer_epoch(-1);
+    if request.transactional_id.is_some() {
+        tracing::warn!(peer = %session.peer, "refused a transactional producer: Eddy does not support Kafka transactions");
+        return answer.with_error_code(ResponseError::InvalidRequest.code());
+    }
+    match shared.broker.init_producer_id("").await {
+        Ok((id, epoch)) => answer
+            .with_producer_id(KafkaProducerId(id.0))
+            .with_producer_epoch(epoch.0),
+        Err(e) => answer.with_error_code(errors::code(&e)),
+    }
 }

@@ -25,7 +25,19 @@ pub(crate) const SERVED: &[Served] = &[
     served(ApiKey::Fetch, 4, 4, 12),
     served(ApiKey::ListOffsets, 1, 1, 6),
     served(ApiKey::Metadata, 0, 0, 12),
+    served(ApiKey::FindCoordinator, 0, 0, 4),
+    // The classic group protocol, kept from version 0 as Kafka does.
+    served(ApiKey::JoinGroup, 0, 0, 7),
+    served(ApiKey::SyncGroup, 0, 0, 5),
+    served(ApiKey::Heartbeat, 0, 0, 4),
+    served(ApiKey::LeaveGroup, 0, 0, 4),
+    served(ApiKey::OffsetCommit, 2, 2, 8),
+    served(ApiKey::OffsetFetch, 1, 1, 7),
     served(ApiKey::ApiVersions, 0, 0, 4),
+    served(ApiKey::CreateTopics, 2, 2, 7),
+    served(ApiKey::DeleteTopics, 1, 1, 5),
+    // Kept from version 0: older librdkafka asks for exactly that.
+    served(ApiKey::InitProducerId, 0, 0, 4),
 ];
 
 const fn served(key: ApiKey, advertised_min: i16, min: i16, max: i16) -> Served {

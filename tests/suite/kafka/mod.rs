@@ -1,9 +1,11 @@
 //! Kafka clients against Eddy's Kafka listener: Debian's kcat (librdkafka)
-//! installed by `scripts/kafka-tools` into the target directory, and raw
-//! frames for what no client would send.
+//! and PyPI's confluent-kafka and kafka-python, installed by
+//! `scripts/kafka-tools` into the target directory, and raw frames for
+//! what no client would send.
 
 mod kcat;
 mod protocol;
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,8 +23,9 @@ pub fn kafka_addr(b: &TestBroker) -> &str {
     b.kafka.as_deref().expect("the broker has a Kafka listener")
 }
 
-/// Where `scripts/kafka-tools` put kcat (installed on first use).
-fn kcat_dir() -> &'static Path {
+/// Where `scripts/kafka-tools` put kcat and the Python clients
+/// (installed on first use).
+fn tools_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -31,7 +34,7 @@ fn kcat_dir() -> &'static Path {
             .expect("scripts/kafka-tools runs");
         assert!(
             out.status.success(),
-            "scripts/kafka-tools could not install kcat: {}",
+            "scripts/kafka-tools could not install the Kafka clients: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -42,7 +45,7 @@ fn kcat_dir() -> &'static Path {
 /// Runs kcat against `broker` (a Kafka address) with `args`, feeding it
 /// `input`.
 pub fn kcat(broker: &str, args: &[&str], input: &[u8]) -> Out {
-    let dir = kcat_dir();
+    let dir = tools_dir().join("kcat");
     // Bounded: a client waiting on an answer that never comes fails the
     // test instead of hanging it.
     run(

@@ -16,6 +16,21 @@ pub enum Assignor {
     CooperativeSticky,
 }
 
+/// Who hands out a group's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// The coordinator, with this assignor (Eddy's own clients).
+    Server(Assignor),
+    /// The group's leader, one of its members (Kafka's classic protocol):
+    /// the protocol type every member shares (`consumer`), and this
+    /// member's protocols by preference, each a name (`range`,
+    /// `cooperative-sticky`, ...) and metadata only clients read.
+    Client {
+        protocol_type: String,
+        protocols: Vec<(String, Bytes)>,
+    },
+}
+
 /// A member joining (or rejoining) a group; answered when the rebalance
 /// it takes part in completes.
 #[derive(Debug, Clone)]
@@ -27,8 +42,10 @@ pub struct JoinGroup {
     /// `None`: the broker's default.
     pub session_timeout: Option<Duration>,
     pub rebalance_timeout: Option<Duration>,
+    /// The topics it reads (for a client-assigned member, as its
+    /// protocol metadata says: what describe and lag show).
     pub topics: Vec<String>,
-    pub assignor: Assignor,
+    pub protocol: Protocol,
     /// What the member holds now (the cooperative assignor keeps it).
     pub owned: Vec<TopicPartition>,
 }
@@ -38,10 +55,36 @@ pub struct JoinGroup {
 pub struct Joined {
     pub generation: i32,
     pub member_id: String,
+    /// The coordinator's assignment (server-assigned groups; client-
+    /// assigned members get theirs from [`SyncGroup`]).
     pub assignment: Vec<TopicPartition>,
-    pub assignor: Assignor,
+    pub assignor: Option<Assignor>,
     /// Another rebalance follows at once (a cooperative one's second half).
     pub follow_up: bool,
+    /// Client-assigned groups: the protocol chosen, the leader, and for
+    /// the leader alone every member with its metadata for that protocol.
+    pub protocol: Option<String>,
+    pub leader: String,
+    pub members: Vec<(String, Bytes)>,
+}
+
+/// A member of a client-assigned group asking for its assignment; the
+/// leader brings everyone's.
+#[derive(Debug, Clone)]
+pub struct SyncGroup {
+    pub group_id: String,
+    pub member_id: String,
+    pub generation: i32,
+    pub assignments: Vec<MemberAssignment>,
+}
+
+/// One member's assignment as the leader encoded it, and the partitions
+/// in it (which describe and lag show).
+#[derive(Debug, Clone)]
+pub struct MemberAssignment {
+    pub member_id: String,
+    pub encoded: Bytes,
+    pub partitions: Vec<TopicPartition>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +140,8 @@ pub struct GroupDescription {
     pub state: &'static str,
     pub generation: i32,
     pub assignor: Option<Assignor>,
+    /// A client-assigned group's protocol (`range`, ...).
+    pub protocol: Option<String>,
     pub members: Vec<GroupMember>,
     /// Every partition assigned or committed, with its lag.
     pub partitions: Vec<PartitionLag>,

@@ -17,7 +17,7 @@ pub use data::{
 pub use eddy_meta::PartitionId;
 pub use groups::{
     Assignor, CommitOffset, CommitOffsets, Committed, GroupDescription, GroupMember, GroupSummary,
-    Heartbeat, JoinGroup, Joined, LeaveGroup, PartitionLag,
+    Heartbeat, JoinGroup, Joined, LeaveGroup, MemberAssignment, PartitionLag, Protocol, SyncGroup,
 };
 
 /// One partition of one topic.

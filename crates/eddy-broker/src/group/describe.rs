@@ -72,6 +72,9 @@ impl Broker {
                 state: g.map_or("Empty", |g| g.state.name()),
                 generation: g.map_or(0, |g| g.generation),
                 assignor: g.and_then(|g| g.strategy),
+                protocol: g
+                    .and_then(|g| g.client.as_ref())
+                    .and_then(|c| c.protocol.clone()),
                 members,
                 partitions: Vec::new(),
             };

@@ -52,6 +52,13 @@ impl Broker {
             if g.ready(now) {
                 self.finish_rebalance(id, g, &meta, now);
             }
+            // A leader that never handed out the assignments: try again.
+            if let State::Completing { deadline } = g.state
+                && now >= deadline
+            {
+                tracing::info!(group = %id, "the leader sent no assignments in time; rebalancing again");
+                g.start_rebalance(now, delay);
+            }
             if g.state == State::Empty
                 && g.empty_since_ms.is_some_and(|t| now_ms - t > retention_ms)
             {

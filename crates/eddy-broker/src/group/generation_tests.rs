@@ -11,7 +11,7 @@ use eddy_log::LeaderEpoch;
 use eddy_meta::NodeId;
 
 use super::OFFSETS_TOPIC;
-use crate::api::{Assignor, JoinGroup, Joined, LeaveGroup, PartitionId};
+use crate::api::{Assignor, JoinGroup, Joined, LeaveGroup, PartitionId, Protocol};
 use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::{Broker, BrokerConfig};
@@ -37,7 +37,7 @@ async fn join(b: &Arc<Broker>) -> Joined {
         session_timeout: None,
         rebalance_timeout: None,
         topics: vec!["t".into()],
-        assignor: Assignor::CooperativeSticky,
+        protocol: Protocol::Server(Assignor::CooperativeSticky),
         owned: Vec::new(),
     })
     .await

@@ -6,16 +6,17 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use eddy_log::partitioner::partition_for_key;
 use eddy_meta::MetaState;
 
 use super::records::{GroupValue, Key};
-use super::state::{Group, Member, State};
+use super::state::{ClientAssigned, Group, Member, State};
 use super::{
     OFFSETS_TOPIC, REBALANCE_TIMEOUT_DEFAULT_MS, SESSION_TIMEOUT_DEFAULT_MS, check_group_id,
     from_api, to_api, uuid_short,
 };
-use crate::api::{Heartbeat, JoinGroup, Joined, LeaveGroup};
+use crate::api::{Heartbeat, JoinGroup, Joined, LeaveGroup, Protocol, SyncGroup};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 
@@ -42,16 +43,19 @@ impl Broker {
             .unwrap_or(Duration::from_millis(u64::from(
                 REBALANCE_TIMEOUT_DEFAULT_MS,
             )));
-        if req.topics.is_empty() {
-            return Err(BrokerError::InvalidRequest(
-                "a member subscribes to at least one topic".into(),
-            ));
-        }
         let meta = self.meta.state();
-        for t in &req.topics {
-            meta.topic(t)?;
+        // The coordinator assigns only what exists; a client-assigned
+        // group's leader sees the metadata itself.
+        if let Protocol::Server(_) = req.protocol {
+            if req.topics.is_empty() {
+                return Err(BrokerError::InvalidRequest(
+                    "a member subscribes to at least one topic".into(),
+                ));
+            }
+            for t in &req.topics {
+                meta.topic(t)?;
+            }
         }
-        let wanted = req.assignor;
         self.offsets_topic().await?;
         self.coordinate(&req.group_id).await?;
         let now = Instant::now();
@@ -60,7 +64,7 @@ impl Broker {
             let mut groups = self.groups.groups.lock();
             let g = self.group_or_new(&mut groups, &req.group_id)?;
             let others = g.members.keys().any(|m| *m != req.member_id);
-            if others && g.strategy.is_some_and(|s| s != wanted) {
+            if others && !fits(g, &req.protocol, &req.member_id) {
                 return Err(BrokerError::InconsistentAssignor(req.group_id.clone()));
             }
             let member_id = if req.member_id.is_empty() {
@@ -95,10 +99,30 @@ impl Broker {
                     topics,
                     owned: from_api(&req.owned),
                     assignment: Vec::new(),
+                    protocols: match &req.protocol {
+                        Protocol::Client { protocols, .. } => protocols.clone(),
+                        Protocol::Server(_) => Vec::new(),
+                    },
+                    encoded_assignment: Bytes::new(),
                     last_seen: now,
                 },
             );
-            g.strategy = Some(wanted);
+            match &req.protocol {
+                Protocol::Server(assignor) => {
+                    g.strategy = Some(*assignor);
+                    g.client = None;
+                }
+                Protocol::Client { protocol_type, .. } => {
+                    g.strategy = None;
+                    let leader = g.client.take().and_then(|c| c.leader);
+                    g.client = Some(ClientAssigned {
+                        protocol_type: protocol_type.clone(),
+                        protocol: None,
+                        leader,
+                        synced: false,
+                    });
+                }
+            }
             if changed {
                 tracing::info!(group = %req.group_id, member = %member_id, "member joined");
             }
@@ -128,13 +152,7 @@ impl Broker {
                         member: member_id,
                     });
                 };
-                (g.completed >= target).then(|| Joined {
-                    generation: g.generation,
-                    member_id: member_id.clone(),
-                    assignment: to_api(&m.assignment),
-                    assignor: g.strategy.unwrap_or(wanted),
-                    follow_up: g.follow_up,
-                })
+                (g.completed >= target).then(|| joined(g, &member_id, m))
             };
             if let Some(response) = answered {
                 self.await_persisted(&req.group_id, response.generation)
@@ -185,6 +203,60 @@ impl Broker {
             m.last_seen = m.last_seen.max(Instant::now());
         }
         check_generation(g, &req)
+    }
+
+    /// A client-assigned member's assignment for its generation: the
+    /// leader's call brings every member's; the others wait for it (and
+    /// are told to rejoin if a rebalance starts first).
+    pub async fn sync_group(self: &Arc<Self>, req: SyncGroup) -> Result<Bytes, BrokerError> {
+        self.coordinate(&req.group_id).await?;
+        let mut events = {
+            let mut groups = self.groups.groups.lock();
+            let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
+            check_sync(g, &req.group_id, req.generation)?;
+            let Some(client) = &mut g.client else {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "group {:?} is assigned by its coordinator; SyncGroup is for groups whose leader assigns (Kafka's classic protocol)",
+                    req.group_id
+                )));
+            };
+            if client.leader.as_deref() == Some(req.member_id.as_str()) && !client.synced {
+                client.synced = true;
+                for a in req.assignments {
+                    if let Some(m) = g.members.get_mut(&a.member_id) {
+                        m.assignment = from_api(&a.partitions);
+                        m.owned = m.assignment.clone();
+                        m.encoded_assignment = a.encoded;
+                    }
+                }
+                g.state = State::Stable;
+                tracing::info!(group = %req.group_id, generation = g.generation, leader = %req.member_id, "the leader assigned the group's partitions");
+                g.bump();
+            }
+            if let Some(m) = g.members.get_mut(&req.member_id) {
+                m.last_seen = Instant::now();
+            }
+            g.events.subscribe()
+        };
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            {
+                let mut groups = self.groups.groups.lock();
+                let g = self.member_of(&mut groups, &req.group_id, &req.member_id)?;
+                check_sync(g, &req.group_id, req.generation)?;
+                if g.client.as_ref().is_some_and(|c| c.synced) {
+                    let m = g.members.get_mut(&req.member_id);
+                    return Ok(m.map_or_else(Bytes::new, |m| {
+                        m.last_seen = Instant::now();
+                        m.encoded_assignment.clone()
+                    }));
+                }
+            }
+            tokio::select! {
+                changed = events.changed() => if changed.is_err() { return Err(BrokerError::ShuttingDown) },
+                _ = shutdown.changed() => return Err(BrokerError::ShuttingDown),
+            }
+        }
     }
 
     pub(super) fn member_of<'a>(
@@ -252,7 +324,7 @@ impl Broker {
         meta: &MetaState,
         now: Instant,
     ) {
-        g.complete(meta, self.now_ms());
+        g.complete(meta, now, self.now_ms());
         tracing::info!(group = %id, generation = g.generation, members = g.members.len(), "rebalance complete");
         self.persist_group(id);
         if g.follow_up {
@@ -313,12 +385,13 @@ impl Broker {
         let writer = writer?;
         let latest = {
             let groups = self.groups.groups.lock();
-            groups.get(group).and_then(|g| {
-                g.strategy.map(|assignor| GroupValue {
+            groups
+                .get(group)
+                .filter(|g| g.strategy.is_some() || g.client.is_some())
+                .map(|g| GroupValue {
                     generation: g.generation,
-                    assignor,
+                    assignor: g.strategy,
                 })
-            })
         };
         let Some(value) = latest else {
             return Ok(());
@@ -371,6 +444,82 @@ fn check_generation(g: &Group, req: &Heartbeat) -> Result<(), BrokerError> {
         return Err(BrokerError::IllegalGeneration {
             group: req.group_id.clone(),
             sent: req.generation,
+            current: g.generation,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a member joining with `protocol` may join `g` as it is: the
+/// same kind of assignment, the same assignor or protocol type, and for a
+/// client-assigned group a protocol every other member speaks too.
+fn fits(g: &Group, protocol: &Protocol, member: &str) -> bool {
+    match protocol {
+        Protocol::Server(assignor) => {
+            g.client.is_none() && g.strategy.is_none_or(|s| s == *assignor)
+        }
+        Protocol::Client {
+            protocol_type,
+            protocols,
+        } => {
+            g.strategy.is_none()
+                && g.client
+                    .as_ref()
+                    .is_none_or(|c| c.protocol_type == *protocol_type)
+                && protocols.iter().any(|(name, _)| {
+                    g.members
+                        .iter()
+                        .filter(|(id, _)| id.as_str() != member)
+                        .all(|(_, m)| m.protocols.iter().any(|(n, _)| n == name))
+                })
+        }
+    }
+}
+
+/// A member's answer to its join once the rebalance completed.
+fn joined(g: &Group, member_id: &str, m: &Member) -> Joined {
+    let client = g.client.as_ref();
+    let protocol = client.and_then(|c| c.protocol.clone());
+    let leader = client.and_then(|c| c.leader.clone()).unwrap_or_default();
+    // Only the leader learns the members, each with its metadata for the
+    // protocol chosen.
+    let members = match &protocol {
+        Some(p) if leader == member_id => g
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let metadata = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| n == p)
+                    .map(|(_, meta)| meta.clone())
+                    .unwrap_or_default();
+                (id.clone(), metadata)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Joined {
+        generation: g.generation,
+        member_id: member_id.to_string(),
+        assignment: to_api(&m.assignment),
+        assignor: g.strategy,
+        follow_up: g.follow_up,
+        protocol,
+        leader,
+        members,
+    }
+}
+
+/// A SyncGroup belongs to the current generation, after its joins.
+fn check_sync(g: &Group, group: &str, generation: i32) -> Result<(), BrokerError> {
+    if matches!(g.state, State::Preparing { .. }) {
+        return Err(BrokerError::RebalanceInProgress(group.to_string()));
+    }
+    if g.generation != generation {
+        return Err(BrokerError::IllegalGeneration {
+            group: group.to_string(),
+            sent: generation,
             current: g.generation,
         });
     }

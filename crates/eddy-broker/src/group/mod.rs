@@ -3,10 +3,13 @@
 //! `__consumer_offsets`.
 //!
 //! A group lives on the broker leading partition `murmur2(group) % P` of
-//! `__consumer_offsets`. The coordinator computes assignments itself (no
-//! group leader): a rebalance starts when membership or subscriptions change
-//! and completes when every known member has rejoined or the rebalance
-//! timeout has passed; members that did not rejoin are removed.
+//! `__consumer_offsets`. In a group of Eddy's clients the coordinator
+//! computes assignments itself (no group leader): a rebalance starts when
+//! membership or subscriptions change and completes when every known
+//! member has rejoined or the rebalance timeout has passed; members that
+//! did not rejoin are removed. A group of Kafka clients (the classic
+//! protocol) rebalances the same way, but its leader, a member, assigns:
+//! the completed rebalance waits for the leader's SyncGroup.
 //!
 //! Join and heartbeat are long polls: a heartbeat waits (up to what the
 //! member asks) and answers REBALANCE_IN_PROGRESS the moment a rebalance

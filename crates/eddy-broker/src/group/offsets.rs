@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eddy_log::LeaderEpoch;
 use eddy_log::partitioner::partition_for_key;
+use eddy_meta::NodeId;
 
 use super::assignor::Tp;
 use super::records::{GroupValue, Key, OffsetValue};
@@ -47,6 +48,25 @@ impl Broker {
             return Err(not_coordinator());
         }
         self.load_offsets_partition(index, &partition).await
+    }
+
+    /// The broker coordinating `group`: the leader of the group's
+    /// `__consumer_offsets` partition (the topic is created on first use);
+    /// `None` while that partition has no leader.
+    pub async fn group_coordinator(
+        self: &Arc<Self>,
+        group: &str,
+    ) -> Result<Option<NodeId>, BrokerError> {
+        check_group_id(group)?;
+        self.offsets_topic().await?;
+        let state = self.meta.state();
+        let topic = state.topic(OFFSETS_TOPIC)?;
+        let index = partition_for_key(group.as_bytes(), topic.partitions.len() as u32);
+        Ok(topic
+            .partitions
+            .get(index as usize)
+            .and_then(|p| p.leader)
+            .filter(|leader| state.brokers.get(leader).is_some_and(|b| !b.fenced)))
     }
 
     /// Loads every `__consumer_offsets` partition this broker leads (for
@@ -176,7 +196,7 @@ impl Broker {
                 persisted.insert(id.clone(), v.generation);
                 let g = groups.entry(id).or_insert_with(|| Group::new(now_ms));
                 g.generation = v.generation;
-                g.strategy = Some(v.assignor);
+                g.strategy = v.assignor;
             }
         }
         drop(persisted);

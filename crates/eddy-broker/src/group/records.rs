@@ -40,11 +40,15 @@ pub struct OffsetValue {
     pub metadata: Vec<u8>,
 }
 
+/// The assignor byte of a group whose leader assigns.
+const CLIENT_ASSIGNED: u8 = 4;
+
 /// What survives a coordinator restart about a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupValue {
     pub generation: i32,
-    pub assignor: Assignor,
+    /// `None`: the group's leader assigns (Kafka's classic protocol).
+    pub assignor: Option<Assignor>,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -121,9 +125,10 @@ impl GroupValue {
         let mut out = VERSION.to_be_bytes().to_vec();
         out.extend_from_slice(&self.generation.to_be_bytes());
         out.push(match self.assignor {
-            Assignor::Range => 1,
-            Assignor::RoundRobin => 2,
-            Assignor::CooperativeSticky => 3,
+            Some(Assignor::Range) => 1,
+            Some(Assignor::RoundRobin) => 2,
+            Some(Assignor::CooperativeSticky) => 3,
+            None => CLIENT_ASSIGNED,
         });
         out
     }
@@ -135,9 +140,10 @@ impl GroupValue {
         }
         let generation = r.u32()? as i32;
         let assignor = match r.u8()? {
-            1 => Assignor::Range,
-            2 => Assignor::RoundRobin,
-            3 => Assignor::CooperativeSticky,
+            1 => Some(Assignor::Range),
+            2 => Some(Assignor::RoundRobin),
+            3 => Some(Assignor::CooperativeSticky),
+            CLIENT_ASSIGNED => None,
             _ => return None,
         };
         r.0.is_empty().then_some(GroupValue {
@@ -212,11 +218,13 @@ mod tests {
             metadata: b"seq".to_vec(),
         };
         assert_eq!(OffsetValue::decode(&v.encode()), Some(v));
-        let g = GroupValue {
-            generation: 9,
-            assignor: Assignor::Range,
-        };
-        assert_eq!(GroupValue::decode(&g.encode()), Some(g));
+        for assignor in [Some(Assignor::Range), None] {
+            let g = GroupValue {
+                generation: 9,
+                assignor,
+            };
+            assert_eq!(GroupValue::decode(&g.encode()), Some(g));
+        }
         assert_eq!(Key::decode(b"\x00\x02\x00"), None);
         assert_eq!(OffsetValue::decode(b"\x00\x01\x00"), None);
     }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use eddy_meta::MetaState;
 use tokio::sync::watch;
 
@@ -12,7 +13,15 @@ use super::assignor::{Assignor, MemberInput, Tp, assign};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
     Empty,
-    Preparing { deadline: Instant, initial: bool },
+    Preparing {
+        deadline: Instant,
+        initial: bool,
+    },
+    /// A client-assigned group waiting for its leader's assignments, until
+    /// the deadline (then it rebalances again).
+    Completing {
+        deadline: Instant,
+    },
     Stable,
 }
 
@@ -21,9 +30,22 @@ impl State {
         match self {
             State::Empty => "Empty",
             State::Preparing { .. } => "PreparingRebalance",
+            State::Completing { .. } => "CompletingRebalance",
             State::Stable => "Stable",
         }
     }
+}
+
+/// A group whose leader, a client, assigns (Kafka's classic protocol).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ClientAssigned {
+    /// Every member's protocol type (`consumer`).
+    pub(super) protocol_type: String,
+    /// The protocol of the current generation, every member's choice.
+    pub(super) protocol: Option<String>,
+    pub(super) leader: Option<String>,
+    /// Whether the leader has handed out this generation's assignments.
+    pub(super) synced: bool,
 }
 
 #[derive(Debug)]
@@ -34,6 +56,10 @@ pub(super) struct Member {
     pub(super) topics: BTreeSet<String>,
     pub(super) owned: Vec<Tp>,
     pub(super) assignment: Vec<Tp>,
+    /// A client-assigned member's protocols by preference (name,
+    /// metadata), and its assignment as its leader encoded it.
+    pub(super) protocols: Vec<(String, Bytes)>,
+    pub(super) encoded_assignment: Bytes,
     /// Alive at least until this instant (a waiting heartbeat vouches for
     /// its whole wait, so a dropped call needs no cleanup); the session
     /// timeout counts from here.
@@ -43,7 +69,10 @@ pub(super) struct Member {
 #[derive(Debug)]
 pub(super) struct Group {
     pub(super) generation: i32,
+    /// Who assigns: the coordinator with this assignor, or (`client`) the
+    /// leader member; at most one is set.
     pub(super) strategy: Option<Assignor>,
+    pub(super) client: Option<ClientAssigned>,
     pub(super) state: State,
     pub(super) members: BTreeMap<String, Member>,
     pub(super) joined: BTreeSet<String>,
@@ -60,6 +89,7 @@ impl Group {
         Group {
             generation: 0,
             strategy: None,
+            client: None,
             state: State::Empty,
             members: BTreeMap::new(),
             joined: BTreeSet::new(),
@@ -106,8 +136,10 @@ impl Group {
         }
     }
 
-    /// Ends a rebalance: drops members that did not rejoin and assigns.
-    pub(super) fn complete(&mut self, meta: &MetaState, now_ms: i64) {
+    /// Ends a rebalance: drops members that did not rejoin and assigns,
+    /// or in a client-assigned group picks the leader and the protocol and
+    /// waits for the leader's assignments.
+    pub(super) fn complete(&mut self, meta: &MetaState, now: Instant, now_ms: i64) {
         let joined = std::mem::take(&mut self.joined);
         self.members.retain(|id, _| joined.contains(id));
         self.generation += 1;
@@ -116,6 +148,31 @@ impl Group {
         if self.members.is_empty() {
             self.state = State::Empty;
             self.empty_since_ms = Some(now_ms);
+        } else if let Some(client) = &mut self.client {
+            let leader = client
+                .leader
+                .clone()
+                .filter(|l| self.members.contains_key(l))
+                .or_else(|| self.members.keys().next().cloned());
+            client.protocol = leader
+                .as_ref()
+                .and_then(|l| common_protocol(&self.members, l));
+            client.leader = leader;
+            client.synced = false;
+            for m in self.members.values_mut() {
+                m.assignment.clear();
+                m.encoded_assignment = Bytes::new();
+            }
+            let wait = self
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout)
+                .max()
+                .unwrap_or_default();
+            self.state = State::Completing {
+                deadline: now + wait,
+            };
+            self.empty_since_ms = None;
         } else {
             let inputs: Vec<MemberInput> = self
                 .members
@@ -163,7 +220,9 @@ impl Group {
             return;
         }
         self.joined.remove(id);
-        if self.members.is_empty() && !matches!(self.state, State::Preparing { .. }) {
+        // The last member gone: no rebalance has anyone left to wait for.
+        if self.members.is_empty() {
+            self.joined.clear();
             self.state = State::Empty;
             self.empty_since_ms = Some(now_ms);
             self.bump();
@@ -171,4 +230,19 @@ impl Group {
             self.start_rebalance(now, initial_delay);
         }
     }
+}
+
+/// The first of the leader's protocols that every member also speaks.
+pub(super) fn common_protocol(members: &BTreeMap<String, Member>, leader: &str) -> Option<String> {
+    let leader = members.get(leader)?;
+    leader
+        .protocols
+        .iter()
+        .map(|(name, _)| name)
+        .find(|name| {
+            members
+                .values()
+                .all(|m| m.protocols.iter().any(|(n, _)| n == *name))
+        })
+        .cloned()
 }

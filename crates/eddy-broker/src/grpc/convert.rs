@@ -319,7 +319,7 @@ fn partitions_of(tps: Vec<pb::TopicPartitions>) -> Vec<api::TopicPartition> {
 
 pub(super) fn join_request(req: pb::JoinGroupRequest) -> Result<api::JoinGroup, BrokerError> {
     Ok(api::JoinGroup {
-        assignor: assignor(req.assignor)?,
+        protocol: api::Protocol::Server(assignor(req.assignor)?),
         group_id: req.group_id,
         member_id: req.member_id,
         client_id: req.client_id,
@@ -335,7 +335,7 @@ pub(super) fn join_response(j: api::Joined) -> pb::JoinGroupResponse {
         generation: j.generation,
         member_id: j.member_id,
         assignment: topic_partitions(&j.assignment),
-        assignor: assignor_pb(Some(j.assignor)),
+        assignor: assignor_pb(j.assignor),
         follow_up: j.follow_up,
     }
 }

@@ -1,0 +1,172 @@
+//! PyPI's Kafka clients (confluent-kafka, with its own librdkafka, and
+//! kafka-python, pure Python) against the Kafka listener, through the
+//! scenarios of `clients.py`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use super::{kafka_addr, kafka_broker, tools_dir};
+use crate::harness::run;
+
+/// Runs a `clients.py` scenario and parses the JSON line it prints.
+fn scenario(name: &str, kafka: &str, topic: &str, count: usize) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("suite/kafka/clients.py");
+    let out = run(
+        Command::new("timeout")
+            .args(["120", "python3"])
+            .arg(script)
+            .args([name, kafka, topic, &count.to_string()])
+            .env("PYTHONPATH", tools_dir().join("python")),
+        b"",
+    );
+    assert!(
+        out.success,
+        "clients.py {name} failed: {}\n{}",
+        out.stderr, out.stdout
+    );
+    let line = out.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// `[key, value, partition, offset]` records: every `v{i}` once, each key
+/// on one partition, each partition's offsets 0, 1, 2, ... in the order
+/// produced.
+fn check_records(records: &serde_json::Value, count: usize) {
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), count, "{records:?}");
+    let mut partition_of_key: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_partition: BTreeMap<i64, Vec<(i64, usize)>> = BTreeMap::new();
+    let mut seen = vec![false; count];
+    for r in records {
+        let key = r[0].as_str().unwrap().to_string();
+        let i: usize = r[1].as_str().unwrap()[1..].parse().unwrap();
+        let (partition, offset) = (r[2].as_i64().unwrap(), r[3].as_i64().unwrap());
+        assert!(!seen[i], "v{i} twice");
+        seen[i] = true;
+        assert_eq!(*partition_of_key.entry(key).or_insert(partition), partition);
+        by_partition.entry(partition).or_default().push((offset, i));
+    }
+    for (p, mut rs) in by_partition {
+        rs.sort();
+        for (n, (offset, _)) in rs.iter().enumerate() {
+            assert_eq!(*offset, n as i64, "partition {p} has a gap or a duplicate");
+        }
+        assert!(
+            rs.windows(2).all(|w| w[0].1 < w[1].1),
+            "partition {p} out of order"
+        );
+    }
+}
+
+#[test]
+fn confluent_kafka_admin_creates_lists_and_deletes_topics() {
+    let b = kafka_broker();
+    let kafka = kafka_addr(&b);
+    let result = scenario("admin", kafka, "made-by-python", 0);
+    assert_eq!(result["partitions"], 3, "{result}");
+    assert_eq!(result["again"], "TOPIC_ALREADY_EXISTS", "{result}");
+    assert_eq!(result["gone"], true, "{result}");
+    assert!(!b.ok(&["topic", "list"]).contains("made-by-python"));
+}
+
+#[test]
+fn an_idempotent_librdkafka_producer_and_consumer_move_every_record_once_in_order() {
+    let b = kafka_broker();
+    let kafka = kafka_addr(&b);
+    b.ok(&["topic", "create", "events", "-p", "3"]);
+    let produced = scenario("confluent-produce", kafka, "events", 3000);
+    assert_eq!(produced["acked"], 3000, "{produced}");
+    assert_eq!(produced["unflushed"], 0, "{produced}");
+    let consumed = scenario("confluent-consume", kafka, "events", 3000);
+    check_records(&consumed["records"], 3000);
+    // The same log over gRPC, keys where Eddy's producer puts them.
+    let grpc = b.ok(&[
+        "consume",
+        "events",
+        "--from-beginning",
+        "-n",
+        "3000",
+        "--print-key",
+        "--print-offset",
+    ]);
+    assert_eq!(grpc.lines().count(), 3000);
+    b.ok_with_input(&["produce", "events", "--key-separator", ":"], b"k3:mine\n");
+    let k3_partition = consumed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0] == "k3")
+        .map(|r| r[2].as_i64().unwrap())
+        .unwrap();
+    let grpc = b.ok(&[
+        "consume",
+        "events",
+        "-p",
+        &k3_partition.to_string(),
+        "--from-beginning",
+        "--idle-timeout-ms",
+        "500",
+    ]);
+    assert!(
+        grpc.lines().any(|l| l == "mine"),
+        "k3 from gRPC lands with k3 from librdkafka"
+    );
+}
+
+#[test]
+fn kafka_python_produces_idempotently_and_consumes() {
+    let b = kafka_broker();
+    let kafka = kafka_addr(&b);
+    b.ok(&["topic", "create", "py", "-p", "2"]);
+    let result = scenario("kafka-python", kafka, "py", 500);
+    assert_eq!(result["acked"], 500, "{result}");
+    check_records(&result["records"], 500);
+}
+
+#[test]
+fn three_librdkafka_consumers_share_a_group_rebalance_when_one_leaves_and_commit() {
+    let b = kafka_broker();
+    let kafka = kafka_addr(&b);
+    b.ok(&["topic", "create", "shared", "-p", "3"]);
+    let result = scenario("confluent-group", kafka, "shared", 600);
+    assert_eq!(
+        result["assigned"],
+        serde_json::json!({"c0": 1, "c1": 1, "c2": 1}),
+        "one partition each: {result}"
+    );
+    assert_eq!(
+        result["after_leave"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_i64().unwrap())
+            .sum::<i64>(),
+        3,
+        "the two left hold every partition: {result}"
+    );
+    assert_eq!(result["first"], 600, "{result}");
+    assert_eq!(
+        result["second"], 600,
+        "nothing read twice after the rebalance: {result}"
+    );
+    assert_eq!(result["distinct"], 1200, "{result}");
+    // The coordinator gRPC clients use shows the group and its commits.
+    let described = b.ok(&["group", "describe", "readers"]);
+    assert!(
+        described.contains("state Empty"),
+        "every consumer closed: {described}"
+    );
+    // TOPIC PARTITION COMMITTED LOG-END LAG: each partition committed to
+    // its end.
+    let rows: Vec<Vec<&str>> = described
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.first() == Some(&"shared"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{described}");
+    for f in rows {
+        assert_eq!(f[2], f[3], "committed up to the end: {described}");
+        assert_eq!(f[4], "0", "{described}");
+    }
+}
