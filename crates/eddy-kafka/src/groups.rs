@@ -144,28 +144,28 @@ fn group_denied(shared: &Shared, session: &Session, group: &str, op: Operation) 
         .then(|| ResponseError::GroupAuthorizationFailed.code())
 }
 
-/// The topics a consumer's subscription metadata names (versioned: an
-/// `i16` version, then the body; a newer version is read as the newest
-/// known, which it extends).
-fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
-    let mut b = metadata.clone();
+/// A consumer-protocol message (subscription or assignment): an `i16`
+/// version, then the body; a newer version is read as the newest known,
+/// which it extends. `None` when it cannot be read.
+fn consumer_protocol<T: Decodable>(encoded: &Bytes) -> Option<T> {
+    let mut b = encoded.clone();
     if b.remaining() < 2 {
-        return Vec::new();
+        return None;
     }
     let version = b.get_i16().clamp(0, 3);
-    ConsumerProtocolSubscription::decode(&mut b, version)
+    T::decode(&mut b, version).ok()
+}
+
+/// The topics a consumer's subscription metadata names.
+fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
+    consumer_protocol::<ConsumerProtocolSubscription>(metadata)
         .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
         .unwrap_or_default()
 }
 
 /// The partitions a consumer's assignment names.
 fn assigned_partitions(assignment: &Bytes) -> Vec<TopicPartition> {
-    let mut b = assignment.clone();
-    if b.remaining() < 2 {
-        return Vec::new();
-    }
-    let version = b.get_i16().clamp(0, 3);
-    ConsumerProtocolAssignment::decode(&mut b, version)
+    consumer_protocol::<ConsumerProtocolAssignment>(assignment)
         .map(|a| {
             a.assigned_partitions
                 .iter()
@@ -461,11 +461,7 @@ pub(crate) async fn offset_fetch(
 ) -> OffsetFetchResponse {
     let group = request.group_id.0.to_string();
     if let Some(code) = group_denied(shared, session, &group, Operation::Describe) {
-        let mut response = OffsetFetchResponse::default();
-        if version >= 2 {
-            response.error_code = code;
-        }
-        return response;
+        return offset_fetch_failed(code, version);
     }
     let wanted: Option<Vec<(TopicName, Vec<i32>)>> = request.topics.map(|ts| {
         ts.into_iter()
@@ -474,14 +470,7 @@ pub(crate) async fn offset_fetch(
     });
     let committed = match shared.broker.fetch_offsets(&group, &[]).await {
         Ok(c) => c,
-        Err(e) => {
-            let code = errors::code(&e);
-            let mut response = OffsetFetchResponse::default();
-            if version >= 2 {
-                response.error_code = code;
-            }
-            return response;
-        }
+        Err(e) => return offset_fetch_failed(errors::code(&e), version),
     };
     let lookup = |topic: &str, partition: i32| {
         committed
@@ -544,4 +533,13 @@ pub(crate) async fn offset_fetch(
         }
     };
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// An OffsetFetch refused whole: the group error exists from version 2.
+fn offset_fetch_failed(code: i16, version: i16) -> OffsetFetchResponse {
+    let mut response = OffsetFetchResponse::default();
+    if version >= 2 {
+        response.error_code = code;
+    }
+    response
 }

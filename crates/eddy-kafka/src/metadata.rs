@@ -104,12 +104,12 @@ pub(crate) async fn handle(
         .values()
         .filter(|b| !b.fenced)
         .filter_map(|b| {
-            let (host, port) = split_host_port(b.kafka_address.as_deref()?)?;
+            let (host, port) = endpoint(&state, b.id)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.id.0))
-                    .with_host(StrBytes::from_string(host.to_string()))
-                    .with_port(i32::from(port)),
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
             )
         })
         .collect();
