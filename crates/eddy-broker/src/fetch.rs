@@ -6,13 +6,13 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use eddy_log::Offset;
+use eddy_log::{LeaderEpoch, Offset};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::api::{
     Chunk, FetchRequest, FetchResponse, Fetched, FetchedTopic, ListedOffset, ListedTopic,
-    OffsetsRequest, SubscribeRequest,
+    OffsetsRequest, SubscribeRequest, TopicPartition,
 };
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
@@ -161,6 +161,21 @@ impl Broker {
             }
         });
         Ok(rx)
+    }
+
+    /// Where a leader epoch ended on one partition's leader (see
+    /// [`Partition::epoch_end`]).
+    pub fn epoch_end(
+        &self,
+        tp: &TopicPartition,
+        current: Option<LeaderEpoch>,
+        epoch: LeaderEpoch,
+    ) -> Result<Option<(LeaderEpoch, Offset)>, BrokerError> {
+        self.check_lease()?;
+        self.topics
+            .get(&tp.topic)?
+            .partition(tp.partition)?
+            .epoch_end(current, epoch)
     }
 
     /// Offset lookups; a partition that fails carries its own error.

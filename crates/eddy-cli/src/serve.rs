@@ -91,8 +91,9 @@ pub struct ServeArgs {
 pub struct KafkaArgs {
     /// Also speak Kafka's wire protocol, on this address (port 0 picks a
     /// free one): Kafka clients (librdkafka, kcat, Java, kafka-python)
-    /// produce and consume without changes. See "Kafka clients" in the
-    /// README for what is served.
+    /// produce and consume without changes. Clients sign in with
+    /// SASL/SCRAM-SHA-256 as Eddy users (PLAIN too on a loopback address).
+    /// See "Kafka clients" in the README for what is served.
     #[arg(long, env = "EDDY_KAFKA_LISTEN", value_name = "HOST:PORT")]
     pub kafka_listen: Option<SocketAddr>,
     /// Address Kafka clients are told to use for this broker, if not the
@@ -396,7 +397,7 @@ fn refuse_open_kafka(
         return Ok(());
     }
     bail!(
-        "refusing to open the Kafka listener on {listen} without authentication: anyone who reaches it could read, write and delete every topic. Listen on 127.0.0.1, give --auth required (Kafka clients cannot sign in yet, so they are then refused everything), or pass --insecure to accept the risk"
+        "refusing to open the Kafka listener on {listen} without authentication: anyone who reaches it could read, write and delete every topic. Listen on 127.0.0.1, give --auth required (Kafka clients then sign in with SASL/SCRAM-SHA-256 as Eddy users), or pass --insecure to accept the risk"
     )
 }
 

@@ -1,11 +1,17 @@
-//! Topic administration over Kafka: CreateTopics and DeleteTopics, with
-//! the rights gRPC's Admin service asks for.
+//! Topic administration over Kafka: CreateTopics, CreatePartitions and
+//! DeleteTopics, with the rights gRPC's Admin service asks for.
 
 use std::collections::BTreeMap;
 
 use eddy_meta::{Operation, ResourceType};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsRequest, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicResult, CreateTopicsResponse,
@@ -162,4 +168,81 @@ pub(crate) async fn delete_topics(
         results.push(answer);
     }
     DeleteTopicsResponse::default().with_responses(results)
+}
+
+pub(crate) async fn create_partitions(
+    request: CreatePartitionsRequest,
+    shared: &Shared,
+    session: &Session,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::new();
+    for topic in request.topics {
+        let answer = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        results.push(
+            match add_partitions(topic, request.validate_only, shared, session).await {
+                Ok(()) => answer,
+                Err((code, message)) => answer
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            },
+        );
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+/// Grows one topic to `topic.count` partitions.
+async fn add_partitions(
+    topic: CreatePartitionsTopic,
+    validate_only: bool,
+    shared: &Shared,
+    session: &Session,
+) -> Result<(), (i16, String)> {
+    let name = topic.name.0.to_string();
+    let refuse = |e: ResponseError, m: String| Err((e.code(), m));
+    if !session.may(shared, ResourceType::Topic, &name, Operation::Alter) {
+        return refuse(
+            ResponseError::TopicAuthorizationFailed,
+            format!("{} may not alter topic {name:?}", session.principal),
+        );
+    }
+    if topic.assignments.is_some() {
+        return refuse(
+            ResponseError::InvalidReplicaAssignment,
+            "Eddy places replicas itself: give only the new partition count".into(),
+        );
+    }
+    let Some(current) = shared
+        .broker
+        .meta
+        .state()
+        .topics
+        .get(&name)
+        .map(|t| t.partitions.len())
+    else {
+        return refuse(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic {name:?} does not exist"),
+        );
+    };
+    let total = match u32::try_from(topic.count) {
+        Ok(n) if n as usize > current && n <= eddy_broker::PARTITIONS_MAX => n,
+        _ => {
+            return refuse(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "topic {name:?} has {current} partitions: ask for more, up to {}",
+                    eddy_broker::PARTITIONS_MAX
+                ),
+            );
+        }
+    };
+    if validate_only {
+        return Ok(());
+    }
+    shared
+        .broker
+        .create_partitions(&name, total)
+        .await
+        .map(|_| ())
+        .map_err(|e| (errors::code(&e), e.to_string()))
 }

@@ -15,7 +15,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::frame::{self, FrameError};
-use crate::{Shared, admin, fetch, groups, metadata, produce, versions};
+use crate::sasl::SignIn;
+use crate::{
+    Shared, admin, configs, fetch, group_admin, groups, metadata, produce, sasl, versions,
+};
 
 /// Who is on the other end of a connection.
 #[derive(Debug)]
@@ -24,6 +27,9 @@ pub(crate) struct Session {
     pub principal: Principal,
     /// The client's name for itself, from its latest request header.
     pub client_id: String,
+    pub sign_in: SignIn,
+    /// Close the connection once this answer is written (a failed sign-in).
+    pub close_after_answer: bool,
 }
 
 impl Session {
@@ -54,6 +60,43 @@ impl Session {
         }
         allowed
     }
+
+    /// Kafka's `authorized_operations` bit field: of `operations`, those
+    /// the principal may do on the resource (asking is not refused, so
+    /// nothing is audited).
+    pub fn authorized_operations(
+        &self,
+        shared: &Shared,
+        resource: ResourceType,
+        name: &str,
+        operations: &[Operation],
+    ) -> i32 {
+        operations
+            .iter()
+            .filter(|op| {
+                shared
+                    .broker
+                    .authorizer
+                    .allows(&self.principal, resource, name, **op)
+            })
+            .filter_map(|op| acl_operation_code(*op))
+            .fold(0, |bits, code| bits | 1 << code)
+    }
+}
+
+/// Kafka's code for an ACL operation (`AclOperation`).
+fn acl_operation_code(op: Operation) -> Option<i32> {
+    Some(match op {
+        Operation::All => 2,
+        Operation::Read => 3,
+        Operation::Write => 4,
+        Operation::Create => 5,
+        Operation::Delete => 6,
+        Operation::Alter => 7,
+        Operation::Describe => 8,
+        Operation::ClusterAction => 9,
+        Operation::Upload | Operation::Apply => return None,
+    })
 }
 
 /// Why a connection is closed instead of answered.
@@ -90,6 +133,8 @@ enum Closing {
     },
     #[error("{0}")]
     Write(std::io::Error),
+    #[error("the client failed to sign in")]
+    SignInFailed,
     #[error("no handler for a served API (a bug in Eddy; please report it): {0:.200}")]
     NoHandler(String),
 }
@@ -106,6 +151,8 @@ pub(crate) async fn serve(
         peer,
         principal: Principal::Anonymous,
         client_id: String::new(),
+        sign_in: SignIn::Idle,
+        close_after_answer: false,
     };
     let closing = loop {
         let frame = tokio::select! {
@@ -121,6 +168,9 @@ pub(crate) async fn serve(
             Ok(Some(response)) => {
                 if let Err(e) = writer.write_all(&response).await {
                     break Closing::Write(e);
+                }
+                if session.close_after_answer {
+                    break Closing::SignInFailed;
                 }
             }
             Ok(None) => {}
@@ -198,6 +248,12 @@ async fn handle(
 ) -> Result<Option<ResponseKind>, Closing> {
     Ok(Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::api_versions(0)),
+        RequestKind::SaslHandshake(r) => {
+            ResponseKind::SaslHandshake(sasl::handshake(r, shared, session))
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            ResponseKind::SaslAuthenticate(sasl::authenticate(r, shared, session).await)
+        }
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(r, version, shared, session).await)
         }
@@ -240,6 +296,24 @@ async fn handle(
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(fetch::list_offsets(r, version, shared, session).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(r, shared, session))
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(group_admin::list_groups(r, version, shared, session).await)
+        }
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(
+            group_admin::describe_groups(r, version, shared, session).await,
+        ),
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe_configs(r, version, shared, session))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(r, shared, session).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(metadata::describe_cluster(r, version, shared, session))
         }
         // `versions::lookup` lets through only the APIs above.
         other => return Err(Closing::NoHandler(format!("{other:?}"))),

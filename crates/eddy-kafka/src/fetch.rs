@@ -1,4 +1,4 @@
-//! Fetch and ListOffsets. Stored batches go back as they are on disk; a
+//! Fetch, ListOffsets and OffsetForLeaderEpoch. Stored batches go back as they are on disk; a
 //! fetch from an offset inside a batch gets that whole batch (clients skip
 //! the records before the offset, as with Kafka). Each partition gets its
 //! own answer: one that moved leader or that the principal may not read
@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use eddy_broker::StartAt;
-use eddy_broker::api::{self, PartitionId};
+use eddy_broker::api::{self, LeaderEpoch, PartitionId, TopicPartition};
 use eddy_log::{Offset, Timestamp};
 use eddy_meta::{Operation, ResourceType};
 use kafka_protocol::ResponseError;
@@ -19,6 +19,10 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderEpochRequest;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
 
 use crate::connection::Session;
@@ -225,4 +229,53 @@ pub(crate) async fn list_offsets(
             })
             .collect(),
     )
+}
+
+/// OffsetForLeaderEpoch: where each epoch a consumer last read from ended
+/// on the leader's log, so that it notices a log truncated under it
+/// (after an unclean election) and resets instead of reading on.
+pub(crate) fn offset_for_leader_epoch(
+    request: OffsetForLeaderEpochRequest,
+    shared: &Shared,
+    session: &Session,
+) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.topic.0.to_string();
+            let allowed = session.may(shared, ResourceType::Topic, &name, Operation::Describe);
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let answer = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    if let Some(code) = refusal(shared, allowed, &name, p.partition) {
+                        return answer.with_error_code(code);
+                    }
+                    let tp = TopicPartition::new(name.clone(), PartitionId(p.partition as u32));
+                    let current = (p.current_leader_epoch >= 0)
+                        .then_some(LeaderEpoch(p.current_leader_epoch));
+                    match shared
+                        .broker
+                        .epoch_end(&tp, current, LeaderEpoch(p.leader_epoch))
+                    {
+                        Ok(Some((epoch, end))) => answer
+                            .with_leader_epoch(epoch.0)
+                            .with_end_offset(end.0 as i64),
+                        // Every epoch on this log is newer than the one asked.
+                        Ok(None) => answer,
+                        Err(e) => answer.with_error_code(errors::code(&e)),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
 }

@@ -94,10 +94,12 @@ async fn locate(key: &str, key_type: i8, shared: &Shared, session: &Session) -> 
             .with_error_message(Some(StrBytes::from_string(message)))
     };
     if key_type != GROUP {
+        // Not retriable: a transactional producer fails at once instead
+        // of looking for a coordinator until it times out.
         return failed(
             answer,
-            ResponseError::CoordinatorNotAvailable,
-            "Eddy does not support transactions; only group coordinators exist".into(),
+            ResponseError::InvalidRequest,
+            "Eddy does not support Kafka transactions; only group coordinators exist".into(),
         );
     }
     if !session.may(shared, ResourceType::Group, key, Operation::Describe) {
@@ -164,7 +166,7 @@ fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
 }
 
 /// The partitions a consumer's assignment names.
-fn assigned_partitions(assignment: &Bytes) -> Vec<TopicPartition> {
+pub(crate) fn assigned_partitions(assignment: &Bytes) -> Vec<TopicPartition> {
     consumer_protocol::<ConsumerProtocolAssignment>(assignment)
         .map(|a| {
             a.assigned_partitions
@@ -222,6 +224,7 @@ pub(crate) async fn join_group(
         group_id: group,
         member_id: request.member_id.to_string(),
         client_id: session.client_id.clone(),
+        client_host: session.peer.ip().to_string(),
         session_timeout: millis(request.session_timeout_ms),
         // Version 0 has one timeout for both.
         rebalance_timeout: millis(if version >= 1 {

@@ -14,10 +14,14 @@
 //! size limit), `versions.rs` (the APIs and versions served, and
 //! ApiVersions), `connection.rs` (one connection's request loop: header,
 //! version check, dispatch, answer in order), `errors.rs` (`BrokerError` to
-//! Kafka error codes), and for the requests themselves `metadata.rs`,
-//! `produce.rs` (with InitProducerId), `fetch.rs` (with ListOffsets),
-//! `groups.rs` (FindCoordinator) and `admin.rs` (CreateTopics,
-//! DeleteTopics).
+//! Kafka error codes), and for the requests themselves `metadata.rs`
+//! (with DescribeCluster), `produce.rs` (with InitProducerId), `fetch.rs`
+//! (with ListOffsets and OffsetForLeaderEpoch),
+//! `groups.rs` (the classic group protocol, OffsetCommit, OffsetFetch),
+//! `group_admin.rs` (ListGroups, DescribeGroups), `admin.rs`
+//! (CreateTopics, CreatePartitions, DeleteTopics), `configs.rs`
+//! (DescribeConfigs) and `sasl.rs` (signing in with SCRAM-SHA-256 or
+//! PLAIN).
 //!
 //! Architecture invariants: a request is answered, or its connection
 //! closed with a warning saying why, never dropped silently; a malformed
@@ -28,13 +32,16 @@
 //! one `Authorizer`.
 
 mod admin;
+mod configs;
 mod connection;
 mod errors;
 mod fetch;
 mod frame;
+mod group_admin;
 mod groups;
 mod metadata;
 mod produce;
+mod sasl;
 mod versions;
 
 use std::net::SocketAddr;
@@ -74,6 +81,9 @@ impl Default for KafkaConfig {
 pub(crate) struct Shared {
     pub broker: Arc<Broker>,
     pub config: KafkaConfig,
+    /// SASL/PLAIN is offered (the listener is on loopback, where its
+    /// clear-text password cannot be overheard).
+    pub plain_allowed: bool,
 }
 
 /// A running Kafka listener.
@@ -93,7 +103,11 @@ impl KafkaListener {
     ) -> std::io::Result<KafkaListener> {
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let shared = Arc::new(Shared { broker, config });
+        let shared = Arc::new(Shared {
+            broker,
+            config,
+            plain_allowed: local_addr.ip().is_loopback(),
+        });
         let task = tokio::spawn(accept(listener, shared, stopped));
         tracing::info!(%local_addr, "Kafka listener started");
         Ok(KafkaListener {

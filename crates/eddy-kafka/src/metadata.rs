@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 use eddy_meta::{MetaState, Operation, ResourceType, TopicMeta};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -99,18 +103,12 @@ pub(crate) async fn handle(
             })
             .collect(),
     };
-    let brokers = state
-        .brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            let (host, port) = endpoint(&state, b.id)?;
-            Some(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id.0))
-                    .with_host(StrBytes::from_string(host))
-                    .with_port(port),
-            )
+    let brokers = live_brokers(&state)
+        .map(|(id, host, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(id)
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
         })
         .collect();
     let mut response = MetadataResponse::default()
@@ -158,6 +156,72 @@ fn topic(t: &TopicMeta, state: &MetaState, version: i16) -> MetadataResponseTopi
         topic.topic_id = uuid::Uuid::from_u128(t.id.0);
     }
     topic
+}
+
+/// Every broker that is not fenced and has a Kafka listener, with the
+/// host and port clients reach it at.
+fn live_brokers(state: &MetaState) -> impl Iterator<Item = (BrokerId, String, i32)> + '_ {
+    state
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let (host, port) = endpoint(state, b.id)?;
+            Some((BrokerId(b.id.0), host, port))
+        })
+}
+
+/// DescribeCluster: the cluster's id, its controller and its brokers.
+/// Answered to anyone, as Metadata's broker list is; the cluster's
+/// authorized operations only when asked for.
+pub(crate) fn describe_cluster(
+    request: DescribeClusterRequest,
+    version: i16,
+    shared: &Shared,
+    session: &Session,
+) -> DescribeClusterResponse {
+    /// Kafka's endpoint types: 1 brokers, 2 controllers.
+    const BROKERS: i8 = 1;
+    let mut response = DescribeClusterResponse::default();
+    if version >= 1 {
+        response.endpoint_type = BROKERS;
+        if request.endpoint_type != BROKERS {
+            return response
+                .with_error_code(ResponseError::UnsupportedEndpointType.code())
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "Eddy's controllers have no Kafka endpoint: ask for brokers (endpoint type 1)",
+                )));
+        }
+    }
+    let state = shared.broker.meta.state();
+    let brokers = live_brokers(&state)
+        .map(|(id, host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(id)
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+        })
+        .collect();
+    let operations = if request.include_cluster_authorized_operations {
+        session.authorized_operations(
+            shared,
+            ResourceType::Cluster,
+            eddy_meta::CLUSTER_RESOURCE,
+            &[
+                Operation::Create,
+                Operation::Alter,
+                Operation::Describe,
+                Operation::ClusterAction,
+            ],
+        )
+    } else {
+        i32::MIN
+    };
+    response
+        .with_cluster_id(StrBytes::from_string(state.cluster_id.clone()))
+        .with_controller_id(BrokerId(shared.broker.meta.leader().map_or(-1, |n| n.0)))
+        .with_brokers(brokers)
+        .with_cluster_authorized_operations(operations)
 }
 
 /// Where Kafka clients reach broker `node`, if it has a Kafka listener.

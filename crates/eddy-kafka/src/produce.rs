@@ -182,6 +182,17 @@ pub(crate) async fn init_producer_id(
     let answer = InitProducerIdResponse::default()
         .with_producer_id(KafkaProducerId(-1))
         .with_producer_epoch(-1);
+    // As gRPC's rule has it: an idempotent producer may write somewhere.
+    let principal = &session.principal;
+    if !shared
+        .broker
+        .authorizer
+        .allows_some(principal, ResourceType::Topic, Operation::Write)
+    {
+        tracing::warn!(target: "eddy::audit", %principal, peer = %session.peer, listener = "kafka", api = "InitProducerId", "denied");
+        return answer.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
+    // Not retriable, so a transactional producer fails at once.
     if request.transactional_id.is_some() {
         tracing::warn!(peer = %session.peer, "refused a transactional producer: Eddy does not support Kafka transactions");
         return answer.with_error_code(ResponseError::InvalidRequest.code());

@@ -38,6 +38,16 @@ pub(crate) const SERVED: &[Served] = &[
     served(ApiKey::DeleteTopics, 1, 1, 5),
     // Kept from version 0: older librdkafka asks for exactly that.
     served(ApiKey::InitProducerId, 0, 0, 4),
+    served(ApiKey::OffsetForLeaderEpoch, 2, 2, 4),
+    served(ApiKey::DescribeGroups, 0, 0, 5),
+    served(ApiKey::ListGroups, 0, 0, 5),
+    served(ApiKey::DescribeConfigs, 1, 1, 4),
+    served(ApiKey::CreatePartitions, 0, 0, 3),
+    served(ApiKey::DescribeCluster, 0, 0, 1),
+    // Version 0 would be followed by bare SASL frames; 1 wraps them in
+    // SaslAuthenticate, which every current client uses.
+    served(ApiKey::SaslHandshake, 1, 1, 1),
+    served(ApiKey::SaslAuthenticate, 0, 0, 2),
 ];
 
 const fn served(key: ApiKey, advertised_min: i16, min: i16, max: i16) -> Served {

@@ -185,6 +185,35 @@ impl LogConfig {
         Ok(())
     }
 
+    /// One setting's value as [`LogConfig::set`] reads it (so that
+    /// `set(key, &get(key))` changes nothing); `None` for an unknown key.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let unlimited = |v: Option<i64>| v.unwrap_or(-1).to_string();
+        Some(match key {
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "max.message.bytes" => self.batch_bytes_max.to_string(),
+            "retention.ms" => unlimited(self.retention_ms),
+            "retention.bytes" => unlimited(self.retention_bytes.map(|v| v as i64)),
+            "cleanup.policy" => match self.cleanup_policy {
+                CleanupPolicy::Delete => "delete",
+                CleanupPolicy::Compact => "compact",
+                CleanupPolicy::CompactDelete => "compact,delete",
+            }
+            .to_string(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "producer.id.expiration.ms" => self.producers.expiration_ms.to_string(),
+            "eddy.changelog" => self.changelog.to_string(),
+            "flush.ms" => match self.fsync {
+                FsyncPolicy::Always => "always".to_string(),
+                FsyncPolicy::Never => "never".to_string(),
+                FsyncPolicy::IntervalMs(ms) => ms.to_string(),
+            },
+            _ => return None,
+        })
+    }
+
     /// Checks settings that depend on each other.
     pub fn validate(&self) -> Result<()> {
         if self.segment_bytes > SEGMENT_BYTES_LIMIT || self.segment_bytes < 1024 {
@@ -232,6 +261,31 @@ mod tests {
         assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
         assert_eq!(c.segment_bytes, 4096);
         assert_eq!(c.fsync, FsyncPolicy::IntervalMs(250));
+    }
+
+    #[test]
+    fn every_key_reads_back_what_set_takes() {
+        let mut changed = LogConfig::default();
+        for (key, value) in [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "1048576"),
+            ("cleanup.policy", "compact,delete"),
+            ("flush.ms", "250"),
+            ("eddy.changelog", "true"),
+        ] {
+            changed.set(key, value).unwrap();
+        }
+        for config in [LogConfig::default(), changed] {
+            let mut copy = LogConfig::default();
+            for key in CONFIG_KEYS {
+                let value = config
+                    .get(key)
+                    .unwrap_or_else(|| panic!("no value for {key}"));
+                copy.set(key, &value).unwrap();
+            }
+            assert_eq!(copy, config);
+        }
+        assert_eq!(LogConfig::default().get("retention.hours"), None);
     }
 
     #[test]

@@ -11,24 +11,53 @@ import time
 
 
 def admin(bootstrap, topic, _count):
-    """confluent-kafka's AdminClient: create, see, create again, delete."""
+    """confluent-kafka's AdminClient: create, see, create again, grow,
+    describe the topic's configs and the cluster, delete."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
     client = AdminClient({"bootstrap.servers": bootstrap})
-    client.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+
+    def failure(future):
+        try:
+            future.result(30)
+            return "succeeded"
+        except KafkaException as e:
+            return e.args[0].name()
+
+    new = NewTopic(topic, num_partitions=3, replication_factor=1,
+                   config={"cleanup.policy": "compact"})
+    client.create_topics([new])[topic].result(30)
     partitions = len(client.list_topics(timeout=30).topics[topic].partitions)
-    try:
-        client.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
-        again = "created twice"
-    except KafkaException as e:
-        again = e.args[0].name()
+    again = failure(client.create_topics([new])[topic])
+    client.create_partitions([NewPartitions(topic, 5)])[topic].result(30)
+    grown = len(client.list_topics(timeout=30).topics[topic].partitions)
+    shrink = failure(client.create_partitions([NewPartitions(topic, 2)])[topic])
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = client.describe_configs([resource])[resource].result(30)
+    configs = {
+        name: [entry.value, str(entry.source)]
+        for name, entry in entries.items()
+    }
+    cluster = client.describe_cluster().result(30)
     client.delete_topics([topic])[topic].result(30)
     deadline = time.time() + 30
     while topic in client.list_topics(timeout=30).topics and time.time() < deadline:
         time.sleep(0.1)
     gone = topic not in client.list_topics(timeout=30).topics
-    print(json.dumps({"partitions": partitions, "again": again, "gone": gone}))
+    print(json.dumps({
+        "partitions": partitions,
+        "again": again,
+        "grown": grown,
+        "shrink": shrink,
+        "configs": configs,
+        "cluster": {
+            "id": cluster.cluster_id,
+            "controller": cluster.controller.id if cluster.controller else None,
+            "nodes": [[n.id, n.host, n.port] for n in cluster.nodes],
+        },
+        "gone": gone,
+    }))
 
 
 def confluent_produce(bootstrap, topic, count):
@@ -119,6 +148,7 @@ def confluent_group(bootstrap, topic, count):
     leaves, the other two take its partition over and read COUNT more
     without reading anything twice."""
     from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
 
     def consumer(name):
         c = Consumer({
@@ -167,6 +197,21 @@ def confluent_group(bootstrap, topic, count):
     produce(count, count)
     second = {name: [] for name in consumers}
     read(consumers, count, second)
+    # What Kafka's admin tools see of the group while its two members read.
+    client = AdminClient({"bootstrap.servers": bootstrap})
+    listed = {
+        g.group_id: getattr(g.state, "name", str(g.state))
+        for g in client.list_consumer_groups().result(30).valid
+    }
+    group = client.describe_consumer_groups(["readers"])["readers"].result(30)
+    described = {
+        "state": getattr(group.state, "name", str(group.state)),
+        "assignor": group.partition_assignor,
+        "members": sorted(
+            [m.client_id, sorted(tp.partition for tp in m.assignment.topic_partitions)]
+            for m in group.members
+        ),
+    }
     for c in consumers.values():
         c.close()
     values = [v for vs in list(first.values()) + list(second.values()) for v in vs]
@@ -177,6 +222,72 @@ def confluent_group(bootstrap, topic, count):
         "second": sum(len(v) for v in second.values()),
         "distinct": len(set(values)),
         "total": len(values),
+        "listed": listed,
+        "described": described,
+    }))
+
+
+def sasl(bootstrap, topic, count):
+    """A user signed in with SASL/SCRAM-SHA-256 (password in
+    $KAFKA_PASSWORD) produces idempotently to TOPIC and reads it back in
+    its group; it is refused the topic `forbidden`, and a wrong password
+    is refused outright."""
+    import os
+
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
+
+    signed_in = {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "reader",
+        "sasl.password": os.environ["KAFKA_PASSWORD"],
+    }
+    producer = Producer({**signed_in, "enable.idempotence": True, "acks": "all"})
+    acked, errors = [0], []
+
+    def report(err, _msg):
+        if err is None:
+            acked[0] += 1
+        else:
+            errors.append(err.name())
+
+    for i in range(count):
+        producer.produce(topic, value=f"v{i}", on_delivery=report)
+    producer.produce("forbidden", value="sneaky", on_delivery=report)
+    producer.flush(30)
+
+    consumer = Consumer({
+        **signed_in,
+        "group.id": "sasl-readers",
+        "auto.offset.reset": "earliest",
+    })
+    consumer.subscribe([topic])
+    values = []
+    deadline = time.time() + 60
+    while len(values) < count and time.time() < deadline:
+        for m in consumer.consume(500, 0.2):
+            if not m.error():
+                values.append(m.value().decode())
+    consumer.close()
+
+    # A wrong password: librdkafka reports the failed sign-in to error_cb.
+    reported = []
+    wrong = AdminClient({
+        **signed_in,
+        "sasl.password": "not-the-password",
+        "error_cb": lambda e: reported.append(e.name()),
+    })
+    deadline = time.time() + 30
+    while not reported and time.time() < deadline:
+        wrong.poll(0.1)
+    refused = reported[0] if reported else "no error reported"
+    print(json.dumps({
+        "acked": acked[0],
+        "errors": errors,
+        "consumed": len(set(values)),
+        "wrong_password": refused,
     }))
 
 
@@ -186,6 +297,7 @@ SCENARIOS = {
     "confluent-produce": confluent_produce,
     "confluent-consume": confluent_consume,
     "kafka-python": kafka_python,
+    "sasl": sasl,
 }
 
 if __name__ == "__main__":

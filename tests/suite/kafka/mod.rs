@@ -3,9 +3,11 @@
 //! `scripts/kafka-tools` into the target directory, and raw frames for
 //! what no client would send.
 
+mod acls;
 mod kcat;
 mod protocol;
 mod python;
+mod raw;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

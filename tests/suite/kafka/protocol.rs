@@ -129,3 +129,58 @@ fn a_bad_frame_closes_its_own_connection_and_no_other() {
     );
     kcat_ok(kafka, &["-L"], b"");
 }
+
+/// OffsetForLeaderEpoch, with which a consumer checks that the log it read
+/// was not cut back under it: the current epoch ends at the log end, and
+/// a client ahead of or behind the leader's epoch is told which.
+#[test]
+fn offset_for_leader_epoch_answers_where_each_epoch_ended() {
+    use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{RequestKind, ResponseKind};
+
+    use super::raw::{Raw, topic_name};
+
+    let b = kafka_broker();
+    b.ok(&["topic", "create", "epochs", "-p", "1"]);
+    b.ok_with_input(&["produce", "epochs"], b"a\nb\nc\n");
+    let mut raw = Raw::connect(kafka_addr(&b));
+    let metadata = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name("epochs"))),
+    ])));
+    let ResponseKind::Metadata(m) = raw.send(&metadata, 12) else {
+        unreachable!()
+    };
+    let epoch = m.topics[0].partitions[0].leader_epoch;
+    let ask = |current: i32, wanted: i32| {
+        RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(topic_name("epochs"))
+                    .with_partitions(vec![
+                        OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(current)
+                            .with_leader_epoch(wanted),
+                    ]),
+            ]))
+    };
+    let mut answer = |request| match raw.send(&request, 4) {
+        ResponseKind::OffsetForLeaderEpoch(r) => {
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.leader_epoch, p.end_offset)
+        }
+        _ => unreachable!(),
+    };
+    assert_eq!(answer(ask(epoch, epoch)), (0, epoch, 3));
+    assert_eq!(
+        answer(ask(-1, epoch + 5)),
+        (0, epoch, 3),
+        "a newer epoch than any here"
+    );
+    assert_eq!(answer(ask(epoch + 1, epoch)).0, 75, "UNKNOWN_LEADER_EPOCH");
+    if epoch > 0 {
+        assert_eq!(answer(ask(epoch - 1, epoch)).0, 74, "FENCED_LEADER_EPOCH");
+    }
+}

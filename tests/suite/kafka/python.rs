@@ -6,18 +6,31 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use eddy_tests::secured::{PASSWORD, SecuredBroker};
+
 use super::{kafka_addr, kafka_broker, tools_dir};
 use crate::harness::run;
 
 /// Runs a `clients.py` scenario and parses the JSON line it prints.
 fn scenario(name: &str, kafka: &str, topic: &str, count: usize) -> serde_json::Value {
+    scenario_with(name, kafka, topic, count, &[])
+}
+
+fn scenario_with(
+    name: &str,
+    kafka: &str,
+    topic: &str,
+    count: usize,
+    env: &[(&str, &str)],
+) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("suite/kafka/clients.py");
     let out = run(
         Command::new("timeout")
             .args(["120", "python3"])
             .arg(script)
             .args([name, kafka, topic, &count.to_string()])
-            .env("PYTHONPATH", tools_dir().join("python")),
+            .env("PYTHONPATH", tools_dir().join("python"))
+            .envs(env.iter().copied()),
         b"",
     );
     assert!(
@@ -60,12 +73,36 @@ fn check_records(records: &serde_json::Value, count: usize) {
 }
 
 #[test]
-fn confluent_kafka_admin_creates_lists_and_deletes_topics() {
+fn confluent_kafka_admin_creates_grows_describes_and_deletes_topics() {
     let b = kafka_broker();
     let kafka = kafka_addr(&b);
     let result = scenario("admin", kafka, "made-by-python", 0);
     assert_eq!(result["partitions"], 3, "{result}");
     assert_eq!(result["again"], "TOPIC_ALREADY_EXISTS", "{result}");
+    assert_eq!(result["grown"], 5, "{result}");
+    assert_eq!(result["shrink"], "INVALID_PARTITIONS", "{result}");
+    // [value, source]; source 1 is the topic's own config, 5 the default.
+    let configs = &result["configs"];
+    assert_eq!(
+        configs["cleanup.policy"],
+        serde_json::json!(["compact", "1"]),
+        "the topic's own config: {result}"
+    );
+    assert_eq!(
+        configs["retention.ms"],
+        serde_json::json!(["604800000", "5"]),
+        "every entry, defaults too: {result}"
+    );
+    assert_eq!(configs.as_object().unwrap().len(), 13, "{result}");
+    let cluster = &result["cluster"];
+    assert_eq!(cluster["controller"], 1, "{result}");
+    let port: i64 = kafka.rsplit_once(':').unwrap().1.parse().unwrap();
+    assert_eq!(
+        cluster["nodes"],
+        serde_json::json!([[1, "127.0.0.1", port]]),
+        "{result}"
+    );
+    assert!(!cluster["id"].as_str().unwrap().is_empty(), "{result}");
     assert_eq!(result["gone"], true, "{result}");
     assert!(!b.ok(&["topic", "list"]).contains("made-by-python"));
 }
@@ -151,6 +188,19 @@ fn three_librdkafka_consumers_share_a_group_rebalance_when_one_leaves_and_commit
         "nothing read twice after the rebalance: {result}"
     );
     assert_eq!(result["distinct"], 1200, "{result}");
+    // Kafka's admin tools see the same group.
+    assert_eq!(result["listed"]["readers"], "STABLE", "{result}");
+    let described = &result["described"];
+    assert_eq!(described["state"], "STABLE", "{result}");
+    assert_eq!(described["assignor"], "range", "{result}");
+    let members = described["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{result}");
+    let mut partitions: Vec<i64> = members
+        .iter()
+        .flat_map(|m| m[1].as_array().unwrap().iter().map(|p| p.as_i64().unwrap()))
+        .collect();
+    partitions.sort();
+    assert_eq!(partitions, [0, 1, 2], "{result}");
     // The coordinator gRPC clients use shows the group and its commits.
     let described = b.ok(&["group", "describe", "readers"]);
     assert!(
@@ -169,4 +219,58 @@ fn three_librdkafka_consumers_share_a_group_rebalance_when_one_leaves_and_commit
         assert_eq!(f[2], f[3], "committed up to the end: {described}");
         assert_eq!(f[4], "0", "{described}");
     }
+}
+
+#[test]
+fn a_scram_user_produces_and_consumes_what_its_acls_allow_and_no_more() {
+    let s = SecuredBroker::start(&["--kafka-listen", "127.0.0.1:0"]);
+    let kafka = kafka_addr(&s.broker).to_string();
+    s.as_cluster_ok(&["topic", "create", "allowed", "-p", "2"], b"");
+    s.as_cluster_ok(&["topic", "create", "forbidden", "-p", "1"], b"");
+    s.create_user("reader");
+    for (operation, resource, name) in [
+        ("write", "--topic", "allowed"),
+        ("read", "--topic", "allowed"),
+        ("read", "--group", "sasl-readers"),
+    ] {
+        s.grant(&[
+            "--allow",
+            "User:reader",
+            "--operation",
+            operation,
+            resource,
+            name,
+        ]);
+    }
+    let result = scenario_with(
+        "sasl",
+        &kafka,
+        "allowed",
+        200,
+        &[("KAFKA_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(result["acked"], 200, "{result}");
+    assert_eq!(
+        result["errors"],
+        serde_json::json!(["TOPIC_AUTHORIZATION_FAILED"]),
+        "{result}"
+    );
+    assert_eq!(result["consumed"], 200, "{result}");
+    assert_eq!(result["wrong_password"], "_AUTHENTICATION", "{result}");
+    assert_eq!(
+        s.as_cluster_ok(
+            &[
+                "consume",
+                "forbidden",
+                "--from-beginning",
+                "--idle-timeout-ms",
+                "500"
+            ],
+            b""
+        ),
+        "",
+        "nothing reached the forbidden topic"
+    );
+    let described = s.as_cluster_ok(&["group", "describe", "sasl-readers"], b"");
+    assert!(described.contains("allowed"), "{described}");
 }

@@ -39,6 +39,8 @@ pub struct JoinGroup {
     /// Empty for a new member: the coordinator names it.
     pub member_id: String,
     pub client_id: String,
+    /// Where the member connects from (its address, as Kafka shows it).
+    pub client_host: String,
     /// `None`: the broker's default.
     pub session_timeout: Option<Duration>,
     pub rebalance_timeout: Option<Duration>,
@@ -130,6 +132,9 @@ pub struct Committed {
 #[derive(Debug, Clone)]
 pub struct GroupSummary {
     pub group_id: String,
+    /// A client-assigned group's protocol type (`consumer`); `None` for
+    /// a server-assigned one.
+    pub protocol_type: Option<String>,
     pub state: &'static str,
     pub members: u32,
 }
@@ -140,7 +145,9 @@ pub struct GroupDescription {
     pub state: &'static str,
     pub generation: i32,
     pub assignor: Option<Assignor>,
-    /// A client-assigned group's protocol (`range`, ...).
+    /// A client-assigned group's protocol type (`consumer`) and protocol
+    /// (`range`, ...).
+    pub protocol_type: Option<String>,
     pub protocol: Option<String>,
     pub members: Vec<GroupMember>,
     /// Every partition assigned or committed, with its lag.
@@ -151,7 +158,12 @@ pub struct GroupDescription {
 pub struct GroupMember {
     pub member_id: String,
     pub client_id: String,
+    pub client_host: String,
     pub assignment: Vec<TopicPartition>,
+    /// A client-assigned member's metadata for the group's protocol and
+    /// its assignment as the leader encoded it; empty otherwise.
+    pub metadata: Bytes,
+    pub encoded_assignment: Bytes,
 }
 
 #[derive(Debug, Clone)]

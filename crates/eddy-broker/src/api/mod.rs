@@ -14,6 +14,7 @@ pub use data::{
     Header, ListedOffset, ListedTopic, OffsetsRequest, OffsetsTopic, PartitionData, ProduceRequest,
     ProduceResponse, Produced, ProducedTopic, Record, SubscribeRequest, TopicData,
 };
+pub use eddy_log::LeaderEpoch;
 pub use eddy_meta::PartitionId;
 pub use groups::{
     Assignor, CommitOffset, CommitOffsets, Committed, GroupDescription, GroupMember, GroupSummary,

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tonic::Status;
 
 use super::quota::Quotas;
+use super::scram::Exchange as ScramExchange;
 use super::{AuthConfig, Principal, scram};
 
 /// Verified passwords remembered at once (each a hash of name and
@@ -253,6 +254,85 @@ impl Authorizer {
             )));
         }
         Ok(Principal::Broker(id))
+    }
+
+    /// Kafka's SASL/PLAIN: `[authzid] NUL user NUL password`, checked as
+    /// a gRPC password is (same slowdown after failures, same audit).
+    pub async fn authenticate_plain(
+        &self,
+        message: &[u8],
+        peer: SocketAddr,
+    ) -> Result<Principal, String> {
+        let text = std::str::from_utf8(message)
+            .map_err(|_| "malformed SASL/PLAIN message: it is not UTF-8".to_string())?;
+        let mut parts = text.split('\0');
+        let (Some(authzid), Some(user), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(
+                "malformed SASL/PLAIN message: expected [authzid] NUL user NUL password".into(),
+            );
+        };
+        if !authzid.is_empty() && authzid != user {
+            return Err(format!("user {user:?} may not act as another user"));
+        }
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.authenticate(
+            Some(format!("{BASIC} {basic}").as_bytes()),
+            None,
+            Some(peer),
+        )
+        .await
+        .map_err(|e| e.message().to_string())
+    }
+
+    /// Kafka's SASL/SCRAM-SHA-256, first round: the server's first message.
+    pub async fn scram_start(
+        &self,
+        client_first: &[u8],
+        peer: SocketAddr,
+    ) -> Result<(ScramExchange, String), String> {
+        if let Some(delay) = self.delay_for(peer.ip()) {
+            tokio::time::sleep(delay).await;
+        }
+        let started = std::str::from_utf8(client_first)
+            .map_err(|_| "malformed SCRAM client-first message: it is not UTF-8".to_string())
+            .and_then(|first| {
+                let state = self.state();
+                ScramExchange::start(first, |user| {
+                    state.user(user).ok().map(|u| u.credential.clone())
+                })
+            });
+        if let Err(reason) = &started {
+            self.failed(peer, reason);
+        }
+        started
+    }
+
+    /// Kafka's SASL/SCRAM-SHA-256, second round: the user signed in, and
+    /// the server's final message.
+    pub fn scram_finish(
+        &self,
+        exchange: ScramExchange,
+        client_final: &[u8],
+        peer: SocketAddr,
+    ) -> Result<(Principal, String), String> {
+        let user = exchange.user().to_string();
+        let finished = std::str::from_utf8(client_final)
+            .map_err(|_| "malformed SCRAM client-final message: it is not UTF-8".to_string())
+            .and_then(|last| exchange.finish(last));
+        match finished {
+            Ok(server_final) => Ok((Principal::User(user), server_final)),
+            Err(reason) => {
+                self.failed(peer, &reason);
+                Err(reason)
+            }
+        }
+    }
+
+    fn failed(&self, peer: SocketAddr, reason: &str) {
+        tracing::warn!(target: "eddy::audit", peer = %peer, reason, "authentication failed");
+        self.record_failure(peer.ip());
     }
 
     /// Whether `principal` may do `operation` on the resource.

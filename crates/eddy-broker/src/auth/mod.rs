@@ -31,6 +31,7 @@ use tonic::{Request, Status};
 pub use authenticate::Authorizer;
 pub use quota::Rate;
 pub use rules::Rule;
+pub use scram::Exchange as ScramExchange;
 
 /// Authentication and authorization settings of a broker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,7 +2,14 @@
 //! SASL/SCRAM stores them, so that a Kafka listener can check the same
 //! users: a random salt, PBKDF2-HMAC-SHA-256 of the password, and the
 //! stored and server keys derived from it. The password is not kept.
+//!
+//! [`Exchange`] is the server's side of one SCRAM-SHA-256 sign-in, as
+//! Kafka's SASL/SCRAM runs it: the client's first message is answered
+//! with a nonce, the salt and the iterations; the client's final message
+//! carries a proof that it knows the password, answered with the server's
+//! own proof that it knows the credential.
 
+use base64::Engine;
 use eddy_meta::ScramCredential;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -58,6 +65,195 @@ fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// The server's side of one SCRAM-SHA-256 exchange (RFC 5802), after the
+/// client's first message.
+pub struct Exchange {
+    user: String,
+    /// `None` for a user that does not exist: the exchange runs on with a
+    /// made-up salt and fails at the proof, so that the answers do not
+    /// tell which names exist.
+    credential: Option<ScramCredential>,
+    gs2_header: String,
+    nonce: String,
+    client_first_bare: String,
+    server_first: String,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of server nonce added to the client's.
+const NONCE_BYTES: usize = 18;
+
+impl Exchange {
+    /// Reads the client's first message (`n,,n=USER,r=NONCE`) and returns
+    /// the exchange and the server's first message. `credential` looks up
+    /// a user's credential.
+    pub fn start(
+        client_first: &str,
+        credential: impl FnOnce(&str) -> Option<ScramCredential>,
+    ) -> Result<(Exchange, String), String> {
+        let bad = |why: &str| format!("malformed SCRAM client-first message: {why}");
+        // gs2 header: channel binding flag, optional authzid, then the bare message.
+        let (flag, rest) = client_first
+            .split_once(',')
+            .ok_or_else(|| bad("no gs2 header"))?;
+        match flag {
+            "n" | "y" => {}
+            f if f.starts_with("p=") => {
+                return Err(
+                    "SCRAM channel binding is not supported: use SCRAM-SHA-256 without it".into(),
+                );
+            }
+            _ => return Err(bad("the gs2 header starts with n, y or p=")),
+        }
+        let (authzid, bare) = rest.split_once(',').ok_or_else(|| bad("no gs2 header"))?;
+        let gs2_header = format!("{flag},{authzid},");
+        let mut user = None;
+        let mut client_nonce = None;
+        for attribute in bare.split(',') {
+            match attribute.split_once('=') {
+                Some(("n", v)) => {
+                    user = Some(unescape(v).ok_or_else(|| bad("bad user name escape"))?)
+                }
+                Some(("r", v)) if !v.is_empty() => client_nonce = Some(v.to_string()),
+                Some(("m", _)) => return Err(bad("mandatory extensions are not supported")),
+                Some(("tokenauth", _)) => {
+                    return Err("delegation tokens are not supported over SCRAM: sign in with a user's password".into());
+                }
+                _ => {}
+            }
+        }
+        let user = user.ok_or_else(|| bad("no n=USER"))?;
+        let client_nonce = client_nonce.ok_or_else(|| bad("no r=NONCE"))?;
+        if let Some(authz) = authzid.strip_prefix("a=")
+            && unescape(authz).as_deref() != Some(user.as_str())
+        {
+            return Err(format!("user {user:?} may not act as another user"));
+        }
+        let mut random = [0u8; NONCE_BYTES];
+        getrandom::fill(&mut random).map_err(|e| format!("no randomness for a nonce: {e}"))?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let nonce = format!("{client_nonce}{}", hex(&random));
+        let credential = credential(&user);
+        let (salt, iterations) = match &credential {
+            Some(c) => (c.salt.clone(), c.iterations),
+            None => (made_up_salt(&user), ITERATIONS),
+        };
+        let server_first = format!("r={nonce},s={},i={iterations}", b64.encode(salt));
+        Ok((
+            Exchange {
+                user,
+                credential,
+                gs2_header,
+                nonce,
+                client_first_bare: bare.to_string(),
+                server_first: server_first.clone(),
+            },
+            server_first,
+        ))
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Checks the client's final message (`c=…,r=…,p=PROOF`); on success,
+    /// the server's final message (`v=SIGNATURE`).
+    pub fn finish(self, client_final: &str) -> Result<String, String> {
+        let bad = |why: &str| format!("malformed SCRAM client-final message: {why}");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (without_proof, proof) = client_final
+            .rsplit_once(",p=")
+            .ok_or_else(|| bad("no p=PROOF"))?;
+        let proof = b64
+            .decode(proof)
+            .map_err(|_| bad("the proof is not base64"))?;
+        let mut binding = None;
+        let mut nonce = None;
+        for attribute in without_proof.split(',') {
+            match attribute.split_once('=') {
+                Some(("c", v)) => binding = Some(v),
+                Some(("r", v)) => nonce = Some(v),
+                _ => {}
+            }
+        }
+        let binding = binding
+            .and_then(|c| b64.decode(c).ok())
+            .ok_or_else(|| bad("no c=BINDING"))?;
+        if binding != self.gs2_header.as_bytes() {
+            return Err(bad("the channel binding differs from the first message's"));
+        }
+        if nonce != Some(self.nonce.as_str()) {
+            return Err(bad("the nonce differs from the server's"));
+        }
+        let refused = || {
+            format!(
+                "user {:?} and this password do not match a user of this cluster",
+                self.user
+            )
+        };
+        let Some(credential) = &self.credential else {
+            return Err(refused());
+        };
+        let auth_message = format!(
+            "{},{},{without_proof}",
+            self.client_first_bare, self.server_first
+        );
+        let signature = hmac(&credential.stored_key, auth_message.as_bytes());
+        if proof.len() != signature.len() {
+            return Err(refused());
+        }
+        let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
+        let stored: [u8; 32] = Sha256::digest(&client_key).into();
+        if !bool::from(stored.ct_eq(&credential.stored_key)) {
+            return Err(refused());
+        }
+        let server_signature = hmac(&credential.server_key, auth_message.as_bytes());
+        Ok(format!("v={}", b64.encode(server_signature)))
+    }
+}
+
+/// A SCRAM name: `=2C` is `,` and `=3D` is `=`; any other `=` is an error.
+fn unescape(name: &str) -> Option<String> {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(at) = rest.find('=') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 3)?;
+        out.push(match code {
+            "2C" => ',',
+            "3D" => '=',
+            _ => return None,
+        });
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// The same salt each time for a name that is no user's, which outsiders
+/// cannot tell from a real one (keyed with this process's random key).
+fn made_up_salt(user: &str) -> Vec<u8> {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        // Without randomness the key is zeros: the salt still varies by name.
+        let _ = getrandom::fill(&mut key);
+        key
+    });
+    hmac(key, user.as_bytes())[..SALT_BYTES].to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +268,66 @@ mod tests {
         let again = credential("correct horse").unwrap();
         assert_ne!(c.salt, again.salt, "every credential has its own salt");
         assert_ne!(c.stored_key, again.stored_key);
+    }
+
+    /// A client's side, as RFC 5802 computes it.
+    fn client_final(password: &str, client_first_bare: &str, server_first: &str) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let attrs: std::collections::HashMap<&str, &str> = server_first
+            .split(',')
+            .filter_map(|a| a.split_once('='))
+            .collect();
+        let salt = b64.decode(attrs["s"]).unwrap();
+        let salted = salted_password(password, &salt, attrs["i"].parse().unwrap());
+        let client_key = hmac(&salted, b"Client Key");
+        let without_proof = format!("c=biws,r={}", attrs["r"]);
+        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+        let signature = hmac(&Sha256::digest(client_key), auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        format!("{without_proof},p={}", b64.encode(proof))
+    }
+
+    #[test]
+    fn a_scram_exchange_signs_in_with_the_password_and_only_with_it() {
+        let c = credential("correct horse").unwrap();
+        let lookup = |user: &str| (user == "alice").then(|| c.clone());
+        let (exchange, server_first) = Exchange::start("n,,n=alice,r=abc123", lookup).unwrap();
+        assert!(server_first.starts_with("r=abc123"));
+        let last = client_final("correct horse", "n=alice,r=abc123", &server_first);
+        let server_final = exchange.finish(&last).unwrap();
+        assert!(server_final.starts_with("v="));
+
+        let (exchange, server_first) = Exchange::start("n,,n=alice,r=abc123", lookup).unwrap();
+        let wrong = client_final("correct horsE", "n=alice,r=abc123", &server_first);
+        assert!(
+            exchange
+                .finish(&wrong)
+                .unwrap_err()
+                .contains("do not match")
+        );
+
+        // An unknown user gets a salt too, and fails only at the proof.
+        let (exchange, server_first) = Exchange::start("n,,n=mallory,r=xyz", lookup).unwrap();
+        assert!(server_first.contains(",s=") && server_first.contains(",i=4096"));
+        let guess = client_final("correct horse", "n=mallory,r=xyz", &server_first);
+        assert!(
+            exchange
+                .finish(&guess)
+                .unwrap_err()
+                .contains("do not match")
+        );
+
+        // A replayed final message fails against a new server nonce.
+        let (exchange, _) = Exchange::start("n,,n=alice,r=abc123", lookup).unwrap();
+        assert!(exchange.finish(&last).unwrap_err().contains("nonce"));
+        assert!(Exchange::start("p=tls-unique,,n=alice,r=a", lookup).is_err());
+        assert!(Exchange::start("n,a=bob,n=alice,r=a", lookup).is_err());
+        assert_eq!(unescape("a=2Cb=3Dc").as_deref(), Some("a,b=c"));
+        assert_eq!(unescape("a=2"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use eddy_log::Offset;
 
 use super::assignor::Tp;
@@ -27,6 +28,9 @@ impl Broker {
                 let g = groups.get(id);
                 GroupSummary {
                     group_id: id.clone(),
+                    protocol_type: g
+                        .and_then(|g| g.client.as_ref())
+                        .map(|c| c.protocol_type.clone()),
                     state: g.map_or("Empty", |g| g.state.name()),
                     members: g.map_or(0, |g| g.members.len() as u32),
                 }
@@ -59,10 +63,19 @@ impl Broker {
                             owners.entry(tp.clone()).or_insert((String::new(), None)).0 =
                                 id.clone();
                         }
+                        let metadata = g
+                            .client
+                            .as_ref()
+                            .and_then(|c| c.protocol.as_ref())
+                            .and_then(|chosen| m.protocols.iter().find(|(p, _)| p == chosen))
+                            .map_or_else(Bytes::new, |(_, metadata)| metadata.clone());
                         GroupMember {
                             member_id: id.clone(),
                             client_id: m.client_id.clone(),
+                            client_host: m.client_host.clone(),
                             assignment: to_api(&m.assignment),
+                            metadata,
+                            encoded_assignment: m.encoded_assignment.clone(),
                         }
                     })
                     .collect()
@@ -72,6 +85,9 @@ impl Broker {
                 state: g.map_or("Empty", |g| g.state.name()),
                 generation: g.map_or(0, |g| g.generation),
                 assignor: g.and_then(|g| g.strategy),
+                protocol_type: g
+                    .and_then(|g| g.client.as_ref())
+                    .map(|c| c.protocol_type.clone()),
                 protocol: g
                     .and_then(|g| g.client.as_ref())
                     .and_then(|c| c.protocol.clone()),

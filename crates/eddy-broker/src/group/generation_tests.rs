@@ -34,6 +34,7 @@ async fn join(b: &Arc<Broker>) -> Joined {
         group_id: "g".into(),
         member_id: String::new(),
         client_id: String::new(),
+        client_host: String::new(),
         session_timeout: None,
         rebalance_timeout: None,
         topics: vec!["t".into()],

@@ -94,6 +94,7 @@ impl Broker {
                 member_id.clone(),
                 Member {
                     client_id: req.client_id.clone(),
+                    client_host: req.client_host.clone(),
                     session_timeout: session,
                     rebalance_timeout: rebalance,
                     topics,

@@ -51,6 +51,7 @@ pub(super) struct ClientAssigned {
 #[derive(Debug)]
 pub(super) struct Member {
     pub(super) client_id: String,
+    pub(super) client_host: String,
     pub(super) session_timeout: Duration,
     pub(super) rebalance_timeout: Duration,
     pub(super) topics: BTreeSet<String>,

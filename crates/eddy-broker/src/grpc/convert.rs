@@ -317,8 +317,12 @@ fn partitions_of(tps: Vec<pb::TopicPartitions>) -> Vec<api::TopicPartition> {
         .collect()
 }
 
-pub(super) fn join_request(req: pb::JoinGroupRequest) -> Result<api::JoinGroup, BrokerError> {
+pub(super) fn join_request(
+    req: pb::JoinGroupRequest,
+    client_host: String,
+) -> Result<api::JoinGroup, BrokerError> {
     Ok(api::JoinGroup {
+        client_host,
         protocol: api::Protocol::Server(assignor(req.assignor)?),
         group_id: req.group_id,
         member_id: req.member_id,

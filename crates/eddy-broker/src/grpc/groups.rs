@@ -16,9 +16,12 @@ impl Groups for Service {
         req: Request<pb::JoinGroupRequest>,
     ) -> Result<Response<pb::JoinGroupResponse>, Status> {
         Caller::of(&req)?.check([req.get_ref().group_id.as_str()])?;
+        let host = req
+            .remote_addr()
+            .map_or_else(String::new, |a| a.ip().to_string());
         let joined = self
             .broker
-            .join_group(convert::join_request(req.into_inner())?)
+            .join_group(convert::join_request(req.into_inner(), host)?)
             .await?;
         Ok(Response::new(convert::join_response(joined)))
     }

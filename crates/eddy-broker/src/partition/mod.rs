@@ -408,6 +408,33 @@ impl Partition {
         })
     }
 
+    /// Where the newest epoch at or below `epoch` ended on this leader's
+    /// log, the log end for the current epoch (Kafka's
+    /// OffsetForLeaderEpoch, with which a consumer notices a log truncated
+    /// under it); `None` when every epoch here is newer. `current`, the
+    /// asker's idea of the leader epoch, must be this leader's.
+    pub fn epoch_end(
+        &self,
+        current: Option<LeaderEpoch>,
+        epoch: LeaderEpoch,
+    ) -> Result<Option<(LeaderEpoch, Offset)>, BrokerError> {
+        let l = self.leadership.lock();
+        if l.role != Role::Leader {
+            return Err(self.not_leader(&l));
+        }
+        if let Some(sent) = current
+            && sent != l.leader_epoch
+        {
+            return Err(BrokerError::LeaderEpochMismatch {
+                topic: self.topic.to_string(),
+                partition: self.id,
+                sent: sent.0,
+                current: l.leader_epoch.0,
+            });
+        }
+        Ok(self.log.read().end_offset_for_epoch(epoch))
+    }
+
     /// Replaces the log settings (the topic's configs changed).
     pub fn set_config(&self, config: LogConfig) -> eddy_log::Result<()> {
         self.log.write().set_config(config)
