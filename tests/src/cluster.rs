@@ -449,8 +449,10 @@ pub fn replica_records(dir: &std::path::Path) -> std::collections::BTreeMap<u64,
     for f in files(dir, "log") {
         let bytes = std::fs::read(f).unwrap();
         for batch in eddy_log::batches(&bytes, eddy_log::BATCH_BYTES_LIMIT) {
-            let Ok(batch) = batch else { break };
-            for r in batch.records() {
+            let Ok(stored) = batch.and_then(|b| b.decoded()) else {
+                break;
+            };
+            for r in stored.iter() {
                 let Ok(r) = r else { break };
                 let key = crc32c::crc32c(r.key.unwrap_or_default());
                 let value = crc32c::crc32c(r.value.unwrap_or_default());

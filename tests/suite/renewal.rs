@@ -82,7 +82,8 @@ impl Logs {
             let base = self.values[p as usize].len() as u64;
             written.push((first, last, base));
             let batch = Batch::parse(&data.batch, usize::MAX).unwrap();
-            for r in batch.records() {
+            let records = batch.decoded().unwrap();
+            for r in records.iter() {
                 let value = r.unwrap().value.unwrap_or_default();
                 self.values[p as usize].push(Bytes::copy_from_slice(value));
             }

@@ -207,7 +207,9 @@ fn decode_into(
         ))
     };
     for batch in eddy_log::batches(bytes, eddy_log::BATCH_BYTES_LIMIT) {
-        for r in batch.map_err(damaged)?.records() {
+        let batch = batch.map_err(damaged)?;
+        let section = batch.records_bytes(bytes).map_err(damaged)?;
+        for r in eddy_log::RecordIter::new(batch.header, &section) {
             let r = r.map_err(damaged)?;
             if r.offset < from {
                 continue;
@@ -215,8 +217,8 @@ fn decode_into(
             out.push(StoredRecord {
                 offset: r.offset,
                 timestamp: r.timestamp,
-                key: r.key.map(|k| bytes.slice_ref(k)),
-                value: r.value.map(|v| bytes.slice_ref(v)),
+                key: r.key.map(|k| section.slice_ref(k)),
+                value: r.value.map(|v| section.slice_ref(v)),
             });
         }
     }

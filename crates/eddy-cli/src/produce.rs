@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use eddy_client::{Acks, Producer, ProducerConfig, ProducerRecord};
+use eddy_client::{Acks, Compression, Producer, ProducerConfig, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::{Connection, connect};
@@ -51,6 +51,10 @@ pub struct ProduceArgs {
     /// How long a batch waits for more records, in ms.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Compress each batch: none, gzip, snappy, lz4 or zstd (Kafka's
+    /// compression.type). Every Eddy reader and Kafka consumer reads them.
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    compression: Compression,
 }
 
 pub async fn run(args: ProduceArgs, conn: &Connection) -> anyhow::Result<()> {
@@ -59,6 +63,7 @@ pub async fn run(args: ProduceArgs, conn: &Connection) -> anyhow::Result<()> {
     let config = ProducerConfig {
         acks: args.acks.acks(),
         linger_ms: args.linger_ms,
+        compression: args.compression,
         ..ProducerConfig::default()
     };
     let producer = Producer::new(client, config);

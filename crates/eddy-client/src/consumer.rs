@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eddy_log::{BATCH_BYTES_LIMIT, batches};
+use eddy_log::{BATCH_BYTES_LIMIT, RecordIter, batches};
 use eddy_proto::AuthChannel as Channel;
 use eddy_proto::v1::{
     ErrorCode, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, OffsetSpec,
@@ -107,12 +107,14 @@ impl Fetched {
         };
         for batch in batches(&self.bytes, BATCH_BYTES_LIMIT) {
             let batch = batch.map_err(bad)?;
-            for record in batch.records() {
+            // The fetched bytes themselves, or the records decompressed.
+            let section = batch.records_bytes(&self.bytes).map_err(bad)?;
+            for record in RecordIter::new(batch.header, &section) {
                 let r = record.map_err(bad)?;
                 if r.offset.0 < self.from {
                     continue;
                 }
-                let slice = |b: &[u8]| self.bytes.slice_ref(b);
+                let slice = |b: &[u8]| section.slice_ref(b);
                 out.push(ConsumerRecord {
                     topic: self.topic.clone(),
                     partition: self.partition,

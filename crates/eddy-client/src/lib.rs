@@ -25,6 +25,7 @@ pub use admin::{Admin, NewTopic};
 pub use catalog::{Pipelines, Processors, UPLOAD_CHUNK_BYTES};
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Fetched, Start};
+pub use eddy_log::Compression;
 pub use eddy_proto::v1::{Acks, Assignor, ErrorCode};
 pub use eddy_proto::{ClientTls, Credentials};
 pub use error::{ClientError, Result};

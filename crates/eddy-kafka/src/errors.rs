@@ -26,7 +26,7 @@ fn kind(e: &BrokerError) -> E {
         }
         BrokerError::InvalidRequest(_) | BrokerError::LimitExceeded(_) => E::InvalidRequest,
         BrokerError::Log { source, .. } => match source {
-            L::Batch(BatchError::Compressed(_)) => E::UnsupportedCompressionType,
+            L::Batch(BatchError::UnknownCompression(_)) => E::UnsupportedCompressionType,
             L::Batch(BatchError::BadMagic(_)) => E::UnsupportedForMessageFormat,
             L::Batch(_) => E::CorruptMessage,
             L::Config(_) | L::NotContiguous { .. } => E::InvalidRequest,

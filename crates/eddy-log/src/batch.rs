@@ -22,8 +22,14 @@
 //!
 //! Each record is `length, attributes, timestamp delta, offset delta, key,
 //! value, headers`, with zig-zag varints for every length and delta, and -1
-//! for a null key or value. Integers in the header are big-endian.
+//! for a null key or value. Integers in the header are big-endian. In a
+//! compressed batch the records, taken together, are compressed with the
+//! attributes' codec ([`crate::Compression`]); [`Batch::decoded`] reads
+//! either kind.
 
+use std::borrow::Cow;
+
+use crate::compression::{Compression, DECOMPRESSED_BYTES_MAX};
 use crate::types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId, Sequence, Timestamp};
 use crate::varint::{get_varint, get_varlong, put_varint, put_varlong, varlong_len};
 
@@ -47,7 +53,7 @@ const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 
-/// Attribute bits for the compression codec; Eddy writes 0 (none).
+/// Attribute bits for the compression codec (see [`Compression`]).
 pub const ATTR_COMPRESSION_MASK: u16 = 0x07;
 /// Attribute bit: the batch belongs to a transaction.
 pub const ATTR_TRANSACTIONAL: u16 = 0x10;
@@ -76,9 +82,11 @@ pub enum BatchError {
     )]
     CrcMismatch { stored: u32, computed: u32 },
     #[error(
-        "record batch uses compression codec {0}; Eddy accepts uncompressed batches only (codec 0)"
+        "record batch names compression codec {0}; Eddy knows 0 (none), 1 (gzip), 2 (snappy), 3 (lz4) and 4 (zstd)"
     )]
-    Compressed(u16),
+    UnknownCompression(u16),
+    #[error("the {codec} records of the batch cannot be decompressed: {reason}")]
+    Decompress { codec: &'static str, reason: String },
     #[error("record batch declares {0} records; a batch holds at least one and at most 2^31-1")]
     BadRecordCount(i32),
     #[error("record {index} of the batch is malformed: {reason}")]
@@ -272,15 +280,42 @@ impl<'a> Batch<'a> {
         self.bytes
     }
 
-    /// Decodes the records one by one; the iterator stops after the first error.
-    pub fn records(&self) -> RecordIter<'a> {
-        RecordIter {
+    /// The codec the batch's records are compressed with.
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        Compression::from_attributes(self.header.attributes)
+    }
+
+    /// The batch's records, ready to read: borrowed from the batch, or
+    /// decompressed (at most [`DECOMPRESSED_BYTES_MAX`] bytes of them).
+    pub fn decoded(&self) -> Result<Records<'a>, BatchError> {
+        let section = &self.bytes[HEADER_LEN..];
+        let section = match self.compression()? {
+            Compression::None => Cow::Borrowed(section),
+            codec => Cow::Owned(codec.decompress(section, DECOMPRESSED_BYTES_MAX)?),
+        };
+        Ok(Records {
             header: self.header,
-            rest: &self.bytes[HEADER_LEN..],
-            index: 0,
-            last_delta: None,
-            failed: false,
-        }
+            section,
+        })
+    }
+
+    /// The records as `Bytes` that keys and values can be sliced from
+    /// without copying: a slice of `stored` (the buffer this batch was
+    /// parsed from), or the decompressed records. Read them with
+    /// [`RecordIter::new`].
+    pub fn records_bytes(&self, stored: &bytes::Bytes) -> Result<bytes::Bytes, BatchError> {
+        Ok(match self.decoded()?.section {
+            Cow::Owned(decompressed) => bytes::Bytes::from(decompressed),
+            Cow::Borrowed(section) => {
+                let inside = stored.as_ptr_range();
+                let range = section.as_ptr_range();
+                if inside.start <= range.start && range.end <= inside.end {
+                    stored.slice_ref(section)
+                } else {
+                    bytes::Bytes::copy_from_slice(section)
+                }
+            }
+        })
     }
 
     /// Walks every record and checks that the body agrees with the header:
@@ -290,7 +325,8 @@ impl<'a> Batch<'a> {
     pub fn validate_records(&self) -> Result<Timestamp, BatchError> {
         let mut found = 0usize;
         let mut max = Timestamp::MIN;
-        for record in self.records() {
+        let records = self.decoded()?;
+        for record in records.iter() {
             max = max.max(record?.timestamp);
             found += 1;
         }
@@ -301,6 +337,26 @@ impl<'a> Batch<'a> {
             });
         }
         Ok(max)
+    }
+}
+
+/// A batch's records section, uncompressed: borrowed from the stored
+/// batch, or decompressed from it.
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    header: BatchHeader,
+    section: Cow<'a, [u8]>,
+}
+
+impl Records<'_> {
+    /// Decodes the records one by one; the iterator stops after the first error.
+    pub fn iter(&self) -> RecordIter<'_> {
+        RecordIter::new(self.header, &self.section)
+    }
+
+    /// Whether the records were decompressed (the batch was compressed).
+    pub fn was_compressed(&self) -> bool {
+        matches!(self.section, Cow::Owned(_))
     }
 }
 
@@ -391,6 +447,18 @@ impl<'a> Iterator for RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// The records in `section`, the uncompressed records of the batch
+    /// whose header is `header` (see [`Batch::records_bytes`]).
+    pub fn new(header: BatchHeader, section: &'a [u8]) -> RecordIter<'a> {
+        RecordIter {
+            header,
+            rest: section,
+            index: 0,
+            last_delta: None,
+            failed: false,
+        }
+    }
+
     fn decode_next(&mut self) -> Result<RecordView<'a>, &'static str> {
         let (length, n) = get_varint(self.rest).ok_or("its length is not a valid varint")?;
         let length = usize::try_from(length).map_err(|_| "its length is negative")?;
@@ -541,6 +609,7 @@ pub struct BatchBuilder {
     base_timestamp: Option<Timestamp>,
     max_timestamp: Timestamp,
     producer: ProducerStamp,
+    compression: Compression,
 }
 
 impl Default for BatchBuilder {
@@ -564,7 +633,14 @@ impl BatchBuilder {
             base_timestamp: None,
             max_timestamp: Timestamp::MIN,
             producer: ProducerStamp::default(),
+            compression: Compression::None,
         }
+    }
+
+    /// Compresses the records with `codec` when the batch is finished.
+    pub fn compression(mut self, codec: Compression) -> BatchBuilder {
+        self.compression = codec;
+        self
     }
 
     /// Stamps the batch with an idempotent producer's identity.
@@ -578,7 +654,7 @@ impl BatchBuilder {
         self.count
     }
 
-    /// Size the batch would have if finished now.
+    /// Size the batch would have if finished now, before compression.
     pub fn size_bytes(&self) -> usize {
         self.buf.len()
     }
@@ -616,6 +692,11 @@ impl BatchBuilder {
         if self.count == 0 {
             return None;
         }
+        if self.compression != Compression::None {
+            let compressed = self.compression.compress(&self.buf[HEADER_LEN..]);
+            self.buf.truncate(HEADER_LEN);
+            self.buf.extend_from_slice(&compressed);
+        }
         let len = self.buf.len();
         let base_ts = self.base_timestamp.unwrap_or_default();
         let h = &mut self.buf[..HEADER_LEN];
@@ -623,7 +704,8 @@ impl BatchBuilder {
         h[8..12].copy_from_slice(&((len - LOG_OVERHEAD) as i32).to_be_bytes());
         h[LEADER_EPOCH_AT..MAGIC_AT].copy_from_slice(&(-1i32).to_be_bytes());
         h[MAGIC_AT] = MAGIC as u8;
-        h[ATTRIBUTES_AT..LAST_OFFSET_DELTA_AT].copy_from_slice(&0i16.to_be_bytes());
+        h[ATTRIBUTES_AT..LAST_OFFSET_DELTA_AT]
+            .copy_from_slice(&self.compression.attribute_bits().to_be_bytes());
         h[LAST_OFFSET_DELTA_AT..BASE_TIMESTAMP_AT]
             .copy_from_slice(&((self.count - 1) as i32).to_be_bytes());
         h[BASE_TIMESTAMP_AT..MAX_TIMESTAMP_AT].copy_from_slice(&base_ts.0.to_be_bytes());
@@ -643,16 +725,20 @@ impl BatchBuilder {
 
 /// Re-encodes the records of `batch` for which `keep` is true into a new
 /// batch with the same base offset, offsets, timestamps, epoch and producer
-/// stamp; used by compaction. `None` when no record is kept.
-pub fn retain_records<'a>(
-    batch: &Batch<'a>,
-    mut keep: impl FnMut(&RecordView<'a>) -> bool,
+/// stamp; used by compaction. The new batch is uncompressed. `None` when
+/// no record is kept.
+pub fn retain_records(
+    batch: &Batch<'_>,
+    mut keep: impl FnMut(&RecordView<'_>) -> bool,
 ) -> Result<Option<Vec<u8>>, BatchError> {
     let h = batch.header;
     let mut out = Vec::with_capacity(batch.as_bytes().len());
     out.extend_from_slice(&batch.as_bytes()[..HEADER_LEN]);
+    let attributes = h.attributes & !ATTR_COMPRESSION_MASK;
+    out[ATTRIBUTES_AT..LAST_OFFSET_DELTA_AT].copy_from_slice(&attributes.to_be_bytes());
     let mut count = 0i32;
-    for record in batch.records() {
+    let records = batch.decoded()?;
+    for record in records.iter() {
         let record = record?;
         if keep(&record) {
             out.extend_from_slice(record.encoded);
@@ -661,6 +747,10 @@ pub fn retain_records<'a>(
     }
     if count == 0 {
         return Ok(None);
+    }
+    if count as u32 == h.record_count {
+        // Nothing removed: the batch as it was (still compressed, if it was).
+        return Ok(Some(batch.as_bytes().to_vec()));
     }
     let len = out.len();
     out[8..12].copy_from_slice(&((len - LOG_OVERHEAD) as i32).to_be_bytes());
@@ -737,7 +827,8 @@ mod tests {
         assert_eq!(parsed.header.producer_id, ProducerId(9));
         assert_eq!(parsed.header.producer_epoch, ProducerEpoch(2));
         assert_eq!(parsed.header.base_sequence, Sequence(0));
-        let values: Vec<_> = parsed.records().map(|r| r.unwrap().value).collect();
+        let records = parsed.decoded().unwrap();
+        let values: Vec<_> = records.iter().map(|r| r.unwrap().value).collect();
         assert_eq!(values, [Some(&b"v1"[..]), Some(&b"v2"[..])]);
         assert!(
             restamp(&old[..20], stamp(9, 2, 0)).is_err(),
@@ -791,7 +882,8 @@ mod tests {
         let batch = one_batch(&records);
         let parsed = Batch::parse(&batch, usize::MAX).unwrap();
         assert_eq!(parsed.validate_records().unwrap(), Timestamp(TS.0 + 9));
-        let decoded: Vec<_> = parsed.records().map(Result::unwrap).collect();
+        let stored = parsed.decoded().unwrap();
+        let decoded: Vec<_> = stored.iter().map(Result::unwrap).collect();
         assert_eq!(decoded.len(), 3);
         for (i, (d, r)) in decoded.iter().zip(&records).enumerate() {
             assert_eq!(d.offset, Offset(i as u64));
@@ -895,9 +987,80 @@ mod tests {
         let kept = Batch::parse(&kept, usize::MAX).unwrap();
         assert_eq!(kept.header.record_count, 2);
         assert_eq!(kept.header.last_offset_delta, 2);
-        let offsets: Vec<_> = kept.records().map(|r| r.unwrap().offset).collect();
+        let records = kept.decoded().unwrap();
+        let offsets: Vec<_> = records.iter().map(|r| r.unwrap().offset).collect();
         assert_eq!(offsets, [Offset(0), Offset(2)]);
         assert_eq!(retain_records(&parsed, |_| false).unwrap(), None);
+    }
+
+    #[test]
+    fn compressed_batches_pass_the_producer_checks_and_read_back_whole() {
+        let values: Vec<Vec<u8>> = (0..50).map(|i| format!("value {i}").into_bytes()).collect();
+        for codec in Compression::ALL {
+            let mut b = BatchBuilder::new().compression(codec);
+            for (i, v) in values.iter().enumerate() {
+                b.push(&RecordRef {
+                    timestamp: Timestamp(TS.0 + i as i64),
+                    key: Some(b"k"),
+                    value: Some(v),
+                    headers: &[("h", b"x")],
+                });
+            }
+            let bytes = b.finish().unwrap();
+            let checked = crate::check_batch(&bytes, usize::MAX).unwrap();
+            assert_eq!(checked.header().record_count, 50);
+            let parsed = Batch::parse(&bytes, usize::MAX).unwrap();
+            assert_eq!(parsed.compression().unwrap(), codec);
+            let records = parsed.decoded().unwrap();
+            assert_eq!(records.was_compressed(), codec != Compression::None);
+            let read: Vec<_> = records.iter().map(|r| r.unwrap().value.unwrap()).collect();
+            assert_eq!(read, values.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            let stored = bytes::Bytes::from(bytes.clone());
+            let section = parsed.records_bytes(&stored).unwrap();
+            assert_eq!(RecordIter::new(parsed.header, &section).count(), 50);
+
+            // Compaction keeps a compressed batch whole, or writes the kept
+            // records uncompressed.
+            assert_eq!(
+                retain_records(&parsed, |_| true).unwrap(),
+                Some(bytes.clone())
+            );
+            let kept = retain_records(&parsed, |r| r.offset.0 % 2 == 0)
+                .unwrap()
+                .unwrap();
+            let kept = Batch::parse(&kept, usize::MAX).unwrap();
+            assert_eq!(kept.compression().unwrap(), Compression::None);
+            assert_eq!(kept.decoded().unwrap().iter().count(), 25);
+        }
+    }
+
+    #[test]
+    fn a_compressed_batch_that_does_not_decompress_is_refused_with_the_reason() {
+        let mut b = BatchBuilder::new().compression(Compression::Zstd);
+        b.push(&record(None, Some(b"payload")));
+        let mut bytes = b.finish().unwrap();
+        // Cut the compressed records short and make the CRC right again,
+        // as a buggy client would send it.
+        let cut = bytes.len() - 4;
+        bytes.truncate(cut);
+        bytes[8..12].copy_from_slice(&((cut - LOG_OVERHEAD) as i32).to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[ATTRIBUTES_AT..]);
+        bytes[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
+        let e = crate::check_batch(&bytes, usize::MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("zstd records of the batch cannot be decompressed"),
+            "{e}"
+        );
+        // An unknown codec names the ones Eddy knows.
+        bytes[ATTRIBUTES_AT + 1] |= 0x07;
+        let crc = crc32c::crc32c(&bytes[ATTRIBUTES_AT..]);
+        bytes[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
+        let e = crate::check_batch(&bytes, usize::MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("4 (zstd)"), "{e}");
     }
 
     #[test]

@@ -305,7 +305,10 @@ impl CompactionJob {
         for source in &self.sources {
             scan(source, |batch| {
                 let producer = batch.header.producer_id.0;
-                for record in batch.records() {
+                let records = batch
+                    .decoded()
+                    .map_err(|e| corrupt(source, batch.header, e.to_string()))?;
+                for record in records.iter() {
                     let record =
                         record.map_err(|e| corrupt(source, batch.header, e.to_string()))?;
                     if let Some(count) = header_u64(&record, COMMITTED_HEADER) {
@@ -331,7 +334,10 @@ impl CompactionJob {
             }
             scan(source, |batch| {
                 let producer = batch.header.producer_id.0;
-                for record in batch.records() {
+                let records = batch
+                    .decoded()
+                    .map_err(|e| corrupt(source, batch.header, e.to_string()))?;
+                for record in records.iter() {
                     let record =
                         record.map_err(|e| corrupt(source, batch.header, e.to_string()))?;
                     if let Some(key) = record.key
@@ -377,7 +383,10 @@ impl CompactionJob {
         // First a dry run: most passes find most segments already clean.
         scan(source, |batch| {
             let producer = batch.header.producer_id.0;
-            for record in batch.records().flatten() {
+            let records = batch
+                .decoded()
+                .map_err(|e| corrupt(source, batch.header, e.to_string()))?;
+            for record in records.iter().flatten() {
                 let (kept, tomb) = keep(producer, &record);
                 removed += u64::from(!kept);
                 tombstones += u64::from(tomb);

@@ -23,6 +23,7 @@
 pub mod batch;
 mod clock;
 mod compaction;
+mod compression;
 mod config;
 mod epoch;
 mod error;
@@ -37,13 +38,14 @@ mod types;
 pub mod varint;
 
 pub use batch::{
-    Batch, BatchBuilder, BatchError, BatchHeader, ProducerStamp, RecordRef, RecordView, batches,
-    restamp,
+    Batch, BatchBuilder, BatchError, BatchHeader, ProducerStamp, RecordIter, RecordRef, RecordView,
+    Records, batches, restamp,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compaction::{
     CHANGE_HEADER, COMMITTED_HEADER, CompactionJob, CompactionOutput, CompactionStats,
 };
+pub use compression::{Compression, DECOMPRESSED_BYTES_MAX};
 pub use config::{
     BATCH_BYTES_LIMIT, CONFIG_KEYS, CleanupPolicy, FsyncPolicy, LogConfig, SEGMENT_BYTES_LIMIT,
 };

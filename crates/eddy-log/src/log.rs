@@ -25,9 +25,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{
-    ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TRANSACTIONAL, Batch, BatchError, BatchHeader,
-};
+use crate::batch::{ATTR_CONTROL, ATTR_TRANSACTIONAL, Batch, BatchError, BatchHeader};
 use crate::clock::Clock;
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::epoch::EpochCache;
@@ -679,9 +677,11 @@ pub fn check_replicated_batch<B: AsRef<[u8]>>(
 }
 
 /// The checks a producer's batch must pass before it is written: exactly
-/// one whole batch of at most `size_limit` bytes, magic 2, a good CRC,
-/// uncompressed, not transactional, records numbered 0, 1, 2, … and
-/// well-formed, and a header whose newest timestamp matches its records.
+/// one whole batch of at most `size_limit` bytes, magic 2, a good CRC, a
+/// codec Eddy reads, not transactional, records (decompressed, within
+/// [`crate::DECOMPRESSED_BYTES_MAX`]) numbered 0, 1, 2, … and well-formed,
+/// and a header whose newest timestamp matches its records. A compressed
+/// batch is stored as sent.
 pub fn check_batch<B: AsRef<[u8]>>(bytes: B, size_limit: usize) -> Result<CheckedBatch<B>> {
     let batch = bytes.as_ref();
     let parsed = Batch::parse(batch, size_limit)?;
@@ -691,9 +691,6 @@ pub fn check_batch<B: AsRef<[u8]>>(bytes: B, size_limit: usize) -> Result<Checke
             extra: batch.len() - h.total_len(),
         }
         .into());
-    }
-    if h.attributes & ATTR_COMPRESSION_MASK != 0 {
-        return Err(BatchError::Compressed(h.attributes & ATTR_COMPRESSION_MASK).into());
     }
     if h.attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
         return Err(BatchError::Transactional.into());

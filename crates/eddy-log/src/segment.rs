@@ -727,7 +727,10 @@ impl Segment {
             let raw = self.read_chunk(pos, h.total_len())?;
             let batch = Batch::parse(&raw, BATCH_BYTES_LIMIT)
                 .map_err(|e| self.corrupt(pos, e.to_string()))?;
-            for record in batch.records() {
+            let records = batch
+                .decoded()
+                .map_err(|e| self.corrupt(pos, e.to_string()))?;
+            for record in records.iter() {
                 let record = record.map_err(|e| self.corrupt(pos, e.to_string()))?;
                 if record.timestamp >= ts {
                     return Ok(Some(record.offset));

@@ -291,6 +291,109 @@ def sasl(bootstrap, topic, count):
     }))
 
 
+def compressed(bootstrap, topic, count):
+    """Every codec from both clients: an idempotent librdkafka producer
+    (acks=all) and a kafka-python producer each write COUNT records per
+    codec to TOPIC; a librdkafka consumer reads every one back."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from kafka import KafkaProducer
+
+    codecs = ["gzip", "snappy", "lz4", "zstd"]
+    acked, errors = {}, []
+    padding = "x" * 64
+    for codec in codecs:
+        producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": codec,
+            "linger.ms": 20,
+        })
+        done = [0]
+
+        def report(err, _msg, done=done):
+            if err is None:
+                done[0] += 1
+            else:
+                errors.append(f"{codec}: {err}")
+
+        for i in range(count):
+            producer.produce(topic, key=f"k{i % 7}", value=f"confluent {codec} {i} {padding}",
+                             on_delivery=report)
+        producer.flush(30)
+        acked[f"confluent-{codec}"] = done[0]
+
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                 enable_idempotence=True, compression_type=codec, linger_ms=20)
+        futures = [
+            producer.send(topic, key=f"k{i % 7}".encode(),
+                          value=f"kafka-python {codec} {i} {padding}".encode())
+            for i in range(count)
+        ]
+        producer.flush(30)
+        acked[f"kafka-python-{codec}"] = sum(1 for f in futures if f.succeeded())
+        errors.extend(f"{codec}: {f.exception}" for f in futures if f.failed())
+        producer.close()
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compressed-readers",
+                         "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    values = []
+    deadline = time.time() + 60
+    while len(values) < 8 * count and time.time() < deadline:
+        for m in consumer.consume(1000, 0.2):
+            if not m.error():
+                values.append(m.value().decode())
+    consumer.close()
+    print(json.dumps({
+        "acked": acked,
+        "errors": errors[:5],
+        "consumed": len(values),
+        "distinct": len(set(values)),
+    }))
+
+
+def pipeline_feed(bootstrap, topic, count):
+    """COUNT JSON readings into TOPIC from an idempotent librdkafka
+    producer compressing with lz4: {"n": i, "key": "k<i % 7>"}."""
+    from confluent_kafka import Producer
+
+    producer = Producer({
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "partitioner": "murmur2_random",
+    })
+    for i in range(count):
+        key = f"k{i % 7}"
+        producer.produce(topic, key=key, value=json.dumps({"n": i, "key": key}))
+    left = producer.flush(30)
+    print(json.dumps({"unflushed": left}))
+
+
+def pipeline_read(bootstrap, topic, count):
+    """A librdkafka consumer of group `pipeline-readers` reads COUNT
+    records of TOPIC: [key, value] in the order read."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "pipeline-readers",
+        "auto.offset.reset": "earliest",
+    })
+    consumer.subscribe([topic])
+    records = []
+    deadline = time.time() + 90
+    while len(records) < count and time.time() < deadline:
+        for m in consumer.consume(500, 0.2):
+            if not m.error():
+                records.append([m.key().decode(), m.value().decode()])
+    consumer.close()
+    print(json.dumps({"records": records}))
+
+
 SCENARIOS = {
     "confluent-group": confluent_group,
     "admin": admin,
@@ -298,6 +401,9 @@ SCENARIOS = {
     "confluent-consume": confluent_consume,
     "kafka-python": kafka_python,
     "sasl": sasl,
+    "compressed": compressed,
+    "pipeline-feed": pipeline_feed,
+    "pipeline-read": pipeline_read,
 }
 
 if __name__ == "__main__":

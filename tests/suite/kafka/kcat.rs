@@ -262,3 +262,34 @@ impl Drop for KilledOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Eddy's own producer compresses too, and Kafka consumers read it.
+#[test]
+fn batches_eddy_compresses_are_read_by_kcat() {
+    let b = kafka_broker();
+    let kafka = kafka_addr(&b);
+    b.ok(&["topic", "create", "packed", "-p", "1"]);
+    let mut expected = Vec::new();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let lines: Vec<String> = (0..50).map(|i| format!("{codec} record {i}")).collect();
+        let input = lines.join("\n") + "\n";
+        b.ok_with_input(
+            &["produce", "packed", "--compression", codec],
+            input.as_bytes(),
+        );
+        expected.extend(lines);
+    }
+    let read = kcat_ok(
+        kafka,
+        &["-C", "-t", "packed", "-e", "-q", "-f", "%s\\n"],
+        b"",
+    );
+    assert_eq!(read.lines().collect::<Vec<_>>(), expected);
+    let wrong = b.eddy(&["produce", "packed", "--compression", "brotli"]);
+    assert!(!wrong.success);
+    assert!(
+        wrong.stderr.contains("none, gzip, snappy, lz4 or zstd"),
+        "{}",
+        wrong.stderr
+    );
+}

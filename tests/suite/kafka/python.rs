@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use eddy_tests::process::files;
 use eddy_tests::secured::{PASSWORD, SecuredBroker};
 
 use super::{kafka_addr, kafka_broker, tools_dir};
@@ -273,4 +274,82 @@ fn a_scram_user_produces_and_consumes_what_its_acls_allow_and_no_more() {
     );
     let described = s.as_cluster_ok(&["group", "describe", "sasl-readers"], b"");
     assert!(described.contains("allowed"), "{described}");
+}
+
+#[test]
+fn batches_compressed_with_every_codec_by_both_clients_are_stored_and_read_back() {
+    let b = kafka_broker();
+    let kafka = kafka_addr(&b);
+    b.ok(&["topic", "create", "squeezed", "-p", "2"]);
+    let result = scenario("compressed", kafka, "squeezed", 300);
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        for client in ["confluent", "kafka-python"] {
+            assert_eq!(
+                result["acked"][format!("{client}-{codec}")],
+                300,
+                "{result}"
+            );
+        }
+    }
+    assert_eq!(result["errors"], serde_json::json!([]), "{result}");
+    assert_eq!(result["distinct"], 8 * 300, "{result}");
+    // Stored as sent: the log holds batches of every codec.
+    let mut codecs = std::collections::BTreeSet::new();
+    for partition in 0..2 {
+        for segment in files(&b.partition_dir("squeezed", partition), "log") {
+            let bytes = std::fs::read(segment).unwrap();
+            for batch in eddy_log::batches(&bytes, eddy_log::BATCH_BYTES_LIMIT) {
+                codecs.insert(batch.unwrap().compression().unwrap().name());
+            }
+        }
+    }
+    assert_eq!(
+        codecs.into_iter().collect::<Vec<_>>(),
+        ["gzip", "lz4", "snappy", "zstd"]
+    );
+    // Read over gRPC as any other batch.
+    let grpc = b.ok(&["consume", "squeezed", "--from-beginning", "-n", "2400"]);
+    assert_eq!(grpc.lines().count(), 2400);
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        for client in ["confluent", "kafka-python"] {
+            let first = format!("{client} {codec} 0 ");
+            assert!(
+                grpc.lines().any(|l| l.starts_with(&first)),
+                "no {first:?} over gRPC"
+            );
+        }
+    }
+}
+
+/// A pipeline between Kafka clients: a librdkafka producer (lz4 batches)
+/// feeds its input, a librdkafka consumer group reads its output.
+#[test]
+fn a_pipeline_reads_what_a_kafka_producer_wrote_and_a_kafka_consumer_reads_its_output() {
+    let b = kafka_broker();
+    let kafka = kafka_addr(&b).to_string();
+    b.ok(&["topic", "create", "readings", "-p", "3"]);
+    b.ok(&["processor", "upload", "shape", eddy_test_plugins::TRANSFORM]);
+    let manifest = "apiVersion: eddy/v1\nkind: Pipeline\nmetadata:\n  name: reshape\nspec:\n  input:\n    topics: [readings]\n  processor:\n    name: shape\n    params: { fields: \"n:number,key\" }\n  outputs:\n    - topic: reshaped\n      partitions: 3\n  delivery: exactly-once\n";
+    b.ok_with_input(&["pipeline", "apply", "-f", "-"], manifest.as_bytes());
+    let fed = scenario("pipeline-feed", &kafka, "readings", 700);
+    assert_eq!(fed["unflushed"], 0, "{fed}");
+    let read = scenario("pipeline-read", &kafka, "reshaped", 700);
+    let records = read["records"].as_array().unwrap();
+    assert_eq!(records.len(), 700, "{read}");
+    // Each key's readings in the order produced, each once, reshaped.
+    let mut by_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for r in records {
+        let key = r[0].as_str().unwrap().to_string();
+        let value: serde_json::Value = serde_json::from_str(r[1].as_str().unwrap()).unwrap();
+        assert_eq!(value["key"], key.as_str(), "{value}");
+        by_key
+            .entry(key)
+            .or_default()
+            .push(value["number"].as_i64().unwrap());
+    }
+    for (key, numbers) in by_key {
+        let k: i64 = key[1..].parse().unwrap();
+        let expected: Vec<i64> = (0..700).filter(|n| n % 7 == k).collect();
+        assert_eq!(numbers, expected, "key {key}");
+    }
 }

@@ -246,7 +246,8 @@ fn decode_records(
         BrokerError::Internal(format!("stored batch failed to decode: {e}"))
     };
     for batch in batches(stored, BATCH_BYTES_LIMIT) {
-        for record in batch.map_err(bad)?.records() {
+        let records = batch.and_then(|b| b.decoded()).map_err(bad)?;
+        for record in records.iter() {
             let record = record.map_err(bad)?;
             if record.offset < from {
                 continue;

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use eddy_client::{
-    Admin, Client, Consumer, ConsumerConfig, DeliveryTicket, GroupConfig, NewTopic, Producer,
-    ProducerConfig, ProducerRecord, Start,
+    Admin, Client, Compression, Consumer, ConsumerConfig, DeliveryTicket, GroupConfig, NewTopic,
+    Producer, ProducerConfig, ProducerRecord, Start,
 };
 use hdrhistogram::Histogram;
 
@@ -103,6 +103,19 @@ pub struct BenchArgs {
     /// Turn idempotence off (it is on with acks=all).
     #[arg(long)]
     no_idempotence: bool,
+    /// Compress the producer's batches: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    compression: Compression,
+    /// What record values hold: `filler` (one byte repeated) or `json`
+    /// (varied JSON events, which compress as real data does).
+    #[arg(long, value_enum, default_value = "filler")]
+    payload: Payload,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Payload {
+    Filler,
+    Json,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -185,6 +198,7 @@ fn producer(client: &Client, args: &BenchArgs) -> Producer {
             batch_bytes_max: args.batch_bytes,
             buffer_bytes_max: (64 << 20).max(4 * args.batch_bytes),
             idempotence: !args.no_idempotence,
+            compression: args.compression,
             ..ProducerConfig::default()
         },
     )
@@ -201,14 +215,59 @@ fn header(kind: &str, topic: &str, args: &BenchArgs) {
         n => n.to_string(),
     };
     outln!(
-        "eddy bench {kind}: topic {topic}, {} partition(s), replication factor {replicas}, {} B records, batch {} B, linger {} ms, acks={:?}, idempotence {}",
+        "eddy bench {kind}: topic {topic}, {} partition(s), replication factor {replicas}, {} B {:?} records, batch {} B, linger {} ms, acks={:?}, idempotence {}, compression {}",
         args.partitions,
         args.record_size,
+        args.payload,
         args.batch_bytes,
         args.linger_ms,
         args.acks,
-        !args.no_idempotence && args.acks == AcksArg::All
+        !args.no_idempotence && args.acks == AcksArg::All,
+        args.compression
     );
+}
+
+/// Record values of `size` bytes: one value, or a pool of varied JSON
+/// events to cycle through (made before the clock starts).
+fn values(payload: Payload, size: usize) -> Vec<Bytes> {
+    match payload {
+        Payload::Filler => vec![Bytes::from(vec![b'e'; size])],
+        Payload::Json => (0..1024u64).map(|i| json_event(i, size)).collect(),
+    }
+}
+
+/// A JSON event of about `size` bytes (exactly, when `size` is at least
+/// the fixed fields' length): ids, a device, a region, a reading and
+/// words from a small vocabulary, varied by a seeded generator.
+fn json_event(i: u64, size: usize) -> Bytes {
+    const WORDS: [&str; 16] = [
+        "normal", "warning", "door", "open", "closed", "battery", "low", "signal", "lost",
+        "restored", "north", "gate", "engine", "idle", "moving", "stopped",
+    ];
+    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut text = format!(
+        "{{\"id\":{i},\"device\":\"sensor-{:04}\",\"region\":\"{}\",\"reading\":{}.{:02},\"ts\":{},\"note\":\"",
+        next() % 5000,
+        ["north", "south", "east", "west"][(next() % 4) as usize],
+        next() % 100,
+        next() % 100,
+        1_700_000_000_000u64 + next() % 86_400_000
+    );
+    let fields = text.len();
+    while text.len() + 2 < size {
+        text.push_str(WORDS[(next() % 16) as usize]);
+        text.push(' ');
+    }
+    // ASCII throughout, so any length is a character boundary.
+    text.truncate(size.saturating_sub(2).max(fields));
+    text.push_str("\"}");
+    Bytes::from(text)
 }
 
 /// Sends `n` records, sampling publish latency on every 64th.
@@ -216,16 +275,14 @@ async fn send_all(
     producer: &Producer,
     topic: &str,
     n: u64,
-    size: usize,
+    values: &[Bytes],
 ) -> anyhow::Result<Histogram<u64>> {
-    let value = Bytes::from(vec![b'e'; size]);
     let mut samples: Vec<(Instant, DeliveryTicket)> = Vec::with_capacity((n / 64 + 1) as usize);
     for i in 0..n {
         // Only sampled records read the clock, to keep the loop lean.
         let sent_at = (i % 64 == 0).then(Instant::now);
-        let ticket = producer
-            .send(topic, ProducerRecord::value(value.clone()))
-            .await?;
+        let value = values[i as usize % values.len()].clone();
+        let ticket = producer.send(topic, ProducerRecord::value(value)).await?;
         if let Some(sent_at) = sent_at {
             samples.push((sent_at, ticket));
         }
@@ -244,12 +301,30 @@ async fn produce(client: &Client, topic: &str, args: &BenchArgs) -> anyhow::Resu
     header("produce", topic, args);
     let n = record_count(args);
     let producer = producer(client, args);
+    let values = values(args.payload, args.record_size);
+    let bytes: u64 = (0..n)
+        .map(|i| values[i as usize % values.len()].len() as u64)
+        .sum();
     let start = Instant::now();
-    let hist = send_all(&producer, topic, n, args.record_size).await?;
+    let hist = send_all(&producer, topic, n, &values).await?;
     let elapsed = start.elapsed();
     producer.close().await?;
-    throughput("produce", n, n * args.record_size as u64, elapsed);
+    throughput("produce", n, bytes, elapsed);
     latency("publish latency", &hist);
+    // What the log holds for them (the leaders' copies, batch headers included).
+    let stored: u64 = Admin::new(client.clone())
+        .describe_topic(topic)
+        .await?
+        .partitions
+        .iter()
+        .map(|p| p.size_bytes)
+        .sum();
+    outln!(
+        "on disk: {:.1} MB for {:.1} MB of values ({:.0}%)",
+        stored as f64 / 1e6,
+        bytes as f64 / 1e6,
+        100.0 * stored as f64 / bytes.max(1) as f64
+    );
     Ok(())
 }
 
@@ -266,7 +341,7 @@ async fn consume(client: &Client, topic: &str, args: &BenchArgs) -> anyhow::Resu
     // An existing topic that already holds enough records is read as it is.
     if backlog < n {
         let producer = producer(client, args);
-        send_all(&producer, topic, n, args.record_size).await?;
+        send_all(&producer, topic, n, &values(args.payload, args.record_size)).await?;
         producer.close().await?;
     } else {
         outln!("reading the {backlog} records already in {topic}");
@@ -366,7 +441,7 @@ async fn group(client: &Client, topic: &str, g: &GroupArgs) -> anyhow::Result<()
     header("group", topic, args);
     let n = record_count(args);
     let producer = producer(client, args);
-    send_all(&producer, topic, n, args.record_size).await?;
+    send_all(&producer, topic, n, &values(args.payload, args.record_size)).await?;
     producer.close().await?;
     let (one, _) = drain(client, topic, 1, n, g, "bench-one").await?;
     outln!("1 consumer: {one:.1} MB/s");
@@ -530,4 +605,23 @@ pub(super) fn latency(what: &str, h: &Histogram<u64>) {
         ms(h.value_at_quantile(0.999)),
         ms(h.max())
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_payloads_are_valid_json_of_the_size_asked_and_varied() {
+        for size in [100, 1024, 4096] {
+            let pool = values(Payload::Json, size);
+            for v in &pool {
+                assert_eq!(v.len(), size);
+                let parsed: serde_json::Value = serde_json::from_slice(v).unwrap();
+                assert!(parsed["device"].as_str().unwrap().starts_with("sensor-"));
+            }
+            let distinct: std::collections::HashSet<&Bytes> = pool.iter().collect();
+            assert_eq!(distinct.len(), pool.len());
+        }
+    }
 }

@@ -163,7 +163,7 @@ fn append(
         .unwrap_or(0)
         .clamp(floor, config.batch_bytes_max.max(floor));
     let batch = acc.open.entry(key).or_insert_with(|| OpenBatch {
-        builder: BatchBuilder::with_capacity(capacity + 1024),
+        builder: BatchBuilder::with_capacity(capacity + 1024).compression(config.compression),
         created: Instant::now(),
         state: Arc::new(BatchState::default()),
         permits: 0,

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_log::{ProducerEpoch, ProducerId, ProducerStamp, Sequence};
+use eddy_log::{Compression, ProducerEpoch, ProducerId, ProducerStamp, Sequence};
 use eddy_proto::v1::{Acks, InitProducerIdRequest};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore};
@@ -64,6 +64,10 @@ pub struct ProducerConfig {
     /// producer id across restarts; each start bumps its epoch and fences
     /// the previous one.
     pub stable_name: Option<String>,
+    /// The codec each batch's records are compressed with (Kafka's
+    /// `compression.type`); every Eddy reader and Kafka consumer reads
+    /// them. Batches are compressed as they are sealed.
+    pub compression: Compression,
 }
 
 /// A produce request carries batches up to about this size.
@@ -87,6 +91,7 @@ impl Default for ProducerConfig {
             retry_backoff_ms_max: 1_000,
             idempotence: true,
             stable_name: None,
+            compression: Compression::None,
         }
     }
 }

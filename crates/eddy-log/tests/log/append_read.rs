@@ -219,11 +219,21 @@ fn invalid_batches_are_refused_and_nothing_is_written() {
         "exceeds the limit of 2048 bytes",
     );
     check(&mut log, good[..30].to_vec(), "truncated");
+    // Said to be gzip, but its records are not.
     let mut compressed = good.clone();
     compressed[22] |= 1; // attributes: gzip
     let crc = crc32c::crc32c(&compressed[21..]);
     compressed[17..21].copy_from_slice(&crc.to_be_bytes());
-    check(&mut log, compressed, "compression codec 1");
+    check(
+        &mut log,
+        compressed,
+        "gzip records of the batch cannot be decompressed",
+    );
+    let mut unknown = good.clone();
+    unknown[22] |= 7; // attributes: no such codec
+    let crc = crc32c::crc32c(&unknown[21..]);
+    unknown[17..21].copy_from_slice(&crc.to_be_bytes());
+    check(&mut log, unknown, "compression codec 7");
     let mut two = good.clone();
     two.extend_from_slice(&good);
     check(&mut log, two, "follow the record batch");

@@ -133,7 +133,8 @@ pub fn decode(bytes: &[u8]) -> Vec<Rec> {
     let mut out = Vec::new();
     for b in batches(bytes, usize::MAX) {
         let b: Batch<'_> = b.unwrap();
-        for r in b.records() {
+        let records = b.decoded().unwrap();
+        for r in records.iter() {
             let r = r.unwrap();
             out.push(Rec {
                 offset: r.offset.0,

@@ -837,12 +837,15 @@ fn decode(f: &Fetched, out: &mut VecDeque<InputRecord>) -> Result<()> {
     let damaged =
         |e: eddy_log::BatchError| Error::Internal(format!("fetched batch is damaged: {e}"));
     for batch in eddy_log::batches(&f.bytes, eddy_log::BATCH_BYTES_LIMIT) {
-        for r in batch.map_err(damaged)?.records() {
+        let batch = batch.map_err(damaged)?;
+        // The fetched bytes themselves, or the records decompressed.
+        let section = batch.records_bytes(&f.bytes).map_err(damaged)?;
+        for r in eddy_log::RecordIter::new(batch.header, &section) {
             let r = r.map_err(damaged)?;
             if r.offset.0 < f.from {
                 continue;
             }
-            let slice = |b: &[u8]| f.bytes.slice_ref(b);
+            let slice = |b: &[u8]| section.slice_ref(b);
             out.push_back(InputRecord {
                 key: r.key.map(slice),
                 value: r.value.map(slice),

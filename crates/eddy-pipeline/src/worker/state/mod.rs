@@ -411,7 +411,8 @@ fn read_changes(
     for batch in eddy_log::batches(&f.bytes, eddy_log::BATCH_BYTES_LIMIT) {
         let batch = batch.map_err(damaged)?;
         let ours = batch.header.producer_id.0 == producer_id;
-        for r in batch.records() {
+        let records = batch.decoded().map_err(damaged)?;
+        for r in records.iter() {
             let r = r.map_err(damaged)?;
             if r.offset.0 < f.from || r.offset.0 >= end {
                 continue;
