@@ -48,5 +48,5 @@ pub use server::{
     CONNECTION_WINDOW_BYTES, Connection, Extension, ExtensionFactory, FRAME_BYTES,
     STREAM_WINDOW_BYTES, ServerHandle, start, start_with,
 };
-pub use tls::TlsFiles;
+pub use tls::{Tls, TlsFiles, common_name, reload_certificates};
 pub use topics::{TopicState, Topics};

@@ -277,7 +277,9 @@ async fn run(
         Some(files) => Some(Tls::new(files)?),
         None => None,
     };
-    let reload = tls.clone().map(|t| tokio::spawn(reload_certificates(t)));
+    let reload = tls
+        .clone()
+        .map(|t| tokio::spawn(crate::tls::reload_certificates(t)));
     let connections = accept(listener, app, tls, broker.authorizer.clone(), stop).await;
     broker.begin_shutdown();
     // Health watchers (load balancers, orchestrators) learn at once that
@@ -552,20 +554,6 @@ async fn drain(mut c: Connections) {
     if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         c.tasks.abort_all();
-    }
-}
-
-/// How often the listener's certificate files are checked for a change.
-const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Reads the listener's certificate again whenever its files change.
-async fn reload_certificates(tls: Tls) {
-    let mut tick = tokio::time::interval(CERT_RELOAD_INTERVAL);
-    loop {
-        tick.tick().await;
-        let t = tls.clone();
-        // Reading files blocks; keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || t.reload_if_changed()).await;
     }
 }
 

@@ -53,7 +53,7 @@ fn crypto_provider() -> rustls::crypto::CryptoProvider {
 
 /// Accepts TLS connections with the current certificate.
 #[derive(Clone)]
-pub(crate) struct Tls {
+pub struct Tls {
     pub acceptor: tokio_rustls::TlsAcceptor,
     certificate: Arc<ReloadingCert>,
 }
@@ -67,7 +67,18 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
+    /// For the gRPC listener (HTTP/2 by ALPN).
     pub fn new(files: &TlsFiles) -> Result<Tls, BrokerError> {
+        Tls::with_alpn(files, vec![b"h2".to_vec()])
+    }
+
+    /// For the Kafka listener: the same certificate, client CA and
+    /// reloading; Kafka clients negotiate no application protocol.
+    pub fn for_kafka(files: &TlsFiles) -> Result<Tls, BrokerError> {
+        Tls::with_alpn(files, Vec::new())
+    }
+
+    fn with_alpn(files: &TlsFiles, alpn: Vec<Vec<u8>>) -> Result<Tls, BrokerError> {
         let provider = Arc::new(crypto_provider());
         let certificate = Arc::new(ReloadingCert::load(files, &provider)?);
         let verifier = match &files.client_ca {
@@ -93,7 +104,7 @@ impl Tls {
             .map_err(|e| invalid(format!("TLS: {e}")))?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(certificate.clone());
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = alpn;
         Ok(Tls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             certificate,
@@ -104,6 +115,20 @@ impl Tls {
     /// that does not load is logged and the one in use kept.
     pub fn reload_if_changed(&self) {
         self.certificate.reload_if_changed();
+    }
+}
+
+/// How often a listener's certificate files are checked for a change.
+const CERT_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a listener's certificate again whenever its files change.
+pub async fn reload_certificates(tls: Tls) {
+    let mut tick = tokio::time::interval(CERT_RELOAD_INTERVAL);
+    loop {
+        tick.tick().await;
+        let t = tls.clone();
+        // Reading files blocks; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || t.reload_if_changed()).await;
     }
 }
 
@@ -212,7 +237,7 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, B
 
 /// The common name of a certificate's subject: who a client certificate
 /// says its holder is.
-pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let name = parsed.subject().iter_common_name().next()?.as_str().ok()?;
     Some(name.to_string())

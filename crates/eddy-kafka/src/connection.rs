@@ -10,8 +10,7 @@ use eddy_broker::auth::Principal;
 use eddy_meta::{Operation, ResourceType};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use crate::frame::{self, FrameError};
@@ -139,17 +138,26 @@ enum Closing {
     NoHandler(String),
 }
 
-pub(crate) async fn serve(
-    stream: TcpStream,
+/// Serves one connection, plain or TLS; `certificate_name` is the common
+/// name of the client certificate TLS verified, which is the connection's
+/// principal until it signs in with SASL.
+pub(crate) async fn serve<S>(
+    stream: S,
     peer: SocketAddr,
+    certificate_name: Option<String>,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
-) {
-    let (reader, mut writer) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let (reader, mut writer) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(64 << 10, reader);
+    let principal = certificate_name
+        .filter(|name| eddy_meta::validate_user_name(name).is_ok())
+        .map_or(Principal::Anonymous, Principal::User);
     let mut session = Session {
         peer,
-        principal: Principal::Anonymous,
+        principal,
         client_id: String::new(),
         sign_in: SignIn::Idle,
         close_after_answer: false,

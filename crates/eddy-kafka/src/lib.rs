@@ -47,7 +47,7 @@ mod versions;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use eddy_broker::Broker;
+use eddy_broker::{Broker, Tls};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -81,7 +81,10 @@ impl Default for KafkaConfig {
 pub(crate) struct Shared {
     pub broker: Arc<Broker>,
     pub config: KafkaConfig,
-    /// SASL/PLAIN is offered (the listener is on loopback, where its
+    /// TLS, when the broker has a certificate: then every Kafka
+    /// connection is TLS too (Kafka's SSL and SASL_SSL).
+    pub tls: Option<Tls>,
+    /// SASL/PLAIN is offered (over TLS, or on loopback, where its
     /// clear-text password cannot be overheard).
     pub plain_allowed: bool,
 }
@@ -92,6 +95,7 @@ pub struct KafkaListener {
     pub local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    reload: Option<JoinHandle<()>>,
 }
 
 impl KafkaListener {
@@ -102,11 +106,19 @@ impl KafkaListener {
         config: KafkaConfig,
     ) -> std::io::Result<KafkaListener> {
         let local_addr = listener.local_addr()?;
+        let tls = match &broker.config.tls {
+            Some(files) => Some(Tls::for_kafka(files).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let reload = tls
+            .clone()
+            .map(|t| tokio::spawn(eddy_broker::reload_certificates(t)));
         let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             broker,
             config,
-            plain_allowed: local_addr.ip().is_loopback(),
+            plain_allowed: tls.is_some() || local_addr.ip().is_loopback(),
+            tls,
         });
         let task = tokio::spawn(accept(listener, shared, stopped));
         tracing::info!(%local_addr, "Kafka listener started");
@@ -114,6 +126,7 @@ impl KafkaListener {
             local_addr,
             stop,
             task,
+            reload,
         })
     }
 
@@ -122,6 +135,9 @@ impl KafkaListener {
     pub async fn stop(self) {
         self.stop.send_replace(true);
         let _ = self.task.await;
+        if let Some(reload) = self.reload {
+            reload.abort();
+        }
     }
 }
 
@@ -149,11 +165,65 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::
         let shared = shared.clone();
         let stopped = stopped.clone();
         connections.spawn(async move {
-            connection::serve(stream, peer, shared, stopped).await;
+            match shared.tls.clone() {
+                None => connection::serve(stream, peer, None, shared, stopped).await,
+                Some(tls) => {
+                    if let Some((stream, name)) = handshake(&tls, stream, peer).await {
+                        connection::serve(stream, peer, name, shared, stopped).await;
+                    }
+                }
+            }
             drop(permit);
         });
         // Reap finished connections so the set does not grow.
         while connections.try_join_next().is_some() {}
     }
     while connections.join_next().await.is_some() {}
+}
+
+/// How long a connection may take to send its first byte and finish TLS.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The first byte a TLS client sends (a handshake record).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The TLS side of a new connection, and the common name of the client
+/// certificate it presented (verified against `--tls-client-ca`), if any.
+/// `None` when the client does not speak TLS or the handshake fails,
+/// which is logged: Kafka's protocol has no way to tell the client.
+async fn handshake(
+    tls: &Tls,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Option<String>,
+)> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) => {
+            tracing::warn!(%peer, "a Kafka client sent plain text to a TLS listener; it must use security.protocol=SSL or SASL_SSL with the cluster's CA");
+            return None;
+        }
+        _ => return None,
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let name = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(eddy_broker::common_name);
+            Some((stream, name))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "Kafka TLS handshake refused");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "Kafka TLS handshake did not finish in time");
+            None
+        }
+    }
 }

@@ -229,9 +229,10 @@ def confluent_group(bootstrap, topic, count):
 
 def sasl(bootstrap, topic, count):
     """A user signed in with SASL/SCRAM-SHA-256 (password in
-    $KAFKA_PASSWORD) produces idempotently to TOPIC and reads it back in
-    its group; it is refused the topic `forbidden`, and a wrong password
-    is refused outright."""
+    $KAFKA_PASSWORD; over TLS when $KAFKA_CA names the CA to trust)
+    produces idempotently to TOPIC and reads it back in its group; it is
+    refused the topic `forbidden`, and a wrong password is refused
+    outright."""
     import os
 
     from confluent_kafka import Consumer, Producer
@@ -244,6 +245,9 @@ def sasl(bootstrap, topic, count):
         "sasl.username": "reader",
         "sasl.password": os.environ["KAFKA_PASSWORD"],
     }
+    if os.environ.get("KAFKA_CA"):
+        signed_in["security.protocol"] = "SASL_SSL"
+        signed_in["ssl.ca.location"] = os.environ["KAFKA_CA"]
     producer = Producer({**signed_in, "enable.idempotence": True, "acks": "all"})
     acked, errors = [0], []
 

@@ -353,3 +353,95 @@ fn a_pipeline_reads_what_a_kafka_producer_wrote_and_a_kafka_consumer_reads_its_o
         assert_eq!(numbers, expected, "key {key}");
     }
 }
+
+/// With a certificate, the Kafka listener speaks only TLS (Kafka's
+/// SASL_SSL): a SCRAM user works as over plain text, and a client
+/// speaking plain text gets its connection closed.
+#[test]
+fn over_tls_a_scram_user_is_served_and_plain_text_is_closed() {
+    use std::io::{Read, Write};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = eddy_tests::pki::Ca::new(tmp.path(), "cluster");
+    let cert = ca.server("broker-1");
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let (ca_path, secret_path) = (p(&ca.cert), p(&secret));
+    let b = crate::harness::TestBroker::start_with(&[
+        "--tls-cert",
+        &p(&cert.cert),
+        "--tls-key",
+        &p(&cert.key),
+        "--tls-ca",
+        &ca_path,
+        "--auth",
+        "required",
+        "--cluster-secret-file",
+        &secret_path,
+        "--kafka-listen",
+        "127.0.0.1:0",
+    ]);
+    let env = [
+        ("EDDY_TLS_CA", ca_path.as_str()),
+        ("EDDY_CLUSTER_SECRET_FILE", secret_path.as_str()),
+    ];
+    let admin = |args: &[&str], input: &[u8]| {
+        let out = b.eddy_with_env(args, input, &env);
+        assert!(out.success, "eddy {args:?}: {}", out.stderr);
+    };
+    admin(&["topic", "create", "allowed", "-p", "2"], b"");
+    admin(&["topic", "create", "forbidden", "-p", "1"], b"");
+    admin(&["user", "create", "reader"], format!("{PASSWORD}\n").as_bytes());
+    for (operation, resource, name) in [
+        ("write", "--topic", "allowed"),
+        ("read", "--topic", "allowed"),
+        ("read", "--group", "sasl-readers"),
+    ] {
+        admin(
+            &[
+                "acl",
+                "add",
+                "--allow",
+                "User:reader",
+                "--operation",
+                operation,
+                resource,
+                name,
+            ],
+            b"",
+        );
+    }
+    let kafka = kafka_addr(&b).to_string();
+    let result = scenario_with(
+        "sasl",
+        &kafka,
+        "allowed",
+        100,
+        &[("KAFKA_PASSWORD", PASSWORD), ("KAFKA_CA", &ca_path)],
+    );
+    assert_eq!(result["acked"], 100, "{result}");
+    assert_eq!(
+        result["errors"],
+        serde_json::json!(["TOPIC_AUTHORIZATION_FAILED"]),
+        "{result}"
+    );
+    assert_eq!(result["consumed"], 100, "{result}");
+    assert_eq!(result["wrong_password"], "_AUTHENTICATION", "{result}");
+
+    // A plain-text request gets no answer: the connection is closed.
+    let mut plain = std::net::TcpStream::connect(&kafka).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    // ApiVersions v0, correlation id 1, no client id.
+    plain
+        .write_all(&[0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff])
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = plain.read_to_end(&mut answer);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "plain text was answered: {answer:?}"
+    );
+}
