@@ -4,9 +4,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use eddy_broker::auth::Principal;
+use eddy_broker::auth::{Principal, Rate};
 use eddy_meta::{Operation, ResourceType};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -29,6 +30,10 @@ pub(crate) struct Session {
     pub sign_in: SignIn,
     /// Close the connection once this answer is written (a failed sign-in).
     pub close_after_answer: bool,
+    /// Read no request for this long after writing the answer: the
+    /// principal went past its produce or fetch quota (Kafka mutes the
+    /// connection the same way, and says so in `throttle_time_ms`).
+    pub mute: Duration,
 }
 
 impl Session {
@@ -58,6 +63,17 @@ impl Session {
             );
         }
         allowed
+    }
+
+    /// Charges `bytes` of `rate` to the principal's quota; past it, the
+    /// connection is muted after this answer, for the milliseconds
+    /// returned (for the answer's `throttle_time_ms`).
+    pub fn throttle(&mut self, shared: &Shared, rate: Rate, bytes: usize) -> i32 {
+        self.mute = shared
+            .broker
+            .authorizer
+            .throttle(&self.principal, rate, bytes as u64);
+        i32::try_from(self.mute.as_millis()).unwrap_or(i32::MAX)
     }
 
     /// Kafka's `authorized_operations` bit field: of `operations`, those
@@ -161,6 +177,7 @@ pub(crate) async fn serve<S>(
         client_id: String::new(),
         sign_in: SignIn::Idle,
         close_after_answer: false,
+        mute: Duration::ZERO,
     };
     let closing = loop {
         let frame = tokio::select! {
@@ -183,6 +200,13 @@ pub(crate) async fn serve<S>(
             }
             Ok(None) => {}
             Err(e) => break e,
+        }
+        let mute = std::mem::take(&mut session.mute);
+        if !mute.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(mute) => {}
+                _ = stopped.changed() => return,
+            }
         }
     };
     match closing {
@@ -265,12 +289,30 @@ async fn handle(
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(r, version, shared, session).await)
         }
-        RequestKind::Produce(r) => match produce::handle(r, version, shared, session).await {
-            Some(response) => ResponseKind::Produce(response),
-            None => return Ok(None),
-        },
+        RequestKind::Produce(r) => {
+            let bytes: usize = r
+                .topic_data
+                .iter()
+                .flat_map(|t| &t.partition_data)
+                .filter_map(|p| p.records.as_ref().map(|b| b.len()))
+                .sum();
+            let answer = produce::handle(r, version, shared, session).await;
+            let throttle = session.throttle(shared, Rate::Produce, bytes);
+            match answer {
+                Some(response) => ResponseKind::Produce(response.with_throttle_time_ms(throttle)),
+                None => return Ok(None),
+            }
+        }
         RequestKind::Fetch(r) => {
-            ResponseKind::Fetch(fetch::fetch(r, version, shared, session).await)
+            let response = fetch::fetch(r, version, shared, session).await;
+            let bytes: usize = response
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .filter_map(|p| p.records.as_ref().map(|b| b.len()))
+                .sum();
+            let throttle = session.throttle(shared, Rate::Fetch, bytes);
+            ResponseKind::Fetch(response.with_throttle_time_ms(throttle))
         }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
             groups::find_coordinator(r, version, shared, session).await,

@@ -564,3 +564,80 @@ fn every_kafka_api_is_refused_without_its_acl_and_answered_with_it() {
         "only the produce let through wrote"
     );
 }
+
+/// A produce quota holds a Kafka client back as Kafka's brokers do: past
+/// a second's worth, the answer says how long (`throttle_time_ms`) and
+/// the connection reads nothing more for that long.
+#[test]
+fn a_kafka_producer_past_its_quota_is_told_and_muted() {
+    use std::time::{Duration, Instant};
+
+    let s = SecuredBroker::start(&["--kafka-listen", "127.0.0.1:0"]);
+    s.as_cluster_ok(&["topic", "create", TOPIC, "-p", "1"], b"");
+    s.create_user(USER);
+    s.grant(&[
+        "--allow",
+        "User:kafka-user",
+        "--operation",
+        "write",
+        "--topic",
+        TOPIC,
+    ]);
+    s.as_user_ok(
+        ADMIN,
+        &[
+            "quota",
+            "set",
+            "User:kafka-user",
+            "--produce-bytes-per-sec",
+            "100000",
+        ],
+        b"",
+    );
+    let mut raw = Raw::connect(kafka_addr(&s.broker));
+    raw.sign_in(USER, PASSWORD);
+    let value = vec![b'q'; 99_000];
+    let produce = || {
+        let mut b = BatchBuilder::new();
+        b.push(&RecordRef {
+            timestamp: Timestamp(1),
+            key: None,
+            value: Some(&value),
+            headers: &[],
+        });
+        RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(Bytes::from(b.finish().unwrap()))),
+                        ]),
+                ]),
+        )
+    };
+    let throttle = |r: ResponseKind| match r {
+        ResponseKind::Produce(p) => {
+            assert_eq!(p.responses[0].partition_responses[0].error_code, 0);
+            p.throttle_time_ms
+        }
+        _ => unreachable!(),
+    };
+    // The first second's worth passes untouched.
+    assert_eq!(throttle(raw.send(&produce(), 9)), 0);
+    // The next is a second over: told, then muted.
+    let told = throttle(raw.send(&produce(), 9));
+    assert!((500..=1500).contains(&told), "throttle_time_ms {told}");
+    let asked = Instant::now();
+    let next = throttle(raw.send(&produce(), 9));
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(told as u64 / 2),
+        "the connection was muted for {waited:?}, told {told} ms"
+    );
+    assert!(next > 0, "still over the quota: {next}");
+}

@@ -392,7 +392,10 @@ fn over_tls_a_scram_user_is_served_and_plain_text_is_closed() {
     };
     admin(&["topic", "create", "allowed", "-p", "2"], b"");
     admin(&["topic", "create", "forbidden", "-p", "1"], b"");
-    admin(&["user", "create", "reader"], format!("{PASSWORD}\n").as_bytes());
+    admin(
+        &["user", "create", "reader"],
+        format!("{PASSWORD}\n").as_bytes(),
+    );
     for (operation, resource, name) in [
         ("write", "--topic", "allowed"),
         ("read", "--topic", "allowed"),

@@ -335,6 +335,17 @@ impl Authorizer {
         self.record_failure(peer.ip());
     }
 
+    /// How long to hold `principal` back after it moved `bytes` of `rate`:
+    /// zero within its quota (brokers have none).
+    pub fn throttle(&self, principal: &Principal, rate: super::Rate, bytes: u64) -> Duration {
+        if matches!(principal, Principal::Broker(_)) {
+            return Duration::ZERO;
+        }
+        let who = principal.to_string();
+        let quota = self.quota_of(&who);
+        self.quotas.charge(&who, quota.as_ref(), rate, bytes)
+    }
+
     /// Whether `principal` may do `operation` on the resource.
     pub fn allows(
         &self,

@@ -193,14 +193,7 @@ impl Caller {
     /// long its answer waits to keep to its quota (zero for brokers and
     /// principals within theirs).
     pub fn throttle(&self, rate: Rate, bytes: u64) -> std::time::Duration {
-        if matches!(self.principal, Principal::Broker(_)) {
-            return std::time::Duration::ZERO;
-        }
-        let who = self.principal.to_string();
-        let quota = self.authorizer.quota_of(&who);
-        self.authorizer
-            .quotas
-            .charge(&who, quota.as_ref(), rate, bytes)
+        self.authorizer.throttle(&self.principal, rate, bytes)
     }
 
     /// Whether the caller has a rate quota of this kind.
