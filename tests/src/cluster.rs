@@ -18,6 +18,9 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Node {
     pub id: i32,
     pub addr: String,
+    /// Its Kafka listener, when the cluster has them; the same port
+    /// after a restart.
+    pub kafka: Option<String>,
     pub dir: PathBuf,
     child: Option<Child>,
 }
@@ -41,30 +44,52 @@ impl TestCluster {
     /// Starts `n` brokers at once (each waits for a majority before it
     /// says it is listening).
     pub fn start(n: usize, extra: &[&str]) -> TestCluster {
-        TestCluster::start_with_links(n, extra, false)
+        TestCluster::start_with_links(n, extra, false, false)
+    }
+
+    /// [`TestCluster::start`] with a Kafka listener on each broker.
+    pub fn start_with_kafka(n: usize, extra: &[&str]) -> TestCluster {
+        TestCluster::start_with_links(n, extra, false, true)
+    }
+
+    /// Every broker's Kafka address, comma-separated (a Kafka client's
+    /// `bootstrap.servers`).
+    pub fn kafka_bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.kafka.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The same, with every call one broker makes to another, and every
     /// client's call after bootstrap, going through a proxy in
     /// [`TestCluster::links`]: each broker advertises its client link.
     pub fn start_linked(n: usize, extra: &[&str]) -> TestCluster {
-        TestCluster::start_with_links(n, extra, true)
+        TestCluster::start_with_links(n, extra, true, false)
     }
 
-    fn start_with_links(n: usize, extra: &[&str], linked: bool) -> TestCluster {
+    fn start_with_links(n: usize, extra: &[&str], linked: bool, kafka: bool) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
         // Each broker's port stays bound here until it starts: the link
         // proxies take ports of their own meanwhile, and one that took a
         // broker's would route that broker's calls elsewhere, even back to
         // their sender (a Raft node must never call itself).
-        let reserved: Vec<std::net::TcpListener> = (0..n)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
+        let reserve = || -> Vec<std::net::TcpListener> {
+            (0..n)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect()
+        };
+        let reserved = reserve();
+        let kafka_ports = if kafka { reserve() } else { Vec::new() };
         let nodes: Vec<Node> = (1..=n as i32)
             .zip(&reserved)
             .map(|(id, port)| Node {
                 id,
                 addr: port.local_addr().unwrap().to_string(),
+                kafka: kafka_ports
+                    .get((id - 1) as usize)
+                    .map(|p| p.local_addr().unwrap().to_string()),
                 dir: tmp.path().join(format!("node-{id}")),
                 child: None,
             })
@@ -72,6 +97,7 @@ impl TestCluster {
         let links =
             linked.then(|| Links::start(&nodes.iter().map(|n| (n.id, n.addr.clone())).collect()));
         drop(reserved);
+        drop(kafka_ports);
         let mut cluster = TestCluster {
             nodes,
             links,
@@ -122,6 +148,11 @@ impl TestCluster {
             .arg("--data-dir")
             .arg(&node.dir)
             .args(advertise.iter().flat_map(|a| ["--advertise", a.as_str()]))
+            .args(
+                node.kafka
+                    .iter()
+                    .flat_map(|k| ["--kafka-listen", k.as_str()]),
+            )
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(log)

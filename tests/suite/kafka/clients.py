@@ -398,6 +398,71 @@ def pipeline_read(bootstrap, topic, count):
     print(json.dumps({"records": records}))
 
 
+def failover_produce(bootstrap, topic, count):
+    """An idempotent librdkafka producer (acks=all) sends COUNT records at
+    a steady pace while the test kills a partition leader; prints
+    `producing` once the first is acknowledged, then what was
+    acknowledged and what failed."""
+    from confluent_kafka import Producer
+
+    producer = Producer({
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 120000,
+        "partitioner": "murmur2_random",
+    })
+    acked, failed = [], []
+
+    def report(err, msg):
+        if err is None:
+            acked.append(msg.value().decode())
+        else:
+            failed.append(str(err))
+
+    producer.produce(topic, key="k0", value="v0", on_delivery=report)
+    producer.flush(30)
+    print("producing", flush=True)
+    for i in range(1, count):
+        producer.produce(topic, key=f"k{i % 30}", value=f"v{i}", on_delivery=report)
+        producer.poll(0)
+        if i % 50 == 0:
+            time.sleep(0.02)
+    left = producer.flush(150)
+    print(json.dumps({
+        "acked": acked,
+        "failures": len(failed),
+        "failed": failed[:5],
+        "unflushed": left,
+    }))
+
+
+def read_all(bootstrap, topic, count):
+    """Every record of TOPIC from the start, by a librdkafka consumer
+    without a group: the values, in the order read."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "read-all",
+                         "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    values = []
+    deadline = time.time() + 90
+    while len(values) < count and time.time() < deadline:
+        for m in consumer.consume(1000, 0.2):
+            if not m.error():
+                values.append(m.value().decode())
+    # Anything beyond COUNT would be a duplicate: look a little longer.
+    quiet = time.time() + 2
+    while time.time() < quiet:
+        for m in consumer.consume(1000, 0.2):
+            if not m.error():
+                values.append(m.value().decode())
+    consumer.close()
+    print(json.dumps({"values": values}))
+
+
 SCENARIOS = {
     "confluent-group": confluent_group,
     "admin": admin,
@@ -408,6 +473,8 @@ SCENARIOS = {
     "compressed": compressed,
     "pipeline-feed": pipeline_feed,
     "pipeline-read": pipeline_read,
+    "failover-produce": failover_produce,
+    "read-all": read_all,
 }
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 //! what no client would send.
 
 mod acls;
+mod failover;
 mod kcat;
 mod protocol;
 mod python;

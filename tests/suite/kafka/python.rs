@@ -13,7 +13,7 @@ use super::{kafka_addr, kafka_broker, tools_dir};
 use crate::harness::run;
 
 /// Runs a `clients.py` scenario and parses the JSON line it prints.
-fn scenario(name: &str, kafka: &str, topic: &str, count: usize) -> serde_json::Value {
+pub(super) fn scenario(name: &str, kafka: &str, topic: &str, count: usize) -> serde_json::Value {
     scenario_with(name, kafka, topic, count, &[])
 }
 
@@ -24,14 +24,8 @@ fn scenario_with(
     count: usize,
     env: &[(&str, &str)],
 ) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("suite/kafka/clients.py");
     let out = run(
-        Command::new("timeout")
-            .args(["120", "python3"])
-            .arg(script)
-            .args([name, kafka, topic, &count.to_string()])
-            .env("PYTHONPATH", tools_dir().join("python"))
-            .envs(env.iter().copied()),
+        scenario_command(name, kafka, topic, count).envs(env.iter().copied()),
         b"",
     );
     assert!(
@@ -41,6 +35,18 @@ fn scenario_with(
     );
     let line = out.stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// The command that runs a `clients.py` scenario (bounded to 180 s).
+pub(super) fn scenario_command(name: &str, kafka: &str, topic: &str, count: usize) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("suite/kafka/clients.py");
+    let mut command = Command::new("timeout");
+    command
+        .args(["180", "python3"])
+        .arg(script)
+        .args([name, kafka, topic, &count.to_string()])
+        .env("PYTHONPATH", tools_dir().join("python"));
+    command
 }
 
 /// `[key, value, partition, offset]` records: every `v{i}` once, each key
