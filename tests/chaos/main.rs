@@ -9,7 +9,8 @@
 //! advertises), a standalone `eddy worker` killed. While the first faults
 //! happen two processors are uploaded and an exactly-once, an
 //! at-least-once and a stateful exactly-once (running count) pipeline are
-//! applied to a third input. Afterwards every
+//! applied to a third input. Seed 1 adds a Kafka client: an idempotent
+//! librdkafka producer writing through the Kafka listeners. Afterwards every
 //! checker in `eddy_tests::check` runs over what was seen, and a report
 //! prints the operations, the faults by kind and each verdict.
 //!
@@ -20,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod kafka;
 mod pipelines;
 mod verify;
 mod workload;
@@ -75,6 +77,11 @@ const FIXED_SEEDS: &[(u64, Duration)] = &[
 /// workload, the standalone worker, the commands) signed in as a user.
 /// `--secured` runs the seeds given that way too.
 const SECURED_SEEDS: &[u64] = &[2];
+
+/// Seeds with a Kafka client in the workload: an idempotent librdkafka
+/// producer writing through the brokers' Kafka listeners (see `kafka.rs`).
+/// Not with `--secured`, where it would need a SASL user.
+const KAFKA_SEEDS: &[u64] = &[1];
 
 /// How long the workload may take to flush and close after the faults.
 const DRAIN: Duration = Duration::from_secs(180);
@@ -227,12 +234,18 @@ fn run(seed: u64, length: Duration, secured: bool) -> Report {
         serve_args.extend(s.serve_args());
     }
     let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
-    let mut cluster = TestCluster::start_linked(3, &serve_args);
+    let with_kafka = KAFKA_SEEDS.contains(&seed) && !secured;
+    let mut cluster = if with_kafka {
+        TestCluster::start_linked_with_kafka(3, &serve_args)
+    } else {
+        TestCluster::start_linked(3, &serve_args)
+    };
     if let Some(s) = &secure {
         s.sign_in_as_admin(&cluster);
     }
     cluster.create_replicated(TOPIC, PARTITIONS);
     cluster.create_replicated(pipelines::INPUT, 3);
+    let kafka_producer = with_kafka.then(|| kafka::start(&cluster, length));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -262,6 +275,9 @@ fn run(seed: u64, length: Duration, secured: bool) -> Report {
         }
     };
     let mut verdicts = verify::check(&cluster, &rt, &observed, &faults);
+    if let Some(producer) = kafka_producer {
+        verdicts.extend(kafka::check(producer, &cluster, &rt));
+    }
     if let Some(s) = &secure {
         verdicts.push(still_secured(&cluster, s));
     }

@@ -114,7 +114,7 @@ fn sequence(value: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// Every record of every partition below its high watermark.
-async fn read_all(
+pub(crate) async fn read_all(
     bootstrap: String,
     topic: &str,
     high_watermarks: &BTreeMap<u32, u64>,

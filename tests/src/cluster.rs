@@ -69,6 +69,12 @@ impl TestCluster {
         TestCluster::start_with_links(n, extra, true, false)
     }
 
+    /// [`TestCluster::start_linked`] with a Kafka listener on each broker
+    /// (Kafka clients reach them directly, not through the links).
+    pub fn start_linked_with_kafka(n: usize, extra: &[&str]) -> TestCluster {
+        TestCluster::start_with_links(n, extra, true, true)
+    }
+
     fn start_with_links(n: usize, extra: &[&str], linked: bool, kafka: bool) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
         // Each broker's port stays bound here until it starts: the link

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod kafka;
 pub mod link;
 pub mod pki;
 pub mod process;

@@ -402,7 +402,7 @@ def failover_produce(bootstrap, topic, count):
     """An idempotent librdkafka producer (acks=all) sends COUNT records at
     a steady pace while the test kills a partition leader; prints
     `producing` once the first is acknowledged, then what was
-    acknowledged and what failed."""
+    acknowledged ([partition, value]s) and what failed."""
     from confluent_kafka import Producer
 
     producer = Producer({
@@ -417,7 +417,7 @@ def failover_produce(bootstrap, topic, count):
 
     def report(err, msg):
         if err is None:
-            acked.append(msg.value().decode())
+            acked.append([msg.partition(), msg.value().decode()])
         else:
             failed.append(str(err))
 

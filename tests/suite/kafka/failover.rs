@@ -46,7 +46,7 @@ fn a_kafka_producer_goes_on_across_a_leader_kill_and_loses_nothing_acknowledged(
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_str().unwrap())
+        .map(|a| a[1].as_str().unwrap())
         .collect();
     assert_eq!(acked.len(), 6000, "every record acknowledged once");
 

@@ -10,9 +10,9 @@ mod protocol;
 mod python;
 mod raw;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+
+use eddy_tests::kafka::tools_dir;
 
 use crate::harness::{Out, TestBroker, run};
 
@@ -24,25 +24,6 @@ pub fn kafka_broker() -> TestBroker {
 /// The Kafka address of a broker started with `--kafka-listen`.
 pub fn kafka_addr(b: &TestBroker) -> &str {
     b.kafka.as_deref().expect("the broker has a Kafka listener")
-}
-
-/// Where `scripts/kafka-tools` put kcat and the Python clients
-/// (installed on first use).
-fn tools_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let out = Command::new(root.join("scripts/kafka-tools"))
-            .output()
-            .expect("scripts/kafka-tools runs");
-        assert!(
-            out.status.success(),
-            "scripts/kafka-tools could not install the Kafka clients: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        root.join(dir)
-    })
 }
 
 /// Runs kcat against `broker` (a Kafka address) with `args`, feeding it

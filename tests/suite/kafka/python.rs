@@ -9,7 +9,7 @@ use std::process::Command;
 use eddy_tests::process::files;
 use eddy_tests::secured::{PASSWORD, SecuredBroker};
 
-use super::{kafka_addr, kafka_broker, tools_dir};
+use super::{kafka_addr, kafka_broker};
 use crate::harness::run;
 
 /// Runs a `clients.py` scenario and parses the JSON line it prints.
@@ -39,14 +39,7 @@ fn scenario_with(
 
 /// The command that runs a `clients.py` scenario (bounded to 180 s).
 pub(super) fn scenario_command(name: &str, kafka: &str, topic: &str, count: usize) -> Command {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("suite/kafka/clients.py");
-    let mut command = Command::new("timeout");
-    command
-        .args(["180", "python3"])
-        .arg(script)
-        .args([name, kafka, topic, &count.to_string()])
-        .env("PYTHONPATH", tools_dir().join("python"));
-    command
+    eddy_tests::kafka::scenario_command(name, kafka, topic, count, 180)
 }
 
 /// `[key, value, partition, offset]` records: every `v{i}` once, each key
