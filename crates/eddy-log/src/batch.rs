@@ -693,9 +693,14 @@ impl BatchBuilder {
             return None;
         }
         if self.compression != Compression::None {
-            let compressed = self.compression.compress(&self.buf[HEADER_LEN..]);
-            self.buf.truncate(HEADER_LEN);
-            self.buf.extend_from_slice(&compressed);
+            match self.compression.compress(&self.buf[HEADER_LEN..]) {
+                Some(compressed) => {
+                    self.buf.truncate(HEADER_LEN);
+                    self.buf.extend_from_slice(&compressed);
+                }
+                // Sent uncompressed rather than not at all.
+                None => self.compression = Compression::None,
+            }
         }
         let len = self.buf.len();
         let base_ts = self.base_timestamp.unwrap_or_default();

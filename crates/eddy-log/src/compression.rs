@@ -70,18 +70,19 @@ impl Compression {
         }
     }
 
-    /// `records` compressed with this codec (unchanged for `None`).
-    pub fn compress(self, records: &[u8]) -> Vec<u8> {
+    /// `records` compressed with this codec (unchanged for `None`);
+    /// `None` if the codec failed (it writes to memory, so only when
+    /// memory ran out).
+    pub fn compress(self, records: &[u8]) -> Option<Vec<u8>> {
         match self {
-            Compression::None => records.to_vec(),
+            Compression::None => Some(records.to_vec()),
             Compression::Gzip => {
                 let mut e = flate2::write::GzEncoder::new(
                     Vec::with_capacity(records.len() / 2),
                     flate2::Compression::default(),
                 );
-                // Writing to a Vec cannot fail.
-                let _ = e.write_all(records);
-                e.finish().unwrap_or_default()
+                e.write_all(records).ok()?;
+                e.finish().ok()
             }
             Compression::Snappy => snappy_xerial(records),
             Compression::Lz4 => {
@@ -92,11 +93,11 @@ impl Compression {
                     info,
                     Vec::with_capacity(records.len() / 2),
                 );
-                let _ = e.write_all(records);
-                e.finish().unwrap_or_default()
+                e.write_all(records).ok()?;
+                e.finish().ok()
             }
             // Level 3, zstd's (and Kafka's) default.
-            Compression::Zstd => zstd::bulk::compress(records, 3).unwrap_or_default(),
+            Compression::Zstd => zstd::bulk::compress(records, 3).ok(),
         }
     }
 
@@ -169,7 +170,7 @@ const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x0
 const XERIAL_MAGIC_LEN: usize = 8;
 const XERIAL_BLOCK: usize = 32 << 10;
 
-fn snappy_xerial(records: &[u8]) -> Vec<u8> {
+fn snappy_xerial(records: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(records.len() / 2 + XERIAL_HEADER.len());
     out.extend_from_slice(XERIAL_HEADER);
     let mut encoder = snap::raw::Encoder::new();
@@ -177,11 +178,11 @@ fn snappy_xerial(records: &[u8]) -> Vec<u8> {
         let at = out.len();
         out.extend_from_slice(&[0; 4]);
         out.resize(at + 4 + snap::raw::max_compress_len(block.len()), 0);
-        let n = encoder.compress(block, &mut out[at + 4..]).unwrap_or(0);
+        let n = encoder.compress(block, &mut out[at + 4..]).ok()?;
         out.truncate(at + 4 + n);
         out[at..at + 4].copy_from_slice(&(n as u32).to_be_bytes());
     }
-    out
+    Some(out)
 }
 
 fn snappy_decompress(compressed: &[u8], limit: usize) -> Result<Vec<u8>, String> {
@@ -232,7 +233,7 @@ mod tests {
     fn every_codec_round_trips_and_shrinks_repetitive_records() {
         let records = sample();
         for codec in Compression::ALL {
-            let compressed = codec.compress(&records);
+            let compressed = codec.compress(&records).unwrap();
             if codec != Compression::None {
                 assert!(
                     compressed.len() * 4 < records.len(),
@@ -259,7 +260,7 @@ mod tests {
     fn a_batch_expanding_past_the_limit_is_refused() {
         let zeros = vec![0u8; 1 << 20];
         for codec in Compression::ALL.into_iter().skip(1) {
-            let compressed = codec.compress(&zeros);
+            let compressed = codec.compress(&zeros).unwrap();
             let err = codec.decompress(&compressed, 64 << 10).unwrap_err();
             assert!(
                 matches!(
@@ -275,7 +276,7 @@ mod tests {
     fn damaged_input_is_an_error_not_a_panic() {
         let records = sample();
         for codec in Compression::ALL.into_iter().skip(1) {
-            let mut compressed = codec.compress(&records);
+            let mut compressed = codec.compress(&records).unwrap();
             let middle = compressed.len() / 2;
             compressed[middle] ^= 0xff;
             compressed.truncate(middle + 10);
