@@ -208,9 +208,19 @@ impl Broker {
 
 fn lookup(p: &Partition, at: StartAt) -> ListedOffset {
     let offsets = p.offsets();
+    let (offset, timestamp) = match at {
+        // Past the newest record: the high watermark, as Kafka answers.
+        StartAt::Timestamp(ts) => match p.record_for_timestamp(ts) {
+            Ok(Some((offset, found))) => (Ok(offset), Some(found)),
+            Ok(None) => (p.resolve(StartAt::Latest), None),
+            Err(e) => (Err(e), None),
+        },
+        at => (p.resolve(at), None),
+    };
     ListedOffset {
         partition: p.id,
-        offset: p.resolve(at),
+        offset,
+        timestamp,
         log_start: offsets.log_start,
         high_watermark: offsets.high_watermark,
     }

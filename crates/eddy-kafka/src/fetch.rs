@@ -209,6 +209,9 @@ pub(crate) async fn list_offsets(
                         Ok(o) => answer.offset = o.0 as i64,
                         Err(e) => answer.error_code = errors::code(&e),
                     }
+                    // The found record's timestamp; -1 for the earliest,
+                    // the latest, or a time past every record.
+                    answer.timestamp = l.timestamp.map_or(-1, |t| t.0);
                 }
             }
             Err(e) => {

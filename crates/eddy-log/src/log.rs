@@ -592,9 +592,14 @@ impl Log {
     /// The first offset whose record has a timestamp at or after `ts`;
     /// `None` when every record is older.
     pub fn offset_for_timestamp(&self, ts: Timestamp) -> Result<Option<Offset>> {
+        Ok(self.record_for_timestamp(ts)?.map(|(offset, _)| offset))
+    }
+
+    /// [`Log::offset_for_timestamp`] with that record's own timestamp.
+    pub fn record_for_timestamp(&self, ts: Timestamp) -> Result<Option<(Offset, Timestamp)>> {
         for segment in self.segments.values() {
-            if let Some(offset) = segment.offset_for_timestamp(ts)? {
-                return Ok(Some(offset));
+            if let Some(found) = segment.record_for_timestamp(ts)? {
+                return Ok(Some(found));
             }
         }
         Ok(None)

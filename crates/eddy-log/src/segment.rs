@@ -707,9 +707,9 @@ impl Segment {
         Ok(self.headers_from(pos))
     }
 
-    /// The first offset whose record timestamp is at least `ts`, if any
-    /// record in this segment has one.
-    pub fn offset_for_timestamp(&self, ts: Timestamp) -> Result<Option<Offset>> {
+    /// The first record whose timestamp is at least `ts` (its offset and
+    /// timestamp), if any record in this segment has one.
+    pub fn record_for_timestamp(&self, ts: Timestamp) -> Result<Option<(Offset, Timestamp)>> {
         if self.max_timestamp < ts {
             return Ok(None);
         }
@@ -733,7 +733,7 @@ impl Segment {
             for record in records.iter() {
                 let record = record.map_err(|e| self.corrupt(pos, e.to_string()))?;
                 if record.timestamp >= ts {
-                    return Ok(Some(record.offset));
+                    return Ok(Some((record.offset, record.timestamp)));
                 }
             }
         }

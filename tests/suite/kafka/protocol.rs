@@ -184,3 +184,74 @@ fn offset_for_leader_epoch_answers_where_each_epoch_ended() {
         assert_eq!(answer(ask(epoch - 1, epoch)).0, 74, "FENCED_LEADER_EPOCH");
     }
 }
+
+/// ListOffsets by time answers the first record at or after it, with that
+/// record's own timestamp (Java's `offsetsForTimes` needs it).
+#[test]
+fn list_offsets_by_timestamp_answers_the_record_found_and_its_time() {
+    use bytes::Bytes;
+    use eddy_log::{BatchBuilder, RecordRef, Timestamp};
+    use kafka_protocol::messages::list_offsets_request::{
+        ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+    };
+    use kafka_protocol::messages::produce_request::{
+        PartitionProduceData, ProduceRequest, TopicProduceData,
+    };
+    use kafka_protocol::messages::{RequestKind, ResponseKind};
+
+    use super::raw::{Raw, topic_name};
+
+    let b = kafka_broker();
+    b.ok(&["topic", "create", "timed", "-p", "1"]);
+    let mut raw = Raw::connect(kafka_addr(&b));
+    let mut batch = BatchBuilder::new();
+    for ts in [1_000, 2_000, 3_000] {
+        batch.push(&RecordRef {
+            timestamp: Timestamp(ts),
+            key: None,
+            value: Some(b"x"),
+            headers: &[],
+        });
+    }
+    let produce = RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic_name("timed"))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(Bytes::from(batch.finish().unwrap()))),
+                    ]),
+            ]),
+    );
+    let ResponseKind::Produce(p) = raw.send(&produce, 9) else {
+        unreachable!()
+    };
+    assert_eq!(p.responses[0].partition_responses[0].error_code, 0);
+    let mut at = |time: i64| {
+        let request = RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic_name("timed"))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(time),
+                ]),
+        ]));
+        match raw.send(&request, 6) {
+            ResponseKind::ListOffsets(l) => {
+                let p = &l.topics[0].partitions[0];
+                (p.error_code, p.offset, p.timestamp)
+            }
+            _ => unreachable!(),
+        }
+    };
+    assert_eq!(at(1_500), (0, 1, 2_000));
+    assert_eq!(at(1_000), (0, 0, 1_000));
+    assert_eq!(at(9_000), (0, 3, -1), "past every record: the log end");
+    assert_eq!(at(-2), (0, 0, -1), "earliest");
+    assert_eq!(at(-1), (0, 3, -1), "latest");
+}

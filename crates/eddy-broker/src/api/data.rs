@@ -185,6 +185,8 @@ pub struct ListedTopic {
 pub struct ListedOffset {
     pub partition: PartitionId,
     pub offset: Result<Offset, BrokerError>,
+    /// For a lookup by timestamp, the found record's own timestamp.
+    pub timestamp: Option<Timestamp>,
     pub log_start: Offset,
     pub high_watermark: Offset,
 }

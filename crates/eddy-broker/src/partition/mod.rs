@@ -408,6 +408,23 @@ impl Partition {
         })
     }
 
+    /// The first record below the high watermark whose timestamp is at
+    /// least `ts`: its offset and timestamp (`None`: every record there is
+    /// older).
+    pub fn record_for_timestamp(
+        &self,
+        ts: Timestamp,
+    ) -> Result<Option<(Offset, Timestamp)>, BrokerError> {
+        self.require_leader()?;
+        let hw = self.high_watermark();
+        let found = self
+            .log
+            .read()
+            .record_for_timestamp(ts)
+            .map_err(self.log_error())?;
+        Ok(found.filter(|(offset, _)| *offset < hw))
+    }
+
     /// Where the newest epoch at or below `epoch` ended on this leader's
     /// log, the log end for the current epoch (Kafka's
     /// OffsetForLeaderEpoch, with which a consumer notices a log truncated
