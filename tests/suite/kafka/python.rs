@@ -221,6 +221,27 @@ fn three_librdkafka_consumers_share_a_group_rebalance_when_one_leaves_and_commit
     }
 }
 
+/// What the `sasl` scenario's user `reader` may do: write and read the
+/// topic `allowed`, in group `sasl-readers`.
+const READER_ACLS: [(&str, &str, &str); 3] = [
+    ("write", "--topic", "allowed"),
+    ("read", "--topic", "allowed"),
+    ("read", "--group", "sasl-readers"),
+];
+
+/// The `sasl` scenario's result: `count` records written and read back,
+/// the forbidden topic refused, a wrong password refused.
+fn check_signed_in(result: &serde_json::Value, count: usize) {
+    assert_eq!(result["acked"], count, "{result}");
+    assert_eq!(
+        result["errors"],
+        serde_json::json!(["TOPIC_AUTHORIZATION_FAILED"]),
+        "{result}"
+    );
+    assert_eq!(result["consumed"], count, "{result}");
+    assert_eq!(result["wrong_password"], "_AUTHENTICATION", "{result}");
+}
+
 #[test]
 fn a_scram_user_produces_and_consumes_what_its_acls_allow_and_no_more() {
     let s = SecuredBroker::start(&["--kafka-listen", "127.0.0.1:0"]);
@@ -228,11 +249,7 @@ fn a_scram_user_produces_and_consumes_what_its_acls_allow_and_no_more() {
     s.as_cluster_ok(&["topic", "create", "allowed", "-p", "2"], b"");
     s.as_cluster_ok(&["topic", "create", "forbidden", "-p", "1"], b"");
     s.create_user("reader");
-    for (operation, resource, name) in [
-        ("write", "--topic", "allowed"),
-        ("read", "--topic", "allowed"),
-        ("read", "--group", "sasl-readers"),
-    ] {
+    for (operation, resource, name) in READER_ACLS {
         s.grant(&[
             "--allow",
             "User:reader",
@@ -249,14 +266,7 @@ fn a_scram_user_produces_and_consumes_what_its_acls_allow_and_no_more() {
         200,
         &[("KAFKA_PASSWORD", PASSWORD)],
     );
-    assert_eq!(result["acked"], 200, "{result}");
-    assert_eq!(
-        result["errors"],
-        serde_json::json!(["TOPIC_AUTHORIZATION_FAILED"]),
-        "{result}"
-    );
-    assert_eq!(result["consumed"], 200, "{result}");
-    assert_eq!(result["wrong_password"], "_AUTHENTICATION", "{result}");
+    check_signed_in(&result, 200);
     assert_eq!(
         s.as_cluster_ok(
             &[
@@ -395,11 +405,7 @@ fn over_tls_a_scram_user_is_served_and_plain_text_is_closed() {
         &["user", "create", "reader"],
         format!("{PASSWORD}\n").as_bytes(),
     );
-    for (operation, resource, name) in [
-        ("write", "--topic", "allowed"),
-        ("read", "--topic", "allowed"),
-        ("read", "--group", "sasl-readers"),
-    ] {
+    for (operation, resource, name) in READER_ACLS {
         admin(
             &[
                 "acl",
@@ -422,14 +428,7 @@ fn over_tls_a_scram_user_is_served_and_plain_text_is_closed() {
         100,
         &[("KAFKA_PASSWORD", PASSWORD), ("KAFKA_CA", &ca_path)],
     );
-    assert_eq!(result["acked"], 100, "{result}");
-    assert_eq!(
-        result["errors"],
-        serde_json::json!(["TOPIC_AUTHORIZATION_FAILED"]),
-        "{result}"
-    );
-    assert_eq!(result["consumed"], 100, "{result}");
-    assert_eq!(result["wrong_password"], "_AUTHENTICATION", "{result}");
+    check_signed_in(&result, 100);
 
     // A plain-text request gets no answer: the connection is closed.
     let mut plain = std::net::TcpStream::connect(&kafka).unwrap();
